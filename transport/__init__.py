@@ -1,0 +1,3 @@
+"""The aiohttp gateway: HTTP API, SSE streams, auth and the client (asyncio)."""
+
+__all__: list[str] = []
