@@ -1,0 +1,3 @@
+"""Supervision trees: static and dynamic supervisors with OTP's restart semantics."""
+
+__all__: list[str] = []
