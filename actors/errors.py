@@ -1,17 +1,42 @@
 """Errors raised by the actor kernel.
 
 Every error Warden raises derives from :class:`WardenError`; each package roots its own
-branch in it::
+branch in it. The kernel's branch::
 
     WardenError
-    └── ActorError                  the actor kernel (this module)
+    └── ActorError
+        ├── ActorStopped        the actor is gone: sends and asks fail at once (closed)
+        ├── MailboxFull         a lane stayed full for the whole bounded wait
+        ├── AskTimeout          no reply within the ask's timeout (also a TimeoutError)
+        ├── ActorCrashed        the actor raised while handling this ask (broken)
+        ├── ActorStartFailed    ``on_start`` raised; nothing was started (cause attached)
+        ├── NameTaken           the registry already maps this name to a live actor
+        ├── RegistryFull        the registry holds as many names as it may
+        └── TooManyWatches      a mailbox has no room left for kernel notifications
 
-The rest of the tree grows as the kernel lands.
+Following trio, "closed" errors mean the caller (or its peer) ended the resource, and
+"broken" errors mean something failed underneath.
 """
 
 from __future__ import annotations
 
-__all__ = ["ActorError", "WardenError"]
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Hashable
+
+__all__ = [
+    "ActorCrashed",
+    "ActorError",
+    "ActorStartFailed",
+    "ActorStopped",
+    "AskTimeout",
+    "MailboxFull",
+    "NameTaken",
+    "RegistryFull",
+    "TooManyWatches",
+    "WardenError",
+]
 
 
 class WardenError(Exception):
@@ -22,5 +47,127 @@ class ActorError(WardenError):
     """Root of the actor kernel's errors."""
 
 
-for _error in (WardenError, ActorError):
+class ActorStopped(ActorError):
+    """The actor behind this ref has stopped; nothing was sent.
+
+    Attributes:
+        actor: the label of the stopped actor (``Class#id``).
+        reason: why it stopped, as text.
+    """
+
+    def __init__(self, actor: str, reason: str) -> None:
+        self.actor = actor
+        self.reason = reason
+        super().__init__(f"actor {actor} has stopped ({reason})")
+
+
+class MailboxFull(ActorError):
+    """A lane of the mailbox stayed full for the whole bounded wait; nothing was sent.
+
+    Attributes:
+        actor: the label of the receiving actor.
+        lane: the lane's name (``control``, ``data``).
+        capacity: the lane's capacity.
+    """
+
+    def __init__(self, actor: str, lane: str, capacity: int) -> None:
+        self.actor = actor
+        self.lane = lane
+        self.capacity = capacity
+        super().__init__(f"{lane} lane of {actor} is full ({capacity} messages)")
+
+
+class AskTimeout(ActorError, TimeoutError):
+    """No reply arrived in time. A late reply is dropped without troubling the replier.
+
+    Attributes:
+        actor: the label of the asked actor.
+        timeout: the timeout in seconds.
+    """
+
+    def __init__(self, actor: str, timeout: float) -> None:
+        self.actor = actor
+        self.timeout = timeout
+        super().__init__(f"{actor} did not reply within {timeout:g}s")
+
+
+class ActorCrashed(ActorError):
+    """The actor raised while handling this ask; the original error is the ``__cause__``.
+
+    Attributes:
+        actor: the label of the actor that crashed.
+    """
+
+    def __init__(self, actor: str) -> None:
+        self.actor = actor
+        super().__init__(f"{actor} crashed while handling the request")
+
+
+class ActorStartFailed(ActorError):
+    """The actor's ``on_start`` raised or was cancelled; it never ran.
+
+    The original error, if any, is the ``__cause__``.
+
+    Attributes:
+        actor: the label of the actor that failed to start.
+        reason: why, as text.
+    """
+
+    def __init__(self, actor: str, reason: str) -> None:
+        self.actor = actor
+        self.reason = reason
+        super().__init__(f"{actor} failed to start ({reason})")
+
+
+class NameTaken(ActorError):
+    """The name is already registered to a live actor; nothing was registered.
+
+    Attributes:
+        name: the contested name.
+        holder: the label of the actor that holds it.
+    """
+
+    def __init__(self, name: Hashable, holder: str) -> None:
+        self.name = name
+        self.holder = holder
+        super().__init__(f"name {name!r} is already registered to {holder}")
+
+
+class RegistryFull(ActorError):
+    """The registry already holds ``capacity`` names; nothing was registered."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        super().__init__(f"the registry is full ({capacity} names)")
+
+
+class TooManyWatches(ActorError):
+    """The mailbox has no room left for another monitor, link or child notification.
+
+    Every watch reserves one slot for the notification it may deliver, so kernel
+    notifications are never dropped; this bound keeps that reserve finite.
+
+    Attributes:
+        actor: the label of the watching actor.
+        capacity: the mailbox's notification capacity.
+    """
+
+    def __init__(self, actor: str, capacity: int) -> None:
+        self.actor = actor
+        self.capacity = capacity
+        super().__init__(f"{actor} already watches {capacity} actors or children")
+
+
+for _error in (
+    WardenError,
+    ActorError,
+    ActorStopped,
+    MailboxFull,
+    AskTimeout,
+    ActorCrashed,
+    ActorStartFailed,
+    NameTaken,
+    RegistryFull,
+    TooManyWatches,
+):
     _error.__module__ = "actors"

@@ -1,0 +1,342 @@
+"""The Actor base class and the loop that runs one incarnation of an actor."""
+
+from __future__ import annotations
+
+import itertools
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Any, ClassVar, Final, Generic, TypeVar
+
+import anyio
+import anyio.lowlevel
+import structlog
+
+from actors._links import Monitor, demonitor, link, monitor, release_watches, unlink
+from actors._mailbox import _EMPTY, Mailbox, MailboxConfig, _Ask
+from actors._messages import Crashed, Down, Exit, ExitReason, Killed, LinkedExit, Normal
+from actors.errors import ActorCrashed, ActorStartFailed
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Callable, Hashable
+
+    from anyio.abc import TaskGroup, TaskStatus
+
+    from actors._ref import ActorRef
+    from actors._registry import Registry
+
+__all__ = ["Actor", "spawn"]
+
+M = TypeVar("M")
+
+_log = structlog.get_logger("warden.actors")
+
+#: Messages handled back to back before the loop yields to other tasks.
+_FAIRNESS_BATCH: Final = 256
+
+_ids = itertools.count(1)
+
+
+def new_label(actor: object) -> str:
+    """A process-unique label, ``ClassName#id``."""
+    return f"{type(actor).__name__}#{next(_ids)}"
+
+
+class Actor(Generic[M]):
+    """Base class of actors: private state, a mailbox, one message at a time.
+
+    Subclasses implement :meth:`handle`; its return value is the reply to an ``ask``.
+    An exception raised by a hook or by ``handle`` ends the actor with reason
+    ``Crashed(error)``; its supervisor decides what happens next.
+
+    Class attributes (all optional):
+        mailbox_config: lane capacities and bounds; defaults to ``MailboxConfig()``.
+        trap_exits: deliver linked actors' exits to :meth:`on_exit` instead of
+            stopping on an abnormal one; defaults to ``False``.
+        stop_timeout: how long :meth:`on_stop` may run when the actor is being
+            cancelled (it runs shielded); defaults to 5 seconds.
+    """
+
+    mailbox_config: ClassVar[MailboxConfig] = MailboxConfig()
+    trap_exits: ClassVar[bool] = False
+    stop_timeout: ClassVar[float] = 5.0
+
+    _ref: ActorRef[M]
+
+    @property
+    def ref(self) -> ActorRef[M]:
+        """This actor's own ref (available from ``on_start`` on)."""
+        try:
+            return self._ref
+        except AttributeError:
+            raise RuntimeError(f"{type(self).__name__} has not been started") from None
+
+    async def on_start(self) -> None:
+        """Runs before the first message; the spawner waits for it to return."""
+
+    async def handle(self, message: M) -> object:
+        """Handle one message; the return value answers an ``ask``."""
+        raise NotImplementedError(f"{type(self).__name__} does not handle messages")
+
+    async def on_stop(self, reason: ExitReason) -> None:
+        """Runs once when the incarnation ends, whatever the reason (not after a failed
+        ``on_start``). Under cancellation it runs shielded for ``stop_timeout``."""
+
+    async def on_down(self, down: Down) -> None:
+        """A monitored actor stopped."""
+
+    async def on_exit(self, exit: Exit) -> None:
+        """A linked actor stopped (only with ``trap_exits = True``)."""
+
+    def stop(self, reason: ExitReason | None = None) -> None:
+        """Stop after the current message, with ``reason`` (default ``Normal()``)."""
+        self.ref._mailbox.request_stop(reason if reason is not None else Normal())
+
+    def monitor(self, target: ActorRef[Any]) -> Monitor:
+        """Receive one ``Down`` in :meth:`on_down` when ``target`` stops.
+
+        Raises:
+            TooManyWatches: no notification slot left in this actor's mailbox.
+        """
+        return monitor(self.ref._mailbox, target._mailbox)
+
+    def demonitor(self, token: Monitor) -> None:
+        """Remove a monitor set up with :meth:`monitor`."""
+        demonitor(self.ref._mailbox, token)
+
+    def link(self, other: ActorRef[Any]) -> None:
+        """Link both ways: an abnormal exit of either stops the other (unless trapped).
+
+        Raises:
+            TooManyWatches: no notification slot left in either mailbox.
+        """
+        link(self.ref._mailbox, other._mailbox)
+
+    def unlink(self, other: ActorRef[Any]) -> None:
+        """Remove a link set up with :meth:`link`."""
+        unlink(self.ref._mailbox, other._mailbox)
+
+    @asynccontextmanager
+    async def _lifespan(self) -> AsyncIterator[None]:
+        """Kernel hook around ``on_start`` and the message loop (supervisors own their
+        children's task group here)."""
+        yield
+
+    async def _on_notice(self, notice: object) -> ExitReason | None:
+        """Handle a kernel notification; return a reason to stop the incarnation."""
+        mailbox = self.ref._mailbox
+        if type(notice) is Down:
+            mailbox.release_notice()
+            await self.on_down(notice)
+            return None
+        if type(notice) is Exit:
+            mailbox.release_notice()
+            if self.trap_exits:
+                await self.on_exit(notice)
+                return None
+            if notice.reason.abnormal:
+                return LinkedExit(notice.ref.label, notice.reason)
+            return None
+        raise TypeError(f"{type(self).__name__} got an unexpected notice {notice!r}")
+
+
+class _Incarnation:
+    """One run of one actor instance behind a mailbox."""
+
+    __slots__ = ("_done", "actor", "reason", "scope")
+
+    def __init__(self, actor: Actor[Any]) -> None:
+        self.actor = actor
+        self.scope: anyio.CancelScope | None = None
+        self.reason: ExitReason | None = None
+        self._done: anyio.Event | None = None
+
+    def kill(self) -> None:
+        """Cancel the incarnation (``on_stop`` still runs, shielded and bounded)."""
+        if self.scope is not None:
+            self.scope.cancel()
+
+    async def wait_done(self) -> ExitReason:
+        if self.reason is None:
+            if self._done is None:
+                self._done = anyio.Event()
+            await self._done.wait()
+        assert self.reason is not None
+        return self.reason
+
+    def _finish(self, reason: ExitReason) -> None:
+        self.reason = reason
+        if self._done is not None:
+            self._done.set()
+
+
+class StartFailure:
+    """What an incarnation hands its starter instead of a ref when ``on_start`` failed."""
+
+    __slots__ = ("reason",)
+
+    def __init__(self, reason: ExitReason) -> None:
+        self.reason = reason
+
+    def error(self, label: str) -> ActorStartFailed:
+        error = ActorStartFailed(label, str(self.reason))
+        if isinstance(self.reason, Crashed):
+            error.__cause__ = self.reason.error
+        return error
+
+
+async def _serve(actor: Actor[Any], mailbox: Mailbox) -> ExitReason:
+    """Take messages one at a time, in lane priority, until asked to stop."""
+    handle = actor.handle
+    batch = 0
+    while True:
+        stop = mailbox._stop
+        if stop is not None:
+            mailbox._stop = None
+            return stop.reason
+        notices = mailbox._notices
+        if notices:
+            verdict = await actor._on_notice(notices.popleft())
+            if verdict is not None:
+                return verdict
+            continue
+        item = mailbox.pop_message()
+        if item is _EMPTY:
+            batch = 0
+            await mailbox.wait_nonempty()
+            continue
+        try:
+            if type(item) is _Ask:
+                try:
+                    value = await handle(item.message)
+                except Exception as error:
+                    crashed = ActorCrashed(mailbox.label)
+                    crashed.__cause__ = error
+                    item.reply.fail(crashed)
+                    raise
+                item.reply.resolve(value)
+            else:
+                await handle(item)
+        except Exception:
+            mailbox.discard_on_crash()
+            raise
+        batch += 1
+        if batch >= _FAIRNESS_BATCH:
+            batch = 0
+            await anyio.lowlevel.checkpoint()
+
+
+async def _call_on_stop(actor: Actor[Any], label: str, reason: ExitReason) -> None:
+    """Run ``on_stop``; shielded and bounded when the actor is being cancelled."""
+    shielded = isinstance(reason, Killed)
+    with anyio.CancelScope(shield=shielded) as scope:
+        if shielded:
+            scope.deadline = anyio.current_time() + actor.stop_timeout
+        try:
+            await actor.on_stop(reason)
+        except Exception as error:
+            _log.warning(
+                "actor_on_stop_failed", actor=label, reason=str(reason), error=repr(error)[:200]
+            )
+    if scope.cancelled_caught:
+        _log.warning("actor_on_stop_timed_out", actor=label, timeout=actor.stop_timeout)
+
+
+async def run_incarnation(
+    actor: Actor[Any],
+    mailbox: Mailbox,
+    on_exit: Callable[[_Incarnation, ExitReason], None],
+    *,
+    task_status: TaskStatus[Any] = anyio.TASK_STATUS_IGNORED,
+) -> None:
+    """Run one incarnation of ``actor`` behind ``mailbox`` until it stops.
+
+    Reports ``mailbox.ref`` to ``task_status`` once ``on_start`` has returned, or a
+    :class:`StartFailure`. Never raises an actor's error into the caller's task group:
+    the exit reason goes to ``on_exit`` instead. Cancellation propagates after cleanup.
+    """
+    incarnation = _Incarnation(actor)
+    mailbox._incarnation = incarnation
+    actor._ref = mailbox.ref
+    reason: ExitReason = Killed()
+    started = False
+    try:
+        with anyio.CancelScope() as scope:
+            incarnation.scope = scope
+            async with actor._lifespan():
+                try:
+                    await actor.on_start()
+                except Exception as error:
+                    reason = Crashed(error)
+                    return
+                started = True
+                task_status.started(mailbox.ref)
+                try:
+                    reason = await _serve(actor, mailbox)
+                except Exception as error:
+                    reason = Crashed(error)
+    except Exception as error:  # raised by _lifespan's own cleanup
+        reason = Crashed(error)
+    finally:
+        try:
+            if started:
+                await _call_on_stop(actor, mailbox.label, reason)
+            else:
+                task_status.started(StartFailure(reason))
+        finally:
+            if mailbox._incarnation is incarnation:
+                mailbox._incarnation = None
+            incarnation._finish(reason)
+            on_exit(incarnation, reason)
+
+
+def terminate(mailbox: Mailbox, reason: ExitReason) -> None:
+    """The actor behind ``mailbox`` stopped for good: close it and tell its watchers."""
+    if mailbox.closed:
+        return
+    mailbox.close(reason)
+    release_watches(mailbox, reason)
+
+
+def _exit_unsupervised(mailbox: Mailbox) -> Callable[[_Incarnation, ExitReason], None]:
+    def on_exit(incarnation: _Incarnation, reason: ExitReason) -> None:
+        if reason.abnormal:
+            _log.warning("actor_exited", actor=mailbox.label, reason=str(reason))
+        terminate(mailbox, reason)
+
+    return on_exit
+
+
+async def spawn(
+    task_group: TaskGroup,
+    actor: Actor[M],
+    *,
+    mailbox: MailboxConfig | None = None,
+    registry: Registry | None = None,
+    name: Hashable | None = None,
+) -> ActorRef[M]:
+    """Start ``actor`` as a task of ``task_group``; return its ref once ``on_start`` ran.
+
+    The actor lives until it stops or the task group is cancelled; its errors never
+    propagate into the task group (they become its exit reason). For restarts, start it
+    under a :class:`~supervisors.Supervisor` instead.
+
+    Args:
+        task_group: the owner of the actor's task.
+        actor: a fresh actor instance.
+        mailbox: lane bounds; defaults to the actor's ``mailbox_config``.
+        registry: where to register ``name``.
+        name: a name to register before ``on_start`` runs (needs ``registry``).
+
+    Raises:
+        ActorStartFailed: ``on_start`` raised; nothing is left running.
+        NameTaken: ``name`` is held by another live actor; nothing was started.
+    """
+    box = Mailbox(new_label(actor), mailbox if mailbox is not None else actor.mailbox_config)
+    if name is not None:
+        if registry is None:
+            raise ValueError("a name needs a registry to register it in")
+        registry.register(name, box.ref)
+    result = await task_group.start(run_incarnation, actor, box, _exit_unsupervised(box))
+    if isinstance(result, StartFailure):
+        raise result.error(box.label)
+    ref: ActorRef[M] = result
+    return ref

@@ -1,0 +1,651 @@
+"""The three-lane mailbox: bounded lanes served in strict priority.
+
+``CONTROL`` (stop, cancel, exits, lease loss) is served first, ``DATA`` (work) only when
+control is empty, ``TELEMETRY`` (metrics, progress) only when both are empty.
+
+- control is never dropped; a sender that finds it full waits a bounded time, then
+  gets :class:`~actors.MailboxFull`;
+- data pushes back the same way: ``tell`` waits up to ``send_timeout``, then raises;
+- telemetry never blocks a sender: when full, the oldest message is dropped and counted.
+
+Kernel notifications (``Down``, ``Exit``, a supervisor's child exits) travel in a reserved
+part of the control lane: every monitor, link or child reserves its slot when it is set
+up (:class:`~actors.TooManyWatches` past ``notification_capacity``), so they are never
+dropped and never make a stopping actor wait. A stop request is one more slot.
+
+Each lane has high/low watermarks: reaching ``high`` emits one *pressure* signal, falling
+to ``low`` emits one *recovery* signal. They depend only on the sequence of sends and
+receives, so the same sequence always yields the same signals.
+
+Waiting senders queue FIFO (at most ``max_waiting_senders`` per lane; more fail at once).
+A slot freed by the receiver is reserved for the first waiting sender, so a newcomer
+never overtakes a sender that was already waiting, and a cancelled sender hands its slot
+on. Storage is created on first use: an idle actor's mailbox holds no buffers at all.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+from collections import deque
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Final, final
+
+import anyio
+import structlog
+
+from actors._wakeup import Waiter, waiter_factory
+from actors.errors import ActorStopped, MailboxFull, TooManyWatches
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from actors._actor import _Incarnation
+    from actors._messages import ExitReason
+    from actors._ref import ActorRef
+    from actors._registry import Registry
+
+__all__ = [
+    "Lane",
+    "LaneConfig",
+    "LaneStatistics",
+    "Mailbox",
+    "MailboxConfig",
+    "MailboxStatistics",
+    "PressureSignal",
+]
+
+_log = structlog.get_logger("warden.actors")
+
+#: Most pressure subscribers one mailbox accepts.
+_MAX_SUBSCRIBERS: Final = 16
+
+
+class Lane(enum.IntEnum):
+    """Mailbox lanes, in the order they are served."""
+
+    CONTROL = 0
+    DATA = 1
+    TELEMETRY = 2
+
+    def __str__(self) -> str:
+        return self.name.lower()
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class LaneConfig:
+    """Capacity and watermarks of one lane.
+
+    Args:
+        capacity: most messages the lane holds (mandatory, at least 1).
+        high: depth at which one pressure signal is emitted; defaults to 3/4 of capacity.
+        low: depth at which one recovery signal is emitted after pressure; defaults to
+            1/4 of capacity. ``0 <= low < high <= capacity``.
+    """
+
+    capacity: int
+    high: int = -1
+    low: int = -1
+
+    def __post_init__(self) -> None:
+        if self.capacity < 1:
+            raise ValueError(f"lane capacity must be at least 1, got {self.capacity}")
+        if self.high == -1:
+            object.__setattr__(self, "high", max(1, self.capacity * 3 // 4))
+        if self.low == -1:
+            object.__setattr__(self, "low", min(self.capacity // 4, self.high - 1))
+        if not 0 <= self.low < self.high <= self.capacity:
+            raise ValueError(
+                f"lane watermarks need 0 <= low < high <= capacity, got "
+                f"low={self.low} high={self.high} capacity={self.capacity}"
+            )
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class PressureSignal:
+    """Emitted when a lane crosses its high watermark (``pressure=True``) or falls back
+    to its low one (``pressure=False``)."""
+
+    actor: str
+    lane: Lane
+    pressure: bool
+    depth: int
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class MailboxConfig:
+    """Bounds of one mailbox. Every field is optional.
+
+    Args:
+        control: the control lane; defaults to 64 messages.
+        data: the data lane; defaults to 1024 messages.
+        telemetry: the telemetry lane; defaults to 256 messages.
+        send_timeout: longest a sender waits for room on a full control or data lane
+            before ``MailboxFull``; defaults to 5 seconds.
+        max_waiting_senders: most senders waiting on one lane; further senders get
+            ``MailboxFull`` at once. Defaults to 1024.
+        notification_capacity: most monitors, links and children this actor may watch,
+            each reserving a slot for its notification. Defaults to 1024.
+        on_pressure: called with every :class:`PressureSignal`, e.g. to feed metrics.
+    """
+
+    control: LaneConfig = LaneConfig(64)
+    data: LaneConfig = LaneConfig(1024)
+    telemetry: LaneConfig = LaneConfig(256)
+    send_timeout: float = 5.0
+    max_waiting_senders: int = 1024
+    notification_capacity: int = 1024
+    on_pressure: Callable[[PressureSignal], None] | None = field(default=None, compare=False)
+
+    def __post_init__(self) -> None:
+        if not self.send_timeout > 0:
+            raise ValueError(f"send_timeout must be positive, got {self.send_timeout}")
+        if self.max_waiting_senders < 0:
+            raise ValueError("max_waiting_senders must not be negative")
+        if self.notification_capacity < 1:
+            raise ValueError("notification_capacity must be at least 1")
+
+    def lane(self, lane: Lane) -> LaneConfig:
+        return (self.control, self.data, self.telemetry)[lane]
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class LaneStatistics:
+    """A snapshot of one lane."""
+
+    lane: Lane
+    depth: int
+    capacity: int
+    peak: int
+    sent: int
+    received: int
+    dropped: int
+    waiting_senders: int
+    pressure_signals: int
+    recovery_signals: int
+    under_pressure: bool
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class MailboxStatistics:
+    """A snapshot of a mailbox: its lanes (in service order) and pending notifications."""
+
+    actor: str
+    lanes: tuple[LaneStatistics, LaneStatistics, LaneStatistics]
+    notifications: int
+    dropped_on_crash: int
+    closed: bool
+
+    def lane(self, lane: Lane) -> LaneStatistics:
+        return self.lanes[lane]
+
+
+class _LaneState:
+    """Storage and counters of one lane, created on first use."""
+
+    __slots__ = (
+        "capacity",
+        "dropped",
+        "high",
+        "items",
+        "lane",
+        "low",
+        "peak",
+        "pressure_signals",
+        "pressured",
+        "received",
+        "recovery_signals",
+        "reserved",
+        "sent",
+        "waiting",
+    )
+
+    def __init__(self, lane: Lane, config: LaneConfig) -> None:
+        self.lane = lane
+        self.capacity = config.capacity
+        self.high = config.high
+        self.low = config.low
+        self.items: deque[Any] = deque(maxlen=config.capacity)
+        self.waiting: deque[Waiter] | None = None
+        self.reserved = 0
+        self.pressured = False
+        self.peak = 0
+        self.sent = 0
+        self.received = 0
+        self.dropped = 0
+        self.pressure_signals = 0
+        self.recovery_signals = 0
+
+
+class _Ask:
+    """A message that expects a reply."""
+
+    __slots__ = ("message", "reply")
+
+    def __init__(self, message: object, reply: _Reply) -> None:
+        self.message = message
+        self.reply = reply
+
+
+class _Reply:
+    """The one-shot reply slot of an ask. Resolved at most once; a reply that arrives
+    after the asker gave up is dropped without troubling the replier."""
+
+    __slots__ = ("error", "settled", "value", "waiter")
+
+    def __init__(self, waiter: Waiter) -> None:
+        self.waiter = waiter
+        self.settled = False
+        self.value: object = None
+        self.error: BaseException | None = None
+
+    def resolve(self, value: object) -> None:
+        if not self.settled:
+            self.settled = True
+            self.value = value
+            self.waiter.wake()
+
+    def fail(self, error: BaseException) -> None:
+        if not self.settled:
+            self.settled = True
+            self.error = error
+            self.waiter.wake()
+
+    def abandon(self) -> None:
+        self.settled = True
+
+
+class _StopRequest:
+    __slots__ = ("reason",)
+
+    def __init__(self, reason: ExitReason) -> None:
+        self.reason = reason
+
+
+class Mailbox:
+    """The bounded, three-lane mailbox behind an :class:`~actors.ActorRef`.
+
+    A mailbox outlives the incarnations of a supervised actor: queued messages wait for
+    the restarted actor. It is created by ``spawn`` or a supervisor, inside the event
+    loop it belongs to. Use :meth:`statistics` and :meth:`subscribe` to observe it.
+    """
+
+    __slots__ = (
+        "_closed",
+        "_control",
+        "_data",
+        "_dropped_on_crash",
+        "_incarnation",
+        "_links",
+        "_monitored_by",
+        "_names",
+        "_new_waiter",
+        "_notices",
+        "_reserved_notices",
+        "_rx",
+        "_stop",
+        "_stopped_event",
+        "_subscribers",
+        "_telemetry",
+        "_watching",
+        "config",
+        "label",
+        "ref",
+    )
+
+    def __init__(self, label: str, config: MailboxConfig) -> None:
+        from actors._ref import ActorRef
+
+        self.label = label
+        self.config = config
+        self.ref: ActorRef[Any] = ActorRef(self)
+        self._new_waiter = waiter_factory()
+        self._control: _LaneState | None = None
+        self._data: _LaneState | None = None
+        self._telemetry: _LaneState | None = None
+        self._notices: deque[object] | None = None
+        self._reserved_notices = 0
+        self._stop: _StopRequest | None = None
+        self._rx: Waiter | None = None
+        self._closed: ExitReason | None = None
+        self._subscribers: list[Callable[[PressureSignal], None]] | None = None
+        self._dropped_on_crash = 0
+        # Ref-level bookkeeping, all created on first use.
+        self._incarnation: _Incarnation | None = None
+        self._monitored_by: dict[object, Mailbox] | None = None
+        self._watching: dict[object, Mailbox] | None = None
+        self._links: set[Mailbox] | None = None
+        self._names: list[tuple[Registry, object]] | None = None
+        self._stopped_event: anyio.Event | None = None
+
+    def __repr__(self) -> str:
+        return f"<Mailbox {self.label}>"
+
+    # -- observation ---------------------------------------------------------------
+
+    def subscribe(self, callback: Callable[[PressureSignal], None]) -> Callable[[], None]:
+        """Call ``callback`` with every pressure and recovery signal of this mailbox.
+
+        Callbacks run synchronously inside the send or receive that crossed the mark
+        and must not block. Returns a function that unsubscribes.
+        """
+        subscribers = self._subscribers
+        if subscribers is None:
+            subscribers = self._subscribers = []
+        if len(subscribers) >= _MAX_SUBSCRIBERS:
+            raise ValueError(f"{self.label} already has {_MAX_SUBSCRIBERS} subscribers")
+        subscribers.append(callback)
+
+        def unsubscribe() -> None:
+            if callback in subscribers:
+                subscribers.remove(callback)
+
+        return unsubscribe
+
+    def statistics(self) -> MailboxStatistics:
+        """Return a frozen snapshot: per-lane depth, peak, drops, waiting senders."""
+        return MailboxStatistics(
+            actor=self.label,
+            lanes=(
+                self._lane_statistics(Lane.CONTROL, self._control),
+                self._lane_statistics(Lane.DATA, self._data),
+                self._lane_statistics(Lane.TELEMETRY, self._telemetry),
+            ),
+            notifications=len(self._notices) if self._notices else 0,
+            dropped_on_crash=self._dropped_on_crash,
+            closed=self._closed is not None,
+        )
+
+    def _lane_statistics(self, lane: Lane, state: _LaneState | None) -> LaneStatistics:
+        if state is None:
+            return LaneStatistics(
+                lane, 0, self.config.lane(lane).capacity, 0, 0, 0, 0, 0, 0, 0, False
+            )
+        return LaneStatistics(
+            lane=lane,
+            depth=len(state.items),
+            capacity=state.capacity,
+            peak=state.peak,
+            sent=state.sent,
+            received=state.received,
+            dropped=state.dropped,
+            waiting_senders=len(state.waiting) if state.waiting else 0,
+            pressure_signals=state.pressure_signals,
+            recovery_signals=state.recovery_signals,
+            under_pressure=state.pressured,
+        )
+
+    @property
+    def closed(self) -> bool:
+        return self._closed is not None
+
+    @property
+    def exit_reason(self) -> ExitReason | None:
+        return self._closed
+
+    # -- sending -------------------------------------------------------------------
+
+    def _state(self, lane: Lane) -> _LaneState:
+        if lane is Lane.DATA:
+            state = self._data
+            if state is None:
+                state = self._data = _LaneState(lane, self.config.data)
+        elif lane is Lane.CONTROL:
+            state = self._control
+            if state is None:
+                state = self._control = _LaneState(lane, self.config.control)
+        else:
+            state = self._telemetry
+            if state is None:
+                state = self._telemetry = _LaneState(lane, self.config.telemetry)
+        return state
+
+    def _raise_stopped(self) -> None:
+        assert self._closed is not None
+        raise ActorStopped(self.label, str(self._closed))
+
+    def put_nowait(self, message: object, lane: Lane = Lane.DATA) -> bool:
+        """Enqueue without waiting. Returns ``False`` when control or data is full.
+
+        Telemetry always accepts: when full it drops its oldest message.
+
+        Raises:
+            ActorStopped: the actor has stopped.
+        """
+        if self._closed is not None:
+            self._raise_stopped()
+        state = self._state(lane)
+        items = state.items
+        depth = len(items)
+        if depth + state.reserved >= state.capacity or state.waiting:
+            if lane is not Lane.TELEMETRY:
+                return False
+            if depth >= state.capacity:
+                state.dropped += 1  # the deque's maxlen evicts the oldest on append
+        items.append(message)
+        state.sent += 1
+        depth = len(items)
+        if depth > state.peak:
+            state.peak = depth
+        if depth >= state.high and not state.pressured:
+            self._signal(state, True, depth)
+        rx = self._rx
+        if rx is not None:
+            self._rx = None
+            rx.wake()
+        return True
+
+    async def put(self, message: object, lane: Lane = Lane.DATA) -> None:
+        """Enqueue, waiting up to ``send_timeout`` for room on a full lane.
+
+        Raises:
+            MailboxFull: the lane stayed full for the whole wait, or too many senders
+                were already waiting.
+            ActorStopped: the actor has stopped (before or during the wait).
+        """
+        if self.put_nowait(message, lane):
+            return
+        await self._put_slow(message, lane, anyio.current_time() + self.config.send_timeout)
+
+    async def _put_slow(self, message: object, lane: Lane, deadline: float) -> None:
+        state = self._state(lane)
+        waiting = state.waiting
+        if waiting is None:
+            waiting = state.waiting = deque(maxlen=max(1, self.config.max_waiting_senders))
+        if len(waiting) >= self.config.max_waiting_senders:
+            raise MailboxFull(self.label, str(lane), state.capacity)
+        waiter = self._new_waiter()
+        waiting.append(waiter)
+        delivered = False
+        try:
+            await waiter.wait(deadline)
+            if self._closed is not None:
+                self._raise_stopped()
+            if not waiter.woken:
+                raise MailboxFull(self.label, str(lane), state.capacity)
+            # The receiver reserved a slot for us when it woke us.
+            state.reserved -= 1
+            delivered = True
+            state.items.append(message)
+            state.sent += 1
+            depth = len(state.items)
+            if depth > state.peak:
+                state.peak = depth
+            if depth >= state.high and not state.pressured:
+                self._signal(state, True, depth)
+            rx = self._rx
+            if rx is not None:
+                self._rx = None
+                rx.wake()
+        finally:
+            if not delivered and self._closed is None:
+                if waiter.woken:
+                    # Woken, then cancelled or timed out: pass the reserved slot on.
+                    state.reserved -= 1
+                    self._hand_off(state)
+                else:
+                    with contextlib.suppress(ValueError):
+                        waiting.remove(waiter)
+
+    def _hand_off(self, state: _LaneState) -> None:
+        """Reserve freed room for the first waiting sender and wake it."""
+        waiting = state.waiting
+        while waiting and len(state.items) + state.reserved < state.capacity:
+            state.reserved += 1
+            waiting.popleft().wake()
+
+    # -- notifications (the reserved part of the control lane) ---------------------
+
+    def reserve_notice(self) -> None:
+        """Reserve a slot for one future notification.
+
+        Raises:
+            TooManyWatches: every slot is already reserved.
+        """
+        if self._reserved_notices >= self.config.notification_capacity:
+            raise TooManyWatches(self.label, self.config.notification_capacity)
+        self._reserved_notices += 1
+
+    def release_notice(self) -> None:
+        self._reserved_notices -= 1
+
+    def put_notice(self, notice: object) -> None:
+        """Deliver a notification into a slot reserved earlier; dropped if closed."""
+        if self._closed is not None:
+            return
+        notices = self._notices
+        if notices is None:
+            notices = self._notices = deque(maxlen=self.config.notification_capacity)
+        notices.append(notice)
+        rx = self._rx
+        if rx is not None:
+            self._rx = None
+            rx.wake()
+
+    def request_stop(self, reason: ExitReason) -> None:
+        """Ask the current incarnation to stop after the message in progress.
+
+        Takes priority over every lane; the first request's reason wins.
+        """
+        if self._closed is not None or self._stop is not None:
+            return
+        self._stop = _StopRequest(reason)
+        rx = self._rx
+        if rx is not None:
+            self._rx = None
+            rx.wake()
+
+    # -- receiving -----------------------------------------------------------------
+
+    def _take(self, state: _LaneState) -> object:
+        message = state.items.popleft()
+        state.received += 1
+        if state.pressured and len(state.items) <= state.low:
+            self._signal(state, False, len(state.items))
+        if state.waiting:
+            self._hand_off(state)
+        return message
+
+    def pop_message(self) -> object:
+        """Take the next lane message in priority order, or ``_EMPTY``."""
+        state = self._control
+        if state is not None and state.items:
+            return self._take(state)
+        state = self._data
+        if state is not None and state.items:
+            return self._take(state)
+        state = self._telemetry
+        if state is not None and state.items:
+            return self._take(state)
+        return _EMPTY
+
+    async def wait_nonempty(self) -> None:
+        """Park the receiver until something arrives (a message, notice or stop)."""
+        waiter = self._new_waiter()
+        self._rx = waiter
+        try:
+            await waiter.wait()
+        finally:
+            if self._rx is waiter:
+                self._rx = None
+
+    # -- lifecycle -----------------------------------------------------------------
+
+    def _signal(self, state: _LaneState, pressure: bool, depth: int) -> None:
+        state.pressured = pressure
+        if pressure:
+            state.pressure_signals += 1
+        else:
+            state.recovery_signals += 1
+        callbacks = self.config.on_pressure, *(self._subscribers or ())
+        if callbacks == (None,):
+            return
+        signal = PressureSignal(self.label, state.lane, pressure, depth)
+        for callback in callbacks:
+            if callback is None:
+                continue
+            try:
+                callback(signal)
+            except Exception as error:  # a broken observer must not break the sender
+                _log.warning(
+                    "pressure_subscriber_failed", actor=self.label, error=repr(error)[:200]
+                )
+
+    def discard_on_crash(self) -> None:
+        """Count the message whose handling failed (the restart drops it)."""
+        self._dropped_on_crash += 1
+
+    def clear_stop(self) -> None:
+        """Forget a stop request that the ended incarnation did not consume."""
+        self._stop = None
+
+    def close(self, reason: ExitReason) -> None:
+        """Close for good: fail queued asks and waiting senders with ``ActorStopped``."""
+        if self._closed is not None:
+            return
+        self._closed = reason
+        self._stop = None
+        self._notices = None
+        error_text = str(reason)
+        for state in (self._control, self._data, self._telemetry):
+            if state is None:
+                continue
+            for item in state.items:
+                if type(item) is _Ask:
+                    item.reply.fail(ActorStopped(self.label, error_text))
+            state.items.clear()
+            state.reserved = 0
+            if state.waiting:
+                for waiter in state.waiting:
+                    waiter.wake()
+                state.waiting.clear()
+        rx = self._rx
+        if rx is not None:
+            self._rx = None
+            rx.wake()
+        if self._stopped_event is not None:
+            self._stopped_event.set()
+
+    async def wait_closed(self) -> ExitReason:
+        """Wait until the mailbox is closed for good; return the final exit reason."""
+        if self._closed is None:
+            if self._stopped_event is None:
+                self._stopped_event = anyio.Event()
+            await self._stopped_event.wait()
+        assert self._closed is not None
+        return self._closed
+
+
+class _Empty:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "<empty>"
+
+
+_EMPTY: Final = _Empty()

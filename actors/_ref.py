@@ -1,0 +1,147 @@
+"""ActorRef: the only way to reach an actor."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
+
+import anyio
+
+from actors._mailbox import Lane, MailboxStatistics, _Ask, _Reply
+from actors._messages import ExitReason, Request, Shutdown
+from actors.errors import AskTimeout, MailboxFull
+
+if TYPE_CHECKING:
+    from actors._mailbox import Mailbox
+
+__all__ = ["ActorRef"]
+
+M = TypeVar("M", contravariant=True)
+R = TypeVar("R")
+
+
+class ActorRef(Generic[M]):
+    """A handle to an actor's mailbox. Cheap, hashable, and valid for the actor's life.
+
+    A supervised child's ref survives restarts: its mailbox is kept, queued messages go
+    to the next incarnation. Sending to a stopped actor raises
+    :class:`~actors.ActorStopped` at once.
+    """
+
+    __slots__ = ("_mailbox",)
+
+    def __init__(self, mailbox: Mailbox) -> None:
+        self._mailbox = mailbox
+
+    def __repr__(self) -> str:
+        state = "stopped" if self._mailbox.closed else "alive"
+        return f"<ActorRef {self._mailbox.label} {state}>"
+
+    @property
+    def label(self) -> str:
+        """``ClassName#id``: unique within the process, used in logs and errors."""
+        return self._mailbox.label
+
+    @property
+    def alive(self) -> bool:
+        """False once the actor has stopped for good (a restart is not a stop)."""
+        return not self._mailbox.closed
+
+    @property
+    def exit_reason(self) -> ExitReason | None:
+        """The final exit reason, or ``None`` while the actor is alive."""
+        return self._mailbox.exit_reason
+
+    def statistics(self) -> MailboxStatistics:
+        """A snapshot of the actor's mailbox."""
+        return self._mailbox.statistics()
+
+    async def tell(self, message: M, lane: Lane = Lane.DATA) -> None:
+        """Send ``message`` on ``lane``; wait (bounded) while that lane is full.
+
+        Returns at once when there is room. Telemetry never waits (it drops its oldest).
+
+        Raises:
+            MailboxFull: the lane stayed full for the mailbox's ``send_timeout``.
+            ActorStopped: the actor has stopped.
+        """
+        mailbox = self._mailbox
+        if mailbox.put_nowait(message, lane):
+            return
+        await mailbox._put_slow(message, lane, anyio.current_time() + mailbox.config.send_timeout)
+
+    def try_tell(self, message: M, lane: Lane = Lane.DATA) -> bool:
+        """Send without ever waiting: ``False`` when the lane is full, nothing sent.
+
+        Raises:
+            ActorStopped: the actor has stopped.
+        """
+        return self._mailbox.put_nowait(message, lane)
+
+    @overload
+    async def ask(self, message: Request[R], *, timeout: float = ..., lane: Lane = ...) -> R: ...
+
+    @overload
+    async def ask(self, message: M, *, timeout: float = ..., lane: Lane = ...) -> Any: ...
+
+    async def ask(self, message: Any, *, timeout: float = 5.0, lane: Lane = Lane.DATA) -> Any:
+        """Send ``message`` and wait for the value the actor's ``handle`` returns.
+
+        ``timeout`` covers the enqueue, the handling and the reply. On timeout nothing is
+        left waiting: a late reply is dropped silently and the actor is not troubled.
+
+        Raises:
+            AskTimeout: no reply within ``timeout`` seconds.
+            ActorCrashed: the actor raised while handling it (the error is the cause).
+            ActorStopped: the actor has stopped, or stopped before replying.
+            MailboxFull: the lane stayed full for the mailbox's whole ``send_timeout``.
+        """
+        if not timeout > 0:
+            raise ValueError(f"ask timeout must be positive, got {timeout}")
+        mailbox = self._mailbox
+        reply = _Reply(mailbox._new_waiter())
+        envelope = _Ask(message, reply)
+        deadline = anyio.current_time() + timeout
+        try:
+            if not mailbox.put_nowait(envelope, lane):
+                send_deadline = anyio.current_time() + mailbox.config.send_timeout
+                try:
+                    await mailbox._put_slow(envelope, lane, min(deadline, send_deadline))
+                except MailboxFull:
+                    if deadline <= send_deadline:
+                        raise AskTimeout(self.label, timeout) from None
+                    raise
+            if not await reply.waiter.wait(deadline):
+                raise AskTimeout(self.label, timeout)
+        finally:
+            reply.abandon()
+        if reply.error is not None:
+            raise reply.error
+        return reply.value
+
+    async def stop(self, reason: ExitReason | None = None, *, timeout: float = 5.0) -> ExitReason:
+        """Ask the actor to stop after the message in progress; wait until it has.
+
+        Stop requests overtake every lane. Returns the reason the incarnation ended with
+        (a supervisor may restart a ``permanent`` child afterwards). Stopping a stopped
+        actor returns its final reason at once.
+
+        Raises:
+            TimeoutError: the actor did not stop within ``timeout`` seconds.
+        """
+        mailbox = self._mailbox
+        final = mailbox.exit_reason
+        if final is not None:
+            return final
+        incarnation = mailbox._incarnation
+        mailbox.request_stop(reason if reason is not None else Shutdown())
+        with anyio.fail_after(timeout):
+            if incarnation is None:
+                return await mailbox.wait_closed()
+            return await incarnation.wait_done()
+
+    async def wait_stopped(self) -> ExitReason:
+        """Wait until the actor has stopped for good; return its final exit reason.
+
+        Wrap it in ``anyio.fail_after`` to bound the wait.
+        """
+        return await self._mailbox.wait_closed()

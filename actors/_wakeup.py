@@ -1,0 +1,122 @@
+"""One-shot wake-ups, native to the running backend.
+
+The mailbox's hot path parks a task and wakes it from another; anyio's portable
+primitives cost several times more per message than a bare future, so the kernel keeps
+one small waiter per backend and shares everything else (lane logic, bounds, ordering).
+
+A waiter is woken at most once. ``wait(deadline)`` returns ``True`` when it was woken and
+``False`` when the deadline (read from the backend clock, like ``anyio.current_time()``)
+passed first. Cancellation propagates; the caller inspects ``woken`` in its ``finally`` to
+hand on a wake-up it can no longer use.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from functools import partial
+from typing import TYPE_CHECKING, Protocol
+
+import sniffio
+import trio
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+__all__ = ["Waiter", "waiter_factory"]
+
+
+class Waiter(Protocol):
+    """A one-shot wake-up for one parked task."""
+
+    @property
+    def woken(self) -> bool: ...
+
+    def wake(self) -> None: ...
+
+    async def wait(self, deadline: float | None = None) -> bool: ...
+
+
+def _expire(future: asyncio.Future[bool]) -> None:
+    if not future.done():
+        future.set_result(False)
+
+
+class _AsyncioWaiter:
+    __slots__ = ("_future", "_loop")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._future: asyncio.Future[bool] = loop.create_future()
+
+    @property
+    def woken(self) -> bool:
+        future = self._future
+        return future.done() and not future.cancelled() and future.result()
+
+    def wake(self) -> None:
+        if not self._future.done():
+            self._future.set_result(True)
+
+    async def wait(self, deadline: float | None = None) -> bool:
+        future = self._future
+        if deadline is None or future.done():
+            return await future
+        timer = self._loop.call_at(deadline, _expire, future)
+        try:
+            return await future
+        finally:
+            timer.cancel()
+
+
+class _TrioWaiter:
+    __slots__ = ("_task", "_woken")
+
+    def __init__(self) -> None:
+        self._task: trio.lowlevel.Task | None = None
+        self._woken = False
+
+    @property
+    def woken(self) -> bool:
+        return self._woken
+
+    def wake(self) -> None:
+        if self._woken:
+            return
+        self._woken = True
+        task = self._task
+        if task is not None:
+            self._task = None
+            trio.lowlevel.reschedule(task)
+
+    async def wait(self, deadline: float | None = None) -> bool:
+        if self._woken:
+            return True
+        if deadline is None:
+            await self._park()
+            return True
+        with trio.move_on_at(deadline):
+            await self._park()
+        return self._woken
+
+    async def _park(self) -> None:
+        self._task = trio.lowlevel.current_task()
+
+        def abort(_: object) -> trio.lowlevel.Abort:
+            self._task = None
+            return trio.lowlevel.Abort.SUCCEEDED
+
+        await trio.lowlevel.wait_task_rescheduled(abort)
+
+
+def waiter_factory() -> Callable[[], Waiter]:
+    """Return a factory of waiters bound to the running event loop.
+
+    Raises:
+        RuntimeError: when called outside asyncio or trio.
+    """
+    library = sniffio.current_async_library()
+    if library == "asyncio":
+        return partial(_AsyncioWaiter, asyncio.get_running_loop())
+    if library == "trio":
+        return _TrioWaiter
+    raise RuntimeError(f"the actor kernel runs on asyncio or trio, not {library}")
