@@ -55,7 +55,7 @@ class Actor(Generic[M]):
             cancelled (it runs shielded); defaults to 5 seconds.
     """
 
-    mailbox_config: ClassVar[MailboxConfig] = MailboxConfig()
+    mailbox_config: MailboxConfig = MailboxConfig()
     trap_exits: ClassVar[bool] = False
     stop_timeout: ClassVar[float] = 5.0
 
@@ -241,7 +241,7 @@ async def _call_on_stop(actor: Actor[Any], label: str, reason: ExitReason) -> No
 
 
 async def run_incarnation(
-    actor: Actor[Any],
+    incarnation: _Incarnation,
     mailbox: Mailbox,
     on_exit: Callable[[_Incarnation, ExitReason], None],
     *,
@@ -253,7 +253,7 @@ async def run_incarnation(
     :class:`StartFailure`. Never raises an actor's error into the caller's task group:
     the exit reason goes to ``on_exit`` instead. Cancellation propagates after cleanup.
     """
-    incarnation = _Incarnation(actor)
+    actor = incarnation.actor
     mailbox._incarnation = incarnation
     actor._ref = mailbox.ref
     reason: ExitReason = Killed()
@@ -335,7 +335,9 @@ async def spawn(
         if registry is None:
             raise ValueError("a name needs a registry to register it in")
         registry.register(name, box.ref)
-    result = await task_group.start(run_incarnation, actor, box, _exit_unsupervised(box))
+    result = await task_group.start(
+        run_incarnation, _Incarnation(actor), box, _exit_unsupervised(box)
+    )
     if isinstance(result, StartFailure):
         raise result.error(box.label)
     ref: ActorRef[M] = result

@@ -527,6 +527,16 @@ class Mailbox:
             self._rx = None
             rx.wake()
 
+    def withdraw_notice(self, notice: object) -> bool:
+        """Remove a delivered notification that has become moot; ``True`` if it was there."""
+        if self._notices is None:
+            return False
+        try:
+            self._notices.remove(notice)
+        except ValueError:
+            return False
+        return True
+
     def request_stop(self, reason: ExitReason) -> None:
         """Ask the current incarnation to stop after the message in progress.
 
