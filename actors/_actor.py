@@ -141,10 +141,11 @@ class Actor(Generic[M]):
 class _Incarnation:
     """One run of one actor instance behind a mailbox."""
 
-    __slots__ = ("_done", "actor", "reason", "scope")
+    __slots__ = ("_done", "actor", "reason", "scope", "started")
 
     def __init__(self, actor: Actor[Any]) -> None:
         self.actor = actor
+        self.started = False
         self.scope: anyio.CancelScope | None = None
         self.reason: ExitReason | None = None
         self._done: anyio.Event | None = None
@@ -267,7 +268,7 @@ async def run_incarnation(
                 except Exception as error:
                     reason = Crashed(error)
                     return
-                started = True
+                started = incarnation.started = True
                 task_status.started(mailbox.ref)
                 try:
                     reason = await _serve(actor, mailbox)

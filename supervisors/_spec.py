@@ -1,0 +1,122 @@
+"""Child specs: what a supervisor starts, and how it restarts and stops it."""
+
+from __future__ import annotations
+
+import enum
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Final, Literal, final
+
+from supervisors.errors import InvalidChildSpec
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Hashable
+
+    from actors import Actor, MailboxConfig
+
+__all__ = ["BRUTAL", "INFINITY", "ChildKind", "ChildSpec", "Restart", "ShutdownPolicy"]
+
+#: Stop the child by cancelling it at once (OTP's ``brutal_kill``).
+BRUTAL: Final = "brutal"
+#: Wait for the child to stop however long it takes; only for ``kind=supervisor``, whose
+#: own children's shutdown budgets bound it.
+INFINITY: Final = "infinity"
+
+ShutdownPolicy = float | Literal["brutal", "infinity"]
+
+
+class Restart(enum.StrEnum):
+    """When a child is restarted (OTP's restart types)."""
+
+    #: always restarted.
+    PERMANENT = "permanent"
+    #: restarted only after an abnormal exit (not after ``normal`` or ``shutdown``).
+    TRANSIENT = "transient"
+    #: never restarted.
+    TEMPORARY = "temporary"
+
+
+class ChildKind(enum.StrEnum):
+    """Whether a child is a worker or a supervisor (changes the shutdown default)."""
+
+    WORKER = "worker"
+    SUPERVISOR = "supervisor"
+
+
+def _coerce(enum_type: type[enum.StrEnum], value: object, what: str) -> Any:
+    if isinstance(value, str) and value in enum_type._value2member_map_:
+        return enum_type(value)
+    allowed = ", ".join(member.value for member in enum_type)
+    raise InvalidChildSpec(f"unknown {what} {value!r}; expected one of: {allowed}")
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class ChildSpec:
+    """How a supervisor starts, restarts and stops one child.
+
+    Args:
+        id: mandatory; unique among the supervisor's children.
+        start: mandatory; a factory returning a *fresh* actor for each incarnation.
+        restart: optional, defaults to ``permanent``.
+        shutdown: optional; seconds to wait after the stop request before cancelling,
+            ``"brutal"`` to cancel at once, or ``"infinity"`` (supervisors only).
+            Defaults to 5 seconds for workers and ``"infinity"`` for supervisors.
+        kind: optional, defaults to ``worker``.
+        significant: optional, defaults to ``False``; with the supervisor's
+            ``auto_shutdown``, this child's exit can end the supervisor. Only for
+            ``transient`` and ``temporary`` children.
+        name: optional; registered in the supervisor's registry for the child's life.
+        mailbox: optional lane bounds; defaults to the actor's own ``mailbox_config``.
+        start_timeout: optional; longest the child's ``on_start`` may take, defaults
+            to 30 seconds.
+
+    Raises:
+        InvalidChildSpec: (a ``ValueError``) for any invalid field.
+    """
+
+    id: str
+    start: Callable[[], Actor[Any]]
+    restart: Restart = Restart.PERMANENT
+    shutdown: ShutdownPolicy | None = None
+    kind: ChildKind = ChildKind.WORKER
+    significant: bool = False
+    name: Hashable | None = None
+    mailbox: MailboxConfig | None = None
+    start_timeout: float = 30.0
+
+    def __post_init__(self) -> None:
+        # Fields are checked at run time too: specs are often built from configuration.
+        child_id: object = self.id
+        if not isinstance(child_id, str) or not child_id:
+            raise InvalidChildSpec(f"child id must be a non-empty string, got {self.id!r}")
+        if not callable(self.start):
+            raise InvalidChildSpec(f"child {self.id!r}: start must be a callable factory")
+        object.__setattr__(self, "restart", _coerce(Restart, self.restart, "restart type"))
+        object.__setattr__(self, "kind", _coerce(ChildKind, self.kind, "child kind"))
+        if self.shutdown is None:
+            default = INFINITY if self.kind is ChildKind.SUPERVISOR else 5.0
+            object.__setattr__(self, "shutdown", default)
+        shutdown: object = self.shutdown
+        if shutdown == INFINITY:
+            if self.kind is not ChildKind.SUPERVISOR:
+                raise InvalidChildSpec(
+                    f"child {self.id!r}: shutdown 'infinity' is only for supervisors; "
+                    "give a worker a bounded shutdown in seconds"
+                )
+        elif shutdown != BRUTAL and (
+            isinstance(shutdown, bool)
+            or not isinstance(shutdown, int | float)
+            or not math.isfinite(shutdown)
+            or shutdown <= 0
+        ):
+            raise InvalidChildSpec(
+                f"child {self.id!r}: shutdown must be positive seconds, 'brutal' or "
+                f"'infinity', got {shutdown!r}"
+            )
+        if self.significant and self.restart is Restart.PERMANENT:
+            raise InvalidChildSpec(
+                f"child {self.id!r}: a significant child must be transient or temporary"
+            )
+        if not self.start_timeout > 0:
+            raise InvalidChildSpec(f"child {self.id!r}: start_timeout must be positive")

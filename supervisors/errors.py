@@ -1,0 +1,92 @@
+"""Errors raised by supervisors.
+
+::
+
+    WardenError
+    └── SupervisorError
+        ├── InvalidChildSpec     a child spec or supervisor flag is invalid (also a ValueError)
+        ├── AdmissionRejected    a DynamicSupervisor is at max_children; nothing was started
+        ├── DuplicateChild       a child with this id is already supervised
+        ├── UnknownChild         no child with this id or ref
+        └── ChildStartError     the child's factory or on_start failed (cause attached)
+"""
+
+from __future__ import annotations
+
+from actors.errors import WardenError
+
+__all__ = [
+    "AdmissionRejected",
+    "ChildStartError",
+    "DuplicateChild",
+    "InvalidChildSpec",
+    "SupervisorError",
+    "UnknownChild",
+]
+
+
+class SupervisorError(WardenError):
+    """Root of the supervisors' errors."""
+
+
+class InvalidChildSpec(SupervisorError, ValueError):
+    """A child spec or supervisor flag is invalid; nothing was started."""
+
+
+class AdmissionRejected(SupervisorError):
+    """The supervisor already runs ``max_children`` children; nothing was started.
+
+    Attributes:
+        supervisor: the supervisor's label.
+        max_children: its bound.
+    """
+
+    def __init__(self, supervisor: str, max_children: int) -> None:
+        self.supervisor = supervisor
+        self.max_children = max_children
+        super().__init__(f"{supervisor} is at its bound of {max_children} children")
+
+
+class DuplicateChild(SupervisorError):
+    """A child with this id is already supervised; nothing was started."""
+
+    def __init__(self, supervisor: str, child_id: str) -> None:
+        self.supervisor = supervisor
+        self.child_id = child_id
+        super().__init__(f"{supervisor} already has a child {child_id!r}")
+
+
+class UnknownChild(SupervisorError):
+    """No child with this id (or ref) is supervised here."""
+
+    def __init__(self, supervisor: str, child_id: str) -> None:
+        self.supervisor = supervisor
+        self.child_id = child_id
+        super().__init__(f"{supervisor} has no child {child_id!r}")
+
+
+class ChildStartError(SupervisorError):
+    """The child's factory raised, or its ``on_start`` failed; the cause is attached.
+
+    Attributes:
+        supervisor: the supervisor's label.
+        child_id: the child spec's id.
+        reason: why, as text.
+    """
+
+    def __init__(self, supervisor: str, child_id: str, reason: str) -> None:
+        self.supervisor = supervisor
+        self.child_id = child_id
+        self.reason = reason
+        super().__init__(f"{supervisor} could not start child {child_id!r} ({reason})")
+
+
+for _error in (
+    SupervisorError,
+    InvalidChildSpec,
+    AdmissionRejected,
+    DuplicateChild,
+    UnknownChild,
+    ChildStartError,
+):
+    _error.__module__ = "supervisors"
