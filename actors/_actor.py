@@ -246,6 +246,7 @@ async def run_incarnation(
     mailbox: Mailbox,
     on_exit: Callable[[_Incarnation, ExitReason], None],
     *,
+    shield: bool = False,
     task_status: TaskStatus[Any] = anyio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run one incarnation of ``actor`` behind ``mailbox`` until it stops.
@@ -253,40 +254,48 @@ async def run_incarnation(
     Reports ``mailbox.ref`` to ``task_status`` once ``on_start`` has returned, or a
     :class:`StartFailure`. Never raises an actor's error into the caller's task group:
     the exit reason goes to ``on_exit`` instead. Cancellation propagates after cleanup.
+
+    With ``shield``, once ``on_start`` has returned, cancellation of the surrounding task
+    group no longer reaches the actor: only :meth:`_Incarnation.kill` does. Supervisors
+    use it so that, even when they are cancelled, they stop their children one at a time
+    in reverse order. ``on_start`` itself stays cancellable (start timeouts).
     """
     actor = incarnation.actor
     mailbox._incarnation = incarnation
     actor._ref = mailbox.ref
     reason: ExitReason = Killed()
-    started = False
     try:
         with anyio.CancelScope() as scope:
             incarnation.scope = scope
-            async with actor._lifespan():
-                try:
-                    await actor.on_start()
-                except Exception as error:
-                    reason = Crashed(error)
-                    return
-                started = incarnation.started = True
-                task_status.started(mailbox.ref)
-                try:
-                    reason = await _serve(actor, mailbox)
-                except Exception as error:
-                    reason = Crashed(error)
-    except Exception as error:  # raised by _lifespan's own cleanup
-        reason = Crashed(error)
+            try:
+                async with actor._lifespan():
+                    try:
+                        await actor.on_start()
+                    except Exception as error:
+                        reason = Crashed(error)
+                        return
+                    incarnation.started = True
+                    scope.shield = shield
+                    task_status.started(mailbox.ref)
+                    try:
+                        reason = await _serve(actor, mailbox)
+                    except Exception as error:
+                        reason = Crashed(error)
+            except Exception as error:  # raised by _lifespan's own cleanup
+                reason = Crashed(error)
+            finally:
+                # Inside the scope, so a kill also bounds a graceful on_stop.
+                if incarnation.started:
+                    await _call_on_stop(actor, mailbox.label, reason)
+        if scope.cancelled_caught:
+            reason = Killed()
     finally:
-        try:
-            if started:
-                await _call_on_stop(actor, mailbox.label, reason)
-            else:
-                task_status.started(StartFailure(reason))
-        finally:
-            if mailbox._incarnation is incarnation:
-                mailbox._incarnation = None
-            incarnation._finish(reason)
-            on_exit(incarnation, reason)
+        if not incarnation.started:
+            task_status.started(StartFailure(reason))
+        if mailbox._incarnation is incarnation:
+            mailbox._incarnation = None
+        incarnation._finish(reason)
+        on_exit(incarnation, reason)
 
 
 def terminate(mailbox: Mailbox, reason: ExitReason) -> None:

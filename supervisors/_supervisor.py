@@ -11,6 +11,7 @@ from __future__ import annotations
 import enum
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING, Any, ClassVar, Final, final
 
 import anyio
@@ -308,6 +309,7 @@ class Supervisor(Actor[_Request]):
         self._timer_scope: anyio.CancelScope | None = None
         self._timer_due = float("inf")
         self._tick_pending = False
+        self._tick_reserved = False
 
     # -- public API ------------------------------------------------------------------
 
@@ -383,6 +385,7 @@ class Supervisor(Actor[_Request]):
 
     async def on_start(self) -> None:
         self.ref._mailbox.reserve_notice()  # the backoff timer's tick
+        self._tick_reserved = True
         for spec in self._specs:
             child = self._add(spec)
             error = await self._start(child)
@@ -435,6 +438,10 @@ class Supervisor(Actor[_Request]):
             finally:
                 task_group.cancel_scope.cancel()  # a pending backoff timer
                 self._task_group = None
+                # The slots belong to this incarnation; a restarted one reserves anew.
+                if self._tick_reserved:
+                    self._tick_reserved = False
+                    self.ref._mailbox.release_notice()
 
     async def _on_notice(self, notice: object) -> ExitReason | None:
         if type(notice) is _ChildExit:
@@ -544,7 +551,13 @@ class Supervisor(Actor[_Request]):
         result: object = None
         with anyio.move_on_after(spec.start_timeout):
             result = await self._task_group.start(
-                run_incarnation, incarnation, mailbox, self._exit_callback(child)
+                partial(
+                    run_incarnation,
+                    incarnation,
+                    mailbox,
+                    self._exit_callback(child),
+                    shield=True,
+                )
             )
         if not incarnation.started:
             child.incarnation = None
@@ -638,11 +651,7 @@ class Supervisor(Actor[_Request]):
             raise
 
     def _retire_on_shutdown(self, child: _Child) -> None:
-        if child.mailbox is not None:
-            terminate(child.mailbox, Shutdown())
-        if child.pending_notice is not None:
-            self.ref._mailbox.withdraw_notice(child.pending_notice)
-            child.pending_notice = None
+        self._remove(child, Shutdown())
 
     # -- restarts ----------------------------------------------------------------------
 
@@ -802,7 +811,9 @@ class Supervisor(Actor[_Request]):
     def _emit(self, event: SupervisionEvent) -> None:
         self._counts[event.event] = self._counts.get(event.event, 0) + 1
         fields = event.fields()
-        if isinstance(event, ChildExited) and event.abnormal:
+        if (isinstance(event, ChildExited) and event.abnormal) or isinstance(
+            event, ChildStartFailed
+        ):
             _log.warning(event.event, **fields)
         elif isinstance(event, SupervisorEscalated):
             _log.error(event.event, **fields)

@@ -1,0 +1,451 @@
+"""Supervisor semantics, OTP's cases first. Every test runs on asyncio and trio, on
+virtual time, so windows, timeouts and backoff are asserted exactly."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import pytest
+from structlog.testing import capture_logs
+
+from actors import (
+    ActorStartFailed,
+    ActorStopped,
+    IntensityExceeded,
+    Killed,
+    Lane,
+    Shutdown,
+    spawn,
+)
+from supervisors import (
+    ChildKind,
+    ChildSpec,
+    ChildStartError,
+    ChildState,
+    Restart,
+    SupervisionEvent,
+    Supervisor,
+)
+from tests.supervisors._workers import Journal, Stubborn, Worker
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+pytestmark = pytest.mark.anyio
+
+
+def worker(child_id: str, journal: Journal, **spec: Any) -> ChildSpec:
+    return ChildSpec(child_id, lambda: Worker(child_id, journal), **spec)
+
+
+def trio_of_workers(journal: Journal, **spec: Any) -> list[ChildSpec]:
+    return [worker(name, journal, **spec) for name in ("a", "b", "c")]
+
+
+class Events:
+    """Collects supervision events through the supervisor's observer."""
+
+    def __init__(self) -> None:
+        self.seen: list[SupervisionEvent] = []
+
+    def __call__(self, event: SupervisionEvent) -> None:
+        self.seen.append(event)
+
+    def names(self) -> list[str]:
+        return [event.event for event in self.seen]
+
+
+async def test_children_start_in_order_and_stop_in_reverse() -> None:
+    journal = Journal()
+    async with anyio.create_task_group() as tg:
+        supervisor = Supervisor(trio_of_workers(journal))
+        ref = await spawn(tg, supervisor)
+        # spawn returned only after every child's on_start ran, in spec order.
+        assert journal.entries == [("start", "a"), ("start", "b"), ("start", "c")]
+        assert [state for _, _, state in supervisor.which_children()] == [ChildState.RUNNING] * 3
+        children = [supervisor.child_ref(name) for name in "abc"]
+        assert await ref.stop() == Shutdown()
+    assert journal.stops() == ["c", "b", "a"]
+    assert all(not child.alive for child in children)
+
+
+async def test_one_for_one_restarts_only_the_failed_child_and_keeps_its_ref() -> None:
+    journal = Journal()
+    async with anyio.create_task_group() as tg:
+        supervisor = Supervisor(trio_of_workers(journal))
+        ref = await spawn(tg, supervisor)
+        b = supervisor.child_ref("b")
+        journal.clear()
+        await b.tell("crash")
+        # The same ref reaches the new incarnation.
+        assert await b.ask("name") == "b"
+        assert journal.entries == [("stop", "b", "crashed: Crash: b crashed"), ("start", "b")]
+        assert supervisor.child_ref("b") is b
+        await ref.stop()
+
+
+async def test_queued_messages_survive_a_restart_but_the_failing_one_is_dropped() -> None:
+    journal = Journal()
+    async with anyio.create_task_group() as tg:
+        supervisor = Supervisor([worker("a", journal)])
+        ref = await spawn(tg, supervisor)
+        a = supervisor.child_ref("a")
+        for message in ("one", "crash", "two", "three"):
+            await a.tell(message)
+        # The new incarnation handles "two", "three" and then this ask: 3 messages.
+        assert await a.ask("count") == 3
+        assert a.statistics().dropped_on_crash == 1
+        await ref.stop()
+
+
+async def test_one_for_all_stops_the_others_in_reverse_then_starts_all_in_order() -> None:
+    journal = Journal()
+    async with anyio.create_task_group() as tg:
+        supervisor = Supervisor(trio_of_workers(journal), strategy="one_for_all")
+        ref = await spawn(tg, supervisor)
+        journal.clear()
+        await supervisor.child_ref("b").tell("crash")
+        await anyio.wait_all_tasks_blocked()
+        assert journal.entries == [
+            ("stop", "b", "crashed: Crash: b crashed"),
+            ("stop", "c", "shutdown"),
+            ("stop", "a", "shutdown"),
+            ("start", "a"),
+            ("start", "b"),
+            ("start", "c"),
+        ]
+        await ref.stop()
+
+
+async def test_rest_for_one_restarts_exactly_the_failed_child_and_those_after_it() -> None:
+    journal = Journal()
+    specs = [worker(name, journal) for name in ("a", "b", "c", "d")]
+    async with anyio.create_task_group() as tg:
+        supervisor = Supervisor(specs, strategy="rest_for_one")
+        ref = await spawn(tg, supervisor)
+        journal.clear()
+        await supervisor.child_ref("b").tell("crash")
+        await anyio.wait_all_tasks_blocked()
+        assert journal.entries == [
+            ("stop", "b", "crashed: Crash: b crashed"),
+            ("stop", "d", "shutdown"),
+            ("stop", "c", "shutdown"),
+            ("start", "b"),
+            ("start", "c"),
+            ("start", "d"),
+        ]
+        await ref.stop()
+
+
+async def test_a_transient_child_that_exits_normally_is_not_restarted() -> None:
+    journal = Journal()
+    events = Events()
+    async with anyio.create_task_group() as tg:
+        supervisor = Supervisor([worker("t", journal, restart=Restart.TRANSIENT)], observer=events)
+        ref = await spawn(tg, supervisor)
+        t = supervisor.child_ref("t")
+        await t.tell("quit")
+        assert await t.wait_stopped() == Shutdown() or t.exit_reason is not None
+        await anyio.wait_all_tasks_blocked()
+        assert journal.starts() == ["t"]
+        assert supervisor.which_children() == [("t", t, ChildState.STOPPED)]
+        with pytest.raises(ActorStopped):
+            await t.tell("hello")
+        assert "child_restarted" not in events.names()
+        await ref.stop()
+
+
+async def test_a_transient_child_that_crashes_is_restarted() -> None:
+    journal = Journal()
+    async with anyio.create_task_group() as tg:
+        supervisor = Supervisor([worker("t", journal, restart=Restart.TRANSIENT)])
+        ref = await spawn(tg, supervisor)
+        t = supervisor.child_ref("t")
+        await t.tell("crash")
+        assert await t.ask("name") == "t"
+        assert journal.starts() == ["t", "t"]
+        await ref.stop()
+
+
+async def test_a_temporary_child_is_never_restarted_not_even_by_a_sibling() -> None:
+    journal = Journal()
+    specs = [worker("a", journal), worker("tmp", journal, restart=Restart.TEMPORARY)]
+    async with anyio.create_task_group() as tg:
+        supervisor = Supervisor(specs, strategy="one_for_all")
+        ref = await spawn(tg, supervisor)
+        tmp = supervisor.child_ref("tmp")
+        await supervisor.child_ref("a").tell("crash")
+        await anyio.wait_all_tasks_blocked()
+        # The sibling's failure stopped the temporary child, which is gone for good.
+        assert [child_id for child_id, _, _ in supervisor.which_children()] == ["a"]
+        assert tmp.exit_reason == Shutdown()
+        assert journal.starts() == ["a", "tmp", "a"]
+        await ref.stop()
+
+
+async def test_intensity_exceeded_stops_children_in_reverse_and_the_parent_sees_it() -> None:
+    journal = Journal()
+    parent_events = Events()
+    child_events = Events()
+
+    def inner() -> Supervisor:
+        return Supervisor(
+            trio_of_workers(journal), max_restarts=2, max_seconds=10, observer=child_events
+        )
+
+    async with anyio.create_task_group() as tg:
+        parent = Supervisor(
+            [ChildSpec("inner", inner, kind=ChildKind.SUPERVISOR)], observer=parent_events
+        )
+        ref = await spawn(tg, parent)
+        inner_ref = parent.child_ref("inner")
+        first_inner = inner_ref._mailbox._incarnation
+        assert first_inner is not None
+        inner_supervisor = first_inner.actor
+        assert isinstance(inner_supervisor, Supervisor)
+        b = inner_supervisor.child_ref("b")
+        for _ in range(2):
+            await b.tell("crash")
+            assert await b.ask("name") == "b"
+        journal.clear()
+        await b.tell("crash")  # the third restart in 10 s is one too many
+        await anyio.wait_all_tasks_blocked()
+        assert journal.entries[:3] == [
+            ("stop", "b", "crashed: Crash: b crashed"),
+            ("stop", "c", "shutdown"),
+            ("stop", "a", "shutdown"),
+        ]
+        assert child_events.names().count("supervisor_escalated") == 1
+        # The parent saw an abnormal exit and restarted the inner supervisor.
+        exited = [e for e in parent_events.seen if e.event == "child_exited"]
+        assert [(e.reason, e.abnormal) for e in exited] == [("shutdown: intensity", True)]  # type: ignore[attr-defined]
+        assert "child_restarted" in parent_events.names()
+        assert journal.starts() == ["a", "b", "c"]
+        assert parent.child_ref("inner") is inner_ref
+        await ref.stop()
+
+
+async def test_escalation_reason_reaches_whoever_spawned_the_root() -> None:
+    journal = Journal()
+    async with anyio.create_task_group() as tg:
+        supervisor = Supervisor([worker("a", journal)], max_restarts=1, max_seconds=5)
+        ref = await spawn(tg, supervisor)
+        a = supervisor.child_ref("a")
+        await a.tell("crash")
+        assert await a.ask("name") == "a"
+        await a.tell("crash")
+        assert await ref.wait_stopped() == IntensityExceeded(1, 5)
+        assert not a.alive
+
+
+async def test_restarts_spread_wider_than_the_window_never_escalate() -> None:
+    journal = Journal()
+    async with anyio.create_task_group() as tg:
+        supervisor = Supervisor([worker("a", journal)], max_restarts=1, max_seconds=5)
+        ref = await spawn(tg, supervisor)
+        a = supervisor.child_ref("a")
+        for _ in range(4):
+            await a.tell("crash")
+            assert await a.ask("name") == "a"
+            await anyio.sleep(5.001)  # virtual time: just past the window
+        assert ref.alive
+        assert supervisor.tree().restarts_in_window == 0
+        # Within the window, the second restart escalates.
+        await a.tell("crash")
+        await a.ask("name")
+        await anyio.sleep(4.999)
+        await a.tell("crash")
+        assert isinstance(await ref.wait_stopped(), IntensityExceeded)
+
+
+async def test_a_child_that_ignores_its_stop_is_cancelled_after_its_shutdown_timeout() -> None:
+    journal = Journal()
+    spec = ChildSpec("slow", lambda: Stubborn("slow", journal, linger=100.0), shutdown=2.5)
+    async with anyio.create_task_group() as tg:
+        supervisor = Supervisor([spec])
+        ref = await spawn(tg, supervisor)
+        slow = supervisor.child_ref("slow")
+        started = anyio.current_time()
+        await ref.stop()
+        assert anyio.current_time() - started == pytest.approx(2.5)
+        assert slow.exit_reason == Shutdown()
+    assert ("stopping", "slow", "shutdown") in journal.entries
+    assert ("stop", "slow", "shutdown") not in journal.entries
+
+
+async def test_a_brutal_child_is_cancelled_at_once() -> None:
+    journal = Journal()
+    spec = ChildSpec("busy", lambda: Worker("busy", journal), shutdown="brutal")
+    async with anyio.create_task_group() as tg:
+        supervisor = Supervisor([spec])
+        ref = await spawn(tg, supervisor)
+        busy = supervisor.child_ref("busy")
+        await busy.tell("hang")
+        await anyio.wait_all_tasks_blocked()
+        started = anyio.current_time()
+        await ref.stop()
+        assert anyio.current_time() == started
+    assert journal.entries[-1] == ("stop", "busy", str(Killed()))
+
+
+async def test_a_child_that_fails_to_start_fails_the_supervisor_and_stops_its_elders() -> None:
+    journal = Journal()
+    specs = [
+        worker("a", journal),
+        worker("b", journal),
+        ChildSpec("bad", lambda: Worker("bad", journal, fail_start=True)),
+        worker("never", journal),
+    ]
+    async with anyio.create_task_group() as tg:
+        with pytest.raises(ActorStartFailed) as caught:
+            await spawn(tg, Supervisor(specs))
+    assert isinstance(caught.value.__cause__, ChildStartError)
+    assert caught.value.__cause__.child_id == "bad"
+    assert journal.starts() == ["a", "b"]
+    assert journal.stops() == ["b", "a"]
+
+
+async def test_a_factory_that_raises_is_a_start_failure_not_a_crash() -> None:
+    def broken() -> Worker:
+        raise RuntimeError("no")
+
+    async with anyio.create_task_group() as tg:
+        with pytest.raises(ActorStartFailed) as caught:
+            await spawn(tg, Supervisor([ChildSpec("x", broken)]))
+    cause = caught.value.__cause__
+    assert isinstance(cause, ChildStartError)
+    assert isinstance(cause.__cause__, RuntimeError)
+
+
+async def test_a_child_crash_never_kills_the_supervisor_within_intensity() -> None:
+    journal = Journal()
+    async with anyio.create_task_group() as tg:
+        supervisor = Supervisor(trio_of_workers(journal), max_restarts=100, max_seconds=1)
+        ref = await spawn(tg, supervisor)
+        for name in "abc" * 10:
+            child = supervisor.child_ref(name)
+            await child.tell("crash")
+            assert await child.ask("name") == name
+        assert ref.alive
+        assert sum(child.restarts for child in supervisor.tree().children) == 30
+        await ref.stop()
+
+
+async def test_cancelling_the_owner_stops_children_in_reverse_order() -> None:
+    journal = Journal()
+    async with anyio.create_task_group() as tg:
+        await spawn(tg, Supervisor(trio_of_workers(journal)))
+        tg.cancel_scope.cancel()
+    assert journal.entries[3:] == [
+        ("stop", "c", "killed"),
+        ("stop", "b", "killed"),
+        ("stop", "a", "killed"),
+    ]
+
+
+async def test_every_step_is_an_observable_structured_event() -> None:
+    journal = Journal()
+    events = Events()
+    with capture_logs() as logs:
+        async with anyio.create_task_group() as tg:
+            supervisor = Supervisor([worker("a", journal)], observer=events)
+            ref = await spawn(tg, supervisor)
+            a = supervisor.child_ref("a")
+            await a.tell("crash")
+            await a.ask("name")
+            await ref.stop()
+    assert events.names() == [
+        "child_started",
+        "child_exited",
+        "child_started",
+        "child_restarted",
+        "child_exited",
+        "supervisor_shut_down",
+    ]
+    logged = [entry["event"] for entry in logs if entry["event"] in set(events.names())]
+    assert logged == events.names()
+    crash = next(entry for entry in logs if entry["event"] == "child_exited")
+    assert crash["child_id"] == "a"
+    assert crash["reason"] == "crashed: Crash: a crashed"
+    assert crash["log_level"] == "warning"
+    assert supervisor.statistics() == {
+        "child_started": 2,
+        "child_exited": 2,
+        "child_restarted": 1,
+        "supervisor_shut_down": 1,
+    }
+
+
+async def test_tree_reports_states_lanes_and_the_multiplied_restart_budget() -> None:
+    journal = Journal()
+
+    def inner() -> Supervisor:
+        return Supervisor([worker("w", journal)], max_restarts=2, max_seconds=1)
+
+    async with anyio.create_task_group() as tg:
+        root = Supervisor(
+            [ChildSpec("inner", inner, kind=ChildKind.SUPERVISOR), worker("top", journal)],
+            max_restarts=3,
+            max_seconds=1,
+        )
+        ref = await spawn(tg, root)
+        top = root.child_ref("top")
+        await top.tell("hang")
+        for _ in range(5):
+            await top.tell("queued")
+        await anyio.wait_all_tasks_blocked()
+        tree = root.tree()
+        assert tree.effective_restart_budget == 3
+        inner_snapshot, top_snapshot = tree.children
+        assert inner_snapshot.kind is ChildKind.SUPERVISOR
+        assert inner_snapshot.subtree is not None
+        assert inner_snapshot.subtree.effective_restart_budget == (3 + 1) * (2 + 1) - 1
+        assert [c.id for c in inner_snapshot.subtree.children] == ["w"]
+        assert top_snapshot.state is ChildState.RUNNING
+        assert top_snapshot.mailbox is not None
+        data = top_snapshot.mailbox.lane(Lane.DATA)
+        # "hang" and five more were queued before the child took "hang".
+        assert (data.depth, data.peak) == (5, 6)
+        await ref.stop(timeout=10)
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda j: Supervisor([worker("a", j), worker("a", j)]), "duplicate child id"),
+        (lambda j: Supervisor([worker("a", j)], max_restarts=0), "max_restarts"),
+        (lambda j: Supervisor([worker("a", j)], max_restarts=-1), "max_restarts"),
+        (lambda j: Supervisor([worker("a", j)], max_seconds=0), "max_seconds"),
+        (lambda j: Supervisor([worker("a", j)], strategy="one_for_some"), "unknown strategy"),
+        (lambda j: Supervisor([worker("a", j)], auto_shutdown="sometimes"), "auto_shutdown"),
+        (
+            lambda j: Supervisor([worker("a", j, restart=Restart.TRANSIENT, significant=True)]),
+            "significant",
+        ),
+        (lambda j: Supervisor([worker("a", j), worker("b", j)], max_children=1), "max_children"),
+        (lambda j: Supervisor([worker("a", j, name="x")]), "registry"),
+    ],
+)
+async def test_invalid_supervisor_flags_raise_value_error_and_start_nothing(
+    make: Callable[[Journal], Supervisor], message: str
+) -> None:
+    journal = Journal()
+    with pytest.raises(ValueError, match=message):
+        make(journal)
+    assert journal.entries == []
+
+
+async def test_a_child_whose_on_start_hangs_fails_after_its_start_timeout() -> None:
+    class Hangs(Worker):
+        async def on_start(self) -> None:
+            await anyio.sleep(3600)
+
+    journal = Journal()
+    spec = ChildSpec("h", lambda: Hangs("h", journal), start_timeout=7.0)
+    async with anyio.create_task_group() as tg:
+        started = anyio.current_time()
+        with pytest.raises(ActorStartFailed) as caught:
+            await spawn(tg, Supervisor([spec]))
+        assert anyio.current_time() - started == pytest.approx(7.0)
+    assert isinstance(caught.value.__cause__, ChildStartError)
