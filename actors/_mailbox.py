@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import math
 from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final, final
@@ -124,7 +125,7 @@ class MailboxConfig:
         data: the data lane; defaults to 1024 messages.
         telemetry: the telemetry lane; defaults to 256 messages.
         send_timeout: longest a sender waits for room on a full control or data lane
-            before ``MailboxFull``; defaults to 5 seconds.
+            before ``MailboxFull`` (positive and finite); defaults to 5 seconds.
         max_waiting_senders: most senders waiting on one lane; further senders get
             ``MailboxFull`` at once. Defaults to 1024.
         notification_capacity: most monitors, links and children this actor may watch,
@@ -143,6 +144,9 @@ class MailboxConfig:
     def __post_init__(self) -> None:
         if not self.send_timeout > 0:
             raise ValueError(f"send_timeout must be positive, got {self.send_timeout}")
+        if not math.isfinite(self.send_timeout):
+            # DESIGN §2: a sender that finds control or data full waits a *bounded* time.
+            raise ValueError(f"send_timeout must be finite, got {self.send_timeout}")
         if self.max_waiting_senders < 0:
             raise ValueError("max_waiting_senders must not be negative")
         if self.notification_capacity < 1:
