@@ -13,7 +13,7 @@ import structlog
 from actors._links import Monitor, demonitor, link, monitor, release_watches, unlink
 from actors._mailbox import _EMPTY, Mailbox, MailboxConfig, _Ask
 from actors._messages import Crashed, Down, Exit, ExitReason, Killed, LinkedExit, Normal
-from actors.errors import ActorCrashed, ActorStartFailed
+from actors.errors import ActorCrashed, ActorStartFailed, ActorStopped
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Hashable
@@ -211,6 +211,11 @@ async def _serve(actor: Actor[Any], mailbox: Mailbox) -> ExitReason:
                     crashed = ActorCrashed(mailbox.label)
                     crashed.__cause__ = error
                     item.reply.fail(crashed)
+                    raise
+                except BaseException:
+                    # Cancelled mid-request (its owner's task group, a brutal kill): the
+                    # asker learns at once instead of waiting out its whole timeout.
+                    item.reply.fail(ActorStopped(mailbox.label, str(Killed())))
                     raise
                 item.reply.resolve(value)
             else:
