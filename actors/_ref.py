@@ -107,7 +107,9 @@ class ActorRef(Generic[M]):
                 try:
                     await mailbox._put_slow(envelope, lane, min(deadline, send_deadline))
                 except MailboxFull:
-                    if deadline <= send_deadline:
+                    # Only a wait that ran into the ask's own deadline is a timeout; a
+                    # refusal (too many waiting senders) is reported as what it is.
+                    if deadline <= send_deadline and anyio.current_time() >= deadline:
                         raise AskTimeout(self.label, timeout) from None
                     raise
             if not await reply.waiter.wait(deadline):
