@@ -431,6 +431,10 @@ class Mailbox:
                 return False
             if depth >= state.capacity:
                 state.dropped += 1  # the deque's maxlen evicts the oldest on append
+                oldest = items[0]
+                if type(oldest) is _Ask:
+                    # Nobody will answer a dropped request: tell its asker now.
+                    oldest.reply.fail(MailboxFull(self.label, str(lane), state.capacity))
         items.append(message)
         state.sent += 1
         depth = len(items)

@@ -93,7 +93,9 @@ class ActorRef(Generic[M]):
             AskTimeout: no reply within ``timeout`` seconds.
             ActorCrashed: the actor raised while handling it (the error is the cause).
             ActorStopped: the actor has stopped, or stopped before replying.
-            MailboxFull: the lane stayed full for the mailbox's whole ``send_timeout``.
+            MailboxFull: the lane stayed full for the mailbox's whole ``send_timeout``,
+                or too many senders were waiting; on the telemetry lane, the request
+                was dropped as the oldest message before it was handled.
         """
         if not timeout > 0:
             raise ValueError(f"ask timeout must be positive, got {timeout}")
