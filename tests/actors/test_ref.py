@@ -361,20 +361,19 @@ class TestAsk:
 
     async def test_ask_in_progress_fails_at_once_when_the_actor_is_cancelled(self) -> None:
         outcome: list[tuple[str, float]] = []
-        async with anyio.create_task_group() as outer:
-            async with anyio.create_task_group() as owner:
-                ref = await spawn(owner, Recorder())
-                start = anyio.current_time()
+        async with anyio.create_task_group() as outer, anyio.create_task_group() as owner:
+            ref = await spawn(owner, Recorder())
+            start = anyio.current_time()
 
-                async def asker() -> None:
-                    try:
-                        await ref.ask(Nap(50), timeout=100)
-                    except ActorStopped:
-                        outcome.append(("stopped", anyio.current_time() - start))
+            async def asker() -> None:
+                try:
+                    await ref.ask(Nap(50), timeout=100)
+                except ActorStopped:
+                    outcome.append(("stopped", anyio.current_time() - start))
 
-                outer.start_soon(asker)
-                await anyio.sleep(2)
-                owner.cancel_scope.cancel()
+            outer.start_soon(asker)
+            await anyio.sleep(2)
+            owner.cancel_scope.cancel()
         assert outcome == [("stopped", 2.0)]
 
     async def test_handler_error_is_actor_crashed_with_the_original_as_cause(self) -> None:
@@ -389,14 +388,12 @@ class TestAsk:
         assert not ref.alive
         assert ref.exit_reason == Crashed(error)
 
-    @pytest.mark.parametrize("timeout", [0, -1.0, math.nan])
-    async def test_non_positive_timeout_is_rejected_and_nothing_is_sent(
-        self, timeout: float
-    ) -> None:
+    @pytest.mark.parametrize("bad", [0, -1.0, math.nan])
+    async def test_non_positive_timeout_is_rejected_and_nothing_is_sent(self, bad: float) -> None:
         async with anyio.create_task_group() as tg:
             ref = await spawn(tg, Recorder())
             with pytest.raises(ValueError, match="ask timeout must be positive"):
-                await ref.ask("hello", timeout=timeout)
+                await ref.ask("hello", timeout=bad)
             assert ref.statistics().lane(Lane.DATA).sent == 0
             await ref.stop()
 
