@@ -79,3 +79,27 @@ class Trapper(Recorder):
     """A :class:`Recorder` that traps linked exits."""
 
     trap_exits = True
+
+
+class SlowStart(Recorder):
+    """Logs ``start:begin``, sleeps ``seconds`` in ``on_start``, logs ``start:end``."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__()
+        self.seconds = seconds
+
+    async def on_start(self) -> None:
+        self.log.append("start:begin")
+        await anyio.sleep(self.seconds)
+        self.log.append("start:end")
+
+
+class FailingStart(Recorder):
+    """``on_start`` raises ``error``."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__()
+        self.error = error
+
+    async def on_start(self) -> None:
+        raise self.error

@@ -26,29 +26,9 @@ from actors import (
     spawn,
 )
 from actors.testing import wait_all_tasks_blocked
-from tests.actors.helpers import Boom, Hold, Recorder
+from tests.actors.helpers import Boom, FailingStart, Hold, Recorder, SlowStart
 
 pytestmark = pytest.mark.anyio
-
-
-class SlowStart(Recorder):
-    def __init__(self, seconds: float) -> None:
-        super().__init__()
-        self.seconds = seconds
-
-    async def on_start(self) -> None:
-        self.log.append("start:begin")
-        await anyio.sleep(self.seconds)
-        self.log.append("start:end")
-
-
-class FailingStart(Recorder):
-    def __init__(self, error: Exception) -> None:
-        super().__init__()
-        self.error = error
-
-    async def on_start(self) -> None:
-        raise self.error
 
 
 class TestStart:
