@@ -627,6 +627,8 @@ class Mailbox:
                 if type(item) is _Ask:
                     item.reply.fail(ActorStopped(self.label, error_text))
             state.items.clear()
+            if state.pressured:  # the depth fell to 0: complete the pressure/recovery pair
+                self._signal(state, False, 0)
             state.reserved = 0
             if state.waiting:
                 for waiter in state.waiting:
