@@ -602,6 +602,30 @@ class TestClose:
             assert await box.wait_closed() == Shutdown()
             assert anyio.current_time() - start == 3
 
+    async def test_close_under_pressure_emits_the_matching_recovery(self) -> None:
+        # Closing empties the lanes: the depth falls below low, so observers that track
+        # pressure (metrics, load shedding) see the pair completed, not a stuck gauge.
+        seen: list[PressureSignal] = []
+        box = Mailbox(
+            "box",
+            MailboxConfig(
+                data=LaneConfig(4, high=2, low=1),
+                telemetry=LaneConfig(4, high=3, low=1),
+                on_pressure=seen.append,
+            ),
+        )
+        box.put_nowait("a")
+        box.put_nowait("b")
+        box.put_nowait("t", Lane.TELEMETRY)  # below its high mark: no pressure to end
+        box.close(Shutdown())
+        assert [(s.lane, s.pressure, s.depth) for s in seen] == [
+            (Lane.DATA, True, 2),
+            (Lane.DATA, False, 0),
+        ]
+        stats = box.statistics().lane(Lane.DATA)
+        assert (stats.pressure_signals, stats.recovery_signals) == (1, 1)
+        assert not stats.under_pressure
+
     async def test_notices_are_dropped_after_close(self) -> None:
         box = Mailbox("box", MailboxConfig())
         box.reserve_notice()
