@@ -340,7 +340,13 @@ async def spawn(
         if registry is None:
             raise ValueError("a name needs a registry to register it in")
         registry.register(name, box.ref)
-    result = await task_group.start(run_incarnation, actor, box, _exit_unsupervised(box))
+    try:
+        result = await task_group.start(run_incarnation, actor, box, _exit_unsupervised(box))
+    except BaseException:
+        # The incarnation never ran (e.g. the task group is no longer active): close the
+        # mailbox and free the name, or they would stay behind with nobody serving them.
+        terminate(box, Killed())
+        raise
     if isinstance(result, StartFailure):
         raise result.error(box.label)
     ref: ActorRef[M] = result
