@@ -111,6 +111,19 @@ async def test_spawn_into_a_full_registry_starts_nothing() -> None:
         await again.stop()
 
 
+async def test_spawn_into_an_inactive_task_group_leaves_no_name_behind() -> None:
+    registry = Registry()
+    async with anyio.create_task_group() as finished:
+        pass
+    with pytest.raises(RuntimeError, match="not active"):
+        await spawn(finished, Recorder(), registry=registry, name="svc")
+    assert registry.whereis("svc") is None
+    async with anyio.create_task_group() as tg:
+        ref = await spawn(tg, Recorder(), registry=registry, name="svc")
+        assert registry.whereis("svc") is ref
+        await ref.stop()
+
+
 async def test_registering_a_stopped_actor_fails() -> None:
     registry = Registry()
     async with anyio.create_task_group() as tg:
