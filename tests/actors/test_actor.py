@@ -21,12 +21,13 @@ from actors import (
     LaneConfig,
     MailboxConfig,
     Normal,
+    PressureSignal,
     Registry,
     Shutdown,
     spawn,
 )
 from actors.testing import wait_all_tasks_blocked
-from tests.actors.helpers import Boom, FailingStart, Hold, Recorder, SlowStart
+from tests.actors.helpers import Boom, FailingStart, Hold, Nap, Recorder, SlowStart
 
 pytestmark = pytest.mark.anyio
 
@@ -437,3 +438,40 @@ class TestService:
             await ref.stop()
         assert handled == 1000
         assert any(0 < depth < 1000 for depth in seen), seen
+
+
+class TestObservation:
+    async def test_pressure_signals_follow_an_actor_falling_behind_and_catching_up(
+        self,
+    ) -> None:
+        async def run_once() -> tuple[str, list[tuple[float, PressureSignal]]]:
+            seen: list[tuple[float, PressureSignal]] = []
+            start = anyio.current_time()
+            config = MailboxConfig(
+                data=LaneConfig(8, high=6, low=2),
+                on_pressure=lambda signal: seen.append((anyio.current_time() - start, signal)),
+            )
+            async with anyio.create_task_group() as tg:
+                ref = await spawn(tg, Recorder(), mailbox=config)
+                for _ in range(3):  # three bursts, each drained by a slow consumer
+                    for _ in range(7):
+                        await ref.tell(Nap(1))
+                    await anyio.sleep(8)
+                stats = ref.statistics().lane(Lane.DATA)
+                assert (stats.pressure_signals, stats.recovery_signals) == (3, 3)
+                assert stats.peak == 7
+                await ref.stop()
+            return ref.label, seen
+
+        label, seen = await run_once()
+        # Each burst queues 7 naps before the actor runs: depth reaches high (6) during
+        # the burst; the actor takes one nap a second, so depth falls to low (2) 4 s later.
+        assert [(at, s.actor, s.lane, s.pressure, s.depth) for at, s in seen] == [
+            (burst * 8.0 + offset, label, Lane.DATA, pressure, depth)
+            for burst in range(3)
+            for offset, pressure, depth in ((0.0, True, 6), (4.0, False, 2))
+        ]
+        _, again = await run_once()
+        assert [(at, s.pressure, s.depth) for at, s in again] == [
+            (at, s.pressure, s.depth) for at, s in seen
+        ]
