@@ -501,11 +501,15 @@ class Mailbox:
                         waiting.remove(waiter)
 
     def _hand_off(self, state: _LaneState) -> None:
-        """Reserve freed room for the first waiting sender and wake it."""
+        """Reserve freed room for the first waiting sender and wake it.
+
+        A sender whose wait already ended (timed out or cancelled, its task not yet
+        resumed) cannot be woken: it is skipped, so the room goes to the next one.
+        """
         waiting = state.waiting
         while waiting and len(state.items) + state.reserved < state.capacity:
-            state.reserved += 1
-            waiting.popleft().wake()
+            if waiting.popleft().wake():
+                state.reserved += 1
 
     # -- notifications (the reserved part of the control lane) ---------------------
 
