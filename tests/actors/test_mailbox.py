@@ -318,6 +318,69 @@ class TestWaitingSenders:
         assert box.put_nowait("y")
         assert not box.put_nowait("z")
 
+    async def test_sender_cancelled_in_the_same_tick_as_a_pop_loses_no_slot(self) -> None:
+        # A is cancelled and, before it gets to run, the receiver frees a slot. The slot
+        # must go to B at once; it must not be reserved for A, who will never use it.
+        box = Mailbox("box", small(data=1, send_timeout=100.0))
+        box.put_nowait("x")
+        done: list[str] = []
+        start = anyio.current_time()
+        async with anyio.create_task_group() as tg:
+            scope_a = anyio.CancelScope()
+
+            async def sender_a() -> None:
+                with scope_a:
+                    await box.put("A")
+                    done.append("A")
+
+            tg.start_soon(sender_a)
+            await wait_all_tasks_blocked()
+            await self._start_waiting(tg, box, ["B"], done)
+            scope_a.cancel()
+            assert box.pop_message() == "x"  # same tick: A has not run since
+            await wait_all_tasks_blocked()
+            assert done == ["B"]
+            assert anyio.current_time() == start
+        assert drain(box) == ["B"]
+        assert box.put_nowait("y")  # capacity intact
+        assert not box.put_nowait("z")
+
+    async def test_sender_timing_out_in_the_same_tick_as_a_pop_loses_no_slot(self) -> None:
+        # A's deadline and the receiver's pop fall on the same instant (t=5), with the
+        # receiver scheduled first. Whoever wins, the freed slot is used at once: either
+        # A delivers (its wake-up won) or A times out and B gets the slot. It is never
+        # reserved for a sender that gave up, which would shrink the lane for good.
+        box = Mailbox("box", small(data=1, send_timeout=5.0))
+        box.put_nowait("x")
+        outcome: dict[str, tuple[str, float]] = {}
+        start = anyio.current_time()
+
+        async def send(name: str) -> None:
+            try:
+                await box.put(name)
+            except MailboxFull:
+                outcome[name] = ("full", anyio.current_time() - start)
+            else:
+                outcome[name] = ("delivered", anyio.current_time() - start)
+
+        async def receive_at_5() -> None:
+            await anyio.sleep(5)
+            assert box.pop_message() == "x"
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(receive_at_5)
+            await wait_all_tasks_blocked()
+            tg.start_soon(send, "A")  # deadline t=5
+            await anyio.sleep(1)
+            tg.start_soon(send, "B")  # deadline t=6
+        assert outcome in (
+            {"A": ("full", 5.0), "B": ("delivered", 5.0)},
+            {"A": ("delivered", 5.0), "B": ("full", 6.0)},
+        )
+        assert len(drain(box)) == 1
+        assert box.put_nowait("y")  # capacity intact
+        assert not box.put_nowait("z")
+
     async def test_timed_out_sender_leaves_the_queue_for_the_next(self) -> None:
         box = Mailbox("box", small(data=1, send_timeout=5.0))
         box.put_nowait("x")

@@ -6,6 +6,7 @@ import anyio
 import pytest
 
 from actors._wakeup import waiter_factory
+from actors.testing import wait_all_tasks_blocked
 
 pytestmark = pytest.mark.anyio
 
@@ -80,3 +81,52 @@ async def test_each_factory_call_gives_a_fresh_waiter() -> None:
 def test_waiter_factory_needs_a_running_event_loop() -> None:
     with pytest.raises(RuntimeError):
         waiter_factory()
+
+
+async def test_wake_reports_whether_it_woke() -> None:
+    waiter = waiter_factory()()
+    assert waiter.wake()
+    assert not waiter.wake()  # only the first wake counts
+    assert await waiter.wait()
+
+
+async def test_wake_after_a_timed_out_wait_fails() -> None:
+    waiter = waiter_factory()()
+    assert not await waiter.wait(anyio.current_time() + 1)
+    assert not waiter.wake()
+    assert not waiter.woken
+
+
+async def test_wake_after_a_cancelled_wait_fails() -> None:
+    waiter = waiter_factory()()
+    with anyio.move_on_after(1):
+        await waiter.wait()
+    assert not waiter.wake()
+    assert not waiter.woken
+
+
+async def test_wake_racing_a_cancellation_tells_the_truth() -> None:
+    # Cancelled, but not yet resumed. On trio the wake-up still lands; on asyncio the
+    # cancellation already settled the waiter and the wake fails. Either way the
+    # cancellation propagates, and ``woken`` agrees with what wake() returned, so the
+    # waiter's ``finally`` knows whether it holds something to hand on.
+    waiter = waiter_factory()()
+    outcome: list[str] = []
+    async with anyio.create_task_group() as tg:
+        scope = anyio.CancelScope()
+
+        async def wait() -> None:
+            with scope:
+                try:
+                    await waiter.wait()
+                finally:
+                    outcome.append(f"woken={waiter.woken}")
+                outcome.append("returned")
+
+        tg.start_soon(wait)
+        await wait_all_tasks_blocked()
+        scope.cancel()
+        woke = waiter.wake()
+    assert scope.cancelled_caught
+    assert outcome == [f"woken={woke}"]
+    assert waiter.woken is woke
