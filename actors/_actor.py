@@ -13,7 +13,7 @@ import structlog
 from actors._links import Monitor, demonitor, link, monitor, release_watches, unlink
 from actors._mailbox import _EMPTY, Mailbox, MailboxConfig, _Ask
 from actors._messages import Crashed, Down, Exit, ExitReason, Killed, LinkedExit, Normal
-from actors.errors import ActorCrashed, ActorStartFailed
+from actors.errors import ActorCrashed, ActorStartFailed, ActorStopped
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Hashable
@@ -213,6 +213,11 @@ async def _serve(actor: Actor[Any], mailbox: Mailbox) -> ExitReason:
                     crashed.__cause__ = error
                     item.reply.fail(crashed)
                     raise
+                except BaseException:
+                    # Cancelled mid-request (its owner's task group, a brutal kill): the
+                    # asker learns at once instead of waiting out its whole timeout.
+                    item.reply.fail(ActorStopped(mailbox.label, str(Killed())))
+                    raise
                 item.reply.resolve(value)
             else:
                 await handle(item)
@@ -345,9 +350,15 @@ async def spawn(
         if registry is None:
             raise ValueError("a name needs a registry to register it in")
         registry.register(name, box.ref)
-    result = await task_group.start(
-        run_incarnation, _Incarnation(actor), box, _exit_unsupervised(box)
-    )
+    try:
+        result = await task_group.start(
+            run_incarnation, _Incarnation(actor), box, _exit_unsupervised(box)
+        )
+    except BaseException:
+        # The incarnation never ran (e.g. the task group is no longer active): close the
+        # mailbox and free the name, or they would stay behind with nobody serving them.
+        terminate(box, Killed())
+        raise
     if isinstance(result, StartFailure):
         raise result.error(box.label)
     ref: ActorRef[M] = result

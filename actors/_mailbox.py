@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import math
 from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final, final
@@ -124,7 +125,7 @@ class MailboxConfig:
         data: the data lane; defaults to 1024 messages.
         telemetry: the telemetry lane; defaults to 256 messages.
         send_timeout: longest a sender waits for room on a full control or data lane
-            before ``MailboxFull``; defaults to 5 seconds.
+            before ``MailboxFull`` (positive and finite); defaults to 5 seconds.
         max_waiting_senders: most senders waiting on one lane; further senders get
             ``MailboxFull`` at once. Defaults to 1024.
         notification_capacity: most monitors, links and children this actor may watch,
@@ -143,6 +144,9 @@ class MailboxConfig:
     def __post_init__(self) -> None:
         if not self.send_timeout > 0:
             raise ValueError(f"send_timeout must be positive, got {self.send_timeout}")
+        if not math.isfinite(self.send_timeout):
+            # DESIGN §2: a sender that finds control or data full waits a *bounded* time.
+            raise ValueError(f"send_timeout must be finite, got {self.send_timeout}")
         if self.max_waiting_senders < 0:
             raise ValueError("max_waiting_senders must not be negative")
         if self.notification_capacity < 1:
@@ -427,6 +431,10 @@ class Mailbox:
                 return False
             if depth >= state.capacity:
                 state.dropped += 1  # the deque's maxlen evicts the oldest on append
+                oldest = items[0]
+                if type(oldest) is _Ask:
+                    # Nobody will answer a dropped request: tell its asker now.
+                    oldest.reply.fail(MailboxFull(self.label, str(lane), state.capacity))
         items.append(message)
         state.sent += 1
         depth = len(items)
@@ -493,11 +501,15 @@ class Mailbox:
                         waiting.remove(waiter)
 
     def _hand_off(self, state: _LaneState) -> None:
-        """Reserve freed room for the first waiting sender and wake it."""
+        """Reserve freed room for the first waiting sender and wake it.
+
+        A sender whose wait already ended (timed out or cancelled, its task not yet
+        resumed) cannot be woken: it is skipped, so the room goes to the next one.
+        """
         waiting = state.waiting
         while waiting and len(state.items) + state.reserved < state.capacity:
-            state.reserved += 1
-            waiting.popleft().wake()
+            if waiting.popleft().wake():
+                state.reserved += 1
 
     # -- notifications (the reserved part of the control lane) ---------------------
 
@@ -629,6 +641,8 @@ class Mailbox:
                 if type(item) is _Ask:
                     item.reply.fail(ActorStopped(self.label, error_text))
             state.items.clear()
+            if state.pressured:  # the depth fell to 0: complete the pressure/recovery pair
+                self._signal(state, False, 0)
             state.reserved = 0
             if state.waiting:
                 for waiter in state.waiting:

@@ -93,7 +93,9 @@ class ActorRef(Generic[M]):
             AskTimeout: no reply within ``timeout`` seconds.
             ActorCrashed: the actor raised while handling it (the error is the cause).
             ActorStopped: the actor has stopped, or stopped before replying.
-            MailboxFull: the lane stayed full for the mailbox's whole ``send_timeout``.
+            MailboxFull: the lane stayed full for the mailbox's whole ``send_timeout``,
+                or too many senders were waiting; on the telemetry lane, the request
+                was dropped as the oldest message before it was handled.
         """
         if not timeout > 0:
             raise ValueError(f"ask timeout must be positive, got {timeout}")
@@ -107,7 +109,9 @@ class ActorRef(Generic[M]):
                 try:
                     await mailbox._put_slow(envelope, lane, min(deadline, send_deadline))
                 except MailboxFull:
-                    if deadline <= send_deadline:
+                    # Only a wait that ran into the ask's own deadline is a timeout; a
+                    # refusal (too many waiting senders) is reported as what it is.
+                    if deadline <= send_deadline and anyio.current_time() >= deadline:
                         raise AskTimeout(self.label, timeout) from None
                     raise
             if not await reply.waiter.wait(deadline):

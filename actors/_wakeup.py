@@ -7,7 +7,9 @@ one small waiter per backend and shares everything else (lane logic, bounds, ord
 A waiter is woken at most once. ``wait(deadline)`` returns ``True`` when it was woken and
 ``False`` when the deadline (read from the backend clock, like ``anyio.current_time()``)
 passed first. Cancellation propagates; the caller inspects ``woken`` in its ``finally`` to
-hand on a wake-up it can no longer use.
+hand on a wake-up it can no longer use. ``wake()`` returns whether it woke the waiter:
+``False`` once the waiter has timed out or been cancelled, so whoever hands a resource to
+a waiter can pass it to the next one instead of to a task that gave up.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ class Waiter(Protocol):
     @property
     def woken(self) -> bool: ...
 
-    def wake(self) -> None: ...
+    def wake(self) -> bool: ...
 
     async def wait(self, deadline: float | None = None) -> bool: ...
 
@@ -53,9 +55,11 @@ class _AsyncioWaiter:
         future = self._future
         return future.done() and not future.cancelled() and future.result()
 
-    def wake(self) -> None:
-        if not self._future.done():
-            self._future.set_result(True)
+    def wake(self) -> bool:
+        if self._future.done():  # already woken, timed out or cancelled
+            return False
+        self._future.set_result(True)
+        return True
 
     async def wait(self, deadline: float | None = None) -> bool:
         future = self._future
@@ -69,33 +73,42 @@ class _AsyncioWaiter:
 
 
 class _TrioWaiter:
-    __slots__ = ("_task", "_woken")
+    __slots__ = ("_gave_up", "_task", "_woken")
 
     def __init__(self) -> None:
         self._task: trio.lowlevel.Task | None = None
         self._woken = False
+        self._gave_up = False
 
     @property
     def woken(self) -> bool:
         return self._woken
 
-    def wake(self) -> None:
-        if self._woken:
-            return
+    def wake(self) -> bool:
+        # A waiter whose deadline or cancellation has fired but whose task has not run
+        # yet can still be woken here: ``wait`` then reports ``True`` and the caller uses
+        # what it was handed.
+        if self._woken or self._gave_up:
+            return False
         self._woken = True
         task = self._task
         if task is not None:
             self._task = None
             trio.lowlevel.reschedule(task)
+        return True
 
     async def wait(self, deadline: float | None = None) -> bool:
         if self._woken:
             return True
-        if deadline is None:
-            await self._park()
-            return True
-        with trio.move_on_at(deadline):
-            await self._park()
+        try:
+            if deadline is None:
+                await self._park()
+            else:
+                with trio.move_on_at(deadline):
+                    await self._park()
+        finally:
+            # Resumed without a wake-up (deadline or cancellation): later wakes fail.
+            self._gave_up = not self._woken
         return self._woken
 
     async def _park(self) -> None:

@@ -8,6 +8,9 @@ Timeouts, restart windows and backoff then run instantly and exactly on both bac
     @pytest.fixture(params=["asyncio", "trio"])
     def anyio_backend(request):
         return virtual_time_backend(request.param)
+
+Synchronise with :func:`wait_all_tasks_blocked`, which, unlike anyio's, never moves the
+virtual clock.
 """
 
 from __future__ import annotations
@@ -16,9 +19,10 @@ import asyncio
 import selectors
 from typing import Any
 
+import sniffio
 import trio.testing
 
-__all__ = ["VirtualTimeEventLoop", "virtual_time_backend"]
+__all__ = ["VirtualTimeEventLoop", "virtual_time_backend", "wait_all_tasks_blocked"]
 
 
 class _JumpingSelector(selectors.BaseSelector):
@@ -79,3 +83,29 @@ def virtual_time_backend(name: str) -> tuple[str, dict[str, Any]]:
     if name == "asyncio":
         return "asyncio", {"loop_factory": VirtualTimeEventLoop}
     raise ValueError(f"unknown backend {name!r}")
+
+
+async def wait_all_tasks_blocked() -> None:
+    """Return once every other task is blocked, without moving the virtual clock.
+
+    Use it instead of ``anyio.wait_all_tasks_blocked()`` in tests that assert exact
+    virtual time: anyio's asyncio version polls with ``sleep(0.1)``, which a virtual
+    clock turns into 0.1 s of elapsed time whenever another task is still runnable. This
+    one only yields. On trio it is ``trio.testing.wait_all_tasks_blocked()``, which wakes
+    before ``MockClock`` autojumps.
+    """
+    if sniffio.current_async_library() == "trio":
+        await trio.testing.wait_all_tasks_blocked()
+        return
+    this = asyncio.current_task()
+    while True:
+        await asyncio.sleep(0)
+        if all(task is this or _blocked(task) for task in asyncio.all_tasks()):
+            return
+
+
+def _blocked(task: asyncio.Task[Any]) -> bool:
+    # A task parked on a pending future is blocked; one whose future is done (its
+    # wake-up is scheduled) or that has no future (it is ready) will still run.
+    waiter: asyncio.Future[Any] | None = getattr(task, "_fut_waiter", None)
+    return waiter is not None and not waiter.done()

@@ -1,0 +1,132 @@
+"""The per-backend one-shot waiters under the mailbox's hot path."""
+
+from __future__ import annotations
+
+import anyio
+import pytest
+
+from actors._wakeup import waiter_factory
+from actors.testing import wait_all_tasks_blocked
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_wake_before_wait_returns_at_once() -> None:
+    waiter = waiter_factory()()
+    woken_before = waiter.woken
+    waiter.wake()
+    assert not woken_before
+    assert waiter.woken
+    start = anyio.current_time()
+    assert await waiter.wait(anyio.current_time() + 5)
+    assert await waiter.wait()
+    assert anyio.current_time() == start
+
+
+async def test_deadline_passes_exactly() -> None:
+    waiter = waiter_factory()()
+    start = anyio.current_time()
+    assert not await waiter.wait(start + 2.5)
+    assert anyio.current_time() - start == 2.5
+    assert not waiter.woken
+
+
+async def test_past_deadline_returns_false_without_waiting() -> None:
+    waiter = waiter_factory()()
+    start = anyio.current_time()
+    assert not await waiter.wait(start - 1)
+    assert anyio.current_time() == start
+
+
+@pytest.mark.parametrize("with_deadline", [True, False])
+async def test_wake_from_another_task(with_deadline: bool) -> None:
+    waiter = waiter_factory()()
+    start = anyio.current_time()
+    results: list[tuple[bool, float]] = []
+
+    async def wait() -> None:
+        deadline = start + 5 if with_deadline else None
+        results.append((await waiter.wait(deadline), anyio.current_time() - start))
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(wait)
+        await anyio.sleep(2)
+        waiter.wake()
+        waiter.wake()  # a second wake is harmless
+    assert results == [(True, 2.0)]
+    assert waiter.woken
+
+
+async def test_cancellation_propagates_and_a_later_wake_is_harmless() -> None:
+    waiter = waiter_factory()()
+    start = anyio.current_time()
+    with anyio.move_on_after(3) as scope:
+        await waiter.wait(start + 10)
+    assert scope.cancelled_caught
+    assert anyio.current_time() - start == 3
+    assert not waiter.woken
+    waiter.wake()  # the task is gone; waking must not reschedule it
+    await anyio.sleep(1)
+    assert anyio.current_time() - start == 4
+
+
+async def test_each_factory_call_gives_a_fresh_waiter() -> None:
+    factory = waiter_factory()
+    first, second = factory(), factory()
+    first.wake()
+    assert first.woken
+    assert not second.woken
+
+
+def test_waiter_factory_needs_a_running_event_loop() -> None:
+    with pytest.raises(RuntimeError):
+        waiter_factory()
+
+
+async def test_wake_reports_whether_it_woke() -> None:
+    waiter = waiter_factory()()
+    assert waiter.wake()
+    assert not waiter.wake()  # only the first wake counts
+    assert await waiter.wait()
+
+
+async def test_wake_after_a_timed_out_wait_fails() -> None:
+    waiter = waiter_factory()()
+    assert not await waiter.wait(anyio.current_time() + 1)
+    assert not waiter.wake()
+    assert not waiter.woken
+
+
+async def test_wake_after_a_cancelled_wait_fails() -> None:
+    waiter = waiter_factory()()
+    with anyio.move_on_after(1):
+        await waiter.wait()
+    assert not waiter.wake()
+    assert not waiter.woken
+
+
+async def test_wake_racing_a_cancellation_tells_the_truth() -> None:
+    # Cancelled, but not yet resumed. On trio the wake-up still lands; on asyncio the
+    # cancellation already settled the waiter and the wake fails. Either way the
+    # cancellation propagates, and ``woken`` agrees with what wake() returned, so the
+    # waiter's ``finally`` knows whether it holds something to hand on.
+    waiter = waiter_factory()()
+    outcome: list[str] = []
+    async with anyio.create_task_group() as tg:
+        scope = anyio.CancelScope()
+
+        async def wait() -> None:
+            with scope:
+                try:
+                    await waiter.wait()
+                finally:
+                    outcome.append(f"woken={waiter.woken}")
+                outcome.append("returned")
+
+        tg.start_soon(wait)
+        await wait_all_tasks_blocked()
+        scope.cancel()
+        woke = waiter.wake()
+    assert scope.cancelled_caught
+    assert outcome == [f"woken={woke}"]
+    assert waiter.woken is woke
