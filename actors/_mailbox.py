@@ -183,6 +183,7 @@ class MailboxStatistics:
     lanes: tuple[LaneStatistics, LaneStatistics, LaneStatistics]
     notifications: int
     dropped_on_crash: int
+    discarded_on_stop: int
     closed: bool
 
     def lane(self, lane: Lane) -> LaneStatistics:
@@ -283,6 +284,7 @@ class Mailbox:
         "_closed",
         "_control",
         "_data",
+        "_discarded_on_stop",
         "_dropped_on_crash",
         "_incarnation",
         "_links",
@@ -319,6 +321,7 @@ class Mailbox:
         self._closed: ExitReason | None = None
         self._subscribers: list[Callable[[PressureSignal], None]] | None = None
         self._dropped_on_crash = 0
+        self._discarded_on_stop = 0
         # Ref-level bookkeeping, all created on first use.
         self._incarnation: _Incarnation | None = None
         self._monitored_by: dict[object, Mailbox] | None = None
@@ -362,6 +365,7 @@ class Mailbox:
             ),
             notifications=len(self._notices) if self._notices else 0,
             dropped_on_crash=self._dropped_on_crash,
+            discarded_on_stop=self._discarded_on_stop,
             closed=self._closed is not None,
         )
 
@@ -640,6 +644,8 @@ class Mailbox:
             for item in state.items:
                 if type(item) is _Ask:
                     item.reply.fail(ActorStopped(self.label, error_text))
+            # Asks learn of it; tells queued behind a stop are counted, never lost silently.
+            self._discarded_on_stop += len(state.items)
             state.items.clear()
             if state.pressured:  # the depth fell to 0: complete the pressure/recovery pair
                 self._signal(state, False, 0)

@@ -6,11 +6,13 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
 import anyio
 
-from actors._mailbox import Lane, MailboxStatistics, _Ask, _Reply
+from actors._mailbox import Lane, MailboxStatistics, PressureSignal, _Ask, _Reply
 from actors._messages import ExitReason, Request, Shutdown
 from actors.errors import AskTimeout, MailboxFull
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from actors._mailbox import Mailbox
 
 __all__ = ["ActorRef"]
@@ -54,6 +56,11 @@ class ActorRef(Generic[M]):
     def statistics(self) -> MailboxStatistics:
         """A snapshot of the actor's mailbox."""
         return self._mailbox.statistics()
+
+    def subscribe(self, callback: Callable[[PressureSignal], None]) -> Callable[[], None]:
+        """Call ``callback`` with the mailbox's pressure and recovery signals (see
+        :meth:`Mailbox.subscribe`); returns a function that unsubscribes."""
+        return self._mailbox.subscribe(callback)
 
     async def tell(self, message: M, lane: Lane = Lane.DATA) -> None:
         """Send ``message`` on ``lane``; wait (bounded) while that lane is full.
@@ -132,6 +139,8 @@ class ActorRef(Generic[M]):
         Raises:
             TimeoutError: the actor did not stop within ``timeout`` seconds.
         """
+        if not timeout > 0:
+            raise ValueError(f"stop timeout must be positive, got {timeout}")
         mailbox = self._mailbox
         final = mailbox.exit_reason
         if final is not None:

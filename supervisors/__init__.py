@@ -77,10 +77,9 @@ from supervisors.events import (
 )
 
 __all__ = [
-    "BRUTAL",
-    "INFINITY",
     "AdmissionRejected",
     "AutoShutdown",
+    "BRUTAL",
     "Backoff",
     "ChildExited",
     "ChildKind",
@@ -94,6 +93,7 @@ __all__ = [
     "ChildView",
     "DuplicateChild",
     "DynamicSupervisor",
+    "INFINITY",
     "InvalidChildSpec",
     "Restart",
     "RestartIntensity",
@@ -114,6 +114,6 @@ __all__ = [
 
 for _name in __all__:
     _obj = globals()[_name]
-    if isinstance(_obj, type) and _obj.__module__.startswith("supervisors._"):
+    if isinstance(_obj, type) and _obj.__module__.startswith("supervisors."):
         _obj.__module__ = "supervisors"
 del _name, _obj

@@ -21,6 +21,7 @@ from actors import (
     MailboxConfig,
     MailboxFull,
     Normal,
+    PressureSignal,
     Request,
     Shutdown,
     spawn,
@@ -540,3 +541,53 @@ class TestIdentity:
             assert_type(ref, ActorRef[Add | GetCount])
             assert {ref: 1}[ref] == 1
             await ref.stop()
+
+
+async def test_tells_discarded_by_a_stop_are_counted() -> None:
+    class Slow(Actor[int]):
+        async def handle(self, message: int) -> None:
+            await anyio.sleep(1)
+
+    async with anyio.create_task_group() as tg:
+        ref = await spawn(tg, Slow())
+        await ref.tell(0)
+        await wait_all_tasks_blocked()  # 0 is in progress
+        for number in range(1, 4):
+            await ref.tell(number)
+        await ref.stop()
+        # The first message was in progress; the three behind the stop were discarded.
+        assert ref.statistics().discarded_on_stop == 3
+
+
+async def test_stop_with_a_non_positive_timeout_is_refused() -> None:
+    async with anyio.create_task_group() as tg:
+        ref = await spawn(tg, Actor[int]())
+        with pytest.raises(ValueError, match="timeout"):
+            await ref.stop(timeout=0)
+        assert ref.alive
+        await ref.stop()
+
+
+async def test_subscribe_through_the_ref_sees_pressure_signals() -> None:
+    signals: list[PressureSignal] = []
+    config = MailboxConfig(data=LaneConfig(4, high=2, low=0))
+
+    class Idle(Actor[int]):
+        mailbox_config = config
+
+        async def handle(self, message: int) -> None:
+            return None
+
+    async with anyio.create_task_group() as tg:
+        ref = await spawn(tg, Idle())
+        unsubscribe = ref.subscribe(signals.append)
+        await ref.tell(1)
+        await ref.tell(2)
+        await wait_all_tasks_blocked()
+        assert [signal.pressure for signal in signals] == [True, False]
+        unsubscribe()
+        await ref.tell(1)
+        await ref.tell(2)
+        await wait_all_tasks_blocked()
+        assert len(signals) == 2
+        await ref.stop()
