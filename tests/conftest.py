@@ -6,9 +6,29 @@ folders override ``anyio_backend`` to run every test on asyncio and trio.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
+import structlog
+from blockbuster import BlockBuster, blockbuster_ctx
 
 
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
+
+
+@pytest.fixture(autouse=True)
+def blockbuster() -> Iterator[BlockBuster]:
+    """Fail any test whose code makes a blocking call inside the event loop
+    (as anyio's own suite does)."""
+    with blockbuster_ctx() as detector:
+        yield detector
+
+
+@pytest.fixture(autouse=True)
+def _restore_structlog() -> Iterator[None]:
+    """Leave structlog's global configuration as each test found it."""
+    config = structlog.get_config()
+    yield
+    structlog.configure(**config)
