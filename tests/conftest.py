@@ -6,11 +6,14 @@ folders override ``anyio_backend`` to run every test on asyncio and trio.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import pytest
 import structlog
 from blockbuster import BlockBuster, blockbuster_ctx
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 
 @pytest.fixture
