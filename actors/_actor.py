@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import itertools
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, nullcontext
 from typing import TYPE_CHECKING, Any, ClassVar, Final, Generic, TypeVar
 
 import anyio
@@ -17,6 +17,7 @@ from actors.errors import ActorCrashed, ActorStartFailed
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Hashable
+    from contextlib import AbstractAsyncContextManager
 
     from anyio.abc import TaskGroup, TaskStatus
 
@@ -33,6 +34,10 @@ _log = structlog.get_logger("warden.actors")
 _FAIRNESS_BATCH: Final = 256
 
 _ids = itertools.count(1)
+
+#: Stands in for ``Actor._lifespan`` when a class does not override it: an idle actor
+#: then keeps no async generator and context manager alive for its whole life.
+_NO_LIFESPAN: Final[AbstractAsyncContextManager[None]] = nullcontext()
 
 
 def new_label(actor: object) -> str:
@@ -258,10 +263,11 @@ async def run_incarnation(
     actor._ref = mailbox.ref
     reason: ExitReason = Killed()
     started = False
+    lifespan = _NO_LIFESPAN if type(actor)._lifespan is Actor._lifespan else actor._lifespan()
     try:
         with anyio.CancelScope() as scope:
             incarnation.scope = scope
-            async with actor._lifespan():
+            async with lifespan:
                 try:
                     await actor.on_start()
                 except Exception as error:

@@ -54,7 +54,6 @@ from typing import TYPE_CHECKING, Any, Final, TypeVar
 import anyio
 import anyio.lowlevel
 import trio
-import trio.testing
 
 from actors import Actor, Lane, spawn
 
@@ -343,7 +342,9 @@ async def warden_footprint(count: int, traced: bool) -> dict[str, float]:
         for i in range(FOOTPRINT_WARMUP):
             refs[i] = await spawn(tg, IdleActor())
         result = await _measure_footprint(count, traced, _spawner(tg, refs))
-        tg.cancel_scope.cancel()
+        for ref in refs:
+            if ref is not None:
+                await ref.stop()
     return result
 
 
@@ -613,6 +614,8 @@ async def raw_trio_control(gaps: list[float]) -> ControlResult:
 
 
 async def raw_trio_footprint(count: int, traced: bool) -> dict[str, float]:
+    from trio.testing import wait_all_tasks_blocked  # imports pytest: only where needed
+
     senders: list[trio.MemorySendChannel[int] | None] = [None] * (FOOTPRINT_WARMUP + count)
 
     async def idle(receive: trio.MemoryReceiveChannel[int]) -> None:
@@ -628,12 +631,12 @@ async def raw_trio_footprint(count: int, traced: bool) -> dict[str, float]:
 
         for i in range(FOOTPRINT_WARMUP):
             start(i)
-        await trio.testing.wait_all_tasks_blocked()
+        await wait_all_tasks_blocked()
 
         async def spawn_all(count: int) -> None:
             for i in range(FOOTPRINT_WARMUP, FOOTPRINT_WARMUP + count):
                 start(i)
-            await trio.testing.wait_all_tasks_blocked()  # every task parks in receive
+            await wait_all_tasks_blocked()  # every task parks in receive
 
         result = await _measure_footprint(count, traced, spawn_all)
         nursery.cancel_scope.cancel()
