@@ -191,6 +191,7 @@ class StartFailure:
 async def _serve(actor: Actor[Any], mailbox: Mailbox) -> ExitReason:
     """Take messages one at a time, in lane priority, until asked to stop."""
     handle = actor.handle
+    new_waiter = mailbox._new_waiter
     batch = 0
     while True:
         stop = mailbox._stop
@@ -206,7 +207,14 @@ async def _serve(actor: Actor[Any], mailbox: Mailbox) -> ExitReason:
         item = mailbox.pop_message()
         if item is _EMPTY:
             batch = 0
-            await mailbox.wait_nonempty()
+            # Mailbox.wait_nonempty(), inlined: an idle actor parks with one frame less.
+            waiter = new_waiter()
+            mailbox._rx = waiter
+            try:
+                await waiter
+            finally:
+                if mailbox._rx is waiter:
+                    mailbox._rx = None
             continue
         try:
             if type(item) is _Ask:

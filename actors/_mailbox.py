@@ -569,7 +569,7 @@ class Mailbox:
         waiter = self._new_waiter()
         self._rx = waiter
         try:
-            await waiter.wait()
+            await waiter
         finally:
             if self._rx is waiter:
                 self._rx = None

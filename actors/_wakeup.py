@@ -6,21 +6,23 @@ one small waiter per backend and shares everything else (lane logic, bounds, ord
 
 A waiter is woken at most once. ``wait(deadline)`` returns ``True`` when it was woken and
 ``False`` when the deadline (read from the backend clock, like ``anyio.current_time()``)
-passed first. Cancellation propagates; the caller inspects ``woken`` in its ``finally`` to
-hand on a wake-up it can no longer use.
+passed first. ``await waiter`` waits without a deadline and, on asyncio, parks on the
+future itself: an idle actor's task then holds no extra coroutine frame. Cancellation
+propagates; the caller inspects ``woken`` in its ``finally`` to hand on a wake-up it can
+no longer use.
 """
 
 from __future__ import annotations
 
 import asyncio
 from functools import partial
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import sniffio
 import trio
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Generator
 
 __all__ = ["Waiter", "waiter_factory"]
 
@@ -34,6 +36,8 @@ class Waiter(Protocol):
     def wake(self) -> None: ...
 
     async def wait(self, deadline: float | None = None) -> bool: ...
+
+    def __await__(self) -> Generator[Any, None, object]: ...
 
 
 def _expire(future: asyncio.Future[bool]) -> None:
@@ -56,6 +60,9 @@ class _AsyncioWaiter:
     def wake(self) -> None:
         if not self._future.done():
             self._future.set_result(True)
+
+    def __await__(self) -> Generator[Any, None, bool]:
+        return self._future.__await__()
 
     async def wait(self, deadline: float | None = None) -> bool:
         future = self._future
@@ -87,6 +94,9 @@ class _TrioWaiter:
         if task is not None:
             self._task = None
             trio.lowlevel.reschedule(task)
+
+    def __await__(self) -> Generator[Any, None, bool]:
+        return self.wait().__await__()
 
     async def wait(self, deadline: float | None = None) -> bool:
         if self._woken:
