@@ -15,7 +15,6 @@ no longer use.
 from __future__ import annotations
 
 import asyncio
-from functools import partial
 from typing import TYPE_CHECKING, Any, Protocol
 
 import sniffio
@@ -24,7 +23,7 @@ import trio
 if TYPE_CHECKING:
     from collections.abc import Callable, Generator
 
-__all__ = ["Waiter", "waiter_factory"]
+__all__ = ["Waiter", "primitives", "waiter_factory"]
 
 
 class Waiter(Protocol):
@@ -46,11 +45,11 @@ def _expire(future: asyncio.Future[bool]) -> None:
 
 
 class _AsyncioWaiter:
-    __slots__ = ("_future", "_loop")
+    __slots__ = ("_future",)
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._loop = loop
-        self._future: asyncio.Future[bool] = loop.create_future()
+    def __init__(self) -> None:
+        # Bound to the running loop, like loop.create_future(), without the method call.
+        self._future: asyncio.Future[bool] = asyncio.Future()
 
     @property
     def woken(self) -> bool:
@@ -68,7 +67,7 @@ class _AsyncioWaiter:
         future = self._future
         if deadline is None or future.done():
             return await future
-        timer = self._loop.call_at(deadline, _expire, future)
+        timer = future.get_loop().call_at(deadline, _expire, future)
         try:
             return await future
         finally:
@@ -118,15 +117,35 @@ class _TrioWaiter:
         await trio.lowlevel.wait_task_rescheduled(abort)
 
 
-def waiter_factory() -> Callable[[], Waiter]:
-    """Return a factory of waiters bound to the running event loop.
+def _asyncio_now() -> float:
+    return _get_running_loop().time()
+
+
+_get_running_loop = asyncio.get_running_loop
+
+
+def primitives() -> tuple[Callable[[], Waiter], Callable[[], float]]:
+    """Return the running backend's waiter factory and clock.
+
+    The clock is the one ``anyio.current_time()`` reads (the loop's ``time()`` on asyncio,
+    ``trio.current_time()`` on trio), without anyio's per-call backend lookup. Both are
+    shared objects: a mailbox that keeps them costs two references, nothing more.
 
     Raises:
         RuntimeError: when called outside asyncio or trio.
     """
     library = sniffio.current_async_library()
     if library == "asyncio":
-        return partial(_AsyncioWaiter, asyncio.get_running_loop())
+        return _AsyncioWaiter, _asyncio_now
     if library == "trio":
-        return _TrioWaiter
+        return _TrioWaiter, trio.current_time
     raise RuntimeError(f"the actor kernel runs on asyncio or trio, not {library}")
+
+
+def waiter_factory() -> Callable[[], Waiter]:
+    """Return a factory of waiters for the running backend.
+
+    Raises:
+        RuntimeError: when called outside asyncio or trio.
+    """
+    return primitives()[0]
