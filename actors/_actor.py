@@ -283,6 +283,8 @@ async def run_incarnation(
                     return
                 started = True
                 task_status.started(mailbox.ref)
+                # Let the starter's status object go: an idle actor need not keep it.
+                task_status = anyio.TASK_STATUS_IGNORED
                 try:
                     reason = await _serve(actor, mailbox)
                 except Exception as error:
@@ -310,13 +312,15 @@ def terminate(mailbox: Mailbox, reason: ExitReason) -> None:
     release_watches(mailbox, reason)
 
 
-def _exit_unsupervised(mailbox: Mailbox) -> Callable[[_Incarnation, ExitReason], None]:
-    def on_exit(incarnation: _Incarnation, reason: ExitReason) -> None:
-        if reason.abnormal:
-            _log.warning("actor_exited", actor=mailbox.label, reason=str(reason))
-        terminate(mailbox, reason)
+def _exit_unsupervised(incarnation: _Incarnation, reason: ExitReason) -> None:
+    """``on_exit`` of an actor started by :func:`spawn`: it stops for good.
 
-    return on_exit
+    One shared function rather than a closure per actor: the mailbox is the ref's.
+    """
+    mailbox = incarnation.actor.ref._mailbox
+    if reason.abnormal:
+        _log.warning("actor_exited", actor=mailbox.label, reason=str(reason))
+    terminate(mailbox, reason)
 
 
 async def spawn(
@@ -349,7 +353,8 @@ async def spawn(
         if registry is None:
             raise ValueError("a name needs a registry to register it in")
         registry.register(name, box.ref)
-    result = await task_group.start(run_incarnation, actor, box, _exit_unsupervised(box))
+    # Named after the actor: task dumps read "Counter#12", and anyio builds no name.
+    result = await task_group.start(run_incarnation, actor, box, _exit_unsupervised, name=box.label)
     if isinstance(result, StartFailure):
         raise result.error(box.label)
     ref: ActorRef[M] = result
