@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 from contextlib import asynccontextmanager, nullcontext
+from functools import partial
 from typing import TYPE_CHECKING, Any, ClassVar, Final, Generic, TypeVar
 
 import anyio
@@ -17,7 +18,7 @@ from actors.errors import ActorCrashed, ActorStartFailed
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Hashable
-    from contextlib import AbstractAsyncContextManager
+    from contextlib import AbstractAsyncContextManager, AbstractContextManager
 
     from anyio.abc import TaskGroup, TaskStatus
 
@@ -38,6 +39,8 @@ _ids = itertools.count(1)
 #: Stands in for ``Actor._lifespan`` when a class does not override it: an idle actor
 #: then keeps no async generator and context manager alive for its whole life.
 _NO_LIFESPAN: Final[AbstractAsyncContextManager[None]] = nullcontext()
+#: Stands in for the incarnation's cancel scope when it needs no kill switch.
+_NO_SCOPE: Final[AbstractContextManager[None]] = nullcontext()
 
 
 def new_label(actor: object) -> str:
@@ -155,9 +158,15 @@ class _Incarnation:
         self._done: anyio.Event | None = None
 
     def kill(self) -> None:
-        """Cancel the incarnation (``on_stop`` still runs, shielded and bounded)."""
-        if self.scope is not None:
-            self.scope.cancel()
+        """Cancel the incarnation (``on_stop`` still runs, shielded and bounded).
+
+        Raises:
+            RuntimeError: the incarnation has no kill switch (an actor started by
+                :func:`spawn` is cancelled through its owner's task group).
+        """
+        if self.scope is None:
+            raise RuntimeError(f"{self.actor.ref.label} has no kill switch; cancel its owner")
+        self.scope.cancel()
 
     async def wait_done(self) -> ExitReason:
         if self.reason is None:
@@ -258,6 +267,7 @@ async def run_incarnation(
     mailbox: Mailbox,
     on_exit: Callable[[_Incarnation, ExitReason], None],
     *,
+    killable: bool = True,
     task_status: TaskStatus[Any] = anyio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run one incarnation of ``actor`` behind ``mailbox`` until it stops.
@@ -265,6 +275,11 @@ async def run_incarnation(
     Reports ``mailbox.ref`` to ``task_status`` once ``on_start`` has returned, or a
     :class:`StartFailure`. Never raises an actor's error into the caller's task group:
     the exit reason goes to ``on_exit`` instead. Cancellation propagates after cleanup.
+
+    ``killable`` gives the incarnation its own cancel scope, so that
+    :meth:`_Incarnation.kill` can cancel it alone (supervisors need that). Without it,
+    only the owner's task group can cancel the actor, and each idle actor is one cancel
+    scope lighter.
     """
     incarnation = _Incarnation(actor)
     mailbox._incarnation = incarnation
@@ -272,9 +287,11 @@ async def run_incarnation(
     reason: ExitReason = Killed()
     started = False
     lifespan = _NO_LIFESPAN if type(actor)._lifespan is Actor._lifespan else actor._lifespan()
+    scope: AbstractContextManager[object] = _NO_SCOPE
+    if killable:
+        scope = incarnation.scope = anyio.CancelScope()
     try:
-        with anyio.CancelScope() as scope:
-            incarnation.scope = scope
+        with scope:
             async with lifespan:
                 try:
                     await actor.on_start()
@@ -354,7 +371,9 @@ async def spawn(
             raise ValueError("a name needs a registry to register it in")
         registry.register(name, box.ref)
     # Named after the actor: task dumps read "Counter#12", and anyio builds no name.
-    result = await task_group.start(run_incarnation, actor, box, _exit_unsupervised, name=box.label)
+    result = await task_group.start(
+        partial(run_incarnation, actor, box, _exit_unsupervised, killable=False), name=box.label
+    )
     if isinstance(result, StartFailure):
         raise result.error(box.label)
     ref: ActorRef[M] = result
