@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import itertools
-from contextlib import asynccontextmanager, nullcontext
+from contextlib import asynccontextmanager
 from functools import partial
 from typing import TYPE_CHECKING, Any, ClassVar, Final, Generic, TypeVar
 
@@ -36,11 +36,37 @@ _FAIRNESS_BATCH: Final = 256
 
 _ids = itertools.count(1)
 
-#: Stands in for ``Actor._lifespan`` when a class does not override it: an idle actor
-#: then keeps no async generator and context manager alive for its whole life.
-_NO_LIFESPAN: Final[AbstractAsyncContextManager[None]] = nullcontext()
-#: Stands in for the incarnation's cancel scope when it needs no kill switch.
-_NO_SCOPE: Final[AbstractContextManager[None]] = nullcontext()
+
+class _Nothing:
+    """A context manager, sync and async, that does nothing and costs nothing per use.
+
+    A task keeps the bound ``__exit__`` of every ``with`` block it is inside; this
+    class's hooks are static methods, which bind no method object, so an idle actor
+    that enters it holds nothing extra.
+    """
+
+    __slots__ = ()
+
+    @staticmethod
+    def __enter__() -> None:
+        return None
+
+    @staticmethod
+    def __exit__(*exc_info: object) -> None:
+        return None
+
+    @staticmethod
+    async def __aenter__() -> None:
+        return None
+
+    @staticmethod
+    async def __aexit__(*exc_info: object) -> None:
+        return None
+
+
+#: Stands in for ``Actor._lifespan`` when a class does not override it, and for the
+#: incarnation's cancel scope when it needs no kill switch.
+_NOTHING: Final = _Nothing()
 
 
 def new_label(actor: object) -> str:
@@ -199,7 +225,6 @@ class StartFailure:
 
 async def _serve(actor: Actor[Any], mailbox: Mailbox) -> ExitReason:
     """Take messages one at a time, in lane priority, until asked to stop."""
-    handle = actor.handle
     new_waiter = mailbox._new_waiter
     batch = 0
     while True:
@@ -228,7 +253,7 @@ async def _serve(actor: Actor[Any], mailbox: Mailbox) -> ExitReason:
         try:
             if type(item) is _Ask:
                 try:
-                    value = await handle(item.message)
+                    value = await actor.handle(item.message)
                 except Exception as error:
                     crashed = ActorCrashed(mailbox.label)
                     crashed.__cause__ = error
@@ -236,7 +261,7 @@ async def _serve(actor: Actor[Any], mailbox: Mailbox) -> ExitReason:
                     raise
                 item.reply.resolve(value)
             else:
-                await handle(item)
+                await actor.handle(item)
         except Exception:
             mailbox.discard_on_crash()
             raise
@@ -286,8 +311,10 @@ async def run_incarnation(
     actor._ref = mailbox.ref
     reason: ExitReason = Killed()
     started = False
-    lifespan = _NO_LIFESPAN if type(actor)._lifespan is Actor._lifespan else actor._lifespan()
-    scope: AbstractContextManager[object] = _NO_SCOPE
+    lifespan: AbstractAsyncContextManager[object] = _NOTHING
+    if type(actor)._lifespan is not Actor._lifespan:
+        lifespan = actor._lifespan()
+    scope: AbstractContextManager[object] = _NOTHING
     if killable:
         scope = incarnation.scope = anyio.CancelScope()
     try:
