@@ -223,9 +223,12 @@ class StartFailure:
         return error
 
 
-async def _serve(actor: Actor[Any], mailbox: Mailbox) -> ExitReason:
-    """Take messages one at a time, in lane priority, until asked to stop."""
-    new_waiter = mailbox._new_waiter
+async def _serve(actor: Actor[Any], mailbox: Mailbox) -> ExitReason | None:
+    """Take messages one at a time, in lane priority, until asked to stop (return the
+    reason) or until the mailbox is empty (return ``None``: the caller parks).
+
+    Returning to park keeps this frame off an idle actor's stack.
+    """
     batch = 0
     while True:
         stop = mailbox._stop
@@ -240,16 +243,7 @@ async def _serve(actor: Actor[Any], mailbox: Mailbox) -> ExitReason:
             continue
         item = mailbox.pop_message()
         if item is _EMPTY:
-            batch = 0
-            # Mailbox.wait_nonempty(), inlined: an idle actor parks with one frame less.
-            waiter = new_waiter()
-            mailbox._rx = waiter
-            try:
-                await waiter
-            finally:
-                if mailbox._rx is waiter:
-                    mailbox._rx = None
-            continue
+            return None
         try:
             if type(item) is _Ask:
                 try:
@@ -330,7 +324,17 @@ async def run_incarnation(
                 # Let the starter's status object go: an idle actor need not keep it.
                 task_status = anyio.TASK_STATUS_IGNORED
                 try:
-                    reason = await _serve(actor, mailbox)
+                    while (verdict := await _serve(actor, mailbox)) is None:
+                        # Mailbox.wait_nonempty(), inlined: an idle actor parks here,
+                        # holding this frame and its waiter, nothing more.
+                        waiter = mailbox._new_waiter()
+                        mailbox._rx = waiter
+                        try:
+                            await waiter
+                        finally:
+                            if mailbox._rx is waiter:
+                                mailbox._rx = None
+                    reason = verdict
                 except Exception as error:
                     reason = Crashed(error)
     except Exception as error:  # raised by _lifespan's own cleanup
