@@ -95,26 +95,27 @@ class _TrioWaiter:
             trio.lowlevel.reschedule(task)
 
     def __await__(self) -> Generator[Any, None, bool]:
-        return self.wait().__await__()
+        # A generator rather than wait(): a parked actor holds this one frame, trio's
+        # wait_task_rescheduled and a bound method, instead of two coroutines and a
+        # closure.
+        if not self._woken:
+            self._task = trio.lowlevel.current_task()
+            # `yield from ....__await__()` is how a generator awaits.
+            yield from trio.lowlevel.wait_task_rescheduled(self._abort).__await__()  # noqa: ASYNC105
+        return True
 
     async def wait(self, deadline: float | None = None) -> bool:
         if self._woken:
             return True
         if deadline is None:
-            await self._park()
-            return True
+            return await self
         with trio.move_on_at(deadline):
-            await self._park()
+            await self
         return self._woken
 
-    async def _park(self) -> None:
-        self._task = trio.lowlevel.current_task()
-
-        def abort(_: object) -> trio.lowlevel.Abort:
-            self._task = None
-            return trio.lowlevel.Abort.SUCCEEDED
-
-        await trio.lowlevel.wait_task_rescheduled(abort)
+    def _abort(self, _: object) -> trio.lowlevel.Abort:
+        self._task = None
+        return trio.lowlevel.Abort.SUCCEEDED
 
 
 def _asyncio_now() -> float:
