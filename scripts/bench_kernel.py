@@ -18,6 +18,10 @@ own primitives (every handler below is the same ``async def`` in both)::
                                    Raw: a consumer that checks a control queue before a full
                                    data queue (both bounded).
 
+(a), (b) and (d) run Warden and the baseline in one event loop, in alternating slices,
+so that load from a noisy neighbour falls on both alike; their samples are pooled.
+(c) alternates fresh subprocesses and reports medians.
+
 The targets (DESIGN §2, issue 2) are ratios on asyncio; ``--backend trio`` or ``both``
 also runs the workloads on trio against trio's memory channels. ``--peers`` measures
 pykka and triotp on (a)-(c) in subprocesses (see ``scripts/_bench_peers.py``).
@@ -47,7 +51,7 @@ import subprocess
 import sys
 import time
 import tracemalloc
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
@@ -70,7 +74,9 @@ T = TypeVar("T")
 CAPACITY: Final = 1024
 #: Control-lane / control-queue capacity in workload (d) (the kernel's default).
 CONTROL_CAPACITY: Final = 64
-#: Asks excluded from the latency figures while caches warm up.
+#: Slices each of (a), (b) and (d) is cut into; Warden and the baseline alternate slices.
+CHUNKS: Final = 10
+#: Asks excluded from the latency figures while caches warm up (per slice).
 MAX_WARMUP_ASKS: Final = 1000
 #: Idle actors spawned (and kept) before the footprint measurement starts.
 FOOTPRINT_WARMUP: Final = 64
@@ -272,6 +278,7 @@ class WorkerActor(Worker, Actor[object]):
 
 
 async def warden_tell(messages: list[int]) -> float:
+    """Nanoseconds from the first tell until the actor has handled every message."""
     done = anyio.Event()
     async with anyio.create_task_group() as tg:
         ref: ActorRef[int] = await spawn(tg, SinkActor(len(messages), done.set))
@@ -282,10 +289,11 @@ async def warden_tell(messages: list[int]) -> float:
         await done.wait()
         elapsed = time.perf_counter_ns() - started
         await ref.stop()
-    return len(messages) / (elapsed / 1e9)
+    return elapsed
 
 
-async def warden_ask(asks: list[int], warmup: int) -> tuple[float, float]:
+async def warden_ask(asks: list[int], warmup: int) -> list[float]:
+    """Round-trip times in microseconds, after ``warmup`` untimed asks."""
     samples = [0.0] * (len(asks) - warmup)
     async with anyio.create_task_group() as tg:
         ref: ActorRef[int] = await spawn(tg, EchoActor())
@@ -297,11 +305,10 @@ async def warden_ask(asks: list[int], warmup: int) -> tuple[float, float]:
             await ask(message)
             samples[i] = (time.perf_counter_ns() - started) / 1e3
         await ref.stop()
-    samples.sort()
-    return percentile(samples, 50), percentile(samples, 99)
+    return samples
 
 
-async def warden_control(gaps: list[float]) -> ControlResult:
+async def warden_control(gaps: list[float]) -> tuple[list[Probe], int]:
     worker = WorkerActor(anyio.lowlevel.checkpoint)
     probes: list[Probe] = []
     overtook = 0
@@ -333,7 +340,7 @@ async def warden_control(gaps: list[float]) -> ControlResult:
                 overtook += queued > 0
             producers.cancel_scope.cancel()
         await ref.stop()
-    return ControlResult.of(probes, overtook)
+    return probes, overtook
 
 
 async def warden_footprint(count: int, traced: bool) -> dict[str, float]:
@@ -385,6 +392,7 @@ async def _measure_footprint(
 
 
 async def raw_asyncio_tell(messages: list[int]) -> float:
+    """Nanoseconds from the first put until the consumer has handled every message."""
     queue: asyncio.Queue[int] = asyncio.Queue(maxsize=CAPACITY)
     done = asyncio.Event()
     counter = Counter(len(messages), done.set)
@@ -403,10 +411,10 @@ async def raw_asyncio_tell(messages: list[int]) -> float:
             await put(message)
         await done.wait()
         elapsed = time.perf_counter_ns() - started
-    return len(messages) / (elapsed / 1e9)
+    return elapsed
 
 
-async def raw_asyncio_ask(asks: list[int], warmup: int) -> tuple[float, float]:
+async def raw_asyncio_ask(asks: list[int], warmup: int) -> list[float]:
     requests: asyncio.Queue[tuple[int, asyncio.Future[int]]] = asyncio.Queue(maxsize=CAPACITY)
     loop = asyncio.get_running_loop()
 
@@ -433,11 +441,10 @@ async def raw_asyncio_ask(asks: list[int], warmup: int) -> tuple[float, float]:
             await ask(message)
             samples[i] = (time.perf_counter_ns() - started) / 1e3
         server.cancel()
-    samples.sort()
-    return percentile(samples, 50), percentile(samples, 99)
+    return samples
 
 
-async def raw_asyncio_control(gaps: list[float]) -> ControlResult:
+async def raw_asyncio_control(gaps: list[float]) -> tuple[list[Probe], int]:
     control: asyncio.Queue[Probe] = asyncio.Queue(maxsize=CONTROL_CAPACITY)
     data: asyncio.Queue[int] = asyncio.Queue(maxsize=CAPACITY)
     worker = Worker(_asyncio_checkpoint)
@@ -473,7 +480,7 @@ async def raw_asyncio_control(gaps: list[float]) -> ControlResult:
             overtook += queued > 0
         for task in tasks:
             task.cancel()
-    return ControlResult.of(probes, overtook)
+    return probes, overtook
 
 
 async def _asyncio_checkpoint() -> None:
@@ -539,10 +546,10 @@ async def raw_trio_tell(messages: list[int]) -> float:
             await send.send(message)
         await done.wait()
         elapsed = time.perf_counter_ns() - started
-    return len(messages) / (elapsed / 1e9)
+    return elapsed
 
 
-async def raw_trio_ask(asks: list[int], warmup: int) -> tuple[float, float]:
+async def raw_trio_ask(asks: list[int], warmup: int) -> list[float]:
     send, receive = trio.open_memory_channel[tuple[int, TrioReply]](CAPACITY)
 
     async def serve() -> None:
@@ -566,11 +573,10 @@ async def raw_trio_ask(asks: list[int], warmup: int) -> tuple[float, float]:
             await ask(message)
             samples[i] = (time.perf_counter_ns() - started) / 1e3
         nursery.cancel_scope.cancel()
-    samples.sort()
-    return percentile(samples, 50), percentile(samples, 99)
+    return samples
 
 
-async def raw_trio_control(gaps: list[float]) -> ControlResult:
+async def raw_trio_control(gaps: list[float]) -> tuple[list[Probe], int]:
     control_send, control_receive = trio.open_memory_channel[Probe](CONTROL_CAPACITY)
     data_send, data_receive = trio.open_memory_channel[int](CAPACITY)
     worker = Worker(trio.lowlevel.checkpoint)
@@ -610,7 +616,7 @@ async def raw_trio_control(gaps: list[float]) -> ControlResult:
             probes.append(probe)
             overtook += queued > 0
         nursery.cancel_scope.cancel()
-    return ControlResult.of(probes, overtook)
+    return probes, overtook
 
 
 async def raw_trio_footprint(count: int, traced: bool) -> dict[str, float]:
@@ -720,35 +726,84 @@ class BackendResult:
         ]
 
 
+def chunks(items: list[T], count: int) -> list[list[T]]:
+    """Split ``items`` into ``count`` consecutive, nearly equal, non-empty slices."""
+    count = max(1, min(count, len(items)))
+    bounds = [len(items) * i // count for i in range(count + 1)]
+    return [items[bounds[i] : bounds[i + 1]] for i in range(count)]
+
+
+@dataclass(slots=True)
+class Interleaved:
+    """What workloads (a), (b) and (d) measured for one system, pooled over chunks."""
+
+    tell_ns: float = 0.0
+    tells: int = 0
+    ask_samples: list[float] = field(default_factory=list)
+    probes: list[Probe] = field(default_factory=list)
+    overtook: int = 0
+
+
+async def interleave(
+    backend: str, sizes: Sizes, seed: int, log: Callable[[str], None]
+) -> dict[str, Interleaved]:
+    """Run (a), (b) and (d) for Warden and the raw baseline in one event loop, in
+    alternating chunks: load from a noisy neighbour then falls on both alike."""
+    messages = chunks(payloads(seed, sizes.tells), CHUNKS)
+    asks = chunks(payloads(seed + 1, sizes.asks), CHUNKS)
+    gaps = chunks(probe_gaps(seed + 2, sizes.probes), CHUNKS)
+    results = {system: Interleaved() for system in ("raw", "warden")}
+    step = 0
+    for repeat in range(sizes.repeats):
+        log(f"  [{backend}] round {repeat + 1}/{sizes.repeats}")
+        for part in range(CHUNKS):
+            for workload in ("tell", "ask", "control"):
+                order = ("raw", "warden") if step % 2 == 0 else ("warden", "raw")
+                step += 1
+                for system in order:
+                    run = WORKLOADS[system, backend][workload]
+                    result = results[system]
+                    if workload == "tell" and part < len(messages):
+                        result.tell_ns += await run(messages[part])
+                        result.tells += len(messages[part])
+                    elif workload == "ask" and part < len(asks):
+                        warmup = min(MAX_WARMUP_ASKS, len(asks[part]) // 10)
+                        result.ask_samples += await run(asks[part], warmup)
+                    elif workload == "control" and part < len(gaps):
+                        probes, overtook = await run(gaps[part])
+                        result.probes += probes
+                        result.overtook += overtook
+    return results
+
+
 def measure_backend(
     backend: str, sizes: Sizes, seed: int, log: Callable[[str], None]
 ) -> BackendResult:
-    messages = payloads(seed, sizes.tells)
-    asks = payloads(seed + 1, sizes.asks)
-    warmup = min(MAX_WARMUP_ASKS, len(asks) // 10)
-    gaps = probe_gaps(seed + 2, sizes.probes)
-    per_system: dict[str, dict[str, list[float]]] = {"warden": {}, "raw": {}}
-    controls: dict[str, list[ControlResult]] = {"warden": [], "raw": []}
-
-    def add(system: str, metric: str, value: float) -> None:
-        per_system[system].setdefault(metric, []).append(value)
-
+    if backend == "asyncio":
+        pooled = asyncio.run(interleave(backend, sizes, seed, log))
+    else:
+        pooled = trio.run(interleave, backend, sizes, seed, log)
+    values: dict[str, dict[str, float]] = {}
+    controls: dict[str, ControlResult] = {}
+    for system, result in pooled.items():
+        samples = sorted(result.ask_samples)
+        controls[system] = ControlResult.of(result.probes, result.overtook)
+        values[system] = {
+            "tell_throughput": result.tells / (result.tell_ns / 1e9),
+            "ask_p50_us": percentile(samples, 50),
+            "ask_p99_us": percentile(samples, 99),
+            "control_under_load_p99_us": controls[system].p99_us,
+        }
+    # (c) in fresh subprocesses, alternating; medians over the repeats.
+    footprints: dict[str, dict[str, list[float]]] = {"raw": {}, "warden": {}}
     for repeat in range(sizes.repeats):
-        log(f"  [{backend}] repeat {repeat + 1}/{sizes.repeats}")
-        # Alternate which variant goes first so drift on a noisy machine evens out.
-        order = ("raw", "warden") if repeat % 2 == 0 else ("warden", "raw")
-        for system in order:
-            workloads = WORKLOADS[system, backend]
-            add(system, "tell_throughput", run_on(backend, system, workloads["tell"], messages))
-            p50, p99 = run_on(backend, system, workloads["ask"], asks, warmup)
-            add(system, "ask_p50_us", p50)
-            add(system, "ask_p99_us", p99)
-            control: ControlResult = run_on(backend, system, workloads["control"], gaps)
-            controls[system].append(control)
-            add(system, "control_under_load_p99_us", control.p99_us)
+        log(f"  [{backend}] footprint {repeat + 1}/{sizes.repeats}")
+        for system in ("raw", "warden") if repeat % 2 == 0 else ("warden", "raw"):
             footprint = footprint_in_subprocess(system, backend, sizes.actors, traced=False)
-            add(system, "spawn_us_per_actor", footprint["spawn_us_per_actor"])
-            add(system, "rss_bytes_per_actor", footprint["rss_bytes_per_actor"])
+            for metric in ("spawn_us_per_actor", "rss_bytes_per_actor"):
+                footprints[system].setdefault(metric, []).append(footprint[metric])
+    for system, metrics in footprints.items():
+        values[system].update({metric: median(runs) for metric, runs in metrics.items()})
     traced = {
         system: footprint_in_subprocess(system, backend, sizes.actors, traced=True)[
             "traced_bytes_per_actor"
@@ -757,13 +812,10 @@ def measure_backend(
     }
     return BackendResult(
         backend=backend,
-        warden={metric: median(values) for metric, values in per_system["warden"].items()},
-        raw={metric: median(values) for metric, values in per_system["raw"].items()},
+        warden=values["warden"],
+        raw=values["raw"],
         traced=traced,
-        control={
-            system: min(results, key=lambda r: r.in_order - r.probes)
-            for system, results in controls.items()
-        },
+        control=controls,
     )
 
 
@@ -900,7 +952,7 @@ def format_backend(result: BackendResult) -> list[str]:
             f"{system} control probes: {control.in_order}/{control.probes} handled right after "
             f"the message in progress; {control.overtook_data}/{control.probes} sent while data "
             f"was queued; p50 {control.p50_us:.1f} us, p99 {control.p99_us:.1f} us "
-            "(worst repeat)"
+            "(all probes)"
         )
     return lines
 
@@ -962,7 +1014,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--asks", type=int, help="asks in (b) (default 20000)")
     parser.add_argument("--actors", type=int, help="idle actors in (c) (default 10000)")
     parser.add_argument("--probes", type=int, help="control probes in (d) (default 2000)")
-    parser.add_argument("--repeats", type=int, help="runs per variant; medians (default 3)")
+    parser.add_argument(
+        "--repeats", type=int, help="rounds of (a), (b), (d); runs of (c) (default 3)"
+    )
     parser.add_argument(
         "--backend",
         choices=["asyncio", "trio", "both"],
@@ -1011,7 +1065,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"seed: {args.seed}")
     print(
         f"sizes: {sizes.tells} tells, {sizes.asks} asks, {sizes.actors} actors, "
-        f"{sizes.probes} control probes, {sizes.repeats} repeat(s) (medians)"
+        f"{sizes.probes} control probes per round; {sizes.repeats} round(s), each cut into "
+        f"{CHUNKS} slices that alternate between Warden and the raw baseline in one event "
+        f"loop (a, b, d pooled); (c) median of {sizes.repeats} subprocess run(s) per variant"
     )
     print(
         f"python {platform.python_version()}, anyio {anyio_version()}, trio {trio.__version__}, "
