@@ -11,43 +11,88 @@ The workloads mirror Warden's: (a) one-way sends to one actor until the actor ha
 handled them all, (b) sequential request/reply round trips, (c) spawn time and resident
 memory per idle actor. Each is measured the peer's natural way: pykka's
 ``ThreadingActor`` with ``tell``/``ask`` from a plain thread, triotp's ``gen_server``
-``cast``/``call`` on trio. Neither has mailbox priorities, so the control-under-load
-workload (d) has no peer figure.
+``cast``/``call`` on trio. (a) and (b) alternate, slice by slice, with the raw asyncio
+baseline of ``_bench_raw.py`` measured in this same process, so the peer's ratio to that
+baseline is as robust to a noisy machine as Warden's. Neither peer has mailbox
+priorities, so the control-under-load workload (d) has no peer figure.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import gc
 import json
-import math
-import os
-import random
 import sys
 import time
 import types
-from typing import Any
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Final
 
-#: Asks excluded from the latency figures while caches and code paths warm up.
-_MAX_WARMUP_ASKS = 1000
+from _bench_raw import payloads, percentile, raw_asyncio_ask, raw_asyncio_tell, rss_bytes
 
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
-def rss_bytes() -> int:
-    """Resident set size of this process, from ``/proc/self/statm``."""
-    with open("/proc/self/statm", encoding="ascii") as statm:
-        resident_pages = int(statm.read().split()[1])
-    return resident_pages * os.sysconf("SC_PAGE_SIZE")
-
-
-def percentile(sorted_samples: list[float], pct: float) -> float:
-    """Nearest-rank percentile of already sorted samples."""
-    rank = max(1, math.ceil(pct / 100 * len(sorted_samples)))
-    return sorted_samples[rank - 1]
+#: Asks excluded from the latency figures while caches warm up (per slice).
+MAX_WARMUP_ASKS: Final = 1000
+#: Slices (a) and (b) are cut into; the peer and the raw baseline alternate slices.
+CHUNKS: Final = 10
 
 
-def payloads(seed: int, count: int) -> list[int]:
-    rng = random.Random(seed)
-    return [rng.randrange(1 << 30) for _ in range(count)]
+@dataclass(slots=True)
+class Pooled:
+    tell_ns: float = 0.0
+    tells: int = 0
+    ask_samples: list[float] = field(default_factory=list)
+
+    def figures(self) -> dict[str, float]:
+        samples = sorted(self.ask_samples)
+        return {
+            "tell_throughput": self.tells / (self.tell_ns / 1e9),
+            "ask_p50_us": percentile(samples, 50),
+            "ask_p99_us": percentile(samples, 99),
+        }
+
+
+def slices(items: list[int], count: int) -> list[list[int]]:
+    count = max(1, min(count, len(items)))
+    bounds = [len(items) * i // count for i in range(count + 1)]
+    return [items[bounds[i] : bounds[i + 1]] for i in range(count)]
+
+
+def interleave(
+    args: argparse.Namespace,
+    peer_tell: Callable[[list[int]], float],
+    peer_ask: Callable[[list[int], int], list[float]],
+) -> tuple[dict[str, float], dict[str, float]]:
+    """(a) and (b) for the peer and for raw asyncio, in alternating slices."""
+    tells = slices(payloads(args.seed, args.tell), CHUNKS)
+    asks = slices(payloads(args.seed + 1, args.asks), CHUNKS)
+    peer, raw = Pooled(), Pooled()
+    step = 0
+    for _ in range(args.repeats):
+        for part in range(CHUNKS):
+            for workload in ("tell", "ask"):
+                first_raw = step % 2 == 0
+                step += 1
+                for is_raw in (first_raw, not first_raw):
+                    pooled = raw if is_raw else peer
+                    if workload == "tell" and part < len(tells):
+                        chunk = tells[part]
+                        if is_raw:
+                            pooled.tell_ns += asyncio.run(raw_asyncio_tell(chunk))
+                        else:
+                            pooled.tell_ns += peer_tell(chunk)
+                        pooled.tells += len(chunk)
+                    elif workload == "ask" and part < len(asks):
+                        chunk = asks[part]
+                        warmup = min(MAX_WARMUP_ASKS, len(chunk) // 10)
+                        if is_raw:
+                            pooled.ask_samples += asyncio.run(raw_asyncio_ask(chunk, warmup))
+                        else:
+                            pooled.ask_samples += peer_ask(chunk, warmup)
+    return peer.figures(), raw.figures()
 
 
 # -- pykka (threads) -----------------------------------------------------------------
@@ -75,34 +120,33 @@ def run_pykka(args: argparse.Namespace) -> dict[str, Any]:
         def on_receive(self, message: Any) -> Any:
             return message
 
-    result: dict[str, Any] = {"system": "pykka", "backend": "threads"}
-    messages = payloads(args.seed, args.tell)
-    done = threading.Event()
-    sink = Sink.start(len(messages), done)
-    started = time.perf_counter_ns()
-    tell = sink.tell
-    for message in messages:
-        tell(message)
-    done.wait()
-    elapsed = time.perf_counter_ns() - started
-    sink.stop()
-    result["tell_throughput"] = len(messages) / (elapsed / 1e9)
-
-    echo = Echo.start()
-    asks = payloads(args.seed + 1, args.asks)
-    warmup = min(_MAX_WARMUP_ASKS, len(asks) // 10)
-    for message in asks[:warmup]:
-        echo.ask(message)
-    samples = [0.0] * (len(asks) - warmup)
-    ask = echo.ask
-    for i, message in enumerate(asks[warmup:]):
+    def tell(messages: list[int]) -> float:
+        done = threading.Event()
+        sink = Sink.start(len(messages), done)
+        send = sink.tell
         started = time.perf_counter_ns()
-        ask(message)
-        samples[i] = (time.perf_counter_ns() - started) / 1e3
-    echo.stop()
-    samples.sort()
-    result["ask_p50_us"] = percentile(samples, 50)
-    result["ask_p99_us"] = percentile(samples, 99)
+        for message in messages:
+            send(message)
+        done.wait()
+        elapsed = time.perf_counter_ns() - started
+        sink.stop()
+        return elapsed
+
+    def ask(asks: list[int], warmup: int) -> list[float]:
+        echo = Echo.start()
+        request = echo.ask
+        for message in asks[:warmup]:
+            request(message)
+        samples = [0.0] * (len(asks) - warmup)
+        for i, message in enumerate(asks[warmup:]):
+            started = time.perf_counter_ns()
+            request(message)
+            samples[i] = (time.perf_counter_ns() - started) / 1e3
+        echo.stop()
+        return samples
+
+    peer, raw = interleave(args, tell, ask)
+    result: dict[str, Any] = {"system": "pykka", "backend": "threads", **peer, "baselines": raw}
 
     if args.actors:
         # Each pykka actor is a thread; RSS counts its touched stack and thread state.
@@ -125,6 +169,7 @@ def run_pykka(args: argparse.Namespace) -> dict[str, Any]:
 
 def run_triotp(args: argparse.Namespace) -> dict[str, Any]:
     import trio
+    import trio.testing
     from triotp import gen_server, mailbox
 
     state: dict[str, Any] = {"count": 0, "expected": 0, "done": None}
@@ -147,15 +192,12 @@ def run_triotp(args: argparse.Namespace) -> dict[str, Any]:
     server.handle_call = handle_call  # type: ignore[attr-defined]
     server.handle_cast = handle_cast  # type: ignore[attr-defined]
 
-    result: dict[str, Any] = {"system": "triotp", "backend": "trio"}
-
-    async def main() -> None:
+    async def tell_async(messages: list[int]) -> float:
         mailbox._init()  # triotp keeps its registries in ContextVars
         async with trio.open_nursery() as nursery:
             nursery.start_soon(gen_server.start, server, None, "bench")
             await trio.testing.wait_all_tasks_blocked()
-
-            messages = payloads(args.seed, args.tell)
+            state["count"] = 0
             state["expected"] = len(messages)
             state["done"] = done = trio.Event()
             cast = gen_server.cast
@@ -164,43 +206,56 @@ def run_triotp(args: argparse.Namespace) -> dict[str, Any]:
                 await cast("bench", message)
             await done.wait()
             elapsed = time.perf_counter_ns() - started
-            result["tell_throughput"] = len(messages) / (elapsed / 1e9)
+            nursery.cancel_scope.cancel()
+        return elapsed
 
-            asks = payloads(args.seed + 1, args.asks)
-            warmup = min(_MAX_WARMUP_ASKS, len(asks) // 10)
+    async def ask_async(asks: list[int], warmup: int) -> list[float]:
+        mailbox._init()
+        samples = [0.0] * (len(asks) - warmup)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(gen_server.start, server, None, "bench")
+            await trio.testing.wait_all_tasks_blocked()
             call = gen_server.call
             for message in asks[:warmup]:
                 await call("bench", message)
-            samples = [0.0] * (len(asks) - warmup)
             for i, message in enumerate(asks[warmup:]):
                 started = time.perf_counter_ns()
                 await call("bench", message)
                 samples[i] = (time.perf_counter_ns() - started) / 1e3
-            samples.sort()
-            result["ask_p50_us"] = percentile(samples, 50)
-            result["ask_p99_us"] = percentile(samples, 99)
+            nursery.cancel_scope.cancel()
+        return samples
+
+    def tell(messages: list[int]) -> float:
+        elapsed: float = trio.run(tell_async, messages)
+        return elapsed
+
+    def ask(asks: list[int], warmup: int) -> list[float]:
+        samples: list[float] = trio.run(ask_async, asks, warmup)
+        return samples
+
+    peer, raw = interleave(args, tell, ask)
+    result: dict[str, Any] = {"system": "triotp", "backend": "trio", **peer, "baselines": raw}
+
+    async def footprint() -> None:
+        mailbox._init()
+        async with trio.open_nursery() as nursery:
+            gc.collect()
+            before = rss_bytes()
+            started = time.perf_counter_ns()
+            for _ in range(args.actors):
+                nursery.start_soon(gen_server.start, server, None, None)
+            # Let every server open its mailbox and park in receive.
+            await trio.testing.wait_all_tasks_blocked()
+            elapsed = time.perf_counter_ns() - started
+            gc.collect()
+            after = rss_bytes()
+            result["spawn_us_per_actor"] = elapsed / 1e3 / args.actors
+            result["rss_bytes_per_actor"] = (after - before) / args.actors
+            result["actors"] = args.actors
             nursery.cancel_scope.cancel()
 
-        if args.actors:
-            async with trio.open_nursery() as nursery:
-                gc.collect()
-                before = rss_bytes()
-                started = time.perf_counter_ns()
-                for _ in range(args.actors):
-                    nursery.start_soon(gen_server.start, server, None, None)
-                # Let every server open its mailbox and park in receive.
-                await trio.testing.wait_all_tasks_blocked()
-                elapsed = time.perf_counter_ns() - started
-                gc.collect()
-                after = rss_bytes()
-                result["spawn_us_per_actor"] = elapsed / 1e3 / args.actors
-                result["rss_bytes_per_actor"] = (after - before) / args.actors
-                result["actors"] = args.actors
-                nursery.cancel_scope.cancel()
-
-    import trio.testing
-
-    trio.run(main)
+    if args.actors:
+        trio.run(footprint)
     return result
 
 
@@ -210,6 +265,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tell", type=int, default=200_000)
     parser.add_argument("--asks", type=int, default=20_000)
     parser.add_argument("--actors", type=int, default=10_000, help="0 skips (c)")
+    parser.add_argument("--repeats", type=int, default=3, help="rounds of (a) and (b)")
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args(argv)
     result = run_pykka(args) if args.system == "pykka" else run_triotp(args)

@@ -42,7 +42,6 @@ import asyncio
 import gc
 import importlib.util
 import json
-import math
 import os
 import platform
 import random
@@ -58,6 +57,16 @@ from typing import TYPE_CHECKING, Any, Final, TypeVar
 import anyio
 import anyio.lowlevel
 import trio
+from _bench_raw import (
+    CAPACITY,
+    Counter,
+    echo,
+    payloads,
+    percentile,
+    raw_asyncio_ask,
+    raw_asyncio_tell,
+    rss_bytes,
+)
 
 from actors import Actor, Lane, spawn
 
@@ -70,8 +79,6 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
-#: Data-lane capacity of every mailbox and queue measured here (the kernel's default).
-CAPACITY: Final = 1024
 #: Control-lane / control-queue capacity in workload (d) (the kernel's default).
 CONTROL_CAPACITY: Final = 64
 #: Slices each of (a), (b) and (d) is cut into; Warden and the baseline alternate slices.
@@ -144,24 +151,6 @@ class Row:
 # -- helpers -------------------------------------------------------------------------
 
 
-def rss_bytes() -> int:
-    """Resident set size of this process, from ``/proc/self/statm``."""
-    with open("/proc/self/statm", encoding="ascii") as statm:
-        resident_pages = int(statm.read().split()[1])
-    return resident_pages * os.sysconf("SC_PAGE_SIZE")
-
-
-def percentile(sorted_samples: Sequence[float], pct: float) -> float:
-    """Nearest-rank percentile of already sorted samples."""
-    rank = max(1, math.ceil(pct / 100 * len(sorted_samples)))
-    return sorted_samples[rank - 1]
-
-
-def payloads(seed: int, count: int) -> list[int]:
-    rng = random.Random(seed)
-    return [rng.randrange(1 << 30) for _ in range(count)]
-
-
 def probe_gaps(seed: int, count: int) -> list[float]:
     rng = random.Random(seed)
     return [rng.uniform(0.0, MAX_PROBE_GAP) for _ in range(count)]
@@ -172,24 +161,6 @@ def median(values: Sequence[float]) -> float:
 
 
 # -- the handlers, shared by the actors and the raw baselines ------------------------
-
-
-class Counter:
-    """Counts messages and fires ``done`` at the expected count."""
-
-    def __init__(self, expected: int, done: Callable[[], None]) -> None:
-        self.expected = expected
-        self.count = 0
-        self.done = done
-
-    async def handle(self, message: int) -> None:
-        self.count += 1
-        if self.count == self.expected:
-            self.done()
-
-
-async def echo(message: int) -> int:
-    return message
 
 
 class Probe:
@@ -389,59 +360,6 @@ async def _measure_footprint(
 
 
 # -- raw asyncio ---------------------------------------------------------------------
-
-
-async def raw_asyncio_tell(messages: list[int]) -> float:
-    """Nanoseconds from the first put until the consumer has handled every message."""
-    queue: asyncio.Queue[int] = asyncio.Queue(maxsize=CAPACITY)
-    done = asyncio.Event()
-    counter = Counter(len(messages), done.set)
-
-    async def consume(count: int) -> None:
-        handle = counter.handle
-        get = queue.get
-        for _ in range(count):
-            await handle(await get())
-
-    async with asyncio.TaskGroup() as tg:
-        tg.create_task(consume(len(messages)))
-        put = queue.put
-        started = time.perf_counter_ns()
-        for message in messages:
-            await put(message)
-        await done.wait()
-        elapsed = time.perf_counter_ns() - started
-    return elapsed
-
-
-async def raw_asyncio_ask(asks: list[int], warmup: int) -> list[float]:
-    requests: asyncio.Queue[tuple[int, asyncio.Future[int]]] = asyncio.Queue(maxsize=CAPACITY)
-    loop = asyncio.get_running_loop()
-
-    async def serve() -> None:
-        get = requests.get
-        while True:  # ends when the workload cancels it
-            message, reply = await get()
-            value = await echo(message)
-            if not reply.done():
-                reply.set_result(value)
-
-    async def ask(message: int) -> int:
-        reply: asyncio.Future[int] = loop.create_future()
-        await requests.put((message, reply))
-        return await reply
-
-    samples = [0.0] * (len(asks) - warmup)
-    async with asyncio.TaskGroup() as tg:
-        server = tg.create_task(serve())
-        for message in asks[:warmup]:
-            await ask(message)
-        for i, message in enumerate(asks[warmup:]):
-            started = time.perf_counter_ns()
-            await ask(message)
-            samples[i] = (time.perf_counter_ns() - started) / 1e3
-        server.cancel()
-    return samples
 
 
 async def raw_asyncio_control(gaps: list[float]) -> tuple[list[Probe], int]:
@@ -827,7 +745,14 @@ class PeerResult:
     system: str
     backend: str
     values: dict[str, float]
+    #: The raw asyncio figures of (a) and (b), measured in the peer's own process, in
+    #: slices alternating with the peer's.
+    baselines: dict[str, float]
     actors: int
+
+    def baseline(self, metric: str, main_run: BackendResult) -> float:
+        """The peer's same-process baseline, or (for (c)) the main run's raw one."""
+        return self.baselines.get(metric, main_run.raw[metric])
 
 
 def ensure_peers_venv(path: Path, log: Callable[[str], None]) -> Path:
@@ -868,6 +793,8 @@ def run_peer(system: str, python: Path, sizes: Sizes, seed: int) -> PeerResult:
         str(sizes.asks),
         "--actors",
         str(sizes.actors),
+        "--repeats",
+        str(sizes.repeats),
         "--seed",
         str(seed),
     ]
@@ -878,7 +805,8 @@ def run_peer(system: str, python: Path, sizes: Sizes, seed: int) -> PeerResult:
         raise RuntimeError(f"{system} run failed:\n{completed.stderr[-2000:]}")
     data: dict[str, Any] = json.loads(completed.stdout.strip().splitlines()[-1])
     values = {metric: float(data[metric]) for metric in METRICS if metric in data}
-    return PeerResult(system, str(data["backend"]), values, int(data.get("actors", 0)))
+    baselines = {metric: float(value) for metric, value in data["baselines"].items()}
+    return PeerResult(system, str(data["backend"]), values, baselines, int(data.get("actors", 0)))
 
 
 def measure_peers(
@@ -963,21 +891,25 @@ def format_peers(
     base = results.get("asyncio") or next(iter(results.values()))
     header = ["metric", f"warden ({base.backend})"]
     header += [f"{peer.system} ({peer.backend})" for peer in peers]
-    header.append(f"raw {base.backend}")
     lines = ["| " + " | ".join(header) + " |", "|" + " --- |" + " ---: |" * (len(header) - 1)]
     for metric in METRICS:
         if metric == "control_under_load_p99_us":
             continue
-        cells = [metric, _fmt(base.warden[metric], metric)]
+        value = base.warden[metric]
+        cells = [metric, f"{_fmt(value, metric)} ({value / base.raw[metric]:.2f}x)"]
         for peer in peers:
-            value = peer.values.get(metric)
+            peer_value = peer.values.get(metric)
             cells.append(
                 "n/a"
-                if value is None
-                else f"{_fmt(value, metric)} ({value / base.raw[metric]:.2f}x)"
+                if peer_value is None
+                else f"{_fmt(peer_value, metric)} ({peer_value / peer.baseline(metric, base):.2f}x)"
             )
-        cells.append(_fmt(base.raw[metric], metric))
         lines.append("| " + " | ".join(cells) + " |")
+    lines.append(
+        f"\nRatios are to raw {base.backend} measured alongside: Warden's in the main run; "
+        "each peer's (a) and (b) in its own process, in slices alternating with the peer's; "
+        "(c) against the main run's raw subprocesses."
+    )
     for peer in peers:
         if peer.actors:
             lines.append(f"\n{peer.system}: (c) measured with {peer.actors} actors.")
@@ -988,7 +920,7 @@ def format_peers(
 def peer_rows(results: dict[str, BackendResult], peers: list[PeerResult]) -> list[Row]:
     base = results.get("asyncio") or next(iter(results.values()))
     return [
-        Row(peer.system, peer.backend, metric, value, base.raw[metric])
+        Row(peer.system, peer.backend, metric, value, peer.baseline(metric, base))
         for peer in peers
         for metric, value in peer.values.items()
     ]

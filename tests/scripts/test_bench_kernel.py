@@ -72,3 +72,20 @@ def test_ratio_is_value_over_the_baseline_of_the_same_run(
         value, baseline, ratio = (float(str(row[key])) for key in ("value", "baseline", "ratio"))
         assert baseline > 0
         assert math.isclose(ratio, value / baseline, rel_tol=1e-9)
+
+
+def test_peer_rows_carry_their_own_same_process_baseline(tmp_path: Path) -> None:
+    pytest.importorskip("pykka", reason="pykka is in the 'peers' extra")
+    out = tmp_path / "rows.json"
+    command = [sys.executable, str(SCRIPT), "--quick", "--peers", "--json", str(out)]
+    completed = subprocess.run(command, capture_output=True, text=True, check=False, timeout=100)
+    assert completed.returncode == 0, completed.stderr
+    rows: list[dict[str, object]] = json.loads(out.read_text())
+    pykka_rows = [row for row in rows if row["system"] == "pykka"]
+    assert [row["metric"] for row in pykka_rows] == [
+        metric for metric in UNITS if metric != "control_under_load_p99_us"
+    ]
+    for row in pykka_rows:
+        value, baseline, ratio = (float(str(row[key])) for key in ("value", "baseline", "ratio"))
+        assert math.isclose(ratio, value / baseline, rel_tol=1e-9)
+    assert "triotp" in completed.stdout  # measured, or the reason it was not
