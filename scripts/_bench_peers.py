@@ -11,9 +11,9 @@ The workloads mirror Warden's: (a) one-way sends to one actor until the actor ha
 handled them all, (b) sequential request/reply round trips, (c) spawn time and resident
 memory per idle actor. Each is measured the peer's natural way: pykka's
 ``ThreadingActor`` with ``tell``/``ask`` from a plain thread, triotp's ``gen_server``
-``cast``/``call`` on trio. (a) and (b) alternate, slice by slice, with the raw asyncio
-baseline of ``_bench_raw.py`` measured in this same process, so the peer's ratio to that
-baseline is as robust to a noisy machine as Warden's. Neither peer has mailbox
+``cast``/``call`` on trio. (a) and (b) alternate, slice by slice, between the peer,
+Warden on asyncio and the raw asyncio baseline of ``_bench_raw.py``, all in this one
+process, so a noisy neighbour cannot favour one of them. Neither peer has mailbox
 priorities, so the control-under-load workload (d) has no peer figure.
 """
 
@@ -27,12 +27,16 @@ import sys
 import time
 import types
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 from _bench_raw import payloads, percentile, raw_asyncio_ask, raw_asyncio_tell, rss_bytes
 
 if TYPE_CHECKING:
     from collections.abc import Callable
+
+#: The repository root: Warden's actors/ is imported from there in a scratch venv.
+ROOT = Path(__file__).resolve().parent.parent
 
 #: Asks excluded from the latency figures while caches warm up (per slice).
 MAX_WARMUP_ASKS: Final = 1000
@@ -61,38 +65,65 @@ def slices(items: list[int], count: int) -> list[list[int]]:
     return [items[bounds[i] : bounds[i + 1]] for i in range(count)]
 
 
+def warden_workloads() -> tuple[
+    Callable[[list[int]], float], Callable[[list[int], int], list[float]]
+]:
+    """Warden's (a) and (b) from bench_kernel.py, each slice in a fresh asyncio loop."""
+    if str(ROOT) not in sys.path:
+        sys.path.insert(1, str(ROOT))  # a scratch venv has Warden's deps, not Warden
+    from bench_kernel import warden_ask, warden_tell
+
+    def tell(messages: list[int]) -> float:
+        return asyncio.run(warden_tell(messages))
+
+    def ask(asks: list[int], warmup: int) -> list[float]:
+        return asyncio.run(warden_ask(asks, warmup))
+
+    return tell, ask
+
+
+def raw_tell(messages: list[int]) -> float:
+    return asyncio.run(raw_asyncio_tell(messages))
+
+
+def raw_ask(asks: list[int], warmup: int) -> list[float]:
+    return asyncio.run(raw_asyncio_ask(asks, warmup))
+
+
 def interleave(
     args: argparse.Namespace,
     peer_tell: Callable[[list[int]], float],
     peer_ask: Callable[[list[int], int], list[float]],
-) -> tuple[dict[str, float], dict[str, float]]:
-    """(a) and (b) for the peer and for raw asyncio, in alternating slices."""
+) -> dict[str, dict[str, float]]:
+    """(a) and (b) for the peer, Warden and raw asyncio, in rotating slices."""
     tells = slices(payloads(args.seed, args.tell), CHUNKS)
     asks = slices(payloads(args.seed + 1, args.asks), CHUNKS)
-    peer, raw = Pooled(), Pooled()
+    warden_tell, warden_ask = warden_workloads()
+    systems: dict[
+        str, tuple[Callable[[list[int]], float], Callable[[list[int], int], list[float]]]
+    ] = {
+        "peer": (peer_tell, peer_ask),
+        "warden": (warden_tell, warden_ask),
+        "raw": (raw_tell, raw_ask),
+    }
+    pooled = {name: Pooled() for name in systems}
+    names = list(systems)
     step = 0
     for _ in range(args.repeats):
         for part in range(CHUNKS):
             for workload in ("tell", "ask"):
-                first_raw = step % 2 == 0
+                # Rotate who goes first, so that no one always follows the same neighbour.
+                order = names[step % len(names) :] + names[: step % len(names)]
                 step += 1
-                for is_raw in (first_raw, not first_raw):
-                    pooled = raw if is_raw else peer
+                for name in order:
+                    tell, ask = systems[name]
                     if workload == "tell" and part < len(tells):
-                        chunk = tells[part]
-                        if is_raw:
-                            pooled.tell_ns += asyncio.run(raw_asyncio_tell(chunk))
-                        else:
-                            pooled.tell_ns += peer_tell(chunk)
-                        pooled.tells += len(chunk)
+                        pooled[name].tell_ns += tell(tells[part])
+                        pooled[name].tells += len(tells[part])
                     elif workload == "ask" and part < len(asks):
-                        chunk = asks[part]
-                        warmup = min(MAX_WARMUP_ASKS, len(chunk) // 10)
-                        if is_raw:
-                            pooled.ask_samples += asyncio.run(raw_asyncio_ask(chunk, warmup))
-                        else:
-                            pooled.ask_samples += peer_ask(chunk, warmup)
-    return peer.figures(), raw.figures()
+                        warmup = min(MAX_WARMUP_ASKS, len(asks[part]) // 10)
+                        pooled[name].ask_samples += ask(asks[part], warmup)
+    return {name: result.figures() for name, result in pooled.items()}
 
 
 # -- pykka (threads) -----------------------------------------------------------------
@@ -145,8 +176,14 @@ def run_pykka(args: argparse.Namespace) -> dict[str, Any]:
         echo.stop()
         return samples
 
-    peer, raw = interleave(args, tell, ask)
-    result: dict[str, Any] = {"system": "pykka", "backend": "threads", **peer, "baselines": raw}
+    figures = interleave(args, tell, ask)
+    result: dict[str, Any] = {
+        "system": "pykka",
+        "backend": "threads",
+        **figures["peer"],
+        "warden": figures["warden"],
+        "baselines": figures["raw"],
+    }
 
     if args.actors:
         # Each pykka actor is a thread; RSS counts its touched stack and thread state.
@@ -233,8 +270,14 @@ def run_triotp(args: argparse.Namespace) -> dict[str, Any]:
         samples: list[float] = trio.run(ask_async, asks, warmup)
         return samples
 
-    peer, raw = interleave(args, tell, ask)
-    result: dict[str, Any] = {"system": "triotp", "backend": "trio", **peer, "baselines": raw}
+    figures = interleave(args, tell, ask)
+    result: dict[str, Any] = {
+        "system": "triotp",
+        "backend": "trio",
+        **figures["peer"],
+        "warden": figures["warden"],
+        "baselines": figures["raw"],
+    }
 
     async def footprint() -> None:
         mailbox._init()

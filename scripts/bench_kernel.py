@@ -748,6 +748,8 @@ class PeerResult:
     #: The raw asyncio figures of (a) and (b), measured in the peer's own process, in
     #: slices alternating with the peer's.
     baselines: dict[str, float]
+    #: Warden's (a) and (b) on asyncio, measured in those same alternating slices.
+    warden: dict[str, float]
     actors: int
 
     def baseline(self, metric: str, main_run: BackendResult) -> float:
@@ -760,16 +762,20 @@ def ensure_peers_venv(path: Path, log: Callable[[str], None]) -> Path:
 
     triotp 0.2.1 pins ``trio<0.20``; its gen_server only needs trio's memory channels,
     which still work on the trio Warden uses, so the pin is bypassed here and nowhere else.
+    Warden's own runtime needs (anyio, sniffio, structlog, trio, at this environment's
+    versions) go in too, so the peer is measured next to Warden in one process.
     """
     python = path / "bin" / "python"
-    if python.exists() and _has_module(python, "triotp"):
+    needed = "triotp, anyio, sniffio, structlog"
+    if python.exists() and _has_module(python, needed):
         return python
     from importlib.metadata import version
 
     log(f"  creating the peers venv at {path} (trio=={version('trio')}, {TRIOTP_REQUIREMENT})")
     subprocess.run([sys.executable, "-m", "venv", str(path)], check=True, timeout=300)
     pip = [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
-    deps = [f"trio=={version('trio')}", "tenacity", "Logbook", "trio-util"]
+    pinned = [f"{name}=={version(name)}" for name in ("trio", "anyio", "sniffio", "structlog")]
+    deps = [*pinned, "tenacity", "Logbook", "trio-util"]
     subprocess.run([*pip, *deps], check=True, timeout=600)
     subprocess.run([*pip, "--no-deps", TRIOTP_REQUIREMENT], check=True, timeout=600)
     return python
@@ -806,7 +812,10 @@ def run_peer(system: str, python: Path, sizes: Sizes, seed: int) -> PeerResult:
     data: dict[str, Any] = json.loads(completed.stdout.strip().splitlines()[-1])
     values = {metric: float(data[metric]) for metric in METRICS if metric in data}
     baselines = {metric: float(value) for metric, value in data["baselines"].items()}
-    return PeerResult(system, str(data["backend"]), values, baselines, int(data.get("actors", 0)))
+    warden = {metric: float(value) for metric, value in data["warden"].items()}
+    return PeerResult(
+        system, str(data["backend"]), values, baselines, warden, int(data.get("actors", 0))
+    )
 
 
 def measure_peers(
@@ -889,31 +898,34 @@ def format_peers(
     results: dict[str, BackendResult], peers: list[PeerResult], skipped: list[str]
 ) -> list[str]:
     base = results.get("asyncio") or next(iter(results.values()))
-    header = ["metric", f"warden ({base.backend})"]
-    header += [f"{peer.system} ({peer.backend})" for peer in peers]
-    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" + " ---: |" * (len(header) - 1)]
-    for metric in METRICS:
-        if metric == "control_under_load_p99_us":
-            continue
-        value = base.warden[metric]
-        cells = [metric, f"{_fmt(value, metric)} ({value / base.raw[metric]:.2f}x)"]
-        for peer in peers:
-            peer_value = peer.values.get(metric)
-            cells.append(
-                "n/a"
-                if peer_value is None
-                else f"{_fmt(peer_value, metric)} ({peer_value / peer.baseline(metric, base):.2f}x)"
-            )
-        lines.append("| " + " | ".join(cells) + " |")
-    lines.append(
-        f"\nRatios are to raw {base.backend} measured alongside: Warden's in the main run; "
-        "each peer's (a) and (b) in its own process, in slices alternating with the peer's; "
-        "(c) against the main run's raw subprocesses."
-    )
+    lines: list[str] = []
     for peer in peers:
-        if peer.actors:
-            lines.append(f"\n{peer.system}: (c) measured with {peer.actors} actors.")
-    lines.extend(f"\nnot measured: {reason}" for reason in skipped)
+        lines += [
+            f"#### {peer.system} ({peer.backend})\n",
+            f"| metric | {peer.system} | warden (asyncio) | raw asyncio | {peer.system} ratio "
+            "| warden ratio | warden ahead |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | --- |",
+        ]
+        for metric in METRICS:
+            value = peer.values.get(metric)
+            if value is None:
+                continue
+            baseline = peer.baseline(metric, base)
+            # (a) and (b): Warden from the peer's process; (c): from the main run.
+            warden = peer.warden.get(metric, base.warden[metric])
+            higher_is_better = metric == "tell_throughput"
+            ahead = warden > value if higher_is_better else warden < value
+            lines.append(
+                f"| {metric} | {_fmt(value, metric)} | {_fmt(warden, metric)} | "
+                f"{_fmt(baseline, metric)} | {value / baseline:.2f}x | "
+                f"{warden / baseline:.2f}x | {'yes' if ahead else 'NO'} |"
+            )
+        lines.append(
+            f"\n(a) and (b) ran in one process, in slices rotating between {peer.system}, "
+            "Warden and raw asyncio; (c) ran in fresh processes "
+            f"({peer.actors} {peer.system} actors; Warden and raw from the main run).\n"
+        )
+    lines.extend(f"not measured: {reason}" for reason in skipped)
     return lines
 
 
