@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 from contextlib import asynccontextmanager
+from functools import partial
 from typing import TYPE_CHECKING, Any, ClassVar, Final, Generic, TypeVar
 
 import anyio
@@ -17,6 +18,7 @@ from actors.errors import ActorCrashed, ActorStartFailed, ActorStopped
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Hashable
+    from contextlib import AbstractAsyncContextManager
 
     from anyio.abc import TaskGroup, TaskStatus
 
@@ -33,6 +35,38 @@ _log = structlog.get_logger("warden.actors")
 _FAIRNESS_BATCH: Final = 256
 
 _ids = itertools.count(1)
+
+
+class _Nothing:
+    """A context manager, sync and async, that does nothing and costs nothing per use.
+
+    A task keeps the bound ``__exit__`` of every ``with`` block it is inside; this
+    class's hooks are static methods, which bind no method object, so an idle actor
+    that enters it holds nothing extra.
+    """
+
+    __slots__ = ()
+
+    @staticmethod
+    def __enter__() -> None:
+        return None
+
+    @staticmethod
+    def __exit__(*exc_info: object) -> None:
+        return None
+
+    @staticmethod
+    async def __aenter__() -> None:
+        return None
+
+    @staticmethod
+    async def __aexit__(*exc_info: object) -> None:
+        return None
+
+
+#: Stands in for ``Actor._lifespan`` when a class does not override it, and for the
+#: incarnation's cancel scope when it needs no kill switch.
+_NOTHING: Final = _Nothing()
 
 
 def new_label(actor: object) -> str:
@@ -151,9 +185,15 @@ class _Incarnation:
         self._done: anyio.Event | None = None
 
     def kill(self) -> None:
-        """Cancel the incarnation (``on_stop`` still runs, shielded and bounded)."""
-        if self.scope is not None:
-            self.scope.cancel()
+        """Cancel the incarnation (``on_stop`` still runs, shielded and bounded).
+
+        Raises:
+            RuntimeError: the incarnation has no kill switch (an actor started by
+                :func:`spawn` is cancelled through its owner's task group).
+        """
+        if self.scope is None:
+            raise RuntimeError(f"{self.actor.ref.label} has no kill switch; cancel its owner")
+        self.scope.cancel()
 
     async def wait_done(self) -> ExitReason:
         if self.reason is None:
@@ -184,9 +224,12 @@ class StartFailure:
         return error
 
 
-async def _serve(actor: Actor[Any], mailbox: Mailbox) -> ExitReason:
-    """Take messages one at a time, in lane priority, until asked to stop."""
-    handle = actor.handle
+async def _serve(actor: Actor[Any], mailbox: Mailbox) -> ExitReason | None:
+    """Take messages one at a time, in lane priority, until asked to stop (return the
+    reason) or until the mailbox is empty (return ``None``: the caller parks).
+
+    Returning to park keeps this frame off an idle actor's stack.
+    """
     batch = 0
     while True:
         stop = mailbox._stop
@@ -201,13 +244,11 @@ async def _serve(actor: Actor[Any], mailbox: Mailbox) -> ExitReason:
             continue
         item = mailbox.pop_message()
         if item is _EMPTY:
-            batch = 0
-            await mailbox.wait_nonempty()
-            continue
+            return None
         try:
             if type(item) is _Ask:
                 try:
-                    value = await handle(item.message)
+                    value = await actor.handle(item.message)
                 except Exception as error:
                     crashed = ActorCrashed(mailbox.label)
                     crashed.__cause__ = error
@@ -220,7 +261,7 @@ async def _serve(actor: Actor[Any], mailbox: Mailbox) -> ExitReason:
                     raise
                 item.reply.resolve(value)
             else:
-                await handle(item)
+                await actor.handle(item)
         except Exception:
             mailbox.discard_on_crash()
             raise
@@ -251,6 +292,7 @@ async def run_incarnation(
     mailbox: Mailbox,
     on_exit: Callable[[_Incarnation, ExitReason], None],
     *,
+    killable: bool = True,
     shield: bool = False,
     task_status: TaskStatus[Any] = anyio.TASK_STATUS_IGNORED,
 ) -> None:
@@ -260,39 +302,63 @@ async def run_incarnation(
     :class:`StartFailure`. Never raises an actor's error into the caller's task group:
     the exit reason goes to ``on_exit`` instead. Cancellation propagates after cleanup.
 
-    With ``shield``, once ``on_start`` has returned, cancellation of the surrounding task
-    group no longer reaches the actor: only :meth:`_Incarnation.kill` does. Supervisors
-    use it so that, even when they are cancelled, they stop their children one at a time
-    in reverse order. ``on_start`` itself stays cancellable (start timeouts).
+    ``killable`` gives the incarnation its own cancel scope, so that
+    :meth:`_Incarnation.kill` can cancel it alone (supervisors need that). Without it,
+    only the owner's task group can cancel the actor, and each idle actor is one cancel
+    scope lighter.
+
+    With ``shield`` (needs ``killable``), once ``on_start`` has returned, cancellation of
+    the surrounding task group no longer reaches the actor: only
+    :meth:`_Incarnation.kill` does. Supervisors use it so that, even when they are
+    cancelled, they stop their children one at a time in reverse order. ``on_start``
+    itself stays cancellable (start timeouts).
     """
     actor = incarnation.actor
     mailbox._incarnation = incarnation
     actor._ref = mailbox.ref
     reason: ExitReason = Killed()
+    lifespan: AbstractAsyncContextManager[object] = _NOTHING
+    if type(actor)._lifespan is not Actor._lifespan:
+        lifespan = actor._lifespan()
+    scope: anyio.CancelScope | None = None
+    if killable:
+        scope = incarnation.scope = anyio.CancelScope()
     try:
-        with anyio.CancelScope() as scope:
-            incarnation.scope = scope
+        with scope if scope is not None else _NOTHING:
             try:
-                async with actor._lifespan():
+                async with lifespan:
                     try:
                         await actor.on_start()
                     except Exception as error:
                         reason = Crashed(error)
                         return
                     incarnation.started = True
-                    scope.shield = shield
+                    if scope is not None:
+                        scope.shield = shield
                     task_status.started(mailbox.ref)
+                    # Let the starter's status object go: an idle actor need not keep it.
+                    task_status = anyio.TASK_STATUS_IGNORED
                     try:
-                        reason = await _serve(actor, mailbox)
+                        while (verdict := await _serve(actor, mailbox)) is None:
+                            # Mailbox.wait_nonempty(), inlined: an idle actor parks here,
+                            # holding this frame and its waiter, nothing more.
+                            waiter = mailbox._new_waiter()
+                            mailbox._rx = waiter
+                            try:
+                                await waiter
+                            finally:
+                                if mailbox._rx is waiter:
+                                    mailbox._rx = None
+                        reason = verdict
                     except Exception as error:
                         reason = Crashed(error)
             except Exception as error:  # raised by _lifespan's own cleanup
                 reason = Crashed(error)
             finally:
-                # Inside the scope, so a kill also bounds a graceful on_stop.
+                # Inside the kill scope, so a kill also bounds a graceful on_stop.
                 if incarnation.started:
                     await _call_on_stop(actor, mailbox.label, reason)
-        if scope.cancelled_caught:
+        if scope is not None and scope.cancelled_caught:
             reason = Killed()
     finally:
         if not incarnation.started:
@@ -311,13 +377,15 @@ def terminate(mailbox: Mailbox, reason: ExitReason) -> None:
     release_watches(mailbox, reason)
 
 
-def _exit_unsupervised(mailbox: Mailbox) -> Callable[[_Incarnation, ExitReason], None]:
-    def on_exit(incarnation: _Incarnation, reason: ExitReason) -> None:
-        if reason.abnormal:
-            _log.warning("actor_exited", actor=mailbox.label, reason=str(reason))
-        terminate(mailbox, reason)
+def _exit_unsupervised(incarnation: _Incarnation, reason: ExitReason) -> None:
+    """``on_exit`` of an actor started by :func:`spawn`: it stops for good.
 
-    return on_exit
+    One shared function rather than a closure per actor: the mailbox is the ref's.
+    """
+    mailbox = incarnation.actor.ref._mailbox
+    if reason.abnormal:
+        _log.warning("actor_exited", actor=mailbox.label, reason=str(reason))
+    terminate(mailbox, reason)
 
 
 async def spawn(
@@ -351,8 +419,10 @@ async def spawn(
             raise ValueError("a name needs a registry to register it in")
         registry.register(name, box.ref)
     try:
+        # Named after the actor: task dumps read "Counter#12", and anyio builds no name.
         result = await task_group.start(
-            run_incarnation, _Incarnation(actor), box, _exit_unsupervised(box)
+            partial(run_incarnation, _Incarnation(actor), box, _exit_unsupervised, killable=False),
+            name=box.label,
         )
     except BaseException:
         # The incarnation never ran (e.g. the task group is no longer active): close the

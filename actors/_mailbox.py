@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any, Final, final
 import anyio
 import structlog
 
-from actors._wakeup import Waiter, waiter_factory
+from actors._wakeup import Waiter, primitives
 from actors.errors import ActorStopped, MailboxFull, TooManyWatches
 
 if TYPE_CHECKING:
@@ -281,6 +281,7 @@ class Mailbox:
     """
 
     __slots__ = (
+        "_clock",
         "_closed",
         "_control",
         "_data",
@@ -310,7 +311,7 @@ class Mailbox:
         self.label = label
         self.config = config
         self.ref: ActorRef[Any] = ActorRef(self)
-        self._new_waiter = waiter_factory()
+        self._new_waiter, self._clock = primitives()
         self._control: _LaneState | None = None
         self._data: _LaneState | None = None
         self._telemetry: _LaneState | None = None
@@ -462,7 +463,7 @@ class Mailbox:
         """
         if self.put_nowait(message, lane):
             return
-        await self._put_slow(message, lane, anyio.current_time() + self.config.send_timeout)
+        await self._put_slow(message, lane, self._clock() + self.config.send_timeout)
 
     async def _put_slow(self, message: object, lane: Lane, deadline: float) -> None:
         state = self._state(lane)
@@ -595,7 +596,7 @@ class Mailbox:
         waiter = self._new_waiter()
         self._rx = waiter
         try:
-            await waiter.wait()
+            await waiter
         finally:
             if self._rx is waiter:
                 self._rx = None

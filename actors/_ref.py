@@ -74,7 +74,7 @@ class ActorRef(Generic[M]):
         mailbox = self._mailbox
         if mailbox.put_nowait(message, lane):
             return
-        await mailbox._put_slow(message, lane, anyio.current_time() + mailbox.config.send_timeout)
+        await mailbox._put_slow(message, lane, mailbox._clock() + mailbox.config.send_timeout)
 
     def try_tell(self, message: M, lane: Lane = Lane.DATA) -> bool:
         """Send without ever waiting: ``False`` when the lane is full, nothing sent.
@@ -109,10 +109,10 @@ class ActorRef(Generic[M]):
         mailbox = self._mailbox
         reply = _Reply(mailbox._new_waiter())
         envelope = _Ask(message, reply)
-        deadline = anyio.current_time() + timeout
+        deadline = mailbox._clock() + timeout
         try:
             if not mailbox.put_nowait(envelope, lane):
-                send_deadline = anyio.current_time() + mailbox.config.send_timeout
+                send_deadline = mailbox._clock() + mailbox.config.send_timeout
                 try:
                     await mailbox._put_slow(envelope, lane, min(deadline, send_deadline))
                 except MailboxFull:

@@ -6,25 +6,26 @@ one small waiter per backend and shares everything else (lane logic, bounds, ord
 
 A waiter is woken at most once. ``wait(deadline)`` returns ``True`` when it was woken and
 ``False`` when the deadline (read from the backend clock, like ``anyio.current_time()``)
-passed first. Cancellation propagates; the caller inspects ``woken`` in its ``finally`` to
-hand on a wake-up it can no longer use. ``wake()`` returns whether it woke the waiter:
-``False`` once the waiter has timed out or been cancelled, so whoever hands a resource to
-a waiter can pass it to the next one instead of to a task that gave up.
+passed first. ``await waiter`` waits without a deadline and, on asyncio, parks on the
+future itself: an idle actor's task then holds no extra coroutine frame. Cancellation
+propagates; the caller inspects ``woken`` in its ``finally`` to hand on a wake-up it can
+no longer use. ``wake()`` returns whether it woke the waiter: ``False`` once the waiter
+has timed out or been cancelled, so whoever hands a resource to a waiter can pass it to
+the next one instead of to a task that gave up.
 """
 
 from __future__ import annotations
 
 import asyncio
-from functools import partial
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import sniffio
 import trio
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Generator
 
-__all__ = ["Waiter", "waiter_factory"]
+__all__ = ["Waiter", "primitives", "waiter_factory"]
 
 
 class Waiter(Protocol):
@@ -37,6 +38,8 @@ class Waiter(Protocol):
 
     async def wait(self, deadline: float | None = None) -> bool: ...
 
+    def __await__(self) -> Generator[Any, None, object]: ...
+
 
 def _expire(future: asyncio.Future[bool]) -> None:
     if not future.done():
@@ -44,11 +47,11 @@ def _expire(future: asyncio.Future[bool]) -> None:
 
 
 class _AsyncioWaiter:
-    __slots__ = ("_future", "_loop")
+    __slots__ = ("_future",)
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._loop = loop
-        self._future: asyncio.Future[bool] = loop.create_future()
+    def __init__(self) -> None:
+        # Bound to the running loop, like loop.create_future(), without the method call.
+        self._future: asyncio.Future[bool] = asyncio.Future()
 
     @property
     def woken(self) -> bool:
@@ -61,11 +64,14 @@ class _AsyncioWaiter:
         self._future.set_result(True)
         return True
 
+    def __await__(self) -> Generator[Any, None, bool]:
+        return self._future.__await__()
+
     async def wait(self, deadline: float | None = None) -> bool:
         future = self._future
         if deadline is None or future.done():
             return await future
-        timer = self._loop.call_at(deadline, _expire, future)
+        timer = future.get_loop().call_at(deadline, _expire, future)
         try:
             return await future
         finally:
@@ -97,39 +103,63 @@ class _TrioWaiter:
             trio.lowlevel.reschedule(task)
         return True
 
+    def __await__(self) -> Generator[Any, None, bool]:
+        # A generator rather than wait(): a parked actor holds this one frame, trio's
+        # wait_task_rescheduled and a bound method, instead of two coroutines and a
+        # closure.
+        if not self._woken:
+            self._task = trio.lowlevel.current_task()
+            try:
+                # `yield from ....__await__()` is how a generator awaits.
+                yield from trio.lowlevel.wait_task_rescheduled(self._abort).__await__()  # noqa: ASYNC105
+            finally:
+                # Resumed without a wake-up (deadline or cancellation): later wakes fail.
+                self._gave_up = not self._woken
+        return True
+
     async def wait(self, deadline: float | None = None) -> bool:
         if self._woken:
             return True
-        try:
-            if deadline is None:
-                await self._park()
-            else:
-                with trio.move_on_at(deadline):
-                    await self._park()
-        finally:
-            # Resumed without a wake-up (deadline or cancellation): later wakes fail.
-            self._gave_up = not self._woken
+        if deadline is None:
+            return await self
+        with trio.move_on_at(deadline):
+            await self
         return self._woken
 
-    async def _park(self) -> None:
-        self._task = trio.lowlevel.current_task()
-
-        def abort(_: object) -> trio.lowlevel.Abort:
-            self._task = None
-            return trio.lowlevel.Abort.SUCCEEDED
-
-        await trio.lowlevel.wait_task_rescheduled(abort)
+    def _abort(self, _: object) -> trio.lowlevel.Abort:
+        self._task = None
+        return trio.lowlevel.Abort.SUCCEEDED
 
 
-def waiter_factory() -> Callable[[], Waiter]:
-    """Return a factory of waiters bound to the running event loop.
+def _asyncio_now() -> float:
+    return _get_running_loop().time()
+
+
+_get_running_loop = asyncio.get_running_loop
+
+
+def primitives() -> tuple[Callable[[], Waiter], Callable[[], float]]:
+    """Return the running backend's waiter factory and clock.
+
+    The clock is the one ``anyio.current_time()`` reads (the loop's ``time()`` on asyncio,
+    ``trio.current_time()`` on trio), without anyio's per-call backend lookup. Both are
+    shared objects: a mailbox that keeps them costs two references, nothing more.
 
     Raises:
         RuntimeError: when called outside asyncio or trio.
     """
     library = sniffio.current_async_library()
     if library == "asyncio":
-        return partial(_AsyncioWaiter, asyncio.get_running_loop())
+        return _AsyncioWaiter, _asyncio_now
     if library == "trio":
-        return _TrioWaiter
+        return _TrioWaiter, trio.current_time
     raise RuntimeError(f"the actor kernel runs on asyncio or trio, not {library}")
+
+
+def waiter_factory() -> Callable[[], Waiter]:
+    """Return a factory of waiters for the running backend.
+
+    Raises:
+        RuntimeError: when called outside asyncio or trio.
+    """
+    return primitives()[0]
