@@ -1,0 +1,130 @@
+"""Fixtures for runtime/ tests: a real PostgreSQL, a fresh database per test.
+
+``WARDEN_TEST_DSN`` points at a server to use (any database on it; the fixtures create
+their own). Without it, one embedded pgserver is started per test session in a temporary
+directory. The schema is migrated once into a template database and every test gets a
+``CREATE DATABASE ... TEMPLATE`` copy, dropped afterwards.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from typing import TYPE_CHECKING
+
+import psycopg
+import pytest
+from psycopg import sql
+from psycopg.conninfo import make_conninfo
+
+from runtime.config import NodeConfig
+from runtime.embedded_pg import EmbeddedPostgres
+from runtime.migrator import apply_migrations
+from runtime.store import Store
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Iterator
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    """psycopg's async API needs asyncio: runtime/ tests never run on trio."""
+    return "asyncio"
+
+
+async def _start_embedded(pg: EmbeddedPostgres) -> str:
+    await pg.__aenter__()
+    return pg.dsn
+
+
+@pytest.fixture(scope="session")
+def server_dsn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """An admin DSN for the test server (``WARDEN_TEST_DSN`` or an embedded one)."""
+    dsn = os.environ.get("WARDEN_TEST_DSN")
+    if dsn:
+        yield dsn
+        return
+    pg = EmbeddedPostgres(tmp_path_factory.mktemp("pg") / "data")
+    dsn = asyncio.run(_start_embedded(pg))
+    try:
+        yield dsn
+    finally:
+        asyncio.run(pg.close())
+
+
+def dsn_for(server_dsn: str, dbname: str) -> str:
+    """``server_dsn`` pointed at another database on the same server."""
+    return make_conninfo(server_dsn, dbname=dbname)
+
+
+def _admin(server_dsn: str, statement: sql.Composable) -> None:
+    with psycopg.connect(server_dsn, autocommit=True) as conn:
+        conn.execute(statement)
+
+
+@pytest.fixture(scope="session")
+def template_db(server_dsn: str) -> Iterator[str]:
+    """A database migrated once, cloned by every test."""
+    name = f"warden_tmpl_{uuid.uuid4().hex[:12]}"
+    _admin(server_dsn, sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        asyncio.run(apply_migrations(dsn_for(server_dsn, name)))
+        yield name
+    finally:
+        _admin(
+            server_dsn,
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)),
+        )
+
+
+@pytest.fixture
+def empty_dsn(server_dsn: str) -> Iterator[str]:
+    """DSN of a fresh, empty database (no schema), dropped after the test."""
+    name = f"warden_t_{uuid.uuid4().hex[:12]}"
+    _admin(server_dsn, sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        yield dsn_for(server_dsn, name)
+    finally:
+        _admin(
+            server_dsn,
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)),
+        )
+
+
+@pytest.fixture
+def dsn(server_dsn: str, template_db: str) -> Iterator[str]:
+    """DSN of a fresh, migrated database, dropped after the test."""
+    name = f"warden_t_{uuid.uuid4().hex[:12]}"
+    _admin(
+        server_dsn,
+        sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
+            sql.Identifier(name), sql.Identifier(template_db)
+        ),
+    )
+    try:
+        yield dsn_for(server_dsn, name)
+    finally:
+        _admin(
+            server_dsn,
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)),
+        )
+
+
+@pytest.fixture
+def config() -> NodeConfig:
+    """Small, fast settings for tests."""
+    return NodeConfig(
+        dsn=None,
+        pool_min_size=1,
+        pool_max_size=8,
+        connect_timeout=5.0,
+        listener_poll_interval=30.0,
+    )
+
+
+@pytest.fixture
+async def store(dsn: str, config: NodeConfig) -> AsyncIterator[Store]:
+    """An open store on the test's own database."""
+    async with Store(dsn, config) as opened:
+        yield opened
