@@ -134,9 +134,7 @@ async def verify_chain(conn: AsyncConnection[TupleRow], run_id: UUID) -> ChainRe
                 elif bytes(prev_o) != prev:
                     problem = "prev_hash does not match the previous event's hash"
                 else:
-                    payload = orjson.dumps(
-                        _codec.decode(str(payload_o)), option=orjson.OPT_SORT_KEYS
-                    )
+                    payload = _codec.canonical(_codec.decode(str(payload_o)))
                     canonical = canonical_bytes(
                         run_id=run_id,
                         seq=seq,
