@@ -15,9 +15,8 @@ representation, which parses back to the same double.
 
 from __future__ import annotations
 
-from typing import TypeAlias
-
 import re
+from typing import TypeAlias
 
 import orjson
 

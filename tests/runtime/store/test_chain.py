@@ -70,16 +70,15 @@ async def test_verify_of_an_unknown_run_raises(store: Store) -> None:
         await store.verify_chain(uuid.uuid4())
 
 
+_text = st.text(alphabet=st.characters(blacklist_categories=["Cs"], blacklist_characters="\x00"))
 _json: st.SearchStrategy[JSON] = st.recursive(
     st.none()
     | st.booleans()
     | st.integers(min_value=-(2**63), max_value=2**64 - 1)
     | st.floats(allow_nan=False, allow_infinity=False)
     | st.sampled_from([1e16, 1e19, 1e20, -1e19, 1.0, -0.0, 2.0**63, 2.0**64, 1.5e300, 5e-324])
-    | st.text(alphabet=st.characters(blacklist_categories=["Cs"], blacklist_characters="\x00")),
-    lambda inner: (
-        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
-    ),
+    | _text,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(_text, inner, max_size=4),
     max_leaves=12,
 )
 

@@ -40,7 +40,7 @@ async def test_takeover_only_after_expiry_by_database_time(store: Store, dsn: st
 async def test_expiry_is_judged_by_the_database_clock(store: Store, dsn: str) -> None:
     # A lease whose TTL has long passed by any local clock is still held while the
     # database says it has not expired.
-    run, first = await leased_run(store, node="node-a")
+    run, _ = await leased_run(store, node="node-a")
     await query(
         dsn,
         "UPDATE run_leases SET acquired_at = now() - interval '1 day',"
