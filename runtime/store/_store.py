@@ -153,7 +153,7 @@ class Store:
         owner: str,
         session_id: str,
         run_type: str,
-        input: _codec.JSON = None,  # the API's own word (DESIGN §10)
+        input: object = None,  # the API's own word (DESIGN §10)
         idempotency_key: str | None = None,
         run_id: UUID | None = None,
     ) -> tuple[runs.Run, bool]:
@@ -204,9 +204,7 @@ class Store:
                 limit=self._limit(limit),
             )
 
-    async def request_cancel(
-        self, run_id: UUID, *, reason: _codec.JSON = None
-    ) -> runs.CancelRequest:
+    async def request_cancel(self, run_id: UUID, *, reason: object = None) -> runs.CancelRequest:
         """Record a cancel request and append ``run.cancel_requested`` (idempotent)."""
         data = self._encode({"reason": reason}, "cancel reason")
         async with self._connection() as conn:
@@ -235,7 +233,7 @@ class Store:
         run_id: UUID,
         epoch: int,
         type: str,
-        payload: _codec.JSON = None,
+        payload: object = None,
     ) -> int:
         """Append one event; return its seq. See :meth:`append_events`."""
         (seq,) = await self.append_events(run_id, epoch, [events.NewEvent(type, payload)])
@@ -256,7 +254,7 @@ class Store:
     # -- frames -------------------------------------------------------------------------
 
     async def append_frame(
-        self, run_id: UUID, *, frame_id: str, kind: str, payload: _codec.JSON = None
+        self, run_id: UUID, *, frame_id: str, kind: str, payload: object = None
     ) -> frames.FrameAppend:
         """Store a frame once; a repeat of ``frame_id`` returns the original.
 
@@ -334,7 +332,7 @@ class Store:
         self,
         scope: memory.MemoryScope,
         key: str,
-        value: _codec.JSON,
+        value: object,
         *,
         expected_version: int | None = None,
         ttl: float | None = None,

@@ -29,7 +29,14 @@ if TYPE_CHECKING:
     from psycopg import AsyncConnection
     from psycopg.rows import TupleRow
 
-__all__ = ["GENESIS_HASH", "ChainReport", "canonical_bytes", "chain_hash", "verify_chain"]
+__all__ = [
+    "GENESIS_HASH",
+    "ChainReport",
+    "canonical_bytes",
+    "canonical_parts",
+    "chain_hash",
+    "verify_chain",
+]
 
 GENESIS_HASH = bytes(32)
 """``prev_hash`` of every run's first event."""
@@ -37,15 +44,18 @@ GENESIS_HASH = bytes(32)
 _VERIFY_PAGE = 1000
 
 
-def canonical_bytes(
-    *, run_id: UUID, seq: int, type_: str, epoch: int, schema_version: int, payload: bytes
-) -> bytes:
-    """The canonical serialisation of one event (see the module docstring).
+def canonical_parts(
+    *, run_id: UUID, type_: str, epoch: int, schema_version: int, payload: bytes
+) -> tuple[bytes, bytes]:
+    """The canonical bytes of an event before and after its seq digits.
+
+    The seq is allocated inside the appending transaction, so the database joins
+    ``head || seq || tail`` and hashes it there; see :func:`canonical_bytes`.
 
     Args:
         payload: the payload's canonical bytes, as produced by :func:`_codec.encode`.
     """
-    return b"".join(
+    head = b"".join(
         (
             b'{"epoch":',
             str(epoch).encode(),
@@ -56,12 +66,19 @@ def canonical_bytes(
             b'","schema_version":',
             str(schema_version).encode(),
             b',"seq":',
-            str(seq).encode(),
-            b',"type":',
-            orjson.dumps(type_),
-            b"}",
         )
     )
+    return head, b',"type":' + orjson.dumps(type_) + b"}"
+
+
+def canonical_bytes(
+    *, run_id: UUID, seq: int, type_: str, epoch: int, schema_version: int, payload: bytes
+) -> bytes:
+    """The canonical serialisation of one event (see the module docstring)."""
+    head, tail = canonical_parts(
+        run_id=run_id, type_=type_, epoch=epoch, schema_version=schema_version, payload=payload
+    )
+    return head + str(seq).encode() + tail
 
 
 def chain_hash(prev_hash: bytes, canonical: bytes) -> bytes:

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final
 from uuid import UUID
 
 import anyio
@@ -43,7 +43,7 @@ from runtime.errors import (
     StoreOverloaded,
 )
 from runtime.store import _codec
-from runtime.store.chain import canonical_bytes, chain_hash
+from runtime.store.chain import canonical_parts
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -81,35 +81,131 @@ TERMINAL_EVENTS: Final = {
 }
 """Event types that end a run, and the terminal status each sets (one per run)."""
 
-_TERMINAL_STATUSES: Final = frozenset(TERMINAL_EVENTS.values())
 _MAX_TYPE_LENGTH: Final = 200
 _NOTIFY_LIMIT: Final = 7900  # PostgreSQL refuses NOTIFY payloads of 8000 bytes or more
 
 _logger = structlog.get_logger("runtime.store")
 
-_LOCK_RUNS = """
-SELECT run_id, status, last_seq, last_hash FROM runs
-WHERE run_id = ANY(%s) ORDER BY run_id FOR UPDATE
+# The fenced append: one statement, so one round trip and one implicit transaction.
+# ``locked`` locks each run row and its lease row; locking the lease row too makes
+# PostgreSQL return its newest committed version even if a takeover committed while this
+# statement waited, and lease acquire locks the run row first, so no takeover can commit
+# before this transaction ends. ``ok`` keeps the events of appends that pass the fence,
+# numbered per run in arrival order; ``chain`` allocates seqs from ``runs.last_seq`` and
+# chains sha256(prev_hash || head || seq || tail) recursively; ``inserted`` and
+# ``advanced`` write the rows and move each run's head. The result has one row per append:
+# outcome 'ok' | 'not_found' | 'terminal' | 'stale', its seqs, and the lease's epoch.
+_APPEND = """
+WITH RECURSIVE ev AS (
+    SELECT * FROM unnest(%(i)b::integer[], %(a)b::integer[], %(run)b::uuid[],
+                         %(epoch)b::bigint[], %(type)b::text[], %(payload)b::text[],
+                         %(head)b::bytea[], %(tail)b::bytea[], %(status)b::text[])
+        AS x(i, a, run_id, epoch, type, payload, head, tail, status)
+), locked AS (
+    SELECT r.run_id, r.status, r.last_seq, r.last_hash, l.epoch
+    FROM runs AS r JOIN run_leases AS l ON l.run_id = r.run_id
+    WHERE r.run_id IN (SELECT run_id FROM ev)
+    ORDER BY r.run_id
+    FOR UPDATE OF r FOR SHARE OF l
+), ok AS (
+    SELECT ev.*, k.last_seq AS base_seq, k.last_hash AS base_hash,
+           row_number() OVER (PARTITION BY ev.run_id ORDER BY ev.i) AS n
+    FROM ev JOIN locked AS k ON k.run_id = ev.run_id
+    WHERE k.epoch = ev.epoch AND k.status NOT IN ('succeeded', 'failed', 'canceled', 'timed_out')
+), chain AS (
+    SELECT ok.run_id, ok.n, ok.base_seq + 1 AS seq, ok.base_hash AS prev,
+           sha256(ok.base_hash || ok.head || convert_to((ok.base_seq + 1)::text, 'UTF8')
+                  || ok.tail) AS hash
+    FROM ok WHERE ok.n = 1
+    UNION ALL
+    SELECT ok.run_id, ok.n, c.seq + 1, c.hash,
+           sha256(c.hash || ok.head || convert_to((c.seq + 1)::text, 'UTF8') || ok.tail)
+    FROM chain AS c JOIN ok ON ok.run_id = c.run_id AND ok.n = c.n + 1
+), inserted AS (
+    INSERT INTO run_events (run_id, seq, type, payload, epoch, schema_version, terminal,
+                            prev_hash, hash)
+    SELECT ok.run_id, c.seq, ok.type, ok.payload::jsonb, ok.epoch, %(version)b,
+           ok.status IS NOT NULL, c.prev, c.hash
+    FROM chain AS c JOIN ok ON ok.run_id = c.run_id AND ok.n = c.n
+    RETURNING run_id
+), heads AS (
+    SELECT DISTINCT ON (c.run_id) c.run_id, c.seq, c.hash
+    FROM chain AS c ORDER BY c.run_id, c.n DESC
+), advanced AS (
+    UPDATE runs AS r
+    SET last_seq = h.seq, last_hash = h.hash, updated_at = now(),
+        status = coalesce(t.status, r.status),
+        finished_at = CASE WHEN t.status IS NULL THEN r.finished_at ELSE now() END
+    FROM heads AS h
+         JOIN (SELECT run_id, max(status) AS status FROM ok GROUP BY run_id) AS t
+           ON t.run_id = h.run_id
+    WHERE r.run_id = h.run_id
+    RETURNING r.run_id
+)
+SELECT ev.a,
+       CASE WHEN k.run_id IS NULL THEN
+                CASE WHEN EXISTS (SELECT 1 FROM runs WHERE run_id = ev.run_id)
+                     THEN 'stale' ELSE 'not_found' END
+            WHEN k.status IN ('succeeded', 'failed', 'canceled', 'timed_out') THEN 'terminal'
+            WHEN k.epoch <> ev.epoch THEN 'stale'
+            ELSE 'ok' END AS outcome,
+       min(c.seq), max(c.seq), min(k.epoch), min(k.status),
+       (SELECT pg_notify(%(channel)b::text, p)
+          FROM (SELECT string_agg(run_id::text || ':' || seq::text, ',') AS p FROM heads) AS s
+         WHERE p IS NOT NULL AND %(channel)b::text IS NOT NULL) IS NULL AS _notified
+FROM ev
+LEFT JOIN locked AS k ON k.run_id = ev.run_id
+LEFT JOIN ok ON ok.i = ev.i
+LEFT JOIN chain AS c ON c.run_id = ok.run_id AND c.n = ok.n
+GROUP BY ev.a, ev.run_id, ev.epoch, k.run_id, k.status, k.epoch
+ORDER BY ev.a
 """
-_READ_LEASES = "SELECT run_id, epoch FROM run_leases WHERE run_id = ANY(%s)"
-_INSERT_EVENTS = """
-INSERT INTO run_events (run_id, seq, type, payload, epoch, schema_version, terminal,
-                        prev_hash, hash)
-SELECT r, s, t, p::jsonb, e, v, f, ph, h
-FROM unnest(%s::uuid[], %s::bigint[], %s::text[], %s::text[], %s::bigint[],
-            %s::smallint[], %s::boolean[], %s::bytea[], %s::bytea[])
-     AS u(r, s, t, p, e, v, f, ph, h)
+# The same for the common case of a batch holding one append of one event: no recursion,
+# no arrays, scalar parameters. Same locking, same fence, same result row.
+_APPEND_ONE = """
+WITH locked AS (
+    SELECT r.run_id, r.status, r.last_seq, r.last_hash, l.epoch
+    FROM runs AS r JOIN run_leases AS l ON l.run_id = r.run_id
+    WHERE r.run_id = %(run)b
+    FOR UPDATE OF r FOR SHARE OF l
+), ok AS (
+    SELECT k.last_seq + 1 AS seq, k.last_hash AS prev,
+           sha256(k.last_hash || %(head)b::bytea || convert_to((k.last_seq + 1)::text, 'UTF8')
+                  || %(tail)b::bytea) AS hash
+    FROM locked AS k
+    WHERE k.epoch = %(epoch)b AND k.status NOT IN ('succeeded', 'failed', 'canceled', 'timed_out')
+), inserted AS (
+    INSERT INTO run_events (run_id, seq, type, payload, epoch, schema_version, terminal,
+                            prev_hash, hash)
+    SELECT %(run)b, ok.seq, %(type)b, %(payload)b::jsonb, %(epoch)b, %(version)b,
+           %(status)b::text IS NOT NULL, ok.prev, ok.hash
+    FROM ok
+    RETURNING seq
+), advanced AS (
+    UPDATE runs AS r
+    SET last_seq = ok.seq, last_hash = ok.hash, updated_at = now(),
+        status = coalesce(%(status)b::text, r.status),
+        finished_at = CASE WHEN %(status)b::text IS NULL THEN r.finished_at ELSE now() END
+    FROM ok
+    WHERE r.run_id = %(run)b
+    RETURNING r.run_id
+)
+SELECT 0,
+       CASE WHEN k.run_id IS NULL THEN
+                CASE WHEN EXISTS (SELECT 1 FROM runs WHERE run_id = %(run)b)
+                     THEN 'stale' ELSE 'not_found' END
+            WHEN k.status IN ('succeeded', 'failed', 'canceled', 'timed_out') THEN 'terminal'
+            WHEN k.epoch <> %(epoch)b THEN 'stale'
+            ELSE 'ok' END,
+       ok.seq, ok.seq, k.epoch, k.status,
+       (SELECT pg_notify(%(channel)b::text, %(run)b::text || ':' || ok.seq::text)
+         WHERE ok.seq IS NOT NULL AND %(channel)b::text IS NOT NULL) IS NULL
+FROM (SELECT 1) AS one
+LEFT JOIN locked AS k ON true
+LEFT JOIN ok ON true
 """
-_ADVANCE_RUNS = """
-UPDATE runs AS r
-SET last_seq = u.last_seq, last_hash = u.last_hash, updated_at = now(),
-    status = coalesce(u.status, r.status),
-    finished_at = CASE WHEN u.status IS NULL THEN r.finished_at ELSE now() END
-FROM unnest(%s::uuid[], %s::bigint[], %s::bytea[], %s::text[])
-     AS u(run_id, last_seq, last_hash, status)
-WHERE r.run_id = u.run_id
-"""
-_NOTIFY = "SELECT pg_notify(%s, %s)"
+# One autocommit statement: the setting lasts for its own implicit transaction only.
+_NOTIFY_ASYNC_COMMIT = "SELECT set_config('synchronous_commit', 'off', true), pg_notify(%s, %s)"
 _READ = """
 SELECT seq, type, payload, epoch, schema_version, created_at, prev_hash, hash
 FROM run_events WHERE run_id = %s AND seq > %s ORDER BY seq LIMIT %s
@@ -123,11 +219,12 @@ class NewEvent:
     Attributes:
         type: dotted event type, e.g. ``"tool.result"``; a type in
             :data:`TERMINAL_EVENTS` ends the run and must come last in its append.
-        payload: any JSON value (serialised with orjson; at most the payload limit).
+        payload: any JSON-serialisable value (serialised with orjson; at most the payload
+            limit); anything else raises ``PayloadNotSerializable`` when appended.
     """
 
     type: str
-    payload: _codec.JSON = None
+    payload: object = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,6 +272,8 @@ class _Prepared:
     type: str
     payload: bytes
     status: str | None
+    head: bytes = b""
+    tail: bytes = b""
 
 
 @dataclass(slots=True, eq=False)
@@ -196,15 +295,6 @@ class _Append:
         if not self.done.is_set():
             self.error = error
             self.done.set()
-
-
-@dataclass(slots=True)
-class _Head:
-    status: str
-    last_seq: int
-    last_hash: bytes
-    new_status: str | None = None
-    advanced: bool = False
 
 
 def _prepare(events: Sequence[NewEvent], limit: int) -> tuple[list[_Prepared], int]:
@@ -279,6 +369,14 @@ class GroupCommitWriter:
         if not isinstance(run_id, UUID):
             raise TypeError(f"run_id must be a UUID, not {type(run_id).__name__}")
         prepared, size = _prepare(events, self._config.payload_limit)
+        for event in prepared:
+            event.head, event.tail = canonical_parts(
+                run_id=run_id,
+                type_=event.type,
+                epoch=epoch,
+                schema_version=SCHEMA_VERSION,
+                payload=event.payload,
+            )
         if not self._accepting:
             raise StoreClosed("store", "not open")
         item = _Append(run_id, epoch, prepared, size)
@@ -304,34 +402,51 @@ class GroupCommitWriter:
         """
         self._accepting = True
         task_status.started()
+        # Appends taken off the queue but held for the next transaction: those queued
+        # behind a terminal append of the same run (a run ends once per transaction).
+        # Never more than one batch.
+        held: list[_Append] = []
         batch: list[_Append] = []
         try:
             while True:
-                batch = [await self._queue.get()]
+                if not held:
+                    held.append(await self._queue.get())
                 self._idle.clear()
-                size = batch[0].size
-                while (
-                    len(batch) < self._config.append_batch_size
-                    and size < self._config.append_batch_bytes
-                ):
+                while len(held) < self._config.append_batch_size:
                     try:
-                        item = self._queue.get_nowait()
+                        held.append(self._queue.get_nowait())
                     except asyncio.QueueEmpty:
                         break
-                    batch.append(item)
-                    size += item.size
+                batch, held = self._split(held)
                 await self._commit_guarded(batch)
                 batch = []
-                if self._queue.empty():
+                if not held and self._queue.empty():
                     self._idle.set()
         finally:
             self._accepting = False
             closed = StoreClosed("store", "closed while the append was pending")
-            for item in batch:
+            for item in (*batch, *held):
                 item.fail(closed)
             while not self._queue.empty():
                 self._queue.get_nowait().fail(closed)
             self._idle.set()
+
+    def _split(self, items: list[_Append]) -> tuple[list[_Append], list[_Append]]:
+        """The next transaction's appends (within the byte bound), and the rest in order."""
+        batch: list[_Append] = []
+        rest: list[_Append] = []
+        ended: set[UUID] = set()
+        size = 0
+        for item in items:
+            # Once over the byte bound everything waits, so per-run order holds.
+            if item.run_id in ended or (batch and size >= self._config.append_batch_bytes):
+                rest.append(item)
+                continue
+            batch.append(item)
+            size += item.size
+            if item.events[-1].status is not None:
+                ended.add(item.run_id)
+        return batch, rest
 
     def stop_accepting(self) -> None:
         """Refuse new appends (``StoreClosed``); queued ones still commit."""
@@ -362,110 +477,67 @@ class GroupCommitWriter:
                 item.fail(error)
 
     async def _commit(self, batch: list[_Append]) -> None:
-        run_ids = sorted({item.run_id for item in batch})
         notify_in_tx = self._config.notify_mode == "in_transaction"
-        async with self._pool.connection() as conn:
-            async with conn.pipeline() as pipeline:
-                async with conn.transaction():
-                    # Round trip 1: BEGIN, lock the runs rows, then read the leases.
-                    runs_cur = await conn.execute(_LOCK_RUNS, (run_ids,))
-                    leases_cur = await conn.execute(_READ_LEASES, (run_ids,))
-                    heads = {
-                        row[0]: _Head(row[1], int(row[2]), bytes(row[3]))
-                        for row in await runs_cur.fetchall()
-                    }
-                    epochs: dict[UUID, int] = {
-                        row[0]: int(row[1]) for row in await leases_cur.fetchall()
-                    }
-                    accepted, columns = self._plan(batch, heads, epochs)
-                    if accepted:
-                        # Round trip 2: insert, advance the heads, (NOTIFY,) COMMIT.
-                        await conn.execute(_INSERT_EVENTS, columns)
-                        advanced = [(k, h) for k, h in heads.items() if h.advanced]
-                        await conn.execute(
-                            _ADVANCE_RUNS,
-                            (
-                                [k for k, _ in advanced],
-                                [h.last_seq for _, h in advanced],
-                                [h.last_hash for _, h in advanced],
-                                [h.new_status for _, h in advanced],
-                            ),
-                        )
-                        if notify_in_tx:
-                            await conn.execute(_NOTIFY, (EVENTS_CHANNEL, _notify_payload(heads)))
-                await pipeline.sync()  # the COMMIT's result: only now is the batch durable
-            self._resolve(accepted)
-            if accepted and not notify_in_tx:
-                # Wake readers right after commit, in a transaction of its own that need
-                # not wait for a WAL flush: it carries no data, only the wake-up.
-                async with conn.pipeline(), conn.transaction():
-                    await conn.execute("SET LOCAL synchronous_commit TO off")
-                    await conn.execute(_NOTIFY, (EVENTS_CHANNEL, _notify_payload(heads)))
-
-    def _resolve(self, accepted: list[tuple[_Append, list[int]]]) -> None:
-        for item, seqs in accepted:
-            if not item.done.is_set():
-                item.resolve(seqs)
-                self._events += len(seqs)
-
-    def _plan(
-        self, batch: list[_Append], heads: dict[UUID, _Head], epochs: dict[UUID, int]
-    ) -> tuple[list[tuple[_Append, list[int]]], tuple[list[object], ...]]:
-        accepted: list[tuple[_Append, list[int]]] = []
-        cols: tuple[list[object], ...] = ([], [], [], [], [], [], [], [], [])
-        c_run, c_seq, c_type, c_payload, c_epoch, c_version, c_terminal, c_prev, c_hash = cols
-        for item in batch:
-            head = heads.get(item.run_id)
-            error: StoreError | None = None
-            if head is None:
-                error = RunNotFound(item.run_id)
-            elif head.status in _TERMINAL_STATUSES:
-                error = RunTerminal(item.run_id, head.status)
-            elif epochs.get(item.run_id) != item.epoch:
-                error = StaleEpoch(item.run_id, item.epoch, epochs.get(item.run_id))
-            if error is not None or head is None:
-                self._refused += 1
-                item.fail(error or RunNotFound(item.run_id))
-                continue
-            seqs: list[int] = []
+        columns: dict[str, list[Any]] = {
+            name: [] for name in ("i", "a", "run", "epoch", "type", "payload", "head", "tail")
+        }
+        statuses: list[str | None] = []
+        for index, item in enumerate(batch):
             for event in item.events:
-                seq = head.last_seq + 1
-                digest = chain_hash(
-                    head.last_hash,
-                    canonical_bytes(
-                        run_id=item.run_id,
-                        seq=seq,
-                        type_=event.type,
-                        epoch=item.epoch,
-                        schema_version=SCHEMA_VERSION,
-                        payload=event.payload,
-                    ),
-                )
-                c_run.append(item.run_id)
-                c_seq.append(seq)
-                c_type.append(event.type)
-                c_payload.append(event.payload.decode())
-                c_epoch.append(item.epoch)
-                c_version.append(SCHEMA_VERSION)
-                c_terminal.append(event.status is not None)
-                c_prev.append(head.last_hash)
-                c_hash.append(digest)
-                head.last_seq = seq
-                head.last_hash = digest
-                head.advanced = True
-                if event.status is not None:
-                    head.status = head.new_status = event.status
-                seqs.append(seq)
-            accepted.append((item, seqs))
-        if accepted:
-            self._transactions += 1
-            self._largest_batch = max(self._largest_batch, len(batch))
-        return accepted, cols
+                columns["i"].append(len(statuses))
+                columns["a"].append(index)
+                columns["run"].append(item.run_id)
+                columns["epoch"].append(item.epoch)
+                columns["type"].append(event.type)
+                columns["payload"].append(event.payload.decode())
+                columns["head"].append(event.head)
+                columns["tail"].append(event.tail)
+                statuses.append(event.status)
+        params = {
+            **columns,
+            "status": statuses,
+            "version": SCHEMA_VERSION,
+            "channel": EVENTS_CHANNEL if notify_in_tx else None,
+        }
+        if len(statuses) == 1:
+            params = {key: value[0] for key, value in params.items() if isinstance(value, list)}
+            params.update(version=SCHEMA_VERSION, channel=EVENTS_CHANNEL if notify_in_tx else None)
+            query = _APPEND_ONE
+        else:
+            query = _APPEND
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(query, params)
+            rows = await cur.fetchall()
+            # Autocommit: the statement's transaction has committed once rows are back.
+            heads: dict[UUID, int] = {}
+            for index, outcome, first_seq, last_seq, current_epoch, run_status, _ in rows:
+                item = batch[index]
+                if outcome == "ok":
+                    item.resolve(list(range(first_seq, last_seq + 1)))
+                    heads[item.run_id] = last_seq
+                    self._events += last_seq - first_seq + 1
+                    continue
+                self._refused += 1
+                if outcome == "not_found":
+                    item.fail(RunNotFound(item.run_id))
+                elif outcome == "terminal":
+                    item.fail(RunTerminal(item.run_id, run_status))
+                else:
+                    item.fail(StaleEpoch(item.run_id, item.epoch, current_epoch))
+            if heads:
+                self._transactions += 1
+                self._largest_batch = max(self._largest_batch, len(batch))
+                if not notify_in_tx:
+                    # Wake readers right after commit, in a transaction of its own that
+                    # need not wait for a WAL flush: it carries no data, only a wake-up.
+                    await conn.execute(
+                        _NOTIFY_ASYNC_COMMIT, (EVENTS_CHANNEL, _notify_payload(heads))
+                    )
 
 
-def _notify_payload(heads: dict[UUID, _Head]) -> str:
+def _notify_payload(heads: dict[UUID, int]) -> str:
     """``run_id:seq`` for each run that advanced; ``*`` (wake everyone) if it cannot fit."""
-    text = ",".join(f"{run_id}:{head.last_seq}" for run_id, head in heads.items() if head.advanced)
+    text = ",".join(f"{run_id}:{seq}" for run_id, seq in heads.items())
     return text if len(text) < _NOTIFY_LIMIT else "*"
 
 

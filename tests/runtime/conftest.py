@@ -58,7 +58,7 @@ def dsn_for(server_dsn: str, dbname: str) -> str:
     return make_conninfo(server_dsn, dbname=dbname)
 
 
-def _admin(server_dsn: str, statement: sql.Composable) -> None:
+def _admin(server_dsn: str, statement: sql.Composed) -> None:
     with psycopg.connect(server_dsn, autocommit=True) as conn:
         conn.execute(statement)
 
