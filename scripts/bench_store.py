@@ -46,7 +46,10 @@ from runtime.store import Store
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
+    from psycopg.rows import TupleRow
+
 PAYLOAD = {"text": "hello, world", "tokens": [1, 2, 3], "ok": True}
+ROUNDS = 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,35 +115,43 @@ async def _leased_runs(store: Store, count: int) -> list[tuple[uuid.UUID, int]]:
     return runs
 
 
-async def bench_raw_insert(dsn: str, store: Store, count: int) -> float:
-    """(a) One event per autocommit INSERT, on the same table, same connection type."""
-    ((run_id, _),) = await _leased_runs(store, 1)
-    payload = orjson.dumps(PAYLOAD).decode()
-    digest = bytes(32)
-    async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
+class RawInserter:
+    """(a) One event per autocommit INSERT into ``run_events``, same driver, no fencing."""
+
+    def __init__(self, conn: psycopg.AsyncConnection[TupleRow], run_id: uuid.UUID) -> None:
+        self._conn = conn
+        self._run_id = run_id
+        self._seq = 0
+        self._payload = orjson.dumps(PAYLOAD).decode()
+
+    async def insert(self, count: int) -> float:
+        """Insert ``count`` events; return the seconds it took."""
+        digest = bytes(32)
         start = time.perf_counter()
-        for seq in range(1, count + 1):
-            await conn.execute(
+        for _ in range(count):
+            self._seq += 1
+            await self._conn.execute(
                 "INSERT INTO run_events (run_id, seq, type, payload, epoch, prev_hash, hash)"
                 " VALUES (%s, %s, 'bench', %s::jsonb, 0, %s, %s)",
-                (run_id, seq, payload, digest, digest),
+                (self._run_id, self._seq, self._payload, digest, digest),
             )
-        elapsed = time.perf_counter() - start
-    return count / elapsed
+        return time.perf_counter() - start
 
 
-async def bench_fenced_single(store: Store, count: int) -> float:
-    """(b) One emitter, one event per append, each its own fenced transaction."""
-    ((run_id, epoch),) = await _leased_runs(store, 1)
+async def bench_fenced_single(store: Store, run: tuple[uuid.UUID, int], count: int) -> float:
+    """(b) One emitter, one event per append, each its own fenced transaction; seconds."""
+    run_id, epoch = run
     start = time.perf_counter()
     for _ in range(count):
         await store.append_event(run_id, epoch, "bench", PAYLOAD)
-    return count / (time.perf_counter() - start)
+    return time.perf_counter() - start
 
 
-async def bench_group_commit(store: Store, emitters: int, runs: int, per_emitter: int) -> float:
-    """(c) Many concurrent emitters over a few runs; appends share transactions."""
-    leased = await _leased_runs(store, runs)
+async def bench_group_commit(
+    store: Store, leased: list[tuple[uuid.UUID, int]], emitters: int, per_emitter: int
+) -> float:
+    """(c) Many concurrent emitters over a few runs; appends share transactions; seconds."""
+    runs = len(leased)
 
     async def emit(index: int) -> None:
         run_id, epoch = leased[index % runs]
@@ -151,7 +162,7 @@ async def bench_group_commit(store: Store, emitters: int, runs: int, per_emitter
     async with asyncio.TaskGroup() as tg:
         for index in range(emitters):
             tg.create_task(emit(index))
-    return emitters * per_emitter / (time.perf_counter() - start)
+    return time.perf_counter() - start
 
 
 async def bench_raw_notify(dsn: str, samples: int) -> list[float]:
@@ -190,7 +201,10 @@ async def bench_notify_latency(store: Store, listener: Listener, samples: int) -
 async def bench_concurrent_writers(
     dsn: str, config: NodeConfig, mode: NotifyMode, writers: int, per_writer: int
 ) -> float:
-    """(e) ``writers`` stores (as many nodes), one emitter each: concurrent transactions."""
+    """(e) ``writers`` stores (as many nodes), one emitter each: concurrent transactions.
+
+    Returns the seconds taken for ``writers * per_writer`` events.
+    """
     single = config.model_copy(update={"notify_mode": mode, "pool_min_size": 1, "pool_max_size": 1})
     async with contextlib.AsyncExitStack() as stack:
         stores = [await stack.enter_async_context(Store(dsn, single)) for _ in range(writers)]
@@ -205,7 +219,7 @@ async def bench_concurrent_writers(
         async with asyncio.TaskGroup() as tg:
             for index in range(writers):
                 tg.create_task(emit(index))
-        return writers * per_writer / (time.perf_counter() - start)
+        return time.perf_counter() - start
 
 
 async def stale_rows(dsn: str) -> int:
@@ -226,20 +240,37 @@ async def run(dsn: str | None, scale: float) -> tuple[list[Row], list[Row]]:
         await apply_migrations(db)
         config = NodeConfig(pool_min_size=2, pool_max_size=4)
         results: dict[str, float] = {}
-        async with Store(db, config) as store:
+        per_emitter = max(ROUNDS, int(200 * scale))
+        async with (
+            Store(db, config) as store,
+            await psycopg.AsyncConnection.connect(db, autocommit=True) as raw_conn,
+        ):
+            (raw_run, _), single, *group = await _leased_runs(store, 12)
+            inserter = RawInserter(raw_conn, raw_run)
             # Warm up connections and caches before timing anything.
-            await bench_fenced_single(store, 100)
-            await bench_raw_insert(db, store, 100)
-            results["raw"] = await bench_raw_insert(db, store, n)
-            results["fenced"] = await bench_fenced_single(store, n)
-            results["group"] = await bench_group_commit(
-                store, emitters=50, runs=10, per_emitter=max(10, int(200 * scale))
-            )
+            await inserter.insert(50)
+            await bench_fenced_single(store, single, 50)
+            # Interleave the measurements in rounds, so a noisy neighbour slows all alike.
+            spent = {"raw": 0.0, "fenced": 0.0, "group": 0.0}
+            for _ in range(ROUNDS):
+                spent["raw"] += await inserter.insert(n // ROUNDS)
+                spent["fenced"] += await bench_fenced_single(store, single, n // ROUNDS)
+                spent["group"] += await bench_group_commit(
+                    store, group, emitters=50, per_emitter=per_emitter // ROUNDS
+                )
+            results["raw"] = (n // ROUNDS * ROUNDS) / spent["raw"]
+            results["fenced"] = (n // ROUNDS * ROUNDS) / spent["fenced"]
+            results["group"] = 50 * (per_emitter // ROUNDS * ROUNDS) / spent["group"]
             writer = store.statistics().writer
-        for mode in ("in_transaction", "after_commit"):
-            results[f"writers_{mode}"] = await bench_concurrent_writers(
-                db, config, mode, writers=50, per_writer=max(10, int(60 * scale))
-            )
+        writers_spent = {"in_transaction": 0.0, "after_commit": 0.0}
+        per_writer = max(2, int(20 * scale))
+        for _ in range(3):
+            for mode in ("in_transaction", "after_commit"):
+                writers_spent[mode] += await bench_concurrent_writers(
+                    db, config, mode, writers=50, per_writer=per_writer
+                )
+        for mode, seconds in writers_spent.items():
+            results[f"writers_{mode}"] = 3 * 50 * per_writer / seconds
         winner: NotifyMode = (
             "in_transaction"
             if results["writers_in_transaction"] > results["writers_after_commit"]

@@ -14,6 +14,7 @@ from runtime import _db
 from runtime.config import dsn_host
 from runtime.errors import StoreClosed
 from runtime.store import _codec, attempts, chain, events, frames, leases, memory, runs
+from runtime.store._notifier import Notifier
 from runtime.store._pool import Pool, open_pool
 
 if TYPE_CHECKING:
@@ -77,6 +78,7 @@ class Store:
         self._stack: contextlib.AsyncExitStack | None = None
         self._pool: Pool | None = None
         self._writer: events.GroupCommitWriter | None = None
+        self._notifier: Notifier | None = None
 
     def __repr__(self) -> str:
         return f"<Store host={dsn_host(self._dsn)!r} {self._state.value}>"
@@ -95,9 +97,15 @@ class Store:
             self._pool = await stack.enter_async_context(
                 open_pool(self._dsn, self._config, name="warden-store")
             )
-            self._writer = events.GroupCommitWriter(self._pool, self._dsn, self._config)
+            self._notifier = Notifier(
+                self._pool, events.EVENTS_CHANNEL, max_runs=self._config.append_batch_size
+            )
+            self._writer = events.GroupCommitWriter(
+                self._pool, self._dsn, self._config, self._notifier
+            )
             task_group = await stack.enter_async_context(anyio.create_task_group())
             stack.callback(task_group.cancel_scope.cancel)
+            await task_group.start(self._notifier.run)
             await task_group.start(self._writer.run)
         except BaseException:
             self._state = _State.CLOSED
@@ -117,10 +125,12 @@ class Store:
         self._state = _State.CLOSED
         assert self._stack is not None
         assert self._writer is not None
+        assert self._notifier is not None
         self._writer.stop_accepting()
         # Let appends already queued commit, within a bound, before the writer stops.
         with anyio.move_on_after(_DRAIN_TIMEOUT, shield=True):
             await self._writer.wait_idle()
+            await self._notifier.wait_idle()
         await self._stack.aclose()
         _logger.info("store_closed", host=dsn_host(self._dsn))
 

@@ -52,9 +52,10 @@ if TYPE_CHECKING:
     from anyio.abc import TaskStatus
     from psycopg import AsyncConnection
     from psycopg.rows import TupleRow
-    from psycopg_pool import AsyncConnectionPool
 
     from runtime.config import NodeConfig
+    from runtime.store._notifier import Notifier
+    from runtime.store._pool import Pool
 
 __all__ = [
     "EVENTS_CHANNEL",
@@ -204,8 +205,6 @@ FROM (SELECT 1) AS one
 LEFT JOIN locked AS k ON true
 LEFT JOIN ok ON true
 """
-# One autocommit statement: the setting lasts for its own implicit transaction only.
-_NOTIFY_ASYNC_COMMIT = "SELECT set_config('synchronous_commit', 'off', true), pg_notify(%s, %s)"
 _READ = """
 SELECT seq, type, payload, epoch, schema_version, created_at, prev_hash, hash
 FROM run_events WHERE run_id = %s AND seq > %s ORDER BY seq LIMIT %s
@@ -322,10 +321,9 @@ class GroupCommitWriter:
     :meth:`run` has started.
     """
 
-    def __init__(
-        self, pool: AsyncConnectionPool[AsyncConnection[TupleRow]], dsn: str, config: NodeConfig
-    ) -> None:
+    def __init__(self, pool: Pool, dsn: str, config: NodeConfig, notifier: Notifier) -> None:
         self._pool = pool
+        self._notifier = notifier
         self._dsn = dsn
         self._config = config
         self._queue: asyncio.Queue[_Append] = asyncio.Queue(maxsize=config.append_queue_size)
@@ -528,11 +526,8 @@ class GroupCommitWriter:
                 self._transactions += 1
                 self._largest_batch = max(self._largest_batch, len(batch))
                 if not notify_in_tx:
-                    # Wake readers right after commit, in a transaction of its own that
-                    # need not wait for a WAL flush: it carries no data, only a wake-up.
-                    await conn.execute(
-                        _NOTIFY_ASYNC_COMMIT, (EVENTS_CHANNEL, _notify_payload(heads))
-                    )
+                    # Wake readers right after commit, off this writer's path.
+                    self._notifier.post(heads)
 
 
 def _notify_payload(heads: dict[UUID, int]) -> str:

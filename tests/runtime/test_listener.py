@@ -8,24 +8,25 @@ import anyio
 import pytest
 
 from runtime.listener import Listener
-from runtime.store import FRAMES_CHANNEL, StoreClosed, StoreOverloaded
+from runtime.store import FRAMES_CHANNEL, Store, StoreClosed, StoreOverloaded
 from tests.runtime._helpers import leased_run, query
 
 if TYPE_CHECKING:
     from runtime.config import NodeConfig
-    from runtime.store import Store
 
 pytestmark = pytest.mark.anyio
 
 
+@pytest.mark.parametrize("mode", ["in_transaction", "after_commit"])
 async def test_every_committed_append_wakes_a_waiting_reader(
-    store: Store, dsn: str, config: NodeConfig
+    dsn: str, config: NodeConfig, mode: str
 ) -> None:
     # The poll interval (30 s) is far beyond the test's bound: only NOTIFY can wake it.
-    run, lease = await leased_run(store)
+    config = config.model_copy(update={"notify_mode": mode})
     seen: list[int] = []
     notified_wakeups = 0
-    async with Listener(dsn, config) as listener:
+    async with Store(dsn, config) as store, Listener(dsn, config) as listener:
+        run, lease = await leased_run(store)
         with listener.watch(run.run_id) as watch:
             for expected in range(1, 21):
                 seq = await store.append_event(run.run_id, lease.epoch, "step", {"n": expected})

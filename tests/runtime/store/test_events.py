@@ -16,6 +16,7 @@ from runtime.store import (
     RunTerminal,
     StaleEpoch,
     Store,
+    StoreClosed,
 )
 from tests.runtime._helpers import expire_lease, leased_run, query
 
@@ -271,3 +272,70 @@ async def test_unknown_run_and_stale_epoch_write_nothing(store: Store, dsn: str)
         await store.append_event(unleased.run_id, 1, "x")
     assert never_leased.value.current_epoch is None
     assert await query(dsn, "SELECT count(*) FROM run_events") == [(0,)]
+
+
+async def test_concurrent_multi_event_appends_keep_their_seqs_together(store: Store) -> None:
+    run, lease = await leased_run(store)
+    results: list[list[int]] = []
+
+    async def append(i: int) -> None:
+        results.append(
+            await store.append_events(
+                run.run_id, lease.epoch, [NewEvent("part", {"a": i, "k": k}) for k in range(3)]
+            )
+        )
+
+    async with anyio.create_task_group() as tg:
+        for i in range(10):
+            tg.start_soon(append, i)
+    assert sorted(seq for seqs in results for seq in seqs) == list(range(1, 31))
+    for seqs in results:
+        assert seqs == list(range(seqs[0], seqs[0] + 3))
+    events = await store.read_events(run.run_id, limit=100)
+    for event in events:
+        assert event.payload["k"] == (event.seq - 1) % 3  # type: ignore[index,call-overload]
+    assert (await store.verify_chain(run.run_id)).ok
+
+
+async def test_appends_racing_a_terminal_append_are_refused_after_it(
+    store: Store, dsn: str
+) -> None:
+    run, lease = await leased_run(store)
+    other, other_lease = await leased_run(store)
+    outcomes: list[object] = []
+
+    async def append(run_id: uuid.UUID, epoch: int, type_: str) -> None:
+        try:
+            outcomes.append(await store.append_event(run_id, epoch, type_))
+        except RunTerminal as exc:
+            outcomes.append(exc)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(append, run.run_id, lease.epoch, "run.succeeded")
+        await anyio.wait_all_tasks_blocked()
+        for _ in range(5):
+            tg.start_soon(append, run.run_id, lease.epoch, "late")
+            tg.start_soon(append, other.run_id, other_lease.epoch, "fine")
+
+    assert sum(isinstance(o, RunTerminal) for o in outcomes) == 5
+    assert await _seqs(dsn, run.run_id) == [1]
+    assert await _seqs(dsn, other.run_id) == [1, 2, 3, 4, 5]
+    rows = await query(
+        dsn, "SELECT count(*) FROM run_events WHERE run_id = %s AND terminal", (run.run_id,)
+    )
+    assert rows == [(1,)]
+
+
+async def test_a_closed_store_refuses_appends(dsn: str, config: NodeConfig) -> None:
+    store = Store(dsn, config)
+    with pytest.raises(StoreClosed):
+        await store.append_event(uuid.uuid4(), 1, "x")
+    async with store:
+        run, lease = await leased_run(store)
+    with pytest.raises(StoreClosed):
+        await store.append_event(run.run_id, lease.epoch, "x")
+    with pytest.raises(StoreClosed):
+        await store.get_run(run.run_id)
+    with pytest.raises(StoreClosed):
+        async with store:
+            pass
