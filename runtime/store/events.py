@@ -26,7 +26,7 @@ and commit. Per-run order is the queue's FIFO order, which is each caller's emit
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 from uuid import UUID
 
@@ -281,19 +281,17 @@ class _Append:
     epoch: int
     events: list[_Prepared]
     size: int
-    done: asyncio.Event = field(default_factory=asyncio.Event)
-    seqs: list[int] | None = None
-    error: BaseException | None = None
+    # The outcome travels as a result, never as a future's exception: a caller cancelled
+    # meanwhile leaves nobody to retrieve it, and asyncio would report it as lost.
+    outcome: asyncio.Future[list[int] | BaseException]
 
     def resolve(self, seqs: list[int]) -> None:
-        if not self.done.is_set():
-            self.seqs = seqs
-            self.done.set()
+        if not self.outcome.done():
+            self.outcome.set_result(seqs)
 
     def fail(self, error: BaseException) -> None:
-        if not self.done.is_set():
-            self.error = error
-            self.done.set()
+        if not self.outcome.done():
+            self.outcome.set_result(error)
 
 
 def _prepare(events: Sequence[NewEvent], limit: int) -> tuple[list[_Prepared], int]:
@@ -377,20 +375,23 @@ class GroupCommitWriter:
             )
         if not self._accepting:
             raise StoreClosed("store", "not open")
-        item = _Append(run_id, epoch, prepared, size)
+        item = _Append(run_id, epoch, prepared, size, asyncio.get_running_loop().create_future())
         try:
-            async with asyncio.timeout(self._config.append_queue_timeout):
-                await self._queue.put(item)
-        except TimeoutError:
-            raise StoreOverloaded(
-                f"append queue full ({self._config.append_queue_size} appends)"
-            ) from None
+            self._queue.put_nowait(item)
+        except asyncio.QueueFull:
+            try:
+                async with asyncio.timeout(self._config.append_queue_timeout):
+                    await self._queue.put(item)
+            except TimeoutError:
+                raise StoreOverloaded(
+                    f"append queue full ({self._config.append_queue_size} appends)"
+                ) from None
         self._queue_peak = max(self._queue_peak, self._queue.qsize())
-        await item.done.wait()
-        if item.error is not None:
-            raise item.error
-        assert item.seqs is not None
-        return item.seqs
+        # Cancelling this wait cancels only the wait: the writer still commits the append.
+        outcome = await item.outcome
+        if isinstance(outcome, BaseException):
+            raise outcome
+        return outcome
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """The writer loop: take what is queued, commit it, repeat, until cancelled.
@@ -508,17 +509,17 @@ class GroupCommitWriter:
             rows = await cur.fetchall()
             # Autocommit: the statement's transaction has committed once rows are back.
             heads: dict[UUID, int] = {}
-            for index, outcome, first_seq, last_seq, current_epoch, run_status, _ in rows:
+            for index, result, first_seq, last_seq, current_epoch, run_status, _ in rows:
                 item = batch[index]
-                if outcome == "ok":
+                if result == "ok":
                     item.resolve(list(range(first_seq, last_seq + 1)))
                     heads[item.run_id] = last_seq
                     self._events += last_seq - first_seq + 1
                     continue
                 self._refused += 1
-                if outcome == "not_found":
+                if result == "not_found":
                     item.fail(RunNotFound(item.run_id))
-                elif outcome == "terminal":
+                elif result == "terminal":
                     item.fail(RunTerminal(item.run_id, run_status))
                 else:
                     item.fail(StaleEpoch(item.run_id, item.epoch, current_epoch))
