@@ -162,10 +162,11 @@ GROUP BY ev.a, ev.run_id, ev.epoch, k.run_id, k.status, k.epoch
 ORDER BY ev.a
 """
 # The same for the common case of a batch holding one append of one event: no recursion,
-# no arrays, scalar parameters. Same locking, same fence, same result row.
+# no arrays, scalar parameters, the same locking and fence. One row if the run is leased:
+# its status and lease epoch, and the new seq if the append passed the fence.
 _APPEND_ONE = """
 WITH locked AS (
-    SELECT r.run_id, r.status, r.last_seq, r.last_hash, l.epoch
+    SELECT r.status, r.last_seq, r.last_hash, l.epoch
     FROM runs AS r JOIN run_leases AS l ON l.run_id = r.run_id
     WHERE r.run_id = %(run)b
     FOR UPDATE OF r FOR SHARE OF l
@@ -181,7 +182,6 @@ WITH locked AS (
     SELECT %(run)b, ok.seq, %(type)b, %(payload)b::jsonb, %(epoch)b, %(version)b,
            %(status)b::text IS NOT NULL, ok.prev, ok.hash
     FROM ok
-    RETURNING seq
 ), advanced AS (
     UPDATE runs AS r
     SET last_seq = ok.seq, last_hash = ok.hash, updated_at = now(),
@@ -189,22 +189,15 @@ WITH locked AS (
         finished_at = CASE WHEN %(status)b::text IS NULL THEN r.finished_at ELSE now() END
     FROM ok
     WHERE r.run_id = %(run)b
-    RETURNING r.run_id
 )
-SELECT 0,
-       CASE WHEN k.run_id IS NULL THEN
-                CASE WHEN EXISTS (SELECT 1 FROM runs WHERE run_id = %(run)b)
-                     THEN 'stale' ELSE 'not_found' END
-            WHEN k.status IN ('succeeded', 'failed', 'canceled', 'timed_out') THEN 'terminal'
-            WHEN k.epoch <> %(epoch)b THEN 'stale'
-            ELSE 'ok' END,
-       ok.seq, ok.seq, k.epoch, k.status,
-       (SELECT pg_notify(%(channel)b::text, %(run)b::text || ':' || ok.seq::text)
-         WHERE ok.seq IS NOT NULL AND %(channel)b::text IS NOT NULL) IS NULL
-FROM (SELECT 1) AS one
-LEFT JOIN locked AS k ON true
-LEFT JOIN ok ON true
+SELECT k.status, k.epoch, ok.seq{notify} FROM locked AS k LEFT JOIN ok ON true
 """
+_APPEND_ONE_NOTIFY = _APPEND_ONE.format(
+    notify=",\n       CASE WHEN ok.seq IS NOT NULL THEN"
+    " pg_notify(%(channel)b::text, %(run)b::text || ':' || ok.seq::text) END"
+)
+_APPEND_ONE = _APPEND_ONE.format(notify="")
+_RUN_STATUS = "SELECT status FROM runs WHERE run_id = %s"
 _READ = """
 SELECT seq, type, payload, epoch, schema_version, created_at, prev_hash, hash
 FROM run_events WHERE run_id = %s AND seq > %s ORDER BY seq LIMIT %s
@@ -498,14 +491,11 @@ class GroupCommitWriter:
             "version": SCHEMA_VERSION,
             "channel": EVENTS_CHANNEL if notify_in_tx else None,
         }
-        if len(statuses) == 1:
-            params = {key: value[0] for key, value in params.items() if isinstance(value, list)}
-            params.update(version=SCHEMA_VERSION, channel=EVENTS_CHANNEL if notify_in_tx else None)
-            query = _APPEND_ONE
-        else:
-            query = _APPEND
         async with self._pool.connection() as conn:
-            cur = await conn.execute(query, params)
+            if len(statuses) == 1:
+                await self._commit_one(conn, batch[0], notify_in_tx)
+                return
+            cur = await conn.execute(_APPEND, params)
             rows = await cur.fetchall()
             # Autocommit: the statement's transaction has committed once rows are back.
             heads: dict[UUID, int] = {}
@@ -529,6 +519,49 @@ class GroupCommitWriter:
                 if not notify_in_tx:
                     # Wake readers right after commit, off this writer's path.
                     self._notifier.post(heads)
+
+    async def _commit_one(
+        self, conn: AsyncConnection[TupleRow], item: _Append, notify_in_tx: bool
+    ) -> None:
+        event = item.events[0]
+        params = {
+            "run": item.run_id,
+            "epoch": item.epoch,
+            "type": event.type,
+            "payload": event.payload.decode(),
+            "head": event.head,
+            "tail": event.tail,
+            "status": event.status,
+            "version": SCHEMA_VERSION,
+        }
+        if notify_in_tx:
+            params["channel"] = EVENTS_CHANNEL
+        cur = await conn.execute(_APPEND_ONE_NOTIFY if notify_in_tx else _APPEND_ONE, params)
+        row = await cur.fetchone()
+        # Autocommit: the statement's transaction has committed once the row is back.
+        if row is not None and row[2] is not None:
+            seq = int(row[2])
+            item.resolve([seq])
+            self._events += 1
+            self._transactions += 1
+            self._largest_batch = max(self._largest_batch, 1)
+            if not notify_in_tx:
+                self._notifier.post({item.run_id: seq})
+            return
+        self._refused += 1
+        if row is not None:
+            status, epoch = str(row[0]), int(row[1])
+            if status in TERMINAL_EVENTS.values():
+                item.fail(RunTerminal(item.run_id, status))
+            else:
+                item.fail(StaleEpoch(item.run_id, item.epoch, epoch))
+            return
+        # Not leased, or no such run: tell them apart (a read; nothing was written).
+        cur = await conn.execute(_RUN_STATUS, (item.run_id,))
+        if await cur.fetchone() is None:
+            item.fail(RunNotFound(item.run_id))
+        else:
+            item.fail(StaleEpoch(item.run_id, item.epoch, None))
 
 
 def _notify_payload(heads: dict[UUID, int]) -> str:
