@@ -50,6 +50,7 @@ if TYPE_CHECKING:
 
 PAYLOAD = {"text": "hello, world", "tokens": [1, 2, 3], "ok": True}
 ROUNDS = 5
+WRITER_ROUNDS = 6
 
 
 @dataclass(frozen=True, slots=True)
@@ -264,13 +265,15 @@ async def run(dsn: str | None, scale: float) -> tuple[list[Row], list[Row]]:
             writer = store.statistics().writer
         writers_spent = {"in_transaction": 0.0, "after_commit": 0.0}
         per_writer = max(2, int(20 * scale))
-        for _ in range(3):
-            for mode in ("in_transaction", "after_commit"):
+        modes: list[NotifyMode] = ["in_transaction", "after_commit"]
+        for round_ in range(WRITER_ROUNDS):
+            # Alternate which mode goes first, so drift in the machine's load cancels out.
+            for mode in modes if round_ % 2 == 0 else modes[::-1]:
                 writers_spent[mode] += await bench_concurrent_writers(
                     db, config, mode, writers=50, per_writer=per_writer
                 )
-        for mode, seconds in writers_spent.items():
-            results[f"writers_{mode}"] = 3 * 50 * per_writer / seconds
+        for name, seconds in writers_spent.items():
+            results[f"writers_{name}"] = WRITER_ROUNDS * 50 * per_writer / seconds
         winner: NotifyMode = (
             "in_transaction"
             if results["writers_in_transaction"] > results["writers_after_commit"]
@@ -278,7 +281,7 @@ async def run(dsn: str | None, scale: float) -> tuple[list[Row], list[Row]]:
         )
         raw_notify = await bench_raw_notify(db, max(50, int(500 * scale)))
         latency: dict[str, list[float]] = {}
-        for mode in ("in_transaction", "after_commit"):
+        for mode in modes:
             mode_config = config.model_copy(update={"notify_mode": mode})
             async with Store(db, mode_config) as store, Listener(db, mode_config) as listener:
                 latency[mode] = await bench_notify_latency(
