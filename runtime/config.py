@@ -120,7 +120,7 @@ class NodeConfig(BaseSettings):
     append_batch_size: int = Field(default=64, ge=1, le=128)
     append_batch_bytes: int = Field(default=8 * _MIB, ge=1)
     append_timeout: float = Field(default=30.0, gt=0)
-    notify_mode: NotifyMode = "after_commit"
+    notify_mode: NotifyMode = "in_transaction"
     listener_poll_interval: float = Field(default=1.0, gt=0)
     listener_max_waiters: int = Field(default=10_000, ge=1)
     read_limit: int = Field(default=1000, ge=1)

@@ -9,7 +9,9 @@ c. group-committed fenced appends from 50 concurrent emitters over 10 runs;
 d. append-commit → NOTIFY-received latency through the listener (p50/p99), against a raw
    ``pg_notify`` → LISTEN latency measured alongside;
 e. 50 concurrent writers (50 stores, one transaction each in flight) with NOTIFY inside
-   the transaction versus right after commit.
+   the transaction versus right after commit; once as the server is, once with each
+   commit's WAL flush delayed by 5 ms (``commit_delay``, on the scratch database only) to
+   stand for a slower disk, where the notify lock held through the flush shows.
 
 Usage::
 
@@ -50,7 +52,8 @@ if TYPE_CHECKING:
 
 PAYLOAD = {"text": "hello, world", "tokens": [1, 2, 3], "ok": True}
 ROUNDS = 5
-WRITER_ROUNDS = 6
+WRITER_ROUNDS = 4
+SLOW_COMMIT_US = 5000
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,6 +226,35 @@ async def bench_concurrent_writers(
         return time.perf_counter() - start
 
 
+async def _set_commit_delay(dsn: str, delay_us: int) -> bool:
+    """Emulate a slower WAL flush on this database only (new sessions); False if refused.
+
+    ``commit_delay`` makes a committing transaction wait before flushing WAL when others
+    are active: the flush takes longer, as on a slower disk, for every mode alike.
+    """
+    try:
+        async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
+            cur = await conn.execute("SELECT current_database()")
+            row = await cur.fetchone()
+            assert row is not None
+            name = sql.Identifier(row[0])
+            if delay_us:
+                await conn.execute(
+                    sql.SQL("ALTER DATABASE {} SET commit_delay = {}").format(
+                        name, sql.Literal(delay_us)
+                    )
+                )
+                await conn.execute(
+                    sql.SQL("ALTER DATABASE {} SET commit_siblings = 1").format(name)
+                )
+            else:
+                await conn.execute(sql.SQL("ALTER DATABASE {} RESET commit_delay").format(name))
+                await conn.execute(sql.SQL("ALTER DATABASE {} RESET commit_siblings").format(name))
+    except psycopg.errors.InsufficientPrivilege:
+        return False
+    return True
+
+
 async def stale_rows(dsn: str) -> int:
     """Events whose epoch is neither 0 (outside writers) nor their run's lease epoch."""
     async with await psycopg.AsyncConnection.connect(dsn) as conn:
@@ -253,27 +285,37 @@ async def run(dsn: str | None, scale: float) -> tuple[list[Row], list[Row]]:
             await bench_fenced_single(store, single, 50)
             # Interleave the measurements in rounds, so a noisy neighbour slows all alike.
             spent = {"raw": 0.0, "fenced": 0.0, "group": 0.0}
+            group_events = group_transactions = 0
             for _ in range(ROUNDS):
                 spent["raw"] += await inserter.insert(n // ROUNDS)
                 spent["fenced"] += await bench_fenced_single(store, single, n // ROUNDS)
+                before = store.statistics().writer
                 spent["group"] += await bench_group_commit(
                     store, group, emitters=50, per_emitter=per_emitter // ROUNDS
                 )
+                after = store.statistics().writer
+                group_events += after.events - before.events
+                group_transactions += after.transactions - before.transactions
             results["raw"] = (n // ROUNDS * ROUNDS) / spent["raw"]
             results["fenced"] = (n // ROUNDS * ROUNDS) / spent["fenced"]
             results["group"] = 50 * (per_emitter // ROUNDS * ROUNDS) / spent["group"]
-            writer = store.statistics().writer
-        writers_spent = {"in_transaction": 0.0, "after_commit": 0.0}
-        per_writer = max(2, int(20 * scale))
         modes: list[NotifyMode] = ["in_transaction", "after_commit"]
-        for round_ in range(WRITER_ROUNDS):
-            # Alternate which mode goes first, so drift in the machine's load cancels out.
-            for mode in modes if round_ % 2 == 0 else modes[::-1]:
-                writers_spent[mode] += await bench_concurrent_writers(
-                    db, config, mode, writers=50, per_writer=per_writer
-                )
-        for name, seconds in writers_spent.items():
-            results[f"writers_{name}"] = WRITER_ROUNDS * 50 * per_writer / seconds
+        per_writer = max(2, int(20 * scale))
+        for label, delay_us in (("", 0), ("_slow_commit", SLOW_COMMIT_US)):
+            if delay_us and not await _set_commit_delay(db, delay_us):
+                print("skipped the slow-commit rounds: not a superuser", file=sys.stderr)
+                continue
+            spent_by_mode = dict.fromkeys(modes, 0.0)
+            for round_ in range(WRITER_ROUNDS):
+                # Alternate which mode goes first, so drift in the machine's load cancels.
+                for mode in modes if round_ % 2 == 0 else modes[::-1]:
+                    spent_by_mode[mode] += await bench_concurrent_writers(
+                        db, config, mode, writers=50, per_writer=per_writer
+                    )
+            for mode, seconds in spent_by_mode.items():
+                results[f"writers{label}_{mode}"] = WRITER_ROUNDS * 50 * per_writer / seconds
+            if delay_us:
+                await _set_commit_delay(db, 0)
         winner: NotifyMode = (
             "in_transaction"
             if results["writers_in_transaction"] > results["writers_after_commit"]
@@ -299,35 +341,28 @@ async def run(dsn: str | None, scale: float) -> tuple[list[Row], list[Row]]:
         Row("notify_p50_ms", _percentile(chosen, 0.5), "ms", raw_p50),
         Row("notify_p99_ms", _percentile(chosen, 0.99), "ms", raw_p99),
     ]
+
+    def writers(label: str, mode: str) -> list[Row]:
+        key = f"writers{label}_{mode}"
+        if key not in results:
+            return []
+        return [Row(f"writers50{label}_notify_{mode}_eps", results[key], "events/s", raw)]
+
+    def notify(mode: str, q: float) -> Row:
+        name = f"notify_{mode}_p{round(q * 100)}_ms"
+        return Row(name, _percentile(latency[mode], q), "ms", raw_p50 if q == 0.5 else raw_p99)
+
     extra = [
+        *writers("", "in_transaction"),
+        *writers("", "after_commit"),
+        *writers("_slow_commit", "in_transaction"),
+        *writers("_slow_commit", "after_commit"),
+        notify("in_transaction", 0.5),
+        notify("in_transaction", 0.99),
+        notify("after_commit", 0.5),
+        notify("after_commit", 0.99),
         Row(
-            "writers50_notify_in_transaction_eps",
-            results["writers_in_transaction"],
-            "events/s",
-            raw,
-        ),
-        Row("writers50_notify_after_commit_eps", results["writers_after_commit"], "events/s", raw),
-        Row(
-            "notify_in_transaction_p50_ms",
-            _percentile(latency["in_transaction"], 0.5),
-            "ms",
-            raw_p50,
-        ),
-        Row(
-            "notify_in_transaction_p99_ms",
-            _percentile(latency["in_transaction"], 0.99),
-            "ms",
-            raw_p99,
-        ),
-        Row("notify_after_commit_p50_ms", _percentile(latency["after_commit"], 0.5), "ms", raw_p50),
-        Row(
-            "notify_after_commit_p99_ms", _percentile(latency["after_commit"], 0.99), "ms", raw_p99
-        ),
-        Row(
-            "group_commit_mean_batch",
-            writer.events / max(1, writer.transactions),
-            "events/tx",
-            None,
+            "group_commit_mean_batch", group_events / max(1, group_transactions), "events/tx", None
         ),
         Row("stale_epoch_rows", stale, "rows", None),
     ]
