@@ -33,7 +33,6 @@ __all__ = [
     "GENESIS_HASH",
     "ChainReport",
     "canonical_bytes",
-    "canonical_parts",
     "chain_hash",
     "verify_chain",
 ]
@@ -44,18 +43,18 @@ GENESIS_HASH = bytes(32)
 _VERIFY_PAGE = 1000
 
 
-def canonical_parts(
-    *, run_id: UUID, type_: str, epoch: int, schema_version: int, payload: bytes
-) -> tuple[bytes, bytes]:
-    """The canonical bytes of an event before and after its seq digits.
+def canonical_bytes(
+    *, run_id: UUID, seq: int, type_: str, epoch: int, schema_version: int, payload: bytes
+) -> bytes:
+    """The canonical serialisation of one event (see the module docstring).
 
-    The seq is allocated inside the appending transaction, so the database joins
-    ``head || seq || tail`` and hashes it there; see :func:`canonical_bytes`.
+    The append statement in :mod:`runtime.store.events` builds the same bytes in SQL
+    (the seq is allocated there); tests check both agree through :func:`verify_chain`.
 
     Args:
         payload: the payload's canonical bytes, as produced by :func:`_codec.encode`.
     """
-    head = b"".join(
+    return b"".join(
         (
             b'{"epoch":',
             str(epoch).encode(),
@@ -66,19 +65,12 @@ def canonical_parts(
             b'","schema_version":',
             str(schema_version).encode(),
             b',"seq":',
+            str(seq).encode(),
+            b',"type":',
+            orjson.dumps(type_),
+            b"}",
         )
     )
-    return head, b',"type":' + orjson.dumps(type_) + b"}"
-
-
-def canonical_bytes(
-    *, run_id: UUID, seq: int, type_: str, epoch: int, schema_version: int, payload: bytes
-) -> bytes:
-    """The canonical serialisation of one event (see the module docstring)."""
-    head, tail = canonical_parts(
-        run_id=run_id, type_=type_, epoch=epoch, schema_version=schema_version, payload=payload
-    )
-    return head + str(seq).encode() + tail
 
 
 def chain_hash(prev_hash: bytes, canonical: bytes) -> bytes:

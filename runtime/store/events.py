@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any, Final
 from uuid import UUID
 
 import anyio
+import orjson
 import structlog
 
 from runtime import _db
@@ -43,7 +44,6 @@ from runtime.errors import (
     StoreOverloaded,
 )
 from runtime.store import _codec
-from runtime.store.chain import canonical_parts
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -98,10 +98,10 @@ _logger = structlog.get_logger("runtime.store")
 # outcome 'ok' | 'not_found' | 'terminal' | 'stale', its seqs, and the lease's epoch.
 _APPEND = """
 WITH RECURSIVE ev AS (
-    SELECT * FROM unnest(%(i)b::integer[], %(a)b::integer[], %(run)b::uuid[],
-                         %(epoch)b::bigint[], %(type)b::text[], %(payload)b::text[],
-                         %(head)b::bytea[], %(tail)b::bytea[], %(status)b::text[])
-        AS x(i, a, run_id, epoch, type, payload, head, tail, status)
+    SELECT * FROM unnest(%(a)b::integer[], %(run)b::uuid[], %(epoch)b::bigint[],
+                         %(type)b::text[], %(type_json)b::text[], %(payload)b::text[],
+                         %(status)b::text[]) WITH ORDINALITY
+        AS x(a, run_id, epoch, type, type_json, payload, status, i)
 ), locked AS (
     SELECT r.run_id, r.status, r.last_seq, r.last_hash, l.epoch
     FROM runs AS r JOIN run_leases AS l ON l.run_id = r.run_id
@@ -110,7 +110,12 @@ WITH RECURSIVE ev AS (
     FOR UPDATE OF r FOR SHARE OF l
 ), ok AS (
     SELECT ev.*, k.last_seq AS base_seq, k.last_hash AS base_hash,
-           row_number() OVER (PARTITION BY ev.run_id ORDER BY ev.i) AS n
+           row_number() OVER (PARTITION BY ev.run_id ORDER BY ev.i) AS n,
+           -- The canonical event bytes around the seq digits (runtime/store/chain.py).
+           convert_to('{"epoch":' || ev.epoch || ',"payload":' || ev.payload
+                      || ',"run_id":"' || ev.run_id || '","schema_version":'
+                      || %(version)b::smallint || ',"seq":', 'UTF8') AS head,
+           convert_to(',"type":' || ev.type_json || '}', 'UTF8') AS tail
     FROM ev JOIN locked AS k ON k.run_id = ev.run_id
     WHERE k.epoch = ev.epoch AND k.status NOT IN ('succeeded', 'failed', 'canceled', 'timed_out')
 ), chain AS (
@@ -172,8 +177,12 @@ WITH locked AS (
     FOR UPDATE OF r FOR SHARE OF l
 ), ok AS (
     SELECT k.last_seq + 1 AS seq, k.last_hash AS prev,
-           sha256(k.last_hash || %(head)b::bytea || convert_to((k.last_seq + 1)::text, 'UTF8')
-                  || %(tail)b::bytea) AS hash
+           -- The canonical event bytes (runtime/store/chain.py), chained.
+           sha256(k.last_hash || convert_to(
+               '{"epoch":' || %(epoch)b::bigint || ',"payload":' || %(payload)b::text
+               || ',"run_id":"' || %(run)b::uuid || '","schema_version":'
+               || %(version)b::smallint || ',"seq":' || (k.last_seq + 1)
+               || ',"type":' || %(type_json)b::text || '}', 'UTF8')) AS hash
     FROM locked AS k
     WHERE k.epoch = %(epoch)b AND k.status NOT IN ('succeeded', 'failed', 'canceled', 'timed_out')
 ), inserted AS (
@@ -192,11 +201,12 @@ WITH locked AS (
 )
 SELECT k.status, k.epoch, ok.seq{notify} FROM locked AS k LEFT JOIN ok ON true
 """
-_APPEND_ONE_NOTIFY = _APPEND_ONE.format(
-    notify=",\n       CASE WHEN ok.seq IS NOT NULL THEN"
-    " pg_notify(%(channel)b::text, %(run)b::text || ':' || ok.seq::text) END"
+_APPEND_ONE_NOTIFY = _APPEND_ONE.replace(
+    "{notify}",
+    ",\n       CASE WHEN ok.seq IS NOT NULL THEN"
+    " pg_notify(%(channel)b::text, %(run)b::text || ':' || ok.seq::text) END",
 )
-_APPEND_ONE = _APPEND_ONE.format(notify="")
+_APPEND_ONE = _APPEND_ONE.replace("{notify}", "")
 _RUN_STATUS = "SELECT status FROM runs WHERE run_id = %s"
 _READ = """
 SELECT seq, type, payload, epoch, schema_version, created_at, prev_hash, hash
@@ -262,10 +272,9 @@ class WriterStatistics:
 @dataclass(slots=True)
 class _Prepared:
     type: str
-    payload: bytes
+    type_json: str  # the type as a JSON string, for the canonical bytes
+    payload: str  # canonical JSON text
     status: str | None
-    head: bytes = b""
-    tail: bytes = b""
 
 
 @dataclass(slots=True, eq=False)
@@ -293,14 +302,18 @@ def _prepare(events: Sequence[NewEvent], limit: int) -> tuple[list[_Prepared], i
     prepared: list[_Prepared] = []
     size = 0
     for index, event in enumerate(events):
-        if not 0 < len(event.type) <= _MAX_TYPE_LENGTH:
-            raise ValueError(f"event type must be a non-empty str of at most {_MAX_TYPE_LENGTH}")
+        if not 0 < len(event.type) <= _MAX_TYPE_LENGTH or "\x00" in event.type:
+            raise ValueError(
+                f"event type must be a non-empty str of at most {_MAX_TYPE_LENGTH} characters"
+                " without NUL"
+            )
         status = TERMINAL_EVENTS.get(event.type)
         if status is not None and index != len(events) - 1:
             raise ValueError(f"terminal event {event.type!r} must be the last of its append")
         payload = _codec.encode(event.payload, what=f"payload of {event.type!r}", limit=limit)
         size += len(payload)
-        prepared.append(_Prepared(event.type, payload, status))
+        type_json = orjson.dumps(event.type).decode()
+        prepared.append(_Prepared(event.type, type_json, payload.decode(), status))
     return prepared, size
 
 
@@ -358,14 +371,6 @@ class GroupCommitWriter:
         if not isinstance(run_id, UUID):
             raise TypeError(f"run_id must be a UUID, not {type(run_id).__name__}")
         prepared, size = _prepare(events, self._config.payload_limit)
-        for event in prepared:
-            event.head, event.tail = canonical_parts(
-                run_id=run_id,
-                type_=event.type,
-                epoch=epoch,
-                schema_version=SCHEMA_VERSION,
-                payload=event.payload,
-            )
         if not self._accepting:
             raise StoreClosed("store", "not open")
         item = _Append(run_id, epoch, prepared, size, asyncio.get_running_loop().create_future())
@@ -471,19 +476,17 @@ class GroupCommitWriter:
     async def _commit(self, batch: list[_Append]) -> None:
         notify_in_tx = self._config.notify_mode == "in_transaction"
         columns: dict[str, list[Any]] = {
-            name: [] for name in ("i", "a", "run", "epoch", "type", "payload", "head", "tail")
+            name: [] for name in ("a", "run", "epoch", "type", "type_json", "payload")
         }
         statuses: list[str | None] = []
         for index, item in enumerate(batch):
             for event in item.events:
-                columns["i"].append(len(statuses))
                 columns["a"].append(index)
                 columns["run"].append(item.run_id)
                 columns["epoch"].append(item.epoch)
                 columns["type"].append(event.type)
-                columns["payload"].append(event.payload.decode())
-                columns["head"].append(event.head)
-                columns["tail"].append(event.tail)
+                columns["type_json"].append(event.type_json)
+                columns["payload"].append(event.payload)
                 statuses.append(event.status)
         params = {
             **columns,
@@ -528,9 +531,8 @@ class GroupCommitWriter:
             "run": item.run_id,
             "epoch": item.epoch,
             "type": event.type,
-            "payload": event.payload.decode(),
-            "head": event.head,
-            "tail": event.tail,
+            "type_json": event.type_json,
+            "payload": event.payload,
             "status": event.status,
             "version": SCHEMA_VERSION,
         }
