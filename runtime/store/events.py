@@ -1,26 +1,32 @@
 """The fenced, hash-chained, group-committed event log (DESIGN §6-§7).
 
-Appends go through one :class:`GroupCommitWriter` per store. Callers put their append on
-a bounded queue and wait; a single writer task takes everything queued (up to a bounded
-count and byte size) and commits it in one transaction, so events emitted while a
-transaction is in flight ride the next one. One transaction:
+Appends go through one :class:`GroupCommitWriter` per store. Callers validate and
+serialise their payloads, put their append on a bounded queue and wait; a single writer
+task takes everything queued (up to a bounded count and byte size) and commits it as one
+SQL statement in autocommit, i.e. one round trip and one transaction, so events emitted
+while a transaction is in flight ride the next one. The statement:
 
-1. locks the ``runs`` rows of every run in the batch, in ``run_id`` order (no deadlocks),
-   and only then reads their lease epochs in a second statement, whose fresh snapshot
-   sees any takeover that committed before the locks were granted; an acquire after that
-   waits for this transaction, because acquire locks the same ``runs`` row;
+1. locks the ``runs`` row and the ``run_leases`` row of every run in the batch, in
+   ``run_id`` order (no deadlocks). Locking the lease row makes PostgreSQL return its
+   newest committed version even if a takeover committed while the statement waited; and
+   since lease acquire locks the ``runs`` row first, no takeover commits until this
+   transaction ends;
 2. checks every append on its own: unknown run → ``RunNotFound``, terminal run →
-   ``RunTerminal``, epoch differing from the lease row → ``StaleEpoch``. A refused append
-   is resolved at once and contributes no row; the rest of the batch goes on;
-3. allocates seqs from ``runs.last_seq`` (the locked row, never memory), chains each hash
-   from ``runs.last_hash``, inserts all rows with one ``unnest`` INSERT and moves each
-   run's head; a terminal event type also sets the run's terminal status;
-4. sends at most one NOTIFY for the transaction, payload ``run_id:seq`` for each run that
-   advanced (comma-separated; the batch size bound keeps it under PostgreSQL's limit),
-   either inside the transaction or right after commit (:data:`~runtime.config.NotifyMode`).
+   ``RunTerminal``, no lease or a different epoch → ``StaleEpoch``. A refused append
+   contributes no row; the rest of the batch goes on;
+3. allocates seqs from ``runs.last_seq`` (the locked row, never memory), chains
+   ``sha256(prev_hash || canonical bytes)`` from ``runs.last_hash`` through each run's
+   events in arrival order (the canonical bytes are built exactly as
+   :func:`runtime.store.chain.canonical_bytes` builds them), inserts the rows and moves
+   each run's head; a terminal event type also sets the run's terminal status;
+4. in ``in_transaction`` mode calls ``pg_notify`` once, payload ``run_id:seq`` for each
+   run that advanced (comma-separated; the batch bound keeps it under PostgreSQL's
+   limit). In ``after_commit`` mode the committed heads go to the store's
+   :class:`~runtime.store._notifier.Notifier` instead.
 
-Each round of the transaction is pipelined: one round trip to lock and read, one to write
-and commit. Per-run order is the queue's FIFO order, which is each caller's emit order.
+Per-run order is the queue's FIFO order, which is each caller's emit order. Appends queued
+behind a terminal append of the same run wait for the next transaction, where they are
+refused as ``RunTerminal`` if the run did end.
 """
 
 from __future__ import annotations
@@ -83,7 +89,6 @@ TERMINAL_EVENTS: Final = {
 """Event types that end a run, and the terminal status each sets (one per run)."""
 
 _MAX_TYPE_LENGTH: Final = 200
-_NOTIFY_LIMIT: Final = 7900  # PostgreSQL refuses NOTIFY payloads of 8000 bytes or more
 
 _logger = structlog.get_logger("runtime.store")
 
@@ -564,12 +569,6 @@ class GroupCommitWriter:
             item.fail(RunNotFound(item.run_id))
         else:
             item.fail(StaleEpoch(item.run_id, item.epoch, None))
-
-
-def _notify_payload(heads: dict[UUID, int]) -> str:
-    """``run_id:seq`` for each run that advanced; ``*`` (wake everyone) if it cannot fit."""
-    text = ",".join(f"{run_id}:{seq}" for run_id, seq in heads.items())
-    return text if len(text) < _NOTIFY_LIMIT else "*"
 
 
 async def read_events(
