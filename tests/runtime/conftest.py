@@ -9,8 +9,13 @@ directory. The schema is migrated once into a template database and every test g
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import shutil
+import tempfile
+import time
 import uuid
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import psycopg
@@ -27,6 +32,9 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Iterator
 
 
+_CLONE_ATTEMPTS = 5
+
+
 @pytest.fixture
 def anyio_backend() -> str:
     """psycopg's async API needs asyncio: runtime/ tests never run on trio."""
@@ -38,19 +46,39 @@ async def _start_embedded(pg: EmbeddedPostgres) -> str:
     return pg.dsn
 
 
+@contextlib.contextmanager
+def _private_dir(prefix: str) -> Iterator[Path]:
+    # Not under pytest's tmp_path: pytest deletes all but the newest three numbered base
+    # directories when a session starts, and another session on this machine (any
+    # checkout, same user) would delete a running server's data directory.
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def private_dir() -> Iterator[Path]:
+    """A fresh directory for an embedded server's data, removed after the test."""
+    with _private_dir("warden-test-") as path:
+        yield path
+
+
 @pytest.fixture(scope="session")
-def server_dsn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def server_dsn() -> Iterator[str]:
     """An admin DSN for the test server (``WARDEN_TEST_DSN`` or an embedded one)."""
     dsn = os.environ.get("WARDEN_TEST_DSN")
     if dsn:
         yield dsn
         return
-    pg = EmbeddedPostgres(tmp_path_factory.mktemp("pg") / "data")
-    dsn = asyncio.run(_start_embedded(pg))
-    try:
-        yield dsn
-    finally:
-        asyncio.run(pg.close())
+    with _private_dir("warden-test-pg-") as path:
+        pg = EmbeddedPostgres(path / "data")
+        dsn = asyncio.run(_start_embedded(pg))
+        try:
+            yield dsn
+        finally:
+            asyncio.run(pg.close())
 
 
 def dsn_for(server_dsn: str, dbname: str) -> str:
@@ -70,6 +98,11 @@ def template_db(server_dsn: str) -> Iterator[str]:
     _admin(server_dsn, sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     try:
         asyncio.run(apply_migrations(dsn_for(server_dsn, name)))
+        # No session may use the template while it is cloned; this keeps autovacuum out.
+        _admin(
+            server_dsn,
+            sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS false").format(sql.Identifier(name)),
+        )
         yield name
     finally:
         _admin(
@@ -96,12 +129,18 @@ def empty_dsn(server_dsn: str) -> Iterator[str]:
 def dsn(server_dsn: str, template_db: str) -> Iterator[str]:
     """DSN of a fresh, migrated database, dropped after the test."""
     name = f"warden_t_{uuid.uuid4().hex[:12]}"
-    _admin(
-        server_dsn,
-        sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
-            sql.Identifier(name), sql.Identifier(template_db)
-        ),
+    statement = sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
+        sql.Identifier(name), sql.Identifier(template_db)
     )
+    for attempt in range(_CLONE_ATTEMPTS):
+        try:
+            _admin(server_dsn, statement)
+            break
+        except psycopg.errors.ObjectInUse:
+            # A clone made at the same moment by another session holds the template.
+            if attempt == _CLONE_ATTEMPTS - 1:
+                raise
+            time.sleep(0.05 * (attempt + 1))
     try:
         yield dsn_for(server_dsn, name)
     finally:

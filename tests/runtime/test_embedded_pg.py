@@ -83,8 +83,8 @@ def _server_answers(dsn: str) -> bool:
     return True
 
 
-def test_two_processes_share_one_server_stopped_by_the_last(tmp_path: Path) -> None:
-    data_dir = tmp_path / "pg"
+def test_two_processes_share_one_server_stopped_by_the_last(private_dir: Path) -> None:
+    data_dir = private_dir / "pg"
     with _node(data_dir) as first, _node(data_dir) as second:
         assert (first.dsn, first.started) == (second.dsn, second.started)  # one server
         first.release()
@@ -94,8 +94,8 @@ def test_two_processes_share_one_server_stopped_by_the_last(tmp_path: Path) -> N
         assert not (data_dir / "postmaster.pid").exists()
 
 
-def test_a_killed_process_does_not_keep_the_server_alive(tmp_path: Path) -> None:
-    data_dir = tmp_path / "pg"
+def test_a_killed_process_does_not_keep_the_server_alive(private_dir: Path) -> None:
+    data_dir = private_dir / "pg"
     with _node(data_dir) as crashed, _node(data_dir) as survivor:
         os.kill(crashed.proc.pid, signal.SIGKILL)
         crashed.proc.wait(timeout=30)
@@ -104,22 +104,22 @@ def test_a_killed_process_does_not_keep_the_server_alive(tmp_path: Path) -> None
         assert not _server_answers(survivor.dsn)
 
 
-def test_the_cli_uses_the_embedded_server_when_no_dsn_is_set(tmp_path: Path) -> None:
-    env = cli_env(WARDEN_PG_DATA_DIR=str(tmp_path / "pg"))
+def test_the_cli_uses_the_embedded_server_when_no_dsn_is_set(private_dir: Path) -> None:
+    env = cli_env(WARDEN_PG_DATA_DIR=str(private_dir / "pg"))
     first = run_cli("migrate", env=env)
     assert (first.returncode, first.stdout) == (0, "applied 0001_init\n"), first.stderr
     # The data survives the server's stop and start.
     second = run_cli("migrate", env=env)
     assert (second.returncode, second.stdout) == (0, "database is up to date\n"), second.stderr
-    assert not (tmp_path / "pg" / "postmaster.pid").exists()
+    assert not (private_dir / "pg" / "postmaster.pid").exists()
 
 
 @pytest.mark.anyio
-async def test_an_embedded_handle_is_single_use(tmp_path: Path) -> None:
+async def test_an_embedded_handle_is_single_use(private_dir: Path) -> None:
     from runtime.embedded_pg import EmbeddedPostgres
     from runtime.errors import StoreClosed
 
-    pg = EmbeddedPostgres(tmp_path / "pg")
+    pg = EmbeddedPostgres(private_dir / "pg")
     with pytest.raises(StoreClosed):
         _ = pg.dsn
     async with pg:
