@@ -376,14 +376,14 @@ async def run(dsn: str | None, scale: float) -> tuple[list[Row], list[Row]]:
 
 def _table(rows: list[Row]) -> str:
     lines = [
-        f"| {'metric':<38} | {'value':>10} | {'unit':<9} | {'baseline':>9} | {'ratio':>6} |",
-        f"|{'-' * 40}|{'-' * 12}:|{'-' * 11}|{'-' * 10}:|{'-' * 7}:|",
+        f"| {'metric':<48} | {'value':>10} | {'unit':<9} | {'baseline':>9} | {'ratio':>6} |",
+        f"|{'-' * 50}|{'-' * 11}:|{'-' * 11}|{'-' * 10}:|{'-' * 7}:|",
     ]
     for row in rows:
         baseline = "" if row.baseline is None else f"{row.baseline:.2f}"
         ratio = "" if row.ratio is None else f"{row.ratio:.2f}"
         value = f"{row.value:>10.2f}"
-        lines.append(f"| {row.metric:<38} | {value} | {row.unit:<9} | {baseline:>9} | {ratio:>6} |")
+        lines.append(f"| {row.metric:<48} | {value} | {row.unit:<9} | {baseline:>9} | {ratio:>6} |")
     return "\n".join(lines)
 
 

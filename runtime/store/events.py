@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Final
 from uuid import UUID
 
 import anyio
@@ -103,10 +103,12 @@ _logger = structlog.get_logger("runtime.store")
 # outcome 'ok' | 'not_found' | 'terminal' | 'stale', its seqs, and the lease's epoch.
 _APPEND = """
 WITH RECURSIVE ev AS (
-    SELECT * FROM unnest(%(a)b::integer[], %(run)b::uuid[], %(epoch)b::bigint[],
-                         %(type)b::text[], %(type_json)b::text[], %(payload)b::text[],
-                         %(status)b::text[]) WITH ORDINALITY
-        AS x(a, run_id, epoch, type, type_json, payload, status, i)
+    -- The batch arrives as one JSON array (one orjson call to build, one parameter);
+    -- strings come back out of it exactly as they went in.
+    SELECT x.a, x.r AS run_id, x.e AS epoch, x.t AS type, x.j AS type_json, x.p AS payload,
+           x.s AS status, x.i
+    FROM jsonb_to_recordset(%(batch)s::jsonb)
+         AS x(i integer, a integer, r uuid, e bigint, t text, j text, p text, s text)
 ), locked AS (
     SELECT r.run_id, r.status, r.last_seq, r.last_hash, l.epoch
     FROM runs AS r JOIN run_leases AS l ON l.run_id = r.run_id
@@ -480,29 +482,32 @@ class GroupCommitWriter:
 
     async def _commit(self, batch: list[_Append]) -> None:
         notify_in_tx = self._config.notify_mode == "in_transaction"
-        columns: dict[str, list[Any]] = {
-            name: [] for name in ("a", "run", "epoch", "type", "type_json", "payload")
-        }
-        statuses: list[str | None] = []
-        for index, item in enumerate(batch):
-            for event in item.events:
-                columns["a"].append(index)
-                columns["run"].append(item.run_id)
-                columns["epoch"].append(item.epoch)
-                columns["type"].append(event.type)
-                columns["type_json"].append(event.type_json)
-                columns["payload"].append(event.payload)
-                statuses.append(event.status)
-        params = {
-            **columns,
-            "status": statuses,
-            "version": SCHEMA_VERSION,
-            "channel": EVENTS_CHANNEL if notify_in_tx else None,
-        }
         async with self._pool.connection() as conn:
-            if len(statuses) == 1:
+            if len(batch) == 1 and len(batch[0].events) == 1:
                 await self._commit_one(conn, batch[0], notify_in_tx)
                 return
+            rows_in = [
+                {
+                    "i": position,
+                    "a": index,
+                    "r": item.run_id,
+                    "e": item.epoch,
+                    "t": event.type,
+                    "j": event.type_json,
+                    "p": event.payload,
+                    "s": event.status,
+                }
+                for position, (index, item, event) in enumerate(
+                    (index, item, event)
+                    for index, item in enumerate(batch)
+                    for event in item.events
+                )
+            ]
+            params = {
+                "batch": orjson.dumps(rows_in).decode(),
+                "version": SCHEMA_VERSION,
+                "channel": EVENTS_CHANNEL if notify_in_tx else None,
+            }
             cur = await conn.execute(_APPEND, params)
             rows = await cur.fetchall()
             # Autocommit: the statement's transaction has committed once rows are back.
