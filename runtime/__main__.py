@@ -1,7 +1,5 @@
-"""``python -m runtime`` runs the ``warden`` command line."""
-
-import sys
+"""``python -m runtime``: the same command line as ``warden``."""
 
 from runtime.cli import main
 
-sys.exit(main())
+raise SystemExit(main())

@@ -1,71 +1,169 @@
 """The ``warden`` command line (also ``python -m runtime``).
 
-Each subcommand is one function registered in ``_COMMANDS``; user errors end with a
-one-line message on stderr and a non-zero exit code, never a traceback.
+Each subcommand is one async function registered in :data:`COMMANDS` with the function
+that adds its arguments, so a new subcommand (``node``, ...) is one entry.
+Expected failures print one line, ``warden: error: ...``, on stderr and exit non-zero:
+1 for an operational failure (database unreachable, broken chain), 2 for bad usage or
+configuration. A database error names the DSN's host, never its password.
+
+Exit codes: 0 success, 1 failure, 2 usage or configuration error.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import sys
-from typing import TYPE_CHECKING
+import uuid
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import anyio
+import pydantic
 import structlog
 
+from runtime.config import NodeConfig
+from runtime.embedded_pg import EmbeddedPostgres
+from runtime.errors import StoreError
+from runtime.migrator import apply_migrations
+from runtime.store import Store
+
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 
-__all__ = ["main"]
+__all__ = ["COMMANDS", "Command", "main", "resolve_dsn"]
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
 
 
-def _configure_logging(level: int) -> None:
-    """The CLI is an application, so it may configure logging (library code never does)."""
-    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(level))
+@dataclass(frozen=True, slots=True)
+class Command:
+    """One subcommand.
+
+    Attributes:
+        help: one line for ``warden --help``.
+        add_arguments: adds the subcommand's own arguments to its parser.
+        run: does the work; returns the exit code.
+    """
+
+    help: str
+    add_arguments: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace, NodeConfig], Coroutine[Any, Any, int]]
 
 
-def _cmd_demo(args: argparse.Namespace) -> int:
+@contextlib.asynccontextmanager
+async def resolve_dsn(config: NodeConfig) -> AsyncIterator[str]:
+    """Yield the configured DSN, or start (or join) the embedded server for the block."""
+    dsn = config.dsn_value()
+    if dsn is not None:
+        yield dsn
+        return
+    async with EmbeddedPostgres(config.pg_data_dir) as embedded:
+        yield embedded.dsn
+
+
+def _no_arguments(parser: argparse.ArgumentParser) -> None:
+    del parser
+
+
+def _demo_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--backend", choices=("asyncio", "trio"), default="asyncio")
+    parser.add_argument("--verbose", action="store_true", help="also print structured logs")
+
+
+async def _demo(args: argparse.Namespace, config: NodeConfig) -> int:
     from runtime.demo import run_demo
 
     # The demo narrates supervision events itself; --verbose adds the structured logs.
     _configure_logging(logging.INFO if args.verbose else logging.CRITICAL)
-    return anyio.run(run_demo, backend=args.backend)
+    return await run_demo()
 
 
-def _add_demo(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = commands.add_parser(
-        "demo", help="watch a supervision tree restart a crashing actor (no database needed)"
+async def _migrate(args: argparse.Namespace, config: NodeConfig) -> int:
+    async with resolve_dsn(config) as dsn:
+        applied = await apply_migrations(dsn, connect_timeout=config.connect_timeout)
+    if applied:
+        for migration in applied:
+            print(f"applied {migration.version:04d}_{migration.name}")
+    else:
+        print("database is up to date")
+    return EXIT_OK
+
+
+def _verify_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run_id", type=uuid.UUID, metavar="RUN_ID", help="the run to check")
+
+
+async def _verify(args: argparse.Namespace, config: NodeConfig) -> int:
+    async with resolve_dsn(config) as dsn, Store(dsn, config) as store:
+        report = await store.verify_chain(args.run_id)
+    if report.ok:
+        print(f"run {report.run_id}: chain ok ({report.events} events, last seq {report.last_seq})")
+        return EXIT_OK
+    print(
+        f"run {report.run_id}: chain broken at seq {report.first_bad_seq}: {report.reason}",
+        file=sys.stderr,
     )
-    parser.add_argument("--backend", choices=("asyncio", "trio"), default="asyncio")
-    parser.add_argument("--verbose", action="store_true", help="also print structured logs")
-    parser.set_defaults(run=_cmd_demo)
+    return EXIT_FAILURE
 
 
-_COMMANDS: tuple[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None], ...] = (
-    _add_demo,
-)
+COMMANDS: dict[str, Command] = {
+    "demo": Command(
+        "watch a supervision tree restart a crashing actor (no database needed)",
+        _demo_arguments,
+        _demo,
+    ),
+    "migrate": Command("apply pending database migrations", _no_arguments, _migrate),
+    "verify": Command("verify a run's event hash chain", _verify_arguments, _verify),
+}
+"""Subcommands by name; register new ones here."""
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="warden", description="Warden: supervised actors and durable runs."
+        prog="warden",
+        description="Warden: supervised actors, durable runs and resumable event streams.",
+        epilog="Settings come from WARDEN_* environment variables (e.g. WARDEN_DSN); "
+        "with no WARDEN_DSN an embedded PostgreSQL is used.",
     )
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in _COMMANDS:
-        add(commands)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, command in COMMANDS.items():
+        command.add_arguments(sub.add_parser(name, help=command.help, description=command.help))
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the CLI; return the process exit code."""
-    args = build_parser().parse_args(argv)
-    try:
-        code: int = args.run(args)
-    except KeyboardInterrupt:
-        return 130
+def _fail(message: str, code: int) -> int:
+    print(f"warden: error: {' '.join(message.split())}", file=sys.stderr)
     return code
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+def _configure_logging(level: int = logging.WARNING) -> None:
+    # The command line is an application entry point, so it (not the library) decides
+    # where logs go: warnings and errors as one line each on stderr, stdout stays clean.
+    structlog.configure(
+        wrapper_class=structlog.make_filtering_bound_logger(level),
+        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``warden`` command line; return the process exit code."""
+    args = _parser().parse_args(argv)
+    _configure_logging()
+    try:
+        config = NodeConfig()
+    except pydantic.ValidationError as exc:
+        problems = "; ".join(
+            f"WARDEN_{'_'.join(str(p) for p in e['loc']).upper()}: {e['msg']}" for e in exc.errors()
+        )
+        return _fail(f"invalid configuration: {problems}", EXIT_USAGE)
+    try:
+        backend = getattr(args, "backend", "asyncio")
+        return anyio.run(COMMANDS[args.command].run, args, config, backend=backend)
+    except StoreError as exc:
+        return _fail(str(exc), EXIT_FAILURE)
+    except KeyboardInterrupt:
+        return _fail("interrupted", 130)

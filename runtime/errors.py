@@ -1,0 +1,247 @@
+"""Errors raised by the node's durable layer: store, migrator and embedded PostgreSQL.
+
+Every error here derives from :class:`StoreError`, rooted in
+:class:`actors.errors.WardenError`. The tree keeps trio's split between errors the caller
+caused ("you did this": bad input, a stale epoch, a closed store) and errors the world
+caused ("the world did this": an unreachable database)::
+
+    WardenError                         actors.errors
+    └── StoreError                      the durable layer (this module)
+        ├── StoreClosed                 used before open or after close (you did this)
+        ├── DatabaseUnavailable         cannot reach or lost the database (the world did this)
+        ├── StoreOverloaded             a bounded queue or pool wait ran out of room or time
+        ├── RunNotFound                 no run with this run_id
+        ├── RunTerminal                 the run already reached a terminal status
+        ├── FencingError                the writer does not (or no longer) own the run
+        │   ├── StaleEpoch              the lease row holds a different epoch
+        │   └── LeaseHeld               acquire refused: another owner's lease has not expired
+        ├── VersionConflict             optimistic memory write lost against another writer
+        ├── InvalidPayload              a payload the store refuses; nothing was written
+        │   ├── PayloadNotSerializable  not representable as JSON (or jsonb)
+        │   └── PayloadTooLarge         serialised size over the configured limit
+        ├── DeadLetterNotFound          no dead letter with this id
+        └── MigrationError              the schema cannot be brought up to date
+            ├── MigrationChecksumMismatch  an applied migration file was edited afterwards
+            └── UnknownMigration           the database has a migration this build lacks
+
+Messages are built in ``__init__`` from typed fields, so handlers can branch on the fields
+rather than on text. Database failures are classified by SQLSTATE class (psycopg's
+exception types), never by parsing message text: see :func:`runtime.store._sql.translate`.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from actors.errors import WardenError
+
+if TYPE_CHECKING:
+    from uuid import UUID
+
+__all__ = [
+    "StoreError",
+    "StoreClosed",
+    "DatabaseUnavailable",
+    "StoreOverloaded",
+    "RunNotFound",
+    "RunTerminal",
+    "FencingError",
+    "StaleEpoch",
+    "LeaseHeld",
+    "VersionConflict",
+    "InvalidPayload",
+    "PayloadNotSerializable",
+    "PayloadTooLarge",
+    "DeadLetterNotFound",
+    "MigrationError",
+    "MigrationChecksumMismatch",
+    "UnknownMigration",
+]
+
+
+class StoreError(WardenError):
+    """Root of the durable layer's errors."""
+
+
+class StoreClosed(StoreError):
+    """The store (or listener) was used before it was opened or after it was closed.
+
+    Lifecycles are single-use: a closed object is never reopened.
+    """
+
+    def __init__(self, what: str, state: str) -> None:
+        self.what = what
+        self.state = state
+        super().__init__(f"{what} is {state}; open a new one")
+
+
+class DatabaseUnavailable(StoreError):
+    """PostgreSQL could not be reached, or the connection broke mid-operation.
+
+    The message names the host (never the password). When the connection broke during a
+    commit, the outcome of that commit is unknown to the caller.
+    """
+
+    def __init__(self, host: str, reason: str) -> None:
+        self.host = host
+        self.reason = " ".join(reason.split())
+        super().__init__(f"database unavailable at host {host!r}: {self.reason}")
+
+
+class StoreOverloaded(StoreError):
+    """A bounded queue stayed full, or the connection pool could not serve in time."""
+
+    def __init__(self, resource: str) -> None:
+        self.resource = resource
+        super().__init__(f"store overloaded: {resource}")
+
+
+class RunNotFound(StoreError):
+    """No run exists with this ``run_id``."""
+
+    def __init__(self, run_id: UUID) -> None:
+        self.run_id = run_id
+        super().__init__(f"run {run_id} not found")
+
+
+class RunTerminal(StoreError):
+    """The run reached a terminal status; it accepts no more events, frames or leases."""
+
+    def __init__(self, run_id: UUID, status: str) -> None:
+        self.run_id = run_id
+        self.status = status
+        super().__init__(f"run {run_id} is already {status}")
+
+
+class FencingError(StoreError):
+    """The writer does not own the run's lease (any more)."""
+
+
+class StaleEpoch(FencingError):
+    """The writer's epoch differs from the lease row's; nothing was written.
+
+    ``current_epoch`` is ``None`` when the run has never been leased.
+    """
+
+    def __init__(self, run_id: UUID, epoch: int, current_epoch: int | None) -> None:
+        self.run_id = run_id
+        self.epoch = epoch
+        self.current_epoch = current_epoch
+        super().__init__(
+            f"stale epoch for run {run_id}: writer holds epoch {epoch}, "
+            f"lease is at epoch {current_epoch}"
+        )
+
+
+class LeaseHeld(FencingError):
+    """Acquire refused: another owner's lease on the run has not expired yet."""
+
+    def __init__(self, run_id: UUID, owner_node: str, epoch: int) -> None:
+        self.run_id = run_id
+        self.owner_node = owner_node
+        self.epoch = epoch
+        super().__init__(f"run {run_id} is leased by {owner_node!r} at epoch {epoch}")
+
+
+class VersionConflict(StoreError):
+    """An optimistic memory write expected a version the row no longer has.
+
+    ``expected`` 0 means "must not exist"; ``actual`` 0 means "does not exist (or expired)".
+    """
+
+    def __init__(self, scope: str, key: str, expected: int, actual: int) -> None:
+        self.scope = scope
+        self.key = key
+        self.expected = expected
+        self.actual = actual
+        super().__init__(
+            f"version conflict on {scope}/{key}: expected version {expected}, found {actual}"
+        )
+
+
+class InvalidPayload(StoreError):
+    """The store refused a payload before writing anything."""
+
+
+class PayloadNotSerializable(InvalidPayload):
+    """The payload cannot be stored as JSON (wrong type, NUL character, huge integer...)."""
+
+    def __init__(self, what: str, reason: str) -> None:
+        self.what = what
+        self.reason = reason
+        super().__init__(f"{what} is not JSON-serialisable: {reason}")
+
+
+class PayloadTooLarge(InvalidPayload):
+    """The serialised payload is larger than the configured limit."""
+
+    def __init__(self, what: str, size: int, limit: int) -> None:
+        self.what = what
+        self.size = size
+        self.limit = limit
+        super().__init__(f"{what} is {size} bytes serialised, over the limit of {limit} bytes")
+
+
+class DeadLetterNotFound(StoreError):
+    """No dead letter exists with this id."""
+
+    def __init__(self, dead_letter_id: int) -> None:
+        self.dead_letter_id = dead_letter_id
+        super().__init__(f"dead letter {dead_letter_id} not found")
+
+
+class MigrationError(StoreError):
+    """The database schema cannot be brought up to date safely."""
+
+
+class MigrationChecksumMismatch(MigrationError):
+    """A migration already applied to the database was edited afterwards.
+
+    Released migrations are immutable: add a new numbered file instead.
+    """
+
+    def __init__(self, version: int, name: str, recorded: str, actual: str) -> None:
+        self.version = version
+        self.name = name
+        self.recorded = recorded
+        self.actual = actual
+        super().__init__(
+            f"migration {version:04d}_{name} was changed after it was applied "
+            f"(recorded sha256 {recorded[:12]}, file has {actual[:12]}); "
+            "refusing to start: restore the file and add a new migration instead"
+        )
+
+
+class UnknownMigration(MigrationError):
+    """The database records a migration this build does not ship (it is newer than us)."""
+
+    def __init__(self, version: int, name: str) -> None:
+        self.version = version
+        self.name = name
+        super().__init__(
+            f"database has migration {version:04d}_{name} that this build does not know; "
+            "upgrade warden-runtime"
+        )
+
+
+for _error in (
+    StoreError,
+    StoreClosed,
+    DatabaseUnavailable,
+    StoreOverloaded,
+    RunNotFound,
+    RunTerminal,
+    FencingError,
+    StaleEpoch,
+    LeaseHeld,
+    VersionConflict,
+    InvalidPayload,
+    PayloadNotSerializable,
+    PayloadTooLarge,
+    DeadLetterNotFound,
+    MigrationError,
+    MigrationChecksumMismatch,
+    UnknownMigration,
+):
+    _error.__module__ = "runtime.errors"
+del _error

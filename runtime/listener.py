@@ -1,0 +1,291 @@
+"""Reader wake-ups: one LISTEN connection fanned out to bounded waiters (DESIGN §4, §7).
+
+A NOTIFY is only a hint that something was committed. Waiters always re-read the rows
+(events after their cursor, frames after theirs) and never trust a payload; a waiter that
+hears nothing for ``listener_poll_interval`` seconds wakes anyway and re-reads, which
+covers a notification lost with a dropped connection. Typical use, registering *before*
+the first read so a commit between the read and the wait is never missed::
+
+    with listener.watch(run_id) as watch:
+        while True:
+            for event in await store.read_events(run_id, after=cursor):
+                cursor = event.seq
+                ...
+            await watch.wait()
+
+Each watch holds one coalescing wake-up flag, so a burst of notifications costs a waiter
+one re-read, and memory stays bounded by ``listener_max_waiters``. When the LISTEN
+connection breaks, every waiter is woken (notifications may have been lost) and the
+listener reconnects with capped exponential backoff, within a budget of attempts; when the
+budget is spent it fails with ``DatabaseUnavailable`` for its supervisor to handle.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Self
+from uuid import UUID
+
+import anyio
+import psycopg
+import structlog
+from psycopg import sql
+
+from runtime import _db
+from runtime.config import dsn_host
+from runtime.errors import DatabaseUnavailable, StoreClosed, StoreOverloaded
+from runtime.store.events import EVENTS_CHANNEL
+from runtime.store.frames import FRAMES_CHANNEL
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from types import TracebackType
+
+    from anyio.abc import TaskStatus
+    from psycopg.rows import TupleRow
+
+    from runtime.config import NodeConfig
+
+__all__ = ["Listener", "ListenerStatistics", "Watch"]
+
+_logger = structlog.get_logger("runtime.listener")
+
+_RECONNECT_BUDGET = 30
+_BACKOFF_FIRST = 0.1
+_BACKOFF_MAX = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class ListenerStatistics:
+    """A snapshot of the listener.
+
+    Attributes:
+        waiters: watches registered now.
+        max_waiters: the bound on watches.
+        notifications: notifications received.
+        wakeups: watches woken by notifications.
+        malformed: notifications whose payload could not be parsed (everyone was woken).
+        reconnects: times the LISTEN connection was re-established.
+    """
+
+    waiters: int
+    max_waiters: int
+    notifications: int
+    wakeups: int
+    malformed: int
+    reconnects: int
+
+
+class Watch:
+    """Wake-ups for one run on one channel; create with :meth:`Listener.watch`."""
+
+    __slots__ = ("_flag", "_poll", "channel", "latest_seq", "run_id")
+
+    def __init__(self, channel: str, run_id: UUID, poll_interval: float) -> None:
+        self.channel = channel
+        self.run_id = run_id
+        self.latest_seq = 0
+        """Highest seq named by a notification so far (a hint; re-read the rows)."""
+        self._flag = asyncio.Event()
+        self._poll = poll_interval
+
+    def _wake(self, seq: int | None) -> None:
+        if seq is not None and seq > self.latest_seq:
+            self.latest_seq = seq
+        self._flag.set()
+
+    async def wait(self) -> bool:
+        """Wait for a wake-up, at most the poll interval; then re-read the rows.
+
+        Returns:
+            ``True`` if a notification (or a reconnect) woke the watch, ``False`` if the
+            poll interval ran out first.
+        """
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self._poll):
+                await self._flag.wait()
+        woken = self._flag.is_set()
+        self._flag.clear()
+        return woken
+
+
+class Listener:
+    """One LISTEN connection for the node, fanning wake-ups out to watches.
+
+    Single-use: ``async with Listener(dsn, config) as listener``. The constructor does
+    no work; entering connects, LISTENs and starts the reader in the listener's own task
+    group; leaving stops it and closes the connection.
+    """
+
+    def __init__(self, dsn: str, config: NodeConfig) -> None:
+        self._dsn = dsn
+        self._config = config
+        self._channels = (EVENTS_CHANNEL, FRAMES_CHANNEL)
+        self._watches: dict[tuple[str, UUID], set[Watch]] = {}
+        self._count = 0
+        self._conn: psycopg.AsyncConnection[TupleRow] | None = None
+        self._stack: contextlib.AsyncExitStack | None = None
+        self._state = "not open yet"
+        self._notifications = 0
+        self._wakeups = 0
+        self._malformed = 0
+        self._reconnects = 0
+
+    def __repr__(self) -> str:
+        return f"<Listener host={dsn_host(self._dsn)!r} {self._state}>"
+
+    async def __aenter__(self) -> Self:
+        if self._state != "not open yet":
+            raise StoreClosed("listener", self._state)
+        self._state = "open"
+        stack = contextlib.AsyncExitStack()
+        try:
+            self._conn = await self._connect()
+            stack.push_async_callback(self._close_connection)
+            task_group = await stack.enter_async_context(anyio.create_task_group())
+            stack.callback(task_group.cancel_scope.cancel)
+            await task_group.start(self._read_loop)
+        except BaseException:
+            self._state = "closed"
+            with anyio.CancelScope(shield=True):
+                await stack.aclose()
+            raise
+        self._stack = stack
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._state = "closed"
+        assert self._stack is not None
+        try:
+            await self._stack.aclose()
+        finally:
+            self._wake_all(None)
+
+    def statistics(self) -> ListenerStatistics:
+        """Return a frozen snapshot of the listener's counters."""
+        return ListenerStatistics(
+            waiters=self._count,
+            max_waiters=self._config.listener_max_waiters,
+            notifications=self._notifications,
+            wakeups=self._wakeups,
+            malformed=self._malformed,
+            reconnects=self._reconnects,
+        )
+
+    @contextlib.contextmanager
+    def watch(self, run_id: UUID, *, channel: str = EVENTS_CHANNEL) -> Iterator[Watch]:
+        """Register a :class:`Watch` for ``run_id`` for the duration of the block.
+
+        Raises:
+            StoreOverloaded: ``listener_max_waiters`` watches are registered already.
+            StoreClosed: the listener is not open.
+        """
+        if self._state != "open":
+            raise StoreClosed("listener", self._state)
+        if channel not in self._channels:
+            raise ValueError(f"not listening on {channel!r}")
+        if self._count >= self._config.listener_max_waiters:
+            raise StoreOverloaded(f"listener waiters ({self._config.listener_max_waiters})")
+        watch = Watch(channel, run_id, self._config.listener_poll_interval)
+        key = (channel, run_id)
+        self._watches.setdefault(key, set()).add(watch)
+        self._count += 1
+        try:
+            yield watch
+        finally:
+            group = self._watches.get(key)
+            if group is not None:
+                group.discard(watch)
+                if not group:
+                    del self._watches[key]
+            self._count -= 1
+
+    async def _connect(self) -> psycopg.AsyncConnection[TupleRow]:
+        conn = await _db.connect(self._dsn, connect_timeout=self._config.connect_timeout)
+        try:
+            for channel in self._channels:
+                await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await conn.close()
+            raise
+        return conn
+
+    async def _close_connection(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with anyio.move_on_after(5, shield=True):
+                await conn.close()
+
+    async def _read_loop(
+        self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
+        task_status.started()
+        while True:
+            assert self._conn is not None
+            try:
+                async for note in self._conn.notifies():
+                    self._dispatch(note.channel, note.payload)
+            except psycopg.OperationalError as exc:
+                _logger.warning("listener_connection_lost", error=type(exc).__name__)
+            # The connection broke: anything sent meanwhile is lost, so everyone re-reads.
+            await self._close_connection()
+            self._wake_all(None)
+            self._conn = await self._reconnect()
+
+    async def _reconnect(self) -> psycopg.AsyncConnection[TupleRow]:
+        delay = _BACKOFF_FIRST
+        last: DatabaseUnavailable | None = None
+        for attempt in range(1, _RECONNECT_BUDGET + 1):
+            try:
+                conn = await self._connect()
+            except DatabaseUnavailable as exc:
+                last = exc
+                _logger.warning("listener_reconnect_failed", attempt=attempt, delay=delay)
+                await anyio.sleep(delay)
+                delay = min(delay * 2, _BACKOFF_MAX)
+                continue
+            self._reconnects += 1
+            _logger.info("listener_reconnected", attempt=attempt)
+            self._wake_all(None)
+            return conn
+        assert last is not None
+        raise last
+
+    def _wake_all(self, channel: str | None) -> None:
+        for (watch_channel, _), group in self._watches.items():
+            if channel is None or watch_channel == channel:
+                for watch in group:
+                    watch._wake(None)
+                    self._wakeups += 1
+
+    def _dispatch(self, channel: str, payload: str) -> None:
+        self._notifications += 1
+        if payload == "*":
+            self._wake_all(channel)
+            return
+        try:
+            heads = [_parse_head(part) for part in payload.split(",")]
+        except ValueError:
+            self._malformed += 1
+            _logger.warning("listener_payload_malformed", channel=channel, size=len(payload))
+            self._wake_all(channel)
+            return
+        for run_id, seq in heads:
+            for watch in self._watches.get((channel, run_id), ()):
+                watch._wake(seq)
+                self._wakeups += 1
+
+
+def _parse_head(part: str) -> tuple[UUID, int]:
+    run_id, sep, seq = part.partition(":")
+    if not sep:
+        raise ValueError(part)
+    return UUID(run_id), int(seq)

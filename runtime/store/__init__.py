@@ -1,0 +1,91 @@
+"""The durable store: runs, the fenced event log, frames, leases, memory, attempts.
+
+Open one :class:`Store` per node with ``async with Store(dsn, config) as store``. The
+schema comes from :func:`runtime.migrator.apply_migrations`; wake-ups for readers come
+from :class:`runtime.listener.Listener`. Design notes: ``docs/store.md``.
+"""
+
+from runtime.errors import (
+    DatabaseUnavailable,
+    DeadLetterNotFound,
+    FencingError,
+    InvalidPayload,
+    LeaseHeld,
+    PayloadNotSerializable,
+    PayloadTooLarge,
+    RunNotFound,
+    RunTerminal,
+    StaleEpoch,
+    StoreClosed,
+    StoreError,
+    StoreOverloaded,
+    VersionConflict,
+)
+from runtime.store._codec import JSON
+from runtime.store._store import Store, StoreStatistics
+from runtime.store.attempts import Attempt, AttemptOutcome, DeadLetter
+from runtime.store.chain import ChainReport
+from runtime.store.events import (
+    EVENTS_CHANNEL,
+    SCHEMA_VERSION,
+    TERMINAL_EVENTS,
+    Event,
+    NewEvent,
+    WriterStatistics,
+)
+from runtime.store.frames import FRAMES_CHANNEL, Frame, FrameAppend
+from runtime.store.leases import Lease, LeaseRenewal
+from runtime.store.memory import MemoryItem, MemoryScope, ScopeKind
+from runtime.store.runs import (
+    CANCEL_REQUESTED_EVENT,
+    TERMINAL_STATUSES,
+    CancelRequest,
+    Run,
+    RunStatus,
+)
+
+__all__ = [
+    "Store",
+    "StoreStatistics",
+    "WriterStatistics",
+    # records
+    "Attempt",
+    "AttemptOutcome",
+    "CancelRequest",
+    "ChainReport",
+    "DeadLetter",
+    "Event",
+    "Frame",
+    "FrameAppend",
+    "JSON",
+    "Lease",
+    "LeaseRenewal",
+    "MemoryItem",
+    "MemoryScope",
+    "NewEvent",
+    "Run",
+    "RunStatus",
+    "ScopeKind",
+    # constants
+    "CANCEL_REQUESTED_EVENT",
+    "EVENTS_CHANNEL",
+    "FRAMES_CHANNEL",
+    "SCHEMA_VERSION",
+    "TERMINAL_EVENTS",
+    "TERMINAL_STATUSES",
+    # errors
+    "DatabaseUnavailable",
+    "DeadLetterNotFound",
+    "FencingError",
+    "InvalidPayload",
+    "LeaseHeld",
+    "PayloadNotSerializable",
+    "PayloadTooLarge",
+    "RunNotFound",
+    "RunTerminal",
+    "StaleEpoch",
+    "StoreClosed",
+    "StoreError",
+    "StoreOverloaded",
+    "VersionConflict",
+]

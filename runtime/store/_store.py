@@ -1,0 +1,443 @@
+"""The :class:`Store` facade: one object, one pool, one group-commit writer."""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Self
+
+import anyio
+import structlog
+
+from runtime import _db
+from runtime.config import dsn_host
+from runtime.errors import StoreClosed
+from runtime.store import _codec, attempts, chain, events, frames, leases, memory, runs
+from runtime.store._notifier import Notifier
+from runtime.store._pool import Pool, open_pool
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Sequence
+    from datetime import datetime
+    from types import TracebackType
+    from uuid import UUID
+
+    from psycopg import AsyncConnection
+    from psycopg.rows import TupleRow
+
+    from runtime.config import NodeConfig
+
+__all__ = ["Store", "StoreStatistics"]
+
+_logger = structlog.get_logger("runtime.store")
+
+_DRAIN_TIMEOUT = 10.0
+
+
+class _State(enum.Enum):
+    NEW = "not open yet"
+    OPEN = "open"
+    CLOSED = "closed"
+
+
+@dataclass(frozen=True, slots=True)
+class StoreStatistics:
+    """A snapshot of the store.
+
+    Attributes:
+        writer: the group-commit writer's counters.
+        pool: psycopg_pool's ``get_stats()`` (pool size, available, waiting, ...).
+    """
+
+    writer: events.WriterStatistics
+    pool: dict[str, int]
+
+
+class Store:
+    """The durable store on one PostgreSQL database (DESIGN §5-§7).
+
+    Single-use and explicit: the constructor only records its arguments; ``async with``
+    opens the pool and starts the group-commit writer in the store's own task group, and
+    leaving the block drains queued appends (bounded), stops the writer and closes the
+    pool. A closed store is never reopened::
+
+        async with Store(dsn, config) as store:
+            run, created = await store.create_run(owner="alice", session_id="s1",
+                                                   run_type="chat")
+            lease = await store.acquire_lease(run.run_id, owner_node="node-a:boot")
+            seq = await store.append_event(run.run_id, lease.epoch, "turn.opened", {})
+
+    Migrations are not applied here; run :func:`runtime.migrator.apply_migrations` first.
+    """
+
+    def __init__(self, dsn: str, config: NodeConfig) -> None:
+        self._dsn = dsn
+        self._config = config
+        self._state = _State.NEW
+        self._stack: contextlib.AsyncExitStack | None = None
+        self._pool: Pool | None = None
+        self._writer: events.GroupCommitWriter | None = None
+        self._notifier: Notifier | None = None
+
+    def __repr__(self) -> str:
+        return f"<Store host={dsn_host(self._dsn)!r} {self._state.value}>"
+
+    @property
+    def config(self) -> NodeConfig:
+        """The configuration the store was built with."""
+        return self._config
+
+    async def __aenter__(self) -> Self:
+        if self._state is not _State.NEW:
+            raise StoreClosed("store", self._state.value)
+        self._state = _State.OPEN
+        stack = contextlib.AsyncExitStack()
+        try:
+            self._pool = await stack.enter_async_context(
+                open_pool(self._dsn, self._config, name="warden-store")
+            )
+            self._notifier = Notifier(
+                self._pool, events.EVENTS_CHANNEL, max_runs=self._config.append_batch_size
+            )
+            self._writer = events.GroupCommitWriter(
+                self._pool, self._dsn, self._config, self._notifier
+            )
+            task_group = await stack.enter_async_context(anyio.create_task_group())
+            stack.callback(task_group.cancel_scope.cancel)
+            await task_group.start(self._notifier.run)
+            await task_group.start(self._writer.run)
+        except BaseException:
+            self._state = _State.CLOSED
+            with anyio.CancelScope(shield=True):
+                await stack.aclose()
+            raise
+        self._stack = stack
+        _logger.info("store_opened", host=dsn_host(self._dsn))
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._state = _State.CLOSED
+        assert self._stack is not None
+        assert self._writer is not None
+        assert self._notifier is not None
+        self._writer.stop_accepting()
+        # Let appends already queued commit, within a bound, before the writer stops.
+        with anyio.move_on_after(_DRAIN_TIMEOUT, shield=True):
+            await self._writer.wait_idle()
+            await self._notifier.wait_idle()
+        await self._stack.aclose()
+        _logger.info("store_closed", host=dsn_host(self._dsn))
+
+    def statistics(self) -> StoreStatistics:
+        """Return a frozen snapshot of the writer's and the pool's counters."""
+        if self._writer is None or self._pool is None:
+            raise StoreClosed("store", self._state.value)
+        return StoreStatistics(self._writer.statistics(), dict(self._pool.get_stats()))
+
+    @contextlib.asynccontextmanager
+    async def _connection(self) -> AsyncIterator[AsyncConnection[TupleRow]]:
+        if self._state is not _State.OPEN or self._pool is None:
+            raise StoreClosed("store", self._state.value)
+        async with _db.translated(self._dsn), self._pool.connection() as conn:
+            yield conn
+
+    def _encode(self, value: object, what: str) -> bytes:
+        return _codec.encode(value, what=what, limit=self._config.payload_limit)
+
+    def _limit(self, limit: int) -> int:
+        if limit < 1:
+            raise ValueError("limit must be at least 1")
+        return min(limit, self._config.read_limit)
+
+    # -- runs ---------------------------------------------------------------------------
+
+    async def create_run(
+        self,
+        *,
+        owner: str,
+        session_id: str,
+        run_type: str,
+        input: object = None,  # the API's own word (DESIGN §10)
+        idempotency_key: str | None = None,
+        run_id: UUID | None = None,
+    ) -> tuple[runs.Run, bool]:
+        """Create a run, idempotently by ``(owner, idempotency_key)``.
+
+        Returns:
+            ``(run, created)``; a repeat returns the original run and ``False``.
+
+        Raises:
+            PayloadNotSerializable, PayloadTooLarge: bad ``input``; nothing written.
+        """
+        data = self._encode(input, "run input")
+        async with self._connection() as conn:
+            return await runs.create_run(
+                conn,
+                owner=owner,
+                session_id=session_id,
+                run_type=run_type,
+                input_=data,
+                idempotency_key=idempotency_key,
+                run_id=run_id,
+            )
+
+    async def get_run(self, run_id: UUID) -> runs.Run:
+        """The run's current row. Raises ``RunNotFound``."""
+        async with self._connection() as conn:
+            return await runs.get_run(conn, run_id)
+
+    async def list_runs(
+        self,
+        *,
+        status: runs.RunStatus | None = None,
+        run_type: str | None = None,
+        session_id: str | None = None,
+        owner: str | None = None,
+        before: datetime | None = None,
+        limit: int = 100,
+    ) -> list[runs.Run]:
+        """Runs matching the filters, newest first; page with ``before=last.created_at``."""
+        async with self._connection() as conn:
+            return await runs.list_runs(
+                conn,
+                status=status,
+                run_type=run_type,
+                session_id=session_id,
+                owner=owner,
+                before=before,
+                limit=self._limit(limit),
+            )
+
+    async def request_cancel(self, run_id: UUID, *, reason: object = None) -> runs.CancelRequest:
+        """Record a cancel request and append ``run.cancel_requested`` (idempotent)."""
+        data = self._encode({"reason": reason}, "cancel reason")
+        async with self._connection() as conn:
+            return await runs.request_cancel(conn, run_id, reason=data)
+
+    # -- events -------------------------------------------------------------------------
+
+    async def append_events(
+        self, run_id: UUID, epoch: int, new_events: Sequence[events.NewEvent]
+    ) -> list[int]:
+        """Append events as the holder of lease ``epoch``; return their seqs after commit.
+
+        Group-committed with concurrent appends. See :class:`events.GroupCommitWriter`.
+
+        Raises:
+            PayloadNotSerializable, PayloadTooLarge, RunNotFound, RunTerminal, StaleEpoch:
+                refused; nothing written.
+            StoreOverloaded, DatabaseUnavailable, StoreClosed.
+        """
+        if self._writer is None or self._state is not _State.OPEN:
+            raise StoreClosed("store", self._state.value)
+        return await self._writer.append(run_id, epoch, new_events)
+
+    async def append_event(
+        self,
+        run_id: UUID,
+        epoch: int,
+        type: str,
+        payload: object = None,
+    ) -> int:
+        """Append one event; return its seq. See :meth:`append_events`."""
+        (seq,) = await self.append_events(run_id, epoch, [events.NewEvent(type, payload)])
+        return seq
+
+    async def read_events(
+        self, run_id: UUID, *, after: int = 0, limit: int = 100
+    ) -> list[events.Event]:
+        """Committed events with ``seq > after``, oldest first (at most ``read_limit``)."""
+        async with self._connection() as conn:
+            return await events.read_events(conn, run_id, after=after, limit=self._limit(limit))
+
+    async def verify_chain(self, run_id: UUID) -> chain.ChainReport:
+        """Recompute the run's hash chain; the report names the first bad seq, if any."""
+        async with self._connection() as conn:
+            return await chain.verify_chain(conn, run_id)
+
+    # -- frames -------------------------------------------------------------------------
+
+    async def append_frame(
+        self, run_id: UUID, *, frame_id: str, kind: str, payload: object = None
+    ) -> frames.FrameAppend:
+        """Store a frame once; a repeat of ``frame_id`` returns the original.
+
+        Raises:
+            PayloadNotSerializable, PayloadTooLarge, RunNotFound, RunTerminal.
+        """
+        if not frame_id:
+            raise ValueError("frame_id must be a non-empty string")
+        data = self._encode(payload, f"frame {frame_id!r}")
+        async with self._connection() as conn:
+            return await frames.append_frame(
+                conn, run_id, frame_id=frame_id, kind=kind, payload=data
+            )
+
+    async def read_frames(
+        self, run_id: UUID, *, after: int = 0, limit: int = 100
+    ) -> list[frames.Frame]:
+        """Frames with ``frame_seq > after``, in order (at most ``read_limit``)."""
+        async with self._connection() as conn:
+            return await frames.read_frames(conn, run_id, after=after, limit=self._limit(limit))
+
+    # -- leases -------------------------------------------------------------------------
+
+    async def acquire_lease(
+        self, run_id: UUID, *, owner_node: str, ttl: float | None = None
+    ) -> leases.Lease:
+        """Take the run's lease (next epoch) if it is free or expired by database time.
+
+        Raises:
+            RunNotFound, RunTerminal, LeaseHeld.
+        """
+        async with self._connection() as conn:
+            return await leases.acquire_lease(
+                conn, run_id, owner_node=owner_node, ttl=ttl or self._config.lease_ttl
+            )
+
+    async def renew_lease(
+        self,
+        run_id: UUID,
+        *,
+        owner_node: str,
+        epoch: int,
+        ttl: float | None = None,
+        progress_seq: int | None = None,
+    ) -> leases.LeaseRenewal | None:
+        """Extend the lease; ``None`` means it is lost (fence yourself at once)."""
+        async with self._connection() as conn:
+            return await leases.renew_lease(
+                conn,
+                run_id,
+                owner_node=owner_node,
+                epoch=epoch,
+                ttl=ttl or self._config.lease_ttl,
+                progress_seq=progress_seq,
+            )
+
+    async def release_lease(self, run_id: UUID, *, owner_node: str, epoch: int) -> bool:
+        """Expire the lease now if still held by ``owner_node`` at ``epoch``."""
+        async with self._connection() as conn:
+            return await leases.release_lease(conn, run_id, owner_node=owner_node, epoch=epoch)
+
+    async def get_lease(self, run_id: UUID) -> leases.Lease | None:
+        """The run's lease row (possibly expired), or ``None`` if never leased."""
+        async with self._connection() as conn:
+            return await leases.get_lease(conn, run_id)
+
+    # -- memory -------------------------------------------------------------------------
+
+    async def get_memory(self, scope: memory.MemoryScope, key: str) -> memory.MemoryItem | None:
+        """The live value, or ``None`` if absent or expired."""
+        async with self._connection() as conn:
+            return await memory.get_memory(conn, scope, key)
+
+    async def put_memory(
+        self,
+        scope: memory.MemoryScope,
+        key: str,
+        value: object,
+        *,
+        expected_version: int | None = None,
+        ttl: float | None = None,
+    ) -> memory.MemoryItem:
+        """Write a value; with ``expected_version`` only over that version (0 = absent).
+
+        Raises:
+            VersionConflict, PayloadNotSerializable, PayloadTooLarge: nothing written.
+        """
+        data = self._encode(value, f"memory value {key!r}")
+        async with self._connection() as conn:
+            return await memory.put_memory(
+                conn, scope, key, data, expected_version=expected_version, ttl=ttl
+            )
+
+    async def delete_memory(
+        self, scope: memory.MemoryScope, key: str, *, expected_version: int | None = None
+    ) -> bool:
+        """Delete the live value; raises ``VersionConflict`` on a version mismatch."""
+        async with self._connection() as conn:
+            return await memory.delete_memory(conn, scope, key, expected_version=expected_version)
+
+    async def purge_expired_memory(self, *, limit: int = 1000) -> int:
+        """Delete up to ``limit`` expired memory rows; return how many."""
+        async with self._connection() as conn:
+            return await memory.purge_expired_memory(conn, limit=limit)
+
+    # -- attempts and dead letters ------------------------------------------------------
+
+    async def start_attempt(self, run_id: UUID, *, node_id: str, epoch: int) -> attempts.Attempt:
+        """Record the start of the run's next attempt."""
+        async with self._connection() as conn:
+            return await attempts.start_attempt(conn, run_id, node_id=node_id, epoch=epoch)
+
+    async def finish_attempt(
+        self,
+        run_id: UUID,
+        attempt: int,
+        *,
+        outcome: attempts.AttemptOutcome,
+        error_class: str | None = None,
+        error_type: str | None = None,
+        error_message: str | None = None,
+    ) -> attempts.Attempt:
+        """Record how an attempt ended (the first record wins)."""
+        async with self._connection() as conn:
+            return await attempts.finish_attempt(
+                conn,
+                run_id,
+                attempt,
+                outcome=outcome,
+                error_class=error_class,
+                error_type=error_type,
+                error_message=error_message,
+            )
+
+    async def list_attempts(self, run_id: UUID) -> list[attempts.Attempt]:
+        """The run's attempts, first to last."""
+        async with self._connection() as conn:
+            return await attempts.list_attempts(conn, run_id)
+
+    async def record_dead_letter(
+        self,
+        run_id: UUID,
+        *,
+        reason: str,
+        attempts_made: int,
+        error_class: str | None = None,
+        error_message: str | None = None,
+    ) -> tuple[attempts.DeadLetter, bool]:
+        """Dead-letter a run (idempotent while its dead letter is open)."""
+        async with self._connection() as conn:
+            return await attempts.record_dead_letter(
+                conn,
+                run_id,
+                reason=reason,
+                error_class=error_class,
+                error_message=error_message,
+                attempts=attempts_made,
+            )
+
+    async def list_dead_letters(
+        self, *, include_replayed: bool = False, after_id: int = 0, limit: int = 100
+    ) -> list[attempts.DeadLetter]:
+        """Dead letters after ``after_id``, oldest first."""
+        async with self._connection() as conn:
+            return await attempts.list_dead_letters(
+                conn, include_replayed=include_replayed, after_id=after_id, limit=self._limit(limit)
+            )
+
+    async def mark_dead_letter_replayed(
+        self, dead_letter_id: int, *, replayed_by: str
+    ) -> tuple[attempts.DeadLetter, bool]:
+        """Mark a dead letter replayed once; ``False`` if it already was."""
+        async with self._connection() as conn:
+            return await attempts.mark_dead_letter_replayed(
+                conn, dead_letter_id, replayed_by=replayed_by
+            )

@@ -1,0 +1,230 @@
+"""Execution attempts and dead letters (DESIGN §5, policies).
+
+An attempt is one execution of a run by one lease holder; its outcome and error class
+feed the retry policy. A run that exhausts its policy gets one open dead letter, which an
+operator may mark replayed (the replay itself is the run actor's business).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
+
+from runtime.errors import DeadLetterNotFound, RunNotFound
+
+if TYPE_CHECKING:
+    from datetime import datetime
+    from uuid import UUID
+
+    from psycopg import AsyncConnection
+    from psycopg.rows import TupleRow
+
+__all__ = [
+    "Attempt",
+    "AttemptOutcome",
+    "DeadLetter",
+    "finish_attempt",
+    "list_attempts",
+    "list_dead_letters",
+    "mark_dead_letter_replayed",
+    "record_dead_letter",
+    "start_attempt",
+]
+
+AttemptOutcome = Literal["succeeded", "failed", "canceled", "timed_out", "lost"]
+
+_ATTEMPT_COLUMNS = (
+    "run_id, attempt, node_id, epoch, started_at, finished_at, outcome, error_class,"
+    " error_type, error_message"
+)
+_DL_COLUMNS = (
+    "dead_letter_id, run_id, reason, error_class, error_message, attempts, created_at,"
+    " replayed_at, replayed_by"
+)
+_MAX_MESSAGE = 4000  # error reports are bounded (DESIGN §11)
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """One execution attempt of a run; ``finished_at`` is ``None`` while it runs."""
+
+    run_id: UUID
+    attempt: int
+    node_id: str
+    epoch: int
+    started_at: datetime
+    finished_at: datetime | None
+    outcome: AttemptOutcome | None
+    error_class: str | None
+    error_type: str | None
+    error_message: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """A run that exhausted its policy; ``replayed_at`` is set once an operator replays it."""
+
+    dead_letter_id: int
+    run_id: UUID
+    reason: str
+    error_class: str | None
+    error_message: str | None
+    attempts: int
+    created_at: datetime
+    replayed_at: datetime | None
+    replayed_by: str | None
+
+
+def _attempt(row: TupleRow) -> Attempt:
+    return Attempt(row[0], int(row[1]), row[2], int(row[3]), *row[4:])
+
+
+def _dead_letter(row: TupleRow) -> DeadLetter:
+    return DeadLetter(int(row[0]), row[1], row[2], row[3], row[4], int(row[5]), *row[6:])
+
+
+def _bounded(message: str | None) -> str | None:
+    return None if message is None else message[:_MAX_MESSAGE]
+
+
+async def start_attempt(
+    conn: AsyncConnection[TupleRow], run_id: UUID, *, node_id: str, epoch: int
+) -> Attempt:
+    """Record the start of the run's next attempt (numbered from 1).
+
+    Raises:
+        RunNotFound: no such run.
+    """
+    async with conn.transaction():
+        lock = await conn.execute("SELECT 1 FROM runs WHERE run_id = %s FOR UPDATE", (run_id,))
+        if await lock.fetchone() is None:
+            raise RunNotFound(run_id)
+        cur = await conn.execute(
+            f"INSERT INTO run_attempts (run_id, attempt, node_id, epoch)"
+            f" SELECT %s, coalesce(max(attempt), 0) + 1, %s, %s FROM run_attempts"
+            f" WHERE run_id = %s RETURNING {_ATTEMPT_COLUMNS}",
+            (run_id, node_id, epoch, run_id),
+        )
+        row = await cur.fetchone()
+    assert row is not None
+    return _attempt(row)
+
+
+async def finish_attempt(
+    conn: AsyncConnection[TupleRow],
+    run_id: UUID,
+    attempt: int,
+    *,
+    outcome: AttemptOutcome,
+    error_class: str | None,
+    error_type: str | None,
+    error_message: str | None,
+) -> Attempt:
+    """Record how an attempt ended (once; a second call returns the first record).
+
+    Raises:
+        RunNotFound: no such attempt.
+    """
+    cur = await conn.execute(
+        f"UPDATE run_attempts SET finished_at = now(), outcome = %s, error_class = %s,"
+        f" error_type = %s, error_message = %s"
+        f" WHERE run_id = %s AND attempt = %s AND finished_at IS NULL"
+        f" RETURNING {_ATTEMPT_COLUMNS}",
+        (outcome, error_class, error_type, _bounded(error_message), run_id, attempt),
+    )
+    row = await cur.fetchone()
+    if row is None:
+        cur = await conn.execute(
+            f"SELECT {_ATTEMPT_COLUMNS} FROM run_attempts WHERE run_id = %s AND attempt = %s",
+            (run_id, attempt),
+        )
+        row = await cur.fetchone()
+        if row is None:
+            raise RunNotFound(run_id)
+    return _attempt(row)
+
+
+async def list_attempts(conn: AsyncConnection[TupleRow], run_id: UUID) -> list[Attempt]:
+    """The run's attempts, first to last (bounded by the retry policy)."""
+    cur = await conn.execute(
+        f"SELECT {_ATTEMPT_COLUMNS} FROM run_attempts WHERE run_id = %s ORDER BY attempt",
+        (run_id,),
+    )
+    return [_attempt(row) for row in await cur.fetchall()]
+
+
+async def record_dead_letter(
+    conn: AsyncConnection[TupleRow],
+    run_id: UUID,
+    *,
+    reason: str,
+    error_class: str | None,
+    error_message: str | None,
+    attempts: int,
+) -> tuple[DeadLetter, bool]:
+    """Dead-letter a run; if it already has an open dead letter, return that one.
+
+    Returns:
+        ``(dead_letter, created)``.
+
+    Raises:
+        RunNotFound: no such run.
+    """
+    cur = await conn.execute(
+        f"INSERT INTO dead_letters (run_id, reason, error_class, error_message, attempts)"
+        f" SELECT run_id, %s, %s, %s, %s FROM runs WHERE run_id = %s"
+        f" ON CONFLICT (run_id) WHERE replayed_at IS NULL DO NOTHING RETURNING {_DL_COLUMNS}",
+        (reason, error_class, _bounded(error_message), attempts, run_id),
+    )
+    row = await cur.fetchone()
+    if row is not None:
+        return _dead_letter(row), True
+    cur = await conn.execute(
+        f"SELECT {_DL_COLUMNS} FROM dead_letters WHERE run_id = %s AND replayed_at IS NULL",
+        (run_id,),
+    )
+    row = await cur.fetchone()
+    if row is None:
+        raise RunNotFound(run_id)
+    return _dead_letter(row), False
+
+
+async def list_dead_letters(
+    conn: AsyncConnection[TupleRow], *, include_replayed: bool, after_id: int, limit: int
+) -> list[DeadLetter]:
+    """Dead letters with ``dead_letter_id > after_id``, oldest first, at most ``limit``."""
+    cur = await conn.execute(
+        f"SELECT {_DL_COLUMNS} FROM dead_letters WHERE dead_letter_id > %s"
+        f" AND (%s OR replayed_at IS NULL) ORDER BY dead_letter_id LIMIT %s",
+        (after_id, include_replayed, limit),
+    )
+    return [_dead_letter(row) for row in await cur.fetchall()]
+
+
+async def mark_dead_letter_replayed(
+    conn: AsyncConnection[TupleRow], dead_letter_id: int, *, replayed_by: str
+) -> tuple[DeadLetter, bool]:
+    """Mark a dead letter replayed, once.
+
+    Returns:
+        ``(dead_letter, marked)``: ``marked`` is ``False`` if it had been replayed before
+        (an operator's double click replays nothing twice).
+
+    Raises:
+        DeadLetterNotFound: no such dead letter.
+    """
+    cur = await conn.execute(
+        f"UPDATE dead_letters SET replayed_at = now(), replayed_by = %s"
+        f" WHERE dead_letter_id = %s AND replayed_at IS NULL RETURNING {_DL_COLUMNS}",
+        (replayed_by, dead_letter_id),
+    )
+    row = await cur.fetchone()
+    if row is not None:
+        return _dead_letter(row), True
+    cur = await conn.execute(
+        f"SELECT {_DL_COLUMNS} FROM dead_letters WHERE dead_letter_id = %s", (dead_letter_id,)
+    )
+    row = await cur.fetchone()
+    if row is None:
+        raise DeadLetterNotFound(dead_letter_id)
+    return _dead_letter(row), False

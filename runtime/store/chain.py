@@ -1,0 +1,172 @@
+"""The event log's hash chain: canonical event bytes, chaining, and verification.
+
+Each event's ``hash`` is ``sha256(prev_hash || canonical_bytes(event))`` and its
+``prev_hash`` is the previous event's ``hash`` (32 zero bytes for seq 1). The canonical
+bytes are the orjson serialisation, with sorted keys, of::
+
+    {"epoch": e, "payload": p, "run_id": "<uuid>", "schema_version": v, "seq": n, "type": t}
+
+built around the payload's own canonical bytes so a payload is serialised only once.
+``created_at`` is not covered (the database assigns it at commit). Editing any covered
+field, deleting or reordering rows breaks the chain from that seq on, and
+:func:`verify_chain` reports the first bad seq.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import orjson
+
+from runtime.errors import RunNotFound
+from runtime.store import _codec
+
+if TYPE_CHECKING:
+    from uuid import UUID
+
+    from psycopg import AsyncConnection
+    from psycopg.rows import TupleRow
+
+__all__ = [
+    "GENESIS_HASH",
+    "ChainReport",
+    "canonical_bytes",
+    "chain_hash",
+    "verify_chain",
+]
+
+GENESIS_HASH = bytes(32)
+"""``prev_hash`` of every run's first event."""
+
+_VERIFY_PAGE = 1000
+
+
+def canonical_bytes(
+    *, run_id: UUID, seq: int, type_: str, epoch: int, schema_version: int, payload: bytes
+) -> bytes:
+    """The canonical serialisation of one event (see the module docstring).
+
+    The append statement in :mod:`runtime.store.events` builds the same bytes in SQL
+    (the seq is allocated there); tests check both agree through :func:`verify_chain`.
+
+    Args:
+        payload: the payload's canonical bytes, as produced by :func:`_codec.encode`.
+    """
+    return b"".join(
+        (
+            b'{"epoch":',
+            str(epoch).encode(),
+            b',"payload":',
+            payload,
+            b',"run_id":"',
+            str(run_id).encode(),
+            b'","schema_version":',
+            str(schema_version).encode(),
+            b',"seq":',
+            str(seq).encode(),
+            b',"type":',
+            orjson.dumps(type_),
+            b"}",
+        )
+    )
+
+
+def chain_hash(prev_hash: bytes, canonical: bytes) -> bytes:
+    """``sha256(prev_hash || canonical)``."""
+    return hashlib.sha256(prev_hash + canonical).digest()
+
+
+@dataclass(frozen=True, slots=True)
+class ChainReport:
+    """Outcome of :func:`verify_chain`.
+
+    Attributes:
+        run_id: the run checked.
+        events: how many events were read.
+        last_seq: the run row's ``last_seq``.
+        first_bad_seq: the first seq whose row breaks the chain (a gap, a wrong
+            ``prev_hash`` or a ``hash`` that does not match its content), or ``None``.
+        reason: what was wrong at ``first_bad_seq``.
+    """
+
+    run_id: UUID
+    events: int
+    last_seq: int
+    first_bad_seq: int | None
+    reason: str | None
+
+    @property
+    def ok(self) -> bool:
+        """Whether the whole chain verified."""
+        return self.first_bad_seq is None
+
+
+async def verify_chain(conn: AsyncConnection[TupleRow], run_id: UUID) -> ChainReport:
+    """Recompute ``run_id``'s chain from its rows and report the first bad seq.
+
+    Reads the log in pages in one repeatable-read snapshot, so concurrent appends cannot
+    produce a false alarm.
+
+    Raises:
+        RunNotFound: no such run.
+    """
+    async with conn.transaction():
+        await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        cur = await conn.execute(
+            "SELECT last_seq, last_hash FROM runs WHERE run_id = %s", (run_id,)
+        )
+        head = await cur.fetchone()
+        if head is None:
+            raise RunNotFound(run_id)
+        last_seq = int(head[0])
+        last_hash = bytes(head[1])
+        prev = GENESIS_HASH
+        expected_seq = 1
+        count = 0
+        after = 0
+        while True:
+            cur = await conn.execute(
+                "SELECT seq, type, payload::text, epoch, schema_version, prev_hash, hash"
+                " FROM run_events WHERE run_id = %s AND seq > %s ORDER BY seq LIMIT %s",
+                (run_id, after, _VERIFY_PAGE),
+            )
+            rows = await cur.fetchall()
+            for seq_o, type_o, payload_o, epoch_o, version_o, prev_o, hash_o in rows:
+                seq = int(seq_o)
+                count += 1
+                problem = None
+                if seq != expected_seq:
+                    problem = f"expected seq {expected_seq}, found {seq} (gap or reorder)"
+                    seq = expected_seq
+                elif bytes(prev_o) != prev:
+                    problem = "prev_hash does not match the previous event's hash"
+                else:
+                    payload = _codec.canonical(_codec.decode(str(payload_o)))
+                    canonical = canonical_bytes(
+                        run_id=run_id,
+                        seq=seq,
+                        type_=str(type_o),
+                        epoch=int(epoch_o),
+                        schema_version=int(version_o),
+                        payload=payload,
+                    )
+                    if chain_hash(prev, canonical) != bytes(hash_o):
+                        problem = "hash does not match the event's content"
+                if problem is not None:
+                    return ChainReport(run_id, count, last_seq, seq, problem)
+                prev = bytes(hash_o)
+                expected_seq += 1
+            if len(rows) < _VERIFY_PAGE:
+                break
+            after = int(rows[-1][0])
+        if expected_seq - 1 != last_seq:
+            return ChainReport(
+                run_id, count, last_seq, expected_seq, f"run row says last_seq {last_seq}"
+            )
+        if prev != last_hash:
+            return ChainReport(
+                run_id, count, last_seq, last_seq, "run row's last_hash differs from the chain"
+            )
+        return ChainReport(run_id, count, last_seq, None, None)

@@ -1,0 +1,180 @@
+"""Run leases on the database clock, with fencing epochs (DESIGN §6).
+
+* **acquire** succeeds when the run has no lease row or its lease expired by the
+  database's ``now()``; it increments the epoch. It first locks the run row, so it waits
+  for any append in flight and every later append by the previous owner sees the new
+  epoch and fails with ``StaleEpoch``.
+* **renew** matches ``run_id``, ``owner_node`` and ``epoch`` on an unexpired lease and
+  reports whether a cancel was requested; ``None`` (zero rows) means the lease is lost.
+* **release** expires the lease at once (the row stays, so epochs only grow).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from runtime.errors import LeaseHeld, RunNotFound, RunTerminal
+from runtime.store.runs import TERMINAL_STATUSES
+
+if TYPE_CHECKING:
+    from datetime import datetime
+    from uuid import UUID
+
+    from psycopg import AsyncConnection
+    from psycopg.rows import TupleRow
+
+__all__ = ["Lease", "LeaseRenewal", "acquire_lease", "get_lease", "release_lease", "renew_lease"]
+
+_COLUMNS = "run_id, owner_node, epoch, acquired_at, renewed_at, expires_at, progress_seq"
+
+_ACQUIRE = f"""
+WITH run AS (
+    SELECT run_id, status FROM runs WHERE run_id = %(run_id)s FOR UPDATE
+), lease AS (
+    INSERT INTO run_leases AS l
+        (run_id, owner_node, epoch, acquired_at, renewed_at, expires_at)
+    SELECT run_id, %(owner)s, 1, now(), now(), now() + make_interval(secs => %(ttl)s)
+    FROM run WHERE status NOT IN ('succeeded', 'failed', 'canceled', 'timed_out')
+    ON CONFLICT (run_id) DO UPDATE
+        SET owner_node = excluded.owner_node, epoch = l.epoch + 1,
+            acquired_at = now(), renewed_at = now(), expires_at = excluded.expires_at
+        WHERE l.expires_at <= now()
+    RETURNING {_COLUMNS}
+), started AS (
+    UPDATE runs SET status = 'running', updated_at = now()
+    WHERE run_id = %(run_id)s AND status = 'pending' AND EXISTS (SELECT 1 FROM lease)
+)
+SELECT (SELECT status FROM run), lease.*
+FROM (SELECT 1) AS one LEFT JOIN lease ON true
+"""
+
+_RENEW = """
+UPDATE run_leases AS l
+SET renewed_at = now(), expires_at = now() + make_interval(secs => %(ttl)s),
+    progress_seq = greatest(l.progress_seq, coalesce(%(progress)s, l.progress_seq))
+FROM runs AS r
+WHERE l.run_id = %(run_id)s AND l.owner_node = %(owner)s AND l.epoch = %(epoch)s
+  AND l.expires_at > now() AND r.run_id = l.run_id
+RETURNING l.expires_at, r.cancel_requested_at IS NOT NULL
+"""
+
+_RELEASE = """
+UPDATE run_leases SET expires_at = now(), renewed_at = now()
+WHERE run_id = %s AND owner_node = %s AND epoch = %s AND expires_at > now()
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    """A lease row. All times are the database's.
+
+    Attributes:
+        run_id: the leased run.
+        owner_node: the node id (with its boot UUID) that holds or last held it.
+        epoch: the fencing epoch; every append must carry it.
+        acquired_at, renewed_at, expires_at: database-clock timestamps.
+        progress_seq: the last seq the owner reported as processed.
+    """
+
+    run_id: UUID
+    owner_node: str
+    epoch: int
+    acquired_at: datetime
+    renewed_at: datetime
+    expires_at: datetime
+    progress_seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseRenewal:
+    """A successful renewal.
+
+    Attributes:
+        expires_at: the new expiry (database clock).
+        cancel_requested: a cancel was requested for the run; stop and cancel now.
+    """
+
+    expires_at: datetime
+    cancel_requested: bool
+
+
+def _lease(row: TupleRow) -> Lease:
+    return Lease(
+        run_id=row[0],
+        owner_node=row[1],
+        epoch=int(row[2]),
+        acquired_at=row[3],
+        renewed_at=row[4],
+        expires_at=row[5],
+        progress_seq=int(row[6]),
+    )
+
+
+async def get_lease(conn: AsyncConnection[TupleRow], run_id: UUID) -> Lease | None:
+    """The run's lease row, expired or not, or ``None`` if it was never leased."""
+    cur = await conn.execute(f"SELECT {_COLUMNS} FROM run_leases WHERE run_id = %s", (run_id,))
+    row = await cur.fetchone()
+    return None if row is None else _lease(row)
+
+
+async def acquire_lease(
+    conn: AsyncConnection[TupleRow], run_id: UUID, *, owner_node: str, ttl: float
+) -> Lease:
+    """Take the run's lease for ``ttl`` seconds, with the next epoch.
+
+    Raises:
+        RunNotFound: no such run.
+        RunTerminal: the run has ended.
+        LeaseHeld: another (or this) owner's lease has not expired yet.
+    """
+    cur = await conn.execute(_ACQUIRE, {"run_id": run_id, "owner": owner_node, "ttl": ttl})
+    row = await cur.fetchone()
+    assert row is not None
+    status = row[0]
+    if status is None:
+        raise RunNotFound(run_id)
+    if row[1] is not None:
+        return _lease(row[1:])
+    if status in TERMINAL_STATUSES:
+        raise RunTerminal(run_id, str(status))
+    current = await get_lease(conn, run_id)
+    assert current is not None, "acquire refused without a lease row"
+    raise LeaseHeld(run_id, current.owner_node, current.epoch)
+
+
+async def renew_lease(
+    conn: AsyncConnection[TupleRow],
+    run_id: UUID,
+    *,
+    owner_node: str,
+    epoch: int,
+    ttl: float,
+    progress_seq: int | None,
+) -> LeaseRenewal | None:
+    """Extend the lease by ``ttl`` seconds from the database's now.
+
+    Returns:
+        The renewal, or ``None`` when no unexpired lease matches ``run_id``,
+        ``owner_node`` and ``epoch``: the lease is lost and the caller must fence itself.
+    """
+    cur = await conn.execute(
+        _RENEW,
+        {
+            "run_id": run_id,
+            "owner": owner_node,
+            "epoch": epoch,
+            "ttl": ttl,
+            "progress": progress_seq,
+        },
+    )
+    row = await cur.fetchone()
+    return None if row is None else LeaseRenewal(expires_at=row[0], cancel_requested=bool(row[1]))
+
+
+async def release_lease(
+    conn: AsyncConnection[TupleRow], run_id: UUID, *, owner_node: str, epoch: int
+) -> bool:
+    """Expire the lease now if this owner and epoch still hold it; return whether it did."""
+    cur = await conn.execute(_RELEASE, (run_id, owner_node, epoch))
+    return cur.rowcount == 1

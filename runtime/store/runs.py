@@ -1,0 +1,260 @@
+"""Runs: idempotent creation, snapshots, listing and cancel requests (DESIGN §5, §8)."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Final, Literal, cast, get_args
+
+from runtime.errors import RunNotFound
+from runtime.store.chain import canonical_bytes, chain_hash
+from runtime.store.events import EVENTS_CHANNEL, SCHEMA_VERSION
+
+if TYPE_CHECKING:
+    from datetime import datetime
+
+    from psycopg import AsyncConnection
+    from psycopg.rows import TupleRow
+
+    from runtime.store import _codec
+
+__all__ = [
+    "CANCEL_REQUESTED_EVENT",
+    "CancelRequest",
+    "Run",
+    "RunStatus",
+    "TERMINAL_STATUSES",
+    "create_run",
+    "get_run",
+    "list_runs",
+    "request_cancel",
+]
+
+RunStatus = Literal["pending", "running", "succeeded", "failed", "canceled", "timed_out"]
+TERMINAL_STATUSES: Final = frozenset({"succeeded", "failed", "canceled", "timed_out"})
+CANCEL_REQUESTED_EVENT: Final = "run.cancel_requested"
+"""Event appended by :func:`request_cancel`, written with epoch 0 (not by an executor)."""
+
+_COLUMNS = (
+    "run_id, owner, session_id, run_type, status, input, idempotency_key, last_seq,"
+    " cancel_requested_at, created_at, updated_at, finished_at"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Run:
+    """A snapshot of one run row.
+
+    Attributes:
+        run_id: the run's id.
+        owner: the principal that started it; idempotency keys are scoped to it.
+        session_id: the session it belongs to.
+        run_type: which handler runs it.
+        status: ``pending`` until leased, ``running`` once leased, then terminal.
+        input: the input it was started with.
+        idempotency_key: the caller's key, if any.
+        last_seq: seq of its latest event (0 before the first).
+        cancel_requested_at: when a cancel was first requested (database clock).
+        created_at, updated_at, finished_at: database-clock timestamps.
+    """
+
+    run_id: uuid.UUID
+    owner: str
+    session_id: str
+    run_type: str
+    status: RunStatus
+    input: _codec.JSON
+    idempotency_key: str | None
+    last_seq: int
+    cancel_requested_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+    finished_at: datetime | None
+
+    @property
+    def terminal(self) -> bool:
+        """Whether the run has ended."""
+        return self.status in TERMINAL_STATUSES
+
+
+@dataclass(frozen=True, slots=True)
+class CancelRequest:
+    """Outcome of :func:`request_cancel`.
+
+    Attributes:
+        run: the run after the request.
+        requested: ``True`` if this call recorded the cancel (and appended the event);
+            ``False`` if one was already recorded or the run had already ended.
+        seq: the ``run.cancel_requested`` event's seq when ``requested``.
+    """
+
+    run: Run
+    requested: bool
+    seq: int | None
+
+
+def _run(row: TupleRow) -> Run:
+    status = str(row[4])
+    assert status in get_args(RunStatus), status
+    return Run(
+        run_id=row[0],
+        owner=row[1],
+        session_id=row[2],
+        run_type=row[3],
+        status=cast("RunStatus", status),
+        input=row[5],
+        idempotency_key=row[6],
+        last_seq=int(row[7]),
+        cancel_requested_at=row[8],
+        created_at=row[9],
+        updated_at=row[10],
+        finished_at=row[11],
+    )
+
+
+async def create_run(
+    conn: AsyncConnection[TupleRow],
+    *,
+    owner: str,
+    session_id: str,
+    run_type: str,
+    input_: bytes,
+    idempotency_key: str | None,
+    run_id: uuid.UUID | None,
+) -> tuple[Run, bool]:
+    """Insert a run, or return the one ``owner`` created earlier with the same key.
+
+    Returns:
+        ``(run, created)``: ``created`` is ``False`` when an earlier run with the same
+        ``(owner, idempotency_key)`` was returned instead.
+    """
+    new_id = run_id or uuid.uuid4()
+    cur = await conn.execute(
+        f"INSERT INTO runs (run_id, owner, session_id, run_type, input, idempotency_key)"
+        f" VALUES (%s, %s, %s, %s, %s::jsonb, %s)"
+        f" ON CONFLICT DO NOTHING RETURNING {_COLUMNS}",
+        (new_id, owner, session_id, run_type, input_.decode(), idempotency_key),
+    )
+    row = await cur.fetchone()
+    if row is not None:
+        return _run(row), True
+    # The conflicting insert has committed (the unique check waited for it), so a new
+    # statement's snapshot sees it. A conflict is on (owner, idempotency_key) or, when the
+    # caller chose the run_id, on the run_id itself.
+    if idempotency_key is not None:
+        cur = await conn.execute(
+            f"SELECT {_COLUMNS} FROM runs WHERE owner = %s AND idempotency_key = %s",
+            (owner, idempotency_key),
+        )
+    else:
+        cur = await conn.execute(f"SELECT {_COLUMNS} FROM runs WHERE run_id = %s", (new_id,))
+    row = await cur.fetchone()
+    assert row is not None, "unique conflict without a visible row"
+    return _run(row), False
+
+
+async def get_run(conn: AsyncConnection[TupleRow], run_id: uuid.UUID) -> Run:
+    """The run's current row.
+
+    Raises:
+        RunNotFound: no such run.
+    """
+    cur = await conn.execute(f"SELECT {_COLUMNS} FROM runs WHERE run_id = %s", (run_id,))
+    row = await cur.fetchone()
+    if row is None:
+        raise RunNotFound(run_id)
+    return _run(row)
+
+
+async def list_runs(
+    conn: AsyncConnection[TupleRow],
+    *,
+    status: RunStatus | None,
+    run_type: str | None,
+    session_id: str | None,
+    owner: str | None,
+    before: datetime | None,
+    limit: int,
+) -> list[Run]:
+    """Runs matching every given filter, newest first, at most ``limit``.
+
+    Page by passing the last run's ``created_at`` as ``before``.
+    """
+    cur = await conn.execute(
+        f"SELECT {_COLUMNS} FROM runs"
+        " WHERE (%(status)s::text IS NULL OR status = %(status)s)"
+        " AND (%(run_type)s::text IS NULL OR run_type = %(run_type)s)"
+        " AND (%(session_id)s::text IS NULL OR session_id = %(session_id)s)"
+        " AND (%(owner)s::text IS NULL OR owner = %(owner)s)"
+        " AND (%(before)s::timestamptz IS NULL OR created_at < %(before)s)"
+        " ORDER BY created_at DESC, run_id LIMIT %(limit)s",
+        {
+            "status": status,
+            "run_type": run_type,
+            "session_id": session_id,
+            "owner": owner,
+            "before": before,
+            "limit": limit,
+        },
+    )
+    return [_run(row) for row in await cur.fetchall()]
+
+
+async def request_cancel(
+    conn: AsyncConnection[TupleRow], run_id: uuid.UUID, *, reason: bytes
+) -> CancelRequest:
+    """Record a cancel request, append ``run.cancel_requested`` and wake the owner.
+
+    Idempotent: a second request, or one for a run that already ended, changes nothing.
+    The owner learns of it from the NOTIFY, and at the latest from its next lease renewal,
+    which reports the flag (DESIGN §6, §8). The event is written with epoch 0: it comes
+    from outside the lease, and it locks the run row exactly like a fenced append, so
+    seqs stay gap-free.
+
+    Raises:
+        RunNotFound: no such run.
+    """
+    async with conn.transaction():
+        cur = await conn.execute(
+            "SELECT status, cancel_requested_at IS NOT NULL, last_seq, last_hash"
+            " FROM runs WHERE run_id = %s FOR UPDATE",
+            (run_id,),
+        )
+        row = await cur.fetchone()
+        if row is None:
+            raise RunNotFound(run_id)
+        status, already, last_seq, last_hash = str(row[0]), bool(row[1]), int(row[2]), row[3]
+        if status in TERMINAL_STATUSES or already:
+            return CancelRequest(await get_run(conn, run_id), False, None)
+        seq = last_seq + 1
+        digest = chain_hash(
+            bytes(last_hash),
+            canonical_bytes(
+                run_id=run_id,
+                seq=seq,
+                type_=CANCEL_REQUESTED_EVENT,
+                epoch=0,
+                schema_version=SCHEMA_VERSION,
+                payload=reason,
+            ),
+        )
+        await conn.execute(
+            "INSERT INTO run_events (run_id, seq, type, payload, epoch, schema_version,"
+            " prev_hash, hash) VALUES (%s, %s, %s, %s::jsonb, 0, %s, %s, %s)",
+            (
+                run_id,
+                seq,
+                CANCEL_REQUESTED_EVENT,
+                reason.decode(),
+                SCHEMA_VERSION,
+                bytes(last_hash),
+                digest,
+            ),
+        )
+        await conn.execute(
+            "UPDATE runs SET cancel_requested_at = now(), last_seq = %s, last_hash = %s,"
+            " updated_at = now() WHERE run_id = %s",
+            (seq, digest, run_id),
+        )
+        await conn.execute("SELECT pg_notify(%s, %s)", (EVENTS_CHANNEL, f"{run_id}:{seq}"))
+    return CancelRequest(await get_run(conn, run_id), True, seq)

@@ -1,0 +1,409 @@
+"""Benchmark the durable store against a baseline measured in the same run.
+
+Measures, on one database:
+
+a. raw single-row INSERT into ``run_events`` in autocommit, one event per commit
+   (the baseline, events/s);
+b. fenced append through the store, one event per transaction, one emitter;
+c. group-committed fenced appends from 50 concurrent emitters over 10 runs;
+d. append-commit → NOTIFY-received latency through the listener (p50/p99), against a raw
+   ``pg_notify`` → LISTEN latency measured alongside;
+e. 50 concurrent writers (50 stores, one transaction each in flight) with NOTIFY inside
+   the transaction versus right after commit; once as the server is, once with each
+   commit's WAL flush delayed by 5 ms (``commit_delay``, on the scratch database only) to
+   stand for a slower disk, where the notify lock held through the flush shows.
+
+Usage::
+
+    python scripts/bench_store.py [--dsn DSN] [--json PATH] [--scale 1.0]
+
+The DSN comes from ``--dsn``, else ``WARDEN_DSN``, else the embedded server. The script
+works in a scratch database it creates (and drops) when it may, else in the DSN's own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import sys
+import time
+import uuid
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import orjson
+import psycopg
+import structlog
+from psycopg import sql
+from psycopg.conninfo import make_conninfo
+
+from runtime.config import NodeConfig, NotifyMode
+from runtime.embedded_pg import EmbeddedPostgres
+from runtime.listener import Listener
+from runtime.migrator import apply_migrations
+from runtime.store import Store
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
+    from psycopg.rows import TupleRow
+
+PAYLOAD = {"text": "hello, world", "tokens": [1, 2, 3], "ok": True}
+ROUNDS = 5
+WRITER_ROUNDS = 4
+SLOW_COMMIT_US = 5000
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    """One result row."""
+
+    metric: str
+    value: float
+    unit: str
+    baseline: float | None
+
+    @property
+    def ratio(self) -> float | None:
+        return None if not self.baseline else self.value / self.baseline
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "metric": self.metric,
+            "value": round(self.value, 3),
+            "unit": self.unit,
+            "baseline": None if self.baseline is None else round(self.baseline, 3),
+            "ratio": None if self.ratio is None else round(self.ratio, 3),
+        }
+
+
+def _percentile(samples: list[float], q: float) -> float:
+    ordered = sorted(samples)
+    index = min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))
+    return ordered[index]
+
+
+@contextlib.asynccontextmanager
+async def _database(dsn: str | None) -> AsyncIterator[str]:
+    """A scratch database on the server (dropped afterwards), or the DSN's own."""
+    async with contextlib.AsyncExitStack() as stack:
+        if dsn is None:
+            data_dir = NodeConfig().pg_data_dir
+            data_dir.parent.mkdir(parents=True, exist_ok=True)
+            embedded = await stack.enter_async_context(EmbeddedPostgres(data_dir))
+            dsn = embedded.dsn
+        name = f"warden_bench_{uuid.uuid4().hex[:8]}"
+        try:
+            async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
+                await conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        except psycopg.errors.InsufficientPrivilege:
+            yield dsn
+            return
+        try:
+            yield make_conninfo(dsn, dbname=name)
+        finally:
+            async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
+                await conn.execute(
+                    sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+                )
+
+
+async def _leased_runs(store: Store, count: int) -> list[tuple[uuid.UUID, int]]:
+    runs = []
+    for _ in range(count):
+        run, _ = await store.create_run(owner="bench", session_id="bench", run_type="bench")
+        lease = await store.acquire_lease(run.run_id, owner_node="bench-node", ttl=3600)
+        runs.append((run.run_id, lease.epoch))
+    return runs
+
+
+class RawInserter:
+    """(a) One event per autocommit INSERT into ``run_events``, same driver, no fencing."""
+
+    def __init__(self, conn: psycopg.AsyncConnection[TupleRow], run_id: uuid.UUID) -> None:
+        self._conn = conn
+        self._run_id = run_id
+        self._seq = 0
+        self._payload = orjson.dumps(PAYLOAD).decode()
+
+    async def insert(self, count: int) -> float:
+        """Insert ``count`` events; return the seconds it took."""
+        digest = bytes(32)
+        start = time.perf_counter()
+        for _ in range(count):
+            self._seq += 1
+            await self._conn.execute(
+                "INSERT INTO run_events (run_id, seq, type, payload, epoch, prev_hash, hash)"
+                " VALUES (%s, %s, 'bench', %s::jsonb, 0, %s, %s)",
+                (self._run_id, self._seq, self._payload, digest, digest),
+            )
+        return time.perf_counter() - start
+
+
+async def bench_fenced_single(store: Store, run: tuple[uuid.UUID, int], count: int) -> float:
+    """(b) One emitter, one event per append, each its own fenced transaction; seconds."""
+    run_id, epoch = run
+    start = time.perf_counter()
+    for _ in range(count):
+        await store.append_event(run_id, epoch, "bench", PAYLOAD)
+    return time.perf_counter() - start
+
+
+async def bench_group_commit(
+    store: Store, leased: list[tuple[uuid.UUID, int]], emitters: int, per_emitter: int
+) -> float:
+    """(c) Many concurrent emitters over a few runs; appends share transactions; seconds."""
+    runs = len(leased)
+
+    async def emit(index: int) -> None:
+        run_id, epoch = leased[index % runs]
+        for _ in range(per_emitter):
+            await store.append_event(run_id, epoch, "bench", PAYLOAD)
+
+    start = time.perf_counter()
+    async with asyncio.TaskGroup() as tg:
+        for index in range(emitters):
+            tg.create_task(emit(index))
+    return time.perf_counter() - start
+
+
+async def bench_raw_notify(dsn: str, samples: int) -> list[float]:
+    """Baseline for (d): autocommit ``pg_notify`` returned → LISTEN connection received."""
+    latencies = []
+    async with (
+        await psycopg.AsyncConnection.connect(dsn, autocommit=True) as listen,
+        await psycopg.AsyncConnection.connect(dsn, autocommit=True) as send,
+    ):
+        await listen.execute("LISTEN bench_raw")
+        notes = listen.notifies()
+        for i in range(samples):
+            await send.execute("SELECT pg_notify('bench_raw', %s)", (str(i),))
+            sent = time.perf_counter()
+            note = await anext(notes)
+            latencies.append((time.perf_counter() - sent) * 1000)
+            assert note.payload == str(i)
+        await notes.aclose()
+    return latencies
+
+
+async def bench_notify_latency(store: Store, listener: Listener, samples: int) -> list[float]:
+    """(d) ``append`` returned (committed) → the listener woke a watch for that seq."""
+    ((run_id, epoch),) = await _leased_runs(store, 1)
+    latencies = []
+    with listener.watch(run_id) as watch:
+        for _ in range(samples):
+            seq = await store.append_event(run_id, epoch, "bench", PAYLOAD)
+            committed = time.perf_counter()
+            while watch.latest_seq < seq:
+                await watch.wait()
+            latencies.append((time.perf_counter() - committed) * 1000)
+    return latencies
+
+
+async def bench_concurrent_writers(
+    dsn: str, config: NodeConfig, mode: NotifyMode, writers: int, per_writer: int
+) -> float:
+    """(e) ``writers`` stores (as many nodes), one emitter each: concurrent transactions.
+
+    Returns the seconds taken for ``writers * per_writer`` events.
+    """
+    single = config.model_copy(update={"notify_mode": mode, "pool_min_size": 1, "pool_max_size": 1})
+    async with contextlib.AsyncExitStack() as stack:
+        stores = [await stack.enter_async_context(Store(dsn, single)) for _ in range(writers)]
+        leased = await _leased_runs(stores[0], writers)
+
+        async def emit(index: int) -> None:
+            run_id, epoch = leased[index]
+            for _ in range(per_writer):
+                await stores[index].append_event(run_id, epoch, "bench", PAYLOAD)
+
+        start = time.perf_counter()
+        async with asyncio.TaskGroup() as tg:
+            for index in range(writers):
+                tg.create_task(emit(index))
+        return time.perf_counter() - start
+
+
+async def _set_commit_delay(dsn: str, delay_us: int) -> bool:
+    """Emulate a slower WAL flush on this database only (new sessions); False if refused.
+
+    ``commit_delay`` makes a committing transaction wait before flushing WAL when others
+    are active: the flush takes longer, as on a slower disk, for every mode alike.
+    """
+    try:
+        async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
+            cur = await conn.execute("SELECT current_database()")
+            row = await cur.fetchone()
+            assert row is not None
+            name = sql.Identifier(row[0])
+            if delay_us:
+                await conn.execute(
+                    sql.SQL("ALTER DATABASE {} SET commit_delay = {}").format(
+                        name, sql.Literal(delay_us)
+                    )
+                )
+                await conn.execute(
+                    sql.SQL("ALTER DATABASE {} SET commit_siblings = 1").format(name)
+                )
+            else:
+                await conn.execute(sql.SQL("ALTER DATABASE {} RESET commit_delay").format(name))
+                await conn.execute(sql.SQL("ALTER DATABASE {} RESET commit_siblings").format(name))
+    except psycopg.errors.InsufficientPrivilege:
+        return False
+    return True
+
+
+async def stale_rows(dsn: str) -> int:
+    """Events whose epoch is neither 0 (outside writers) nor their run's lease epoch."""
+    async with await psycopg.AsyncConnection.connect(dsn) as conn:
+        cur = await conn.execute(
+            "SELECT count(*) FROM run_events e JOIN run_leases l USING (run_id)"
+            " WHERE e.epoch NOT IN (0, l.epoch)"
+        )
+        row = await cur.fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+async def run(dsn: str | None, scale: float) -> tuple[list[Row], list[Row]]:
+    n = max(50, int(2000 * scale))
+    async with _database(dsn) as db:
+        await apply_migrations(db)
+        config = NodeConfig(pool_min_size=2, pool_max_size=4)
+        results: dict[str, float] = {}
+        per_emitter = max(ROUNDS, int(200 * scale))
+        async with (
+            Store(db, config) as store,
+            await psycopg.AsyncConnection.connect(db, autocommit=True) as raw_conn,
+        ):
+            (raw_run, _), single, *group = await _leased_runs(store, 12)
+            inserter = RawInserter(raw_conn, raw_run)
+            # Warm up connections and caches before timing anything.
+            await inserter.insert(50)
+            await bench_fenced_single(store, single, 50)
+            # Interleave the measurements in rounds, so a noisy neighbour slows all alike.
+            spent = {"raw": 0.0, "fenced": 0.0, "group": 0.0}
+            group_events = group_transactions = 0
+            for _ in range(ROUNDS):
+                spent["raw"] += await inserter.insert(n // ROUNDS)
+                spent["fenced"] += await bench_fenced_single(store, single, n // ROUNDS)
+                before = store.statistics().writer
+                spent["group"] += await bench_group_commit(
+                    store, group, emitters=50, per_emitter=per_emitter // ROUNDS
+                )
+                after = store.statistics().writer
+                group_events += after.events - before.events
+                group_transactions += after.transactions - before.transactions
+            results["raw"] = (n // ROUNDS * ROUNDS) / spent["raw"]
+            results["fenced"] = (n // ROUNDS * ROUNDS) / spent["fenced"]
+            results["group"] = 50 * (per_emitter // ROUNDS * ROUNDS) / spent["group"]
+        modes: list[NotifyMode] = ["in_transaction", "after_commit"]
+        per_writer = max(2, int(20 * scale))
+        for label, delay_us in (("", 0), ("_slow_commit", SLOW_COMMIT_US)):
+            if delay_us and not await _set_commit_delay(db, delay_us):
+                print("skipped the slow-commit rounds: not a superuser", file=sys.stderr)
+                continue
+            spent_by_mode = dict.fromkeys(modes, 0.0)
+            for round_ in range(WRITER_ROUNDS):
+                # Alternate which mode goes first, so drift in the machine's load cancels.
+                for mode in modes if round_ % 2 == 0 else modes[::-1]:
+                    spent_by_mode[mode] += await bench_concurrent_writers(
+                        db, config, mode, writers=50, per_writer=per_writer
+                    )
+            for mode, seconds in spent_by_mode.items():
+                results[f"writers{label}_{mode}"] = WRITER_ROUNDS * 50 * per_writer / seconds
+            if delay_us:
+                await _set_commit_delay(db, 0)
+        winner: NotifyMode = (
+            "in_transaction"
+            if results["writers_in_transaction"] > results["writers_after_commit"]
+            else "after_commit"
+        )
+        raw_notify = await bench_raw_notify(db, max(50, int(500 * scale)))
+        latency: dict[str, list[float]] = {}
+        for mode in modes:
+            mode_config = config.model_copy(update={"notify_mode": mode})
+            async with Store(db, mode_config) as store, Listener(db, mode_config) as listener:
+                latency[mode] = await bench_notify_latency(
+                    store, listener, max(50, int(500 * scale))
+                )
+        stale = await stale_rows(db)
+
+    raw = results["raw"]
+    chosen = latency[config.notify_mode]
+    raw_p50, raw_p99 = _percentile(raw_notify, 0.5), _percentile(raw_notify, 0.99)
+    rows = [
+        Row("raw_insert_eps", raw, "events/s", raw),
+        Row("fenced_append_eps", results["fenced"], "events/s", raw),
+        Row("group_commit_eps", results["group"], "events/s", raw),
+        Row("notify_p50_ms", _percentile(chosen, 0.5), "ms", raw_p50),
+        Row("notify_p99_ms", _percentile(chosen, 0.99), "ms", raw_p99),
+    ]
+
+    def writers(label: str, mode: str) -> list[Row]:
+        key = f"writers{label}_{mode}"
+        if key not in results:
+            return []
+        return [Row(f"writers50{label}_notify_{mode}_eps", results[key], "events/s", raw)]
+
+    def notify(mode: str, q: float) -> Row:
+        name = f"notify_{mode}_p{round(q * 100)}_ms"
+        return Row(name, _percentile(latency[mode], q), "ms", raw_p50 if q == 0.5 else raw_p99)
+
+    extra = [
+        *writers("", "in_transaction"),
+        *writers("", "after_commit"),
+        *writers("_slow_commit", "in_transaction"),
+        *writers("_slow_commit", "after_commit"),
+        notify("in_transaction", 0.5),
+        notify("in_transaction", 0.99),
+        notify("after_commit", 0.5),
+        notify("after_commit", 0.99),
+        Row(
+            "group_commit_mean_batch", group_events / max(1, group_transactions), "events/tx", None
+        ),
+        Row("stale_epoch_rows", stale, "rows", None),
+    ]
+    print(f"notify placement measured faster under 50 writers: {winner}", file=sys.stderr)
+    print(
+        f"notify placement configured (NodeConfig.notify_mode): {config.notify_mode}",
+        file=sys.stderr,
+    )
+    return rows, extra
+
+
+def _table(rows: list[Row]) -> str:
+    lines = [
+        f"| {'metric':<48} | {'value':>10} | {'unit':<9} | {'baseline':>9} | {'ratio':>6} |",
+        f"|{'-' * 50}|{'-' * 11}:|{'-' * 11}|{'-' * 10}:|{'-' * 7}:|",
+    ]
+    for row in rows:
+        baseline = "" if row.baseline is None else f"{row.baseline:.2f}"
+        ratio = "" if row.ratio is None else f"{row.ratio:.2f}"
+        value = f"{row.value:>10.2f}"
+        lines.append(f"| {row.metric:<48} | {value} | {row.unit:<9} | {baseline:>9} | {ratio:>6} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--dsn", default=os.environ.get("WARDEN_DSN"), help="PostgreSQL DSN")
+    parser.add_argument("--json", metavar="PATH", help="also write the rows as JSON here")
+    parser.add_argument("--scale", type=float, default=1.0, help="multiply the event counts")
+    args = parser.parse_args(argv)
+    structlog.configure(
+        wrapper_class=structlog.make_filtering_bound_logger(30),
+        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+    )
+    rows, extra = asyncio.run(run(args.dsn, args.scale))
+    print(_table(rows + extra))
+    if args.json:
+        with open(args.json, "wb") as out:
+            out.write(orjson.dumps([r.as_dict() for r in rows + extra], option=orjson.OPT_INDENT_2))
+    return 0 if extra[-1].value == 0 else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

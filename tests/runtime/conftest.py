@@ -1,0 +1,169 @@
+"""Fixtures for runtime/ tests: a real PostgreSQL, a fresh database per test.
+
+``WARDEN_TEST_DSN`` points at a server to use (any database on it; the fixtures create
+their own). Without it, one embedded pgserver is started per test session in a temporary
+directory. The schema is migrated once into a template database and every test gets a
+``CREATE DATABASE ... TEMPLATE`` copy, dropped afterwards.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import psycopg
+import pytest
+from psycopg import sql
+from psycopg.conninfo import make_conninfo
+
+from runtime.config import NodeConfig
+from runtime.embedded_pg import EmbeddedPostgres
+from runtime.migrator import apply_migrations
+from runtime.store import Store
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Iterator
+
+
+_CLONE_ATTEMPTS = 5
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    """psycopg's async API needs asyncio: runtime/ tests never run on trio."""
+    return "asyncio"
+
+
+async def _start_embedded(pg: EmbeddedPostgres) -> str:
+    await pg.__aenter__()
+    return pg.dsn
+
+
+@contextlib.contextmanager
+def _private_dir(prefix: str) -> Iterator[Path]:
+    # Not under pytest's tmp_path: pytest deletes all but the newest three numbered base
+    # directories when a session starts, and another session on this machine (any
+    # checkout, same user) would delete a running server's data directory.
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def private_dir() -> Iterator[Path]:
+    """A fresh directory for an embedded server's data, removed after the test."""
+    with _private_dir("warden-test-") as path:
+        yield path
+
+
+@pytest.fixture(scope="session")
+def server_dsn() -> Iterator[str]:
+    """An admin DSN for the test server (``WARDEN_TEST_DSN`` or an embedded one)."""
+    dsn = os.environ.get("WARDEN_TEST_DSN")
+    if dsn:
+        yield dsn
+        return
+    with _private_dir("warden-test-pg-") as path:
+        pg = EmbeddedPostgres(path / "data")
+        dsn = asyncio.run(_start_embedded(pg))
+        try:
+            yield dsn
+        finally:
+            asyncio.run(pg.close())
+
+
+def dsn_for(server_dsn: str, dbname: str) -> str:
+    """``server_dsn`` pointed at another database on the same server."""
+    return make_conninfo(server_dsn, dbname=dbname)
+
+
+def _admin(server_dsn: str, statement: sql.Composed) -> None:
+    with psycopg.connect(server_dsn, autocommit=True) as conn:
+        conn.execute(statement)
+
+
+@pytest.fixture(scope="session")
+def template_db(server_dsn: str) -> Iterator[str]:
+    """A database migrated once, cloned by every test."""
+    name = f"warden_tmpl_{uuid.uuid4().hex[:12]}"
+    _admin(server_dsn, sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        asyncio.run(apply_migrations(dsn_for(server_dsn, name)))
+        # No session may use the template while it is cloned; this keeps autovacuum out.
+        _admin(
+            server_dsn,
+            sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS false").format(sql.Identifier(name)),
+        )
+        yield name
+    finally:
+        _admin(
+            server_dsn,
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)),
+        )
+
+
+@pytest.fixture
+def empty_dsn(server_dsn: str) -> Iterator[str]:
+    """DSN of a fresh, empty database (no schema), dropped after the test."""
+    name = f"warden_t_{uuid.uuid4().hex[:12]}"
+    _admin(server_dsn, sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        yield dsn_for(server_dsn, name)
+    finally:
+        _admin(
+            server_dsn,
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)),
+        )
+
+
+@pytest.fixture
+def dsn(server_dsn: str, template_db: str) -> Iterator[str]:
+    """DSN of a fresh, migrated database, dropped after the test."""
+    name = f"warden_t_{uuid.uuid4().hex[:12]}"
+    statement = sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
+        sql.Identifier(name), sql.Identifier(template_db)
+    )
+    for attempt in range(_CLONE_ATTEMPTS):
+        try:
+            _admin(server_dsn, statement)
+            break
+        except psycopg.errors.ObjectInUse:
+            # A clone made at the same moment by another session holds the template.
+            if attempt == _CLONE_ATTEMPTS - 1:
+                raise
+            time.sleep(0.05 * (attempt + 1))
+    try:
+        yield dsn_for(server_dsn, name)
+    finally:
+        _admin(
+            server_dsn,
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)),
+        )
+
+
+@pytest.fixture
+def config() -> NodeConfig:
+    """Small, fast settings for tests."""
+    return NodeConfig(
+        dsn=None,
+        pool_min_size=1,
+        pool_max_size=8,
+        connect_timeout=5.0,
+        listener_poll_interval=30.0,
+    )
+
+
+@pytest.fixture
+async def store(dsn: str, config: NodeConfig) -> AsyncIterator[Store]:
+    """An open store on the test's own database."""
+    async with Store(dsn, config) as opened:
+        yield opened

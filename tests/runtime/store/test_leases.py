@@ -1,0 +1,119 @@
+"""Leases on the database clock, with epochs (DESIGN §6)."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from runtime.store import LeaseHeld, RunNotFound, RunTerminal, Store
+from tests.runtime._helpers import expire_lease, leased_run, query
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_acquire_sets_epoch_one_and_marks_the_run_running(store: Store) -> None:
+    run, _ = await store.create_run(owner="a", session_id="s", run_type="t")
+    assert run.status == "pending"
+    lease = await store.acquire_lease(run.run_id, owner_node="node-a", ttl=30)
+    assert (lease.owner_node, lease.epoch) == ("node-a", 1)
+    assert lease.expires_at > lease.acquired_at
+    assert (await store.get_run(run.run_id)).status == "running"
+    assert await store.get_lease(run.run_id) == lease
+
+
+async def test_takeover_only_after_expiry_by_database_time(store: Store, dsn: str) -> None:
+    run, first = await leased_run(store, node="node-a")
+    with pytest.raises(LeaseHeld) as held:
+        await store.acquire_lease(run.run_id, owner_node="node-b")
+    assert (held.value.owner_node, held.value.epoch) == ("node-a", first.epoch)
+
+    await expire_lease(dsn, run.run_id)
+    second = await store.acquire_lease(run.run_id, owner_node="node-b")
+    assert second.owner_node == "node-b"
+    assert second.epoch == first.epoch + 1
+    # The old owner's heartbeat finds nothing to renew: it has lost the lease.
+    assert await store.renew_lease(run.run_id, owner_node="node-a", epoch=first.epoch) is None
+    assert await store.renew_lease(run.run_id, owner_node="node-b", epoch=second.epoch)
+
+
+async def test_expiry_is_judged_by_the_database_clock(store: Store, dsn: str) -> None:
+    # A lease whose TTL has long passed by any local clock is still held while the
+    # database says it has not expired.
+    run, _ = await leased_run(store, node="node-a")
+    await query(
+        dsn,
+        "UPDATE run_leases SET acquired_at = now() - interval '1 day',"
+        " expires_at = now() + interval '1 hour' WHERE run_id = %s",
+        (run.run_id,),
+    )
+    with pytest.raises(LeaseHeld):
+        await store.acquire_lease(run.run_id, owner_node="node-b", ttl=0.001)
+
+
+async def test_a_tiny_ttl_lease_expires_and_is_taken_over(store: Store, dsn: str) -> None:
+    run, _ = await store.create_run(owner="a", session_id="s", run_type="t")
+    first = await store.acquire_lease(run.run_id, owner_node="node-a", ttl=0.000001)
+    # Any later transaction's now() is past a one-microsecond expiry; the server says so.
+    rows = await query(
+        dsn, "SELECT expires_at <= now() FROM run_leases WHERE run_id = %s", (run.run_id,)
+    )
+    assert rows == [(True,)]
+    second = await store.acquire_lease(run.run_id, owner_node="node-b")
+    assert second.epoch == first.epoch + 1
+
+
+async def test_renew_reports_a_requested_cancel(store: Store) -> None:
+    run, lease = await leased_run(store)
+    renewal = await store.renew_lease(
+        run.run_id, owner_node="node-a", epoch=lease.epoch, progress_seq=0
+    )
+    assert renewal is not None
+    assert not renewal.cancel_requested
+    assert renewal.expires_at >= lease.expires_at
+    request = await store.request_cancel(run.run_id, reason="user pressed stop")
+    assert request.requested
+    renewal = await store.renew_lease(run.run_id, owner_node="node-a", epoch=lease.epoch)
+    assert renewal is not None
+    assert renewal.cancel_requested
+
+
+async def test_renew_records_progress_and_never_moves_it_back(store: Store) -> None:
+    run, lease = await leased_run(store)
+    await store.renew_lease(run.run_id, owner_node="node-a", epoch=lease.epoch, progress_seq=7)
+    await store.renew_lease(run.run_id, owner_node="node-a", epoch=lease.epoch, progress_seq=3)
+    current = await store.get_lease(run.run_id)
+    assert current is not None
+    assert current.progress_seq == 7
+
+
+async def test_renew_with_wrong_owner_or_epoch_is_lost(store: Store) -> None:
+    run, lease = await leased_run(store)
+    assert await store.renew_lease(run.run_id, owner_node="node-x", epoch=lease.epoch) is None
+    assert await store.renew_lease(run.run_id, owner_node="node-a", epoch=lease.epoch + 1) is None
+
+
+async def test_an_expired_lease_cannot_be_renewed(store: Store, dsn: str) -> None:
+    run, lease = await leased_run(store)
+    await expire_lease(dsn, run.run_id)
+    assert await store.renew_lease(run.run_id, owner_node="node-a", epoch=lease.epoch) is None
+
+
+async def test_release_frees_the_run_at_once_and_epochs_keep_growing(store: Store) -> None:
+    run, lease = await leased_run(store)
+    assert not await store.release_lease(run.run_id, owner_node="node-b", epoch=lease.epoch)
+    assert await store.release_lease(run.run_id, owner_node="node-a", epoch=lease.epoch)
+    assert not await store.release_lease(run.run_id, owner_node="node-a", epoch=lease.epoch)
+    again = await store.acquire_lease(run.run_id, owner_node="node-b")
+    assert again.epoch == lease.epoch + 1
+
+
+async def test_acquire_refuses_unknown_and_terminal_runs(store: Store) -> None:
+    with pytest.raises(RunNotFound):
+        await store.acquire_lease(uuid.uuid4(), owner_node="node-a")
+    run, lease = await leased_run(store)
+    await store.append_event(run.run_id, lease.epoch, "run.failed", {"why": "test"})
+    await store.release_lease(run.run_id, owner_node="node-a", epoch=lease.epoch)
+    with pytest.raises(RunTerminal) as caught:
+        await store.acquire_lease(run.run_id, owner_node="node-b")
+    assert caught.value.status == "failed"

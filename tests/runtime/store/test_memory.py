@@ -1,0 +1,103 @@
+"""Scoped memory with optimistic versions and TTL (DESIGN §5)."""
+
+from __future__ import annotations
+
+import anyio
+import pytest
+
+from runtime.store import MemoryScope, PayloadTooLarge, Store, VersionConflict
+from tests.runtime._helpers import query
+
+pytestmark = pytest.mark.anyio
+
+SESSION = MemoryScope("session", "s-1")
+
+
+async def test_put_get_and_versions(store: Store) -> None:
+    assert await store.get_memory(SESSION, "k") is None
+    first = await store.put_memory(SESSION, "k", {"n": 1}, expected_version=0)
+    assert (first.version, first.value, first.expires_at) == (1, {"n": 1}, None)
+    second = await store.put_memory(SESSION, "k", {"n": 2}, expected_version=1)
+    assert second.version == 2
+    got = await store.get_memory(SESSION, "k")
+    assert got is not None
+    assert (got.value, got.version) == ({"n": 2}, 2)
+    # Scopes are separate namespaces.
+    assert await store.get_memory(MemoryScope("user", "s-1"), "k") is None
+
+
+async def test_a_stale_version_conflicts_and_writes_nothing(store: Store) -> None:
+    await store.put_memory(SESSION, "k", "v1")
+    await store.put_memory(SESSION, "k", "v2")
+    with pytest.raises(VersionConflict) as caught:
+        await store.put_memory(SESSION, "k", "lost", expected_version=1)
+    assert (caught.value.expected, caught.value.actual) == (1, 2)
+    with pytest.raises(VersionConflict):
+        await store.put_memory(SESSION, "k", "lost", expected_version=0)
+    with pytest.raises(VersionConflict) as absent:
+        await store.put_memory(SESSION, "other", "lost", expected_version=3)
+    assert absent.value.actual == 0
+    got = await store.get_memory(SESSION, "k")
+    assert got is not None
+    assert (got.value, got.version) == ("v2", 2)
+    assert await store.get_memory(SESSION, "other") is None
+
+
+async def test_concurrent_writers_at_one_version_one_wins(store: Store) -> None:
+    await store.put_memory(SESSION, "counter", 0)
+    wins: list[int] = []
+    conflicts: list[VersionConflict] = []
+
+    async def bump(i: int) -> None:
+        try:
+            await store.put_memory(SESSION, "counter", i, expected_version=1)
+            wins.append(i)
+        except VersionConflict as exc:
+            conflicts.append(exc)
+
+    async with anyio.create_task_group() as tg:
+        for i in range(10):
+            tg.start_soon(bump, i)
+    assert len(wins) == 1
+    assert len(conflicts) == 9
+    got = await store.get_memory(SESSION, "counter")
+    assert got is not None
+    assert (got.value, got.version) == (wins[0], 2)
+
+
+async def test_ttl_expiry_by_database_time(store: Store, dsn: str) -> None:
+    item = await store.put_memory(SESSION, "k", "soon gone", ttl=3600)
+    assert item.expires_at is not None
+    assert await store.get_memory(SESSION, "k") is not None
+    await query(dsn, "UPDATE memory SET expires_at = now() - interval '1 second'")
+    assert await store.get_memory(SESSION, "k") is None
+    # Expired reads as absent (version 0), but the version count continues.
+    with pytest.raises(VersionConflict) as caught:
+        await store.put_memory(SESSION, "k", "x", expected_version=1)
+    assert caught.value.actual == 0
+    again = await store.put_memory(SESSION, "k", "back", expected_version=0)
+    assert again.version == 2
+    assert again.expires_at is None
+
+
+async def test_delete_with_and_without_versions(store: Store) -> None:
+    await store.put_memory(SESSION, "k", 1)
+    with pytest.raises(VersionConflict):
+        await store.delete_memory(SESSION, "k", expected_version=5)
+    assert await store.delete_memory(SESSION, "k", expected_version=1)
+    assert not await store.delete_memory(SESSION, "k")
+    assert await store.get_memory(SESSION, "k") is None
+
+
+async def test_purge_removes_only_expired_rows(store: Store, dsn: str) -> None:
+    await store.put_memory(SESSION, "keep", 1)
+    await store.put_memory(SESSION, "drop", 2, ttl=3600)
+    await query(dsn, "UPDATE memory SET expires_at = now() WHERE key = 'drop'")
+    assert await store.purge_expired_memory() == 1
+    assert await query(dsn, "SELECT key FROM memory") == [("keep",)]
+
+
+async def test_oversized_values_write_nothing(dsn: str, store: Store) -> None:
+    with pytest.raises(PayloadTooLarge):
+        await store.put_memory(SESSION, "k", "x" * (store.config.payload_limit + 1))
+    assert await query(dsn, "SELECT count(*) FROM memory") == [(0,)]

@@ -1,0 +1,154 @@
+"""Runs, cancel requests, attempts and dead letters."""
+
+from __future__ import annotations
+
+import uuid
+
+import anyio
+import pytest
+
+from runtime.store import (
+    CANCEL_REQUESTED_EVENT,
+    DeadLetterNotFound,
+    PayloadNotSerializable,
+    Run,
+    RunNotFound,
+    Store,
+)
+from tests.runtime._helpers import leased_run, query
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_create_is_idempotent_per_owner_and_key(store: Store) -> None:
+    run, created = await store.create_run(
+        owner="alice", session_id="s", run_type="chat", input={"q": 1}, idempotency_key="k1"
+    )
+    again, created_again = await store.create_run(
+        owner="alice", session_id="other", run_type="chat", input={"q": 2}, idempotency_key="k1"
+    )
+    assert created
+    assert not created_again
+    assert again == run
+    assert again.input == {"q": 1}
+    bob, bob_created = await store.create_run(
+        owner="bob", session_id="s", run_type="chat", idempotency_key="k1"
+    )
+    assert bob_created
+    assert bob.run_id != run.run_id
+
+
+async def test_concurrent_creates_with_one_key_make_one_run(store: Store, dsn: str) -> None:
+    results: list[tuple[Run, bool]] = []
+
+    async def create() -> None:
+        results.append(
+            await store.create_run(owner="a", session_id="s", run_type="t", idempotency_key="k")
+        )
+
+    async with anyio.create_task_group() as tg:
+        for _ in range(20):
+            tg.start_soon(create)
+    assert sum(created for _, created in results) == 1
+    assert len({run.run_id for run, _ in results}) == 1
+    assert await query(dsn, "SELECT count(*) FROM runs") == [(1,)]
+
+
+async def test_runs_without_key_are_distinct_and_listed(store: Store) -> None:
+    a, _ = await store.create_run(owner="o", session_id="s1", run_type="chat")
+    b, _ = await store.create_run(owner="o", session_id="s2", run_type="batch")
+    assert a.run_id != b.run_id
+    assert [r.run_id for r in await store.list_runs(session_id="s2")] == [b.run_id]
+    assert [r.run_id for r in await store.list_runs(run_type="chat")] == [a.run_id]
+    assert {r.run_id for r in await store.list_runs(status="pending")} == {a.run_id, b.run_id}
+    assert await store.list_runs(owner="nobody") == []
+
+
+async def test_bad_input_and_unknown_runs(store: Store, dsn: str) -> None:
+    with pytest.raises(PayloadNotSerializable):
+        await store.create_run(owner="o", session_id="s", run_type="t", input=object())
+    assert await query(dsn, "SELECT count(*) FROM runs") == [(0,)]
+    with pytest.raises(RunNotFound):
+        await store.get_run(uuid.uuid4())
+    with pytest.raises(RunNotFound):
+        await store.request_cancel(uuid.uuid4())
+
+
+async def test_cancel_is_recorded_once_and_wakes_nothing_after_the_end(store: Store) -> None:
+    run, lease = await leased_run(store)
+    await store.append_event(run.run_id, lease.epoch, "step")
+    first = await store.request_cancel(run.run_id, reason="stop")
+    second = await store.request_cancel(run.run_id, reason="stop again")
+    assert (first.requested, first.seq) == (True, 2)
+    assert first.run.cancel_requested_at is not None
+    assert (second.requested, second.seq) == (False, None)
+    events = await store.read_events(run.run_id)
+    assert [(e.type, e.epoch, e.payload) for e in events[1:]] == [
+        (CANCEL_REQUESTED_EVENT, 0, {"reason": "stop"})
+    ]
+    # The owner keeps appending after the request; seqs stay gap-free, chain intact.
+    assert await store.append_event(run.run_id, lease.epoch, "run.canceled") == 3
+    assert (await store.verify_chain(run.run_id)).ok
+    late = await store.request_cancel(run.run_id)
+    assert not late.requested
+    assert late.run.status == "canceled"
+
+
+async def test_attempts_are_numbered_and_finished_once(store: Store) -> None:
+    run, lease = await leased_run(store)
+    first = await store.start_attempt(run.run_id, node_id="node-a", epoch=lease.epoch)
+    second = await store.start_attempt(run.run_id, node_id="node-b", epoch=lease.epoch)
+    assert (first.attempt, second.attempt) == (1, 2)
+    done = await store.finish_attempt(
+        run.run_id,
+        1,
+        outcome="failed",
+        error_class="transient",
+        error_type="TimeoutError",
+        error_message="x" * 10_000,
+    )
+    assert done.outcome == "failed"
+    assert done.finished_at is not None
+    assert len(done.error_message or "") == 4000  # bounded error reports
+    again = await store.finish_attempt(run.run_id, 1, outcome="succeeded")
+    assert again == done
+    listed = await store.list_attempts(run.run_id)
+    assert [(a.attempt, a.outcome) for a in listed] == [(1, "failed"), (2, None)]
+    with pytest.raises(RunNotFound):
+        await store.start_attempt(uuid.uuid4(), node_id="n", epoch=1)
+    with pytest.raises(RunNotFound):
+        await store.finish_attempt(run.run_id, 9, outcome="lost")
+
+
+async def test_dead_letters_record_list_and_replay_once(store: Store) -> None:
+    run, _ = await leased_run(store)
+    letter, created = await store.record_dead_letter(
+        run.run_id, reason="attempts exhausted", attempts_made=3, error_class="permanent"
+    )
+    repeat, repeat_created = await store.record_dead_letter(
+        run.run_id, reason="again", attempts_made=4
+    )
+    assert created
+    assert not repeat_created
+    assert repeat == letter
+    assert await store.list_dead_letters() == [letter]
+    replayed, marked = await store.mark_dead_letter_replayed(
+        letter.dead_letter_id, replayed_by="ops"
+    )
+    assert marked
+    assert replayed.replayed_by == "ops"
+    _, marked_again = await store.mark_dead_letter_replayed(
+        letter.dead_letter_id, replayed_by="ops"
+    )
+    assert not marked_again
+    assert await store.list_dead_letters() == []
+    assert await store.list_dead_letters(include_replayed=True) == [replayed]
+    # After a replay the run may be dead-lettered again.
+    _, created_after_replay = await store.record_dead_letter(
+        run.run_id, reason="failed again", attempts_made=1
+    )
+    assert created_after_replay
+    with pytest.raises(DeadLetterNotFound):
+        await store.mark_dead_letter_replayed(10_000, replayed_by="ops")
+    with pytest.raises(RunNotFound):
+        await store.record_dead_letter(uuid.uuid4(), reason="r", attempts_made=1)

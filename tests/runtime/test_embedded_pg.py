@@ -1,0 +1,129 @@
+"""The embedded PostgreSQL: no DSN needed, shared by the node processes of a machine."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import psycopg
+import pytest
+
+from tests.runtime._helpers import cli_env, run_cli
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from pathlib import Path
+
+# A stand-in node process: opens the embedded server, reports the DSN and the server's
+# start time, then holds it until told (a line on stdin) to let go.
+_NODE = """
+import asyncio, sys
+from pathlib import Path
+import anyio.to_thread, psycopg, structlog
+from runtime.embedded_pg import EmbeddedPostgres
+
+structlog.configure(logger_factory=structlog.PrintLoggerFactory(sys.stderr))
+
+async def main() -> None:
+    async with EmbeddedPostgres(Path(sys.argv[1])) as pg:
+        with psycopg.connect(pg.dsn) as conn:
+            started = conn.execute("SELECT pg_postmaster_start_time()").fetchone()[0]
+        print(pg.dsn, started.isoformat(), sep="|", flush=True)
+        await anyio.to_thread.run_sync(sys.stdin.readline)
+
+asyncio.run(main())
+"""
+
+
+@dataclass(frozen=True)
+class _Node:
+    proc: subprocess.Popen[str]
+    dsn: str
+    started: str
+
+    def release(self) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write("\n")
+        self.proc.stdin.flush()
+        assert self.proc.wait(timeout=60) == 0
+
+
+@contextlib.contextmanager
+def _node(data_dir: Path) -> Iterator[_Node]:
+    with subprocess.Popen(
+        [sys.executable, "-c", _NODE, str(data_dir)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env=cli_env(),
+    ) as proc:
+        try:
+            assert proc.stdout is not None
+            line = proc.stdout.readline().strip()
+            assert line, "node process did not report a DSN"
+            dsn, started = line.split("|")
+            yield _Node(proc, dsn, started)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+
+
+def _server_answers(dsn: str) -> bool:
+    try:
+        with psycopg.connect(dsn, connect_timeout=2) as conn:
+            conn.execute("SELECT 1")
+    except psycopg.OperationalError:
+        return False
+    return True
+
+
+def test_two_processes_share_one_server_stopped_by_the_last(private_dir: Path) -> None:
+    data_dir = private_dir / "pg"
+    with _node(data_dir) as first, _node(data_dir) as second:
+        assert (first.dsn, first.started) == (second.dsn, second.started)  # one server
+        first.release()
+        assert _server_answers(second.dsn)  # still up for the second process
+        second.release()
+        assert not _server_answers(second.dsn)  # the last one stopped it
+        assert not (data_dir / "postmaster.pid").exists()
+
+
+def test_a_killed_process_does_not_keep_the_server_alive(private_dir: Path) -> None:
+    data_dir = private_dir / "pg"
+    with _node(data_dir) as crashed, _node(data_dir) as survivor:
+        os.kill(crashed.proc.pid, signal.SIGKILL)
+        crashed.proc.wait(timeout=30)
+        assert _server_answers(survivor.dsn)
+        survivor.release()
+        assert not _server_answers(survivor.dsn)
+
+
+def test_the_cli_uses_the_embedded_server_when_no_dsn_is_set(private_dir: Path) -> None:
+    env = cli_env(WARDEN_PG_DATA_DIR=str(private_dir / "pg"))
+    first = run_cli("migrate", env=env)
+    assert (first.returncode, first.stdout) == (0, "applied 0001_init\n"), first.stderr
+    # The data survives the server's stop and start.
+    second = run_cli("migrate", env=env)
+    assert (second.returncode, second.stdout) == (0, "database is up to date\n"), second.stderr
+    assert not (private_dir / "pg" / "postmaster.pid").exists()
+
+
+@pytest.mark.anyio
+async def test_an_embedded_handle_is_single_use(private_dir: Path) -> None:
+    from runtime.embedded_pg import EmbeddedPostgres
+    from runtime.errors import StoreClosed
+
+    pg = EmbeddedPostgres(private_dir / "pg")
+    with pytest.raises(StoreClosed):
+        _ = pg.dsn
+    async with pg:
+        assert _server_answers(pg.dsn)
+    with pytest.raises(StoreClosed):
+        async with pg:
+            pass

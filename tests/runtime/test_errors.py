@@ -1,0 +1,49 @@
+"""The store's error tree: rooted in WardenError, typed fields, public module paths."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+import runtime.errors
+from actors.errors import WardenError
+from runtime.errors import (
+    DatabaseUnavailable,
+    FencingError,
+    InvalidPayload,
+    PayloadTooLarge,
+    RunTerminal,
+    StaleEpoch,
+    StoreError,
+    VersionConflict,
+)
+
+
+@pytest.mark.parametrize("name", runtime.errors.__all__)
+def test_every_error_is_a_store_error_at_its_public_path(name: str) -> None:
+    error = getattr(runtime.errors, name)
+    assert issubclass(error, StoreError)
+    assert issubclass(error, WardenError)
+    assert error.__module__ == "runtime.errors"
+    assert name in (runtime.errors.__doc__ or "")  # drawn in the tree
+
+
+def test_messages_are_built_from_typed_fields() -> None:
+    run_id = uuid.UUID(int=7)
+    stale = StaleEpoch(run_id, 3, 4)
+    assert isinstance(stale, FencingError)
+    assert (stale.run_id, stale.epoch, stale.current_epoch) == (run_id, 3, 4)
+    assert str(stale) == (
+        f"stale epoch for run {run_id}: writer holds epoch 3, lease is at epoch 4"
+    )
+    assert str(RunTerminal(run_id, "canceled")) == f"run {run_id} is already canceled"
+    assert isinstance(PayloadTooLarge("event payload", 10, 5), InvalidPayload)
+    assert "expected version 1, found 2" in str(VersionConflict("session:s", "k", 1, 2))
+
+
+def test_database_unavailable_is_one_line() -> None:
+    error = DatabaseUnavailable("db.internal", "connection refused\n  is the server up?")
+    assert str(error) == (
+        "database unavailable at host 'db.internal': connection refused is the server up?"
+    )

@@ -1,0 +1,113 @@
+"""The migrator: exactly once, under an advisory lock, with checksums."""
+
+from __future__ import annotations
+
+import dataclasses
+import subprocess
+import sys
+
+import psycopg
+import pytest
+
+from runtime.errors import MigrationChecksumMismatch, MigrationError, UnknownMigration
+from runtime.migrator import (
+    ADVISORY_LOCK_KEY,
+    Migration,
+    apply_migrations,
+    discover_migrations,
+)
+from tests.runtime._helpers import cli_env, query
+
+pytestmark = pytest.mark.anyio
+
+
+def test_shipped_migrations_are_numbered_from_one() -> None:
+    migrations = discover_migrations()
+    assert [m.version for m in migrations] == list(range(1, len(migrations) + 1))
+    assert migrations[0].name == "init"
+    assert len(migrations[0].checksum) == 64
+
+
+# Read once, outside the event loop: reading package files is blocking I/O.
+SHIPPED = discover_migrations()
+
+
+async def test_applies_each_migration_once(empty_dsn: str) -> None:
+    applied = await apply_migrations(empty_dsn)
+    assert [m.version for m in applied] == [m.version for m in SHIPPED]
+    assert await apply_migrations(empty_dsn) == []
+    rows = await query(empty_dsn, "SELECT version, checksum FROM warden_migrations")
+    assert rows == [(m.version, m.checksum) for m in SHIPPED]
+
+
+async def test_a_new_migration_is_applied_after_the_old_ones(empty_dsn: str) -> None:
+    shipped = SHIPPED
+    await apply_migrations(empty_dsn, migrations=shipped)
+    extra = Migration(99, "extra", "CREATE TABLE extra (id int);", "f" * 64)
+    applied = await apply_migrations(empty_dsn, migrations=[*shipped, extra])
+    assert applied == [extra]
+    assert await query(empty_dsn, "SELECT count(*) FROM extra") == [(0,)]
+
+
+async def test_a_failing_migration_leaves_no_trace(empty_dsn: str) -> None:
+    shipped = SHIPPED
+    await apply_migrations(empty_dsn, migrations=shipped)
+    broken = Migration(2, "broken", "CREATE TABLE half (id int); SELECT 1/0;", "0" * 64)
+    with pytest.raises(Exception, match="division by zero"):
+        await apply_migrations(empty_dsn, migrations=[*shipped, broken])
+    assert await query(empty_dsn, "SELECT to_regclass('half') IS NULL") == [(True,)]
+    assert await query(empty_dsn, "SELECT max(version) FROM warden_migrations") == [(1,)]
+
+
+async def test_an_edited_applied_migration_refuses_to_start(empty_dsn: str) -> None:
+    shipped = SHIPPED
+    await apply_migrations(empty_dsn, migrations=shipped)
+    edited = dataclasses.replace(shipped[0], sql=shipped[0].sql + "\n-- edited", checksum="e" * 64)
+    extra = Migration(2, "extra", "CREATE TABLE extra (id int);", "f" * 64)
+    with pytest.raises(MigrationChecksumMismatch) as caught:
+        await apply_migrations(empty_dsn, migrations=[edited, extra])
+    assert caught.value.version == 1
+    assert "0001_init" in str(caught.value)
+    # Nothing was applied: the check runs before any migration.
+    assert await query(empty_dsn, "SELECT to_regclass('extra') IS NULL") == [(True,)]
+
+
+async def test_a_database_ahead_of_the_build_refuses_to_start(empty_dsn: str) -> None:
+    shipped = SHIPPED
+    extra = Migration(2, "future", "SELECT 1;", "f" * 64)
+    await apply_migrations(empty_dsn, migrations=[*shipped, extra])
+    with pytest.raises(UnknownMigration) as caught:
+        await apply_migrations(empty_dsn, migrations=shipped)
+    assert caught.value.version == 2
+
+
+async def test_a_held_lock_times_out_with_a_clear_error(empty_dsn: str) -> None:
+    async with await psycopg.AsyncConnection.connect(empty_dsn, autocommit=True) as holder:
+        await holder.execute("SELECT pg_advisory_lock(%s)", (ADVISORY_LOCK_KEY,))
+        with pytest.raises(MigrationError, match="another migrator"):
+            await apply_migrations(empty_dsn, lock_timeout=0.2)
+
+
+def test_three_processes_at_once_apply_each_migration_exactly_once(empty_dsn: str) -> None:
+    env = cli_env(WARDEN_DSN=empty_dsn)
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "runtime", "migrate"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(3)
+    ]
+    outputs = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=60)
+        assert proc.returncode == 0, err
+        outputs.append(out)
+    applied_lines = [line for out in outputs for line in out.splitlines() if "applied" in line]
+    assert applied_lines == [f"applied {m.version:04d}_{m.name}" for m in SHIPPED]
+    assert sum("up to date" in out for out in outputs) == 2
+    with psycopg.connect(empty_dsn) as conn:
+        ledger = conn.execute("SELECT version FROM warden_migrations ORDER BY version").fetchall()
+    assert ledger == [(m.version,) for m in SHIPPED]
