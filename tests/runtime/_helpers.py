@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import psycopg
 
+from runtime.migrator import discover_migrations
+
 if TYPE_CHECKING:
     from uuid import UUID
 
@@ -37,6 +39,14 @@ async def expire_lease(dsn: str, run_id: UUID) -> None:
         "UPDATE run_leases SET expires_at = now() - interval '1 second' WHERE run_id = %s",
         (run_id,),
     )
+
+
+def applied_report() -> str:
+    """What ``warden migrate`` prints when it applies every shipped migration.
+
+    Reads the packaged files: call it outside the event loop.
+    """
+    return "".join(f"applied {m.version:04d}_{m.name}\n" for m in discover_migrations())
 
 
 def cli_env(**overrides: str) -> dict[str, str]:
