@@ -68,7 +68,7 @@ from runtime.errors import (
     StoreError,
     StoreOverloaded,
 )
-from runtime.store import _codec
+from runtime.store import _arrays, _codec
 from runtime.store.chain import canonical_parts
 
 if TYPE_CHECKING:
@@ -267,7 +267,8 @@ class WriterStatistics:
 @dataclass(slots=True)
 class _Prepared:
     type: str
-    payload: str  # canonical JSON text
+    type_utf8: bytes
+    payload: bytes  # canonical JSON
     status: str | None  # the terminal status this event sets, if any
     # The event's canonical bytes are head + b"%d" % seq + tail (chain.canonical_parts).
     head: bytes
@@ -344,77 +345,109 @@ class _Plan:
     head: _Head
     items: list[_Append]
     seqs: list[list[int]]  # per item
-    last_seq: int
-    last_hash: bytes
+    hashes: list[bytes]  # per event, in order
     status: str | None  # terminal status set by the last event, if any
 
+    @property
+    def last_seq(self) -> int:
+        return self.head.last_seq + len(self.hashes)
 
-# One event row: run_id, seq, type, payload, epoch, terminal, prev_hash, hash.
-_Row = tuple[UUID, int, str, str, int, bool, bytes, bytes]
+    @property
+    def last_hash(self) -> bytes:
+        return self.hashes[-1]
 
 
 class _Statement:
-    """One append statement: the runs whose heads it moves and their events' rows."""
+    """One append statement: the runs whose heads it moves, and their events."""
 
-    __slots__ = ("plans", "rows")
+    __slots__ = ("events", "plans")
 
     def __init__(self) -> None:
         self.plans: list[_Plan] = []
-        self.rows: list[_Row] = []
+        self.events = 0
 
     def add(self, run_id: UUID, head: _Head, items: list[_Append]) -> None:
         """Number and chain ``items`` (all with epoch ``head.epoch``) from ``head``."""
-        seq, prev, epoch, _ = head
-        rows = self.rows
+        seq = head.last_seq
+        prev = head.last_hash
         sha256 = hashlib.sha256
+        hashes: list[bytes] = []
         all_seqs: list[list[int]] = []
         status = None
         for item in items:
             first = seq + 1
             for event in item.events:
                 seq += 1
+                prev = sha256(b"%s%s%d%s" % (prev, event.head, seq, event.tail)).digest()
+                hashes.append(prev)
                 status = event.status
-                digest = sha256(b"%s%s%d%s" % (prev, event.head, seq, event.tail)).digest()
-                terminal = status is not None
-                rows.append((run_id, seq, event.type, event.payload, epoch, terminal, prev, digest))
-                prev = digest
             all_seqs.append(list(range(first, seq + 1)))
-        self.plans.append(_Plan(run_id, head, items, all_seqs, seq, prev, status))
+        self.events += len(hashes)
+        self.plans.append(_Plan(run_id, head, items, all_seqs, hashes, status))
 
     async def execute(
         self, conn: AsyncConnection[TupleRow], notify_in_tx: bool
     ) -> set[UUID] | None:
         """Run the statement; return the runs whose head moved (``None``: every run did)."""
-        rows = self.rows
-        if len(rows) == 1:
-            run_id, seq, type_, payload, epoch, _, prev, digest = rows[0]
-            status = self.plans[0].status
+        plans = self.plans
+        if self.events == 1:
+            (plan,) = plans
+            head = plan.head
+            seq = head.last_seq + 1
+            event = plan.items[0].events[0]
+            status = event.status
             # The placeholders in order: the UPDATE's SET and WHERE, then the INSERT's.
-            update = (seq, digest, status, status, run_id, epoch, epoch, seq - 1)
-            insert = (type_, payload, epoch, status, prev, digest)
+            update = (seq, plan.hashes[0], status, status, plan.run_id, head.epoch, head.epoch)
+            insert = (event.type, event.payload.decode(), head.epoch, status, head.last_hash)
             cur = await conn.execute(
-                _APPEND_ONE_NOTIFY if notify_in_tx else _APPEND_ONE_QUIET, (*update, *insert)
+                _APPEND_ONE_NOTIFY if notify_in_tx else _APPEND_ONE_QUIET,
+                (*update, seq - 1, *insert, plan.hashes[0]),
             )
             return None if cur.rowcount == 1 else set()
-        plans = self.plans
-        columns = list(zip(*rows, strict=True))
+        # The events' columns as binary arrays, each element already length-prefixed
+        # (see runtime/store/_arrays.py): one join per column, no per-element dumping.
+        runs: list[bytes] = []
+        seqs: list[bytes] = []
+        types: list[bytes] = []
+        payloads: list[bytes] = []
+        epochs: list[bytes] = []
+        ends: list[bool] = []
+        prevs: list[bytes] = []
+        hashes: list[bytes] = []
+        for plan in plans:
+            run = plan.run_id.bytes
+            head = plan.head
+            epoch = head.epoch.to_bytes(8, "big", signed=True)
+            seq = head.last_seq
+            prevs.append(head.last_hash)
+            hashes.extend(plan.hashes)
+            prevs.extend(plan.hashes[:-1])
+            for item in plan.items:
+                for event in item.events:
+                    seq += 1
+                    runs.append(run)
+                    seqs.append(seq.to_bytes(8, "big", signed=True))
+                    types.append(event.type_utf8)
+                    payloads.append(event.payload)
+                    epochs.append(epoch)
+                    ends.append(event.status is not None)
         cur = await conn.execute(
             _APPEND_NOTIFY if notify_in_tx else _APPEND_QUIET,
             {
-                "runs": [p.run_id for p in plans],
-                "epochs": [p.head.epoch for p in plans],
-                "expected": [p.head.last_seq for p in plans],
-                "seqs": [p.last_seq for p in plans],
-                "hashes": [p.last_hash for p in plans],
-                "statuses": [p.status for p in plans],
-                "e_runs": list(columns[0]),
-                "e_seqs": list(columns[1]),
-                "e_types": list(columns[2]),
-                "e_payloads": list(columns[3]),
-                "e_epochs": list(columns[4]),
-                "e_terminal": list(columns[5]),
-                "e_prev": list(columns[6]),
-                "e_hashes": list(columns[7]),
+                "runs": _arrays.uuid_array([p.run_id for p in plans]),
+                "epochs": _arrays.int8_array([p.head.epoch for p in plans]),
+                "expected": _arrays.int8_array([p.head.last_seq for p in plans]),
+                "seqs": _arrays.int8_array([p.last_seq for p in plans]),
+                "hashes": _arrays.bytea_array([p.last_hash for p in plans]),
+                "statuses": _arrays.text_array([p.status for p in plans]),
+                "e_runs": _arrays.fixed(_arrays.UuidArray, runs),
+                "e_seqs": _arrays.fixed(_arrays.Int8Array, seqs),
+                "e_types": _arrays.text_array(types),
+                "e_payloads": _arrays.text_array(payloads),
+                "e_epochs": _arrays.fixed(_arrays.Int8Array, epochs),
+                "e_terminal": _arrays.bool_array(ends),
+                "e_prev": _arrays.fixed(_arrays.ByteaArray, prevs),
+                "e_hashes": _arrays.fixed(_arrays.ByteaArray, hashes),
             },
         )
         row = await cur.fetchone()
@@ -451,7 +484,7 @@ def _prepare(
             schema_version=SCHEMA_VERSION,
             payload=payload,
         )
-        prepared.append(_Prepared(type_, payload.decode(), status, head, tail))
+        prepared.append(_Prepared(type_, type_.encode(), payload, status, head, tail))
     return prepared, size
 
 
@@ -702,6 +735,7 @@ class GroupCommitWriter:
                 if attempt == _CONNECT_ATTEMPTS:
                     raise
             else:
+                _arrays.register(conn)
                 self._conn = conn
                 self._connects += 1
                 return conn
