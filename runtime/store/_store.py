@@ -248,8 +248,9 @@ class Store:
         payload: object = None,
     ) -> int:
         """Append one event; return its seq. See :meth:`append_events`."""
-        (seq,) = await self.append_events(run_id, epoch, [events.NewEvent(type, payload)])
-        return seq
+        if self._writer is None or self._state is not _State.OPEN:
+            raise StoreClosed("store", self._state.value)
+        return await self._writer.append_one(run_id, epoch, type, payload)
 
     async def read_events(
         self, run_id: UUID, *, after: int = 0, limit: int = 100

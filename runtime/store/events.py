@@ -50,7 +50,7 @@ import asyncio
 import hashlib
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Final, NamedTuple, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Final, NamedTuple
 from uuid import UUID
 
 import anyio
@@ -72,7 +72,7 @@ from runtime.store import _arrays, _codec
 from runtime.store.chain import canonical_parts
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable, Sequence
+    from collections.abc import Sequence
     from datetime import datetime
 
     from anyio.abc import TaskStatus
@@ -116,9 +116,6 @@ _CONNECT_ATTEMPTS: Final = 3
 _CONNECT_PAUSE: Final = 0.1
 _CLOSE_TIMEOUT: Final = 5.0
 _RETRYABLE: Final = (pg_errors.DeadlockDetected, pg_errors.SerializationFailure)
-
-_P = ParamSpec("_P")
-_T = TypeVar("_T")
 
 _logger = structlog.get_logger("runtime.store")
 
@@ -346,15 +343,8 @@ class _Plan:
     items: list[_Append]
     seqs: list[list[int]]  # per item
     hashes: list[bytes]  # per event, in order
+    last_seq: int
     status: str | None  # terminal status set by the last event, if any
-
-    @property
-    def last_seq(self) -> int:
-        return self.head.last_seq + len(self.hashes)
-
-    @property
-    def last_hash(self) -> bytes:
-        return self.hashes[-1]
 
 
 class _Statement:
@@ -383,7 +373,7 @@ class _Statement:
                 status = event.status
             all_seqs.append(list(range(first, seq + 1)))
         self.events += len(hashes)
-        self.plans.append(_Plan(run_id, head, items, all_seqs, hashes, status))
+        self.plans.append(_Plan(run_id, head, items, all_seqs, hashes, seq, status))
 
     async def execute(
         self, conn: AsyncConnection[TupleRow], notify_in_tx: bool
@@ -438,7 +428,7 @@ class _Statement:
                 "epochs": _arrays.int8_array([p.head.epoch for p in plans]),
                 "expected": _arrays.int8_array([p.head.last_seq for p in plans]),
                 "seqs": _arrays.int8_array([p.last_seq for p in plans]),
-                "hashes": _arrays.bytea_array([p.last_hash for p in plans]),
+                "hashes": _arrays.fixed(_arrays.ByteaArray, [p.hashes[-1] for p in plans]),
                 "statuses": _arrays.text_array([p.status for p in plans]),
                 "e_runs": _arrays.fixed(_arrays.UuidArray, runs),
                 "e_seqs": _arrays.fixed(_arrays.Int8Array, seqs),
@@ -457,35 +447,26 @@ class _Statement:
         return None if len(moved) == len(plans) else set(moved)
 
 
-def _prepare(
-    run_id: UUID, epoch: int, events: Sequence[NewEvent], limit: int
-) -> tuple[list[_Prepared], int]:
-    if not events:
-        raise ValueError("append needs at least one event")
-    prepared: list[_Prepared] = []
-    size = 0
-    last = len(events) - 1
-    for index, event in enumerate(events):
-        type_ = event.type
-        if not 0 < len(type_) <= _MAX_TYPE_LENGTH or "\x00" in type_:
-            raise ValueError(
-                f"event type must be a non-empty str of at most {_MAX_TYPE_LENGTH} characters"
-                " without NUL"
-            )
-        status = TERMINAL_EVENTS.get(type_)
-        if status is not None and index != last:
-            raise ValueError(f"terminal event {type_!r} must be the last of its append")
-        payload = _codec.encode(event.payload, what=f"payload of {type_!r}", limit=limit)
-        size += len(payload)
-        head, tail = canonical_parts(
-            run_id=run_id,
-            type_json=orjson.dumps(type_),
-            epoch=epoch,
-            schema_version=SCHEMA_VERSION,
-            payload=payload,
+def _prepare_event(
+    run_id: UUID, epoch: int, type_: str, payload: object, limit: int, last: bool
+) -> _Prepared:
+    if not 0 < len(type_) <= _MAX_TYPE_LENGTH or "\x00" in type_:
+        raise ValueError(
+            f"event type must be a non-empty str of at most {_MAX_TYPE_LENGTH} characters"
+            " without NUL"
         )
-        prepared.append(_Prepared(type_, type_.encode(), payload, status, head, tail))
-    return prepared, size
+    status = TERMINAL_EVENTS.get(type_)
+    if status is not None and not last:
+        raise ValueError(f"terminal event {type_!r} must be the last of its append")
+    data = _codec.encode(payload, what="payload", of=type_, limit=limit)
+    head, tail = canonical_parts(
+        run_id=run_id,
+        type_json=orjson.dumps(type_),
+        epoch=epoch,
+        schema_version=SCHEMA_VERSION,
+        payload=data,
+    )
+    return _Prepared(type_, type_.encode(), data, status, head, tail)
 
 
 class _Deadline:
@@ -625,9 +606,28 @@ class GroupCommitWriter:
         """
         if not isinstance(run_id, UUID):
             raise TypeError(f"run_id must be a UUID, not {type(run_id).__name__}")
-        prepared, size = _prepare(run_id, epoch, events, self._config.payload_limit)
+        if not events:
+            raise ValueError("append needs at least one event")
+        limit = self._config.payload_limit
+        last = len(events) - 1
+        prepared = [
+            _prepare_event(run_id, epoch, event.type, event.payload, limit, index == last)
+            for index, event in enumerate(events)
+        ]
+        return await self._submit(run_id, epoch, prepared)
+
+    async def append_one(self, run_id: UUID, epoch: int, type_: str, payload: object) -> int:
+        """:meth:`append` of one event; return its seq."""
+        if not isinstance(run_id, UUID):
+            raise TypeError(f"run_id must be a UUID, not {type(run_id).__name__}")
+        event = _prepare_event(run_id, epoch, type_, payload, self._config.payload_limit, True)
+        (seq,) = await self._submit(run_id, epoch, [event])
+        return seq
+
+    async def _submit(self, run_id: UUID, epoch: int, prepared: list[_Prepared]) -> list[int]:
         if not self._accepting:
             raise StoreClosed("store", "not open")
+        size = sum(len(event.payload) for event in prepared)
         item = _Append(run_id, epoch, prepared, size, asyncio.get_running_loop().create_future())
         queue = self._queue
         try:
@@ -751,7 +751,18 @@ class GroupCommitWriter:
         error: BaseException
         deadline.start()
         try:
-            await self._commit(batch)
+            attempt = 1
+            while True:
+                try:
+                    await self._commit(batch)
+                    break
+                except _RETRYABLE:
+                    # Rolled back: retry what it left unsettled, a bounded number of times.
+                    if attempt == _TX_ATTEMPTS:
+                        raise
+                attempt += 1
+                self._retries += 1
+                batch = [item for item in batch if not item.settled]
         except asyncio.CancelledError:
             if not deadline.expired():
                 raise
@@ -779,7 +790,14 @@ class GroupCommitWriter:
             await self._drop_connection()
 
     async def _commit(self, batch: list[_Append]) -> None:
-        conn = await self._connection()
+        """Commit ``batch``: settle every append in it, or raise.
+
+        A deadlock or serialization failure raised from here rolled back only the
+        transaction it hit; appends settled before it stay settled.
+        """
+        conn = self._conn
+        if conn is None or conn.closed:
+            conn = await self._connection()
         heads = self._heads
         if len(batch) == 1:
             # The common case of one emitter: one append whose run's head is cached.
@@ -792,12 +810,12 @@ class GroupCommitWriter:
             ):
                 statement = _Statement()
                 statement.add(item.run_id, head, batch)
-                moved = await self._retrying(statement.execute, conn, self._notify_in_tx)
-                self._committed(statement, moved)
-                if moved is not None:
-                    heads.discard(item.run_id)
-                    self._contested += 1
-                    await self._retrying(self._commit_locked, conn, {item.run_id: batch})
+                if await statement.execute(conn, self._notify_in_tx) is None:
+                    self._committed(statement.plans)
+                    return
+                heads.discard(item.run_id)
+                self._contested += 1
+                await self._commit_locked(conn, {item.run_id: batch})
                 return
             by_run = {item.run_id: batch}
         else:
@@ -841,16 +859,18 @@ class GroupCommitWriter:
                 heads.discard(run_id)
                 contested[run_id] = pending
         if statement.plans:
-            moved = await self._retrying(statement.execute, conn, self._notify_in_tx)
-            self._committed(statement, moved)
-            if moved is not None:
+            moved = await statement.execute(conn, self._notify_in_tx)
+            if moved is None:
+                self._committed(statement.plans)
+            else:
+                self._committed([plan for plan in statement.plans if plan.run_id in moved])
                 for plan in statement.plans:
                     if plan.run_id not in moved:
                         heads.discard(plan.run_id)
                         contested[plan.run_id] = plan.items
         if contested:
             self._contested += len(contested)
-            await self._retrying(self._commit_locked, conn, contested)
+            await self._commit_locked(conn, contested)
 
     def _screen(
         self, run_id: UUID, items: list[_Append], head: _Head | None, authoritative: bool
@@ -885,32 +905,28 @@ class GroupCommitWriter:
         self._refused += 1
         item.fail(error)
 
-    def _committed(self, statement: _Statement, moved: set[UUID] | None) -> None:
-        """Settle the appends of runs whose head moved; remember their new heads."""
+    def _committed(self, plans: list[_Plan]) -> None:
+        """Settle the appends of ``plans``, whose heads moved; remember the new heads."""
+        if not plans:
+            return
         heads = self._heads
         count = 0
-        notices: dict[UUID, int] = {}
-        for plan in statement.plans:
-            if moved is not None and plan.run_id not in moved:
-                continue
+        for plan in plans:
             for item, seqs in zip(plan.items, plan.seqs, strict=True):
                 item.resolve(seqs)
-                count += 1
+            count += len(plan.items)
             head = plan.head
             heads.put(
                 plan.run_id,
-                _Head(plan.last_seq, plan.last_hash, head.epoch, plan.status or head.status),
+                _Head(plan.last_seq, plan.hashes[-1], head.epoch, plan.status or head.status),
             )
-            self._events += plan.last_seq - head.last_seq
-            if not self._notify_in_tx:
-                notices[plan.run_id] = plan.last_seq
-        if count:
-            self._transactions += 1
-            if count > self._largest_batch:
-                self._largest_batch = count
-            if notices:
-                # Wake readers right after commit, off this writer's path.
-                self._notifier.post(notices)
+            self._events += len(plan.hashes)
+        self._transactions += 1
+        if count > self._largest_batch:
+            self._largest_batch = count
+        if not self._notify_in_tx:
+            # Wake readers right after commit, off this writer's path.
+            self._notifier.post({plan.run_id: plan.last_seq for plan in plans})
 
     async def _commit_locked(
         self, conn: AsyncConnection[TupleRow], contested: dict[UUID, list[_Append]]
@@ -933,7 +949,7 @@ class GroupCommitWriter:
             if statement.plans and await statement.execute(conn, self._notify_in_tx) is not None:
                 # Impossible while the rows are locked; roll back rather than guess.
                 raise RuntimeError("an append under the row lock did not move its run's head")
-        self._committed(statement, None)
+        self._committed(statement.plans)
         for run_id, head in locked.items():
             if run_id not in self._heads:
                 self._heads.put(run_id, head)
@@ -946,20 +962,6 @@ class GroupCommitWriter:
             run_id: _Head(int(last_seq), bytes(last_hash), int(epoch), str(status))
             for run_id, status, epoch, last_seq, last_hash in await cur.fetchall()
         }
-
-    async def _retrying(
-        self, step: Callable[_P, Awaitable[_T]], *args: _P.args, **kwargs: _P.kwargs
-    ) -> _T:
-        """Run ``step``; again (bounded) if a deadlock or serialization failure rolled it back."""
-        attempt = 1
-        while True:
-            try:
-                return await step(*args, **kwargs)
-            except _RETRYABLE:
-                if attempt == _TX_ATTEMPTS:
-                    raise
-            self._retries += 1
-            attempt += 1
 
 
 async def read_events(
