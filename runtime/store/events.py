@@ -383,17 +383,10 @@ class _Statement:
         if self.events == 1:
             (plan,) = plans
             head = plan.head
-            seq = head.last_seq + 1
-            event = plan.items[0].events[0]
-            status = event.status
-            # The placeholders in order: the UPDATE's SET and WHERE, then the INSERT's.
-            update = (seq, plan.hashes[0], status, status, plan.run_id, head.epoch, head.epoch)
-            insert = (event.type, event.payload.decode(), head.epoch, status, head.last_hash)
-            cur = await conn.execute(
-                _APPEND_ONE_NOTIFY if notify_in_tx else _APPEND_ONE_QUIET,
-                (*update, seq - 1, *insert, plan.hashes[0]),
+            one = await _execute_one(
+                conn, notify_in_tx, plan.run_id, head, plan.items[0].events[0], plan.hashes[0]
             )
-            return None if cur.rowcount == 1 else set()
+            return None if one else set()
         # The events' columns as binary arrays, each element already length-prefixed
         # (see runtime/store/_arrays.py): one join per column, no per-element dumping.
         runs: list[bytes] = []
@@ -445,6 +438,27 @@ class _Statement:
         if moved is None:
             return set()
         return None if len(moved) == len(plans) else set(moved)
+
+
+async def _execute_one(
+    conn: AsyncConnection[TupleRow],
+    notify_in_tx: bool,
+    run_id: UUID,
+    head: _Head,
+    event: _Prepared,
+    digest: bytes,
+) -> bool:
+    """Append one event as seq ``head.last_seq + 1``; return whether the head moved."""
+    seq = head.last_seq + 1
+    status = event.status
+    epoch = head.epoch
+    # The placeholders in order: the UPDATE's SET and WHERE, then the INSERT's.
+    update = (seq, digest, status, status, run_id, epoch, epoch, seq - 1)
+    insert = (event.type, event.payload.decode(), epoch, status, head.last_hash, digest)
+    cur = await conn.execute(
+        _APPEND_ONE_NOTIFY if notify_in_tx else _APPEND_ONE_QUIET, (*update, *insert)
+    )
+    return cur.rowcount == 1
 
 
 def _prepare_event(
@@ -808,11 +822,32 @@ class GroupCommitWriter:
                 and item.epoch == head.epoch > 0
                 and head.status not in _TERMINAL_STATUSES
             ):
-                statement = _Statement()
-                statement.add(item.run_id, head, batch)
-                if await statement.execute(conn, self._notify_in_tx) is None:
-                    self._committed(statement.plans)
-                    return
+                if len(item.events) == 1:
+                    # Inline, without a statement builder: the single-emitter hot path.
+                    event = item.events[0]
+                    seq = head.last_seq + 1
+                    digest = hashlib.sha256(
+                        b"%s%s%d%s" % (head.last_hash, event.head, seq, event.tail)
+                    ).digest()
+                    if await _execute_one(
+                        conn, self._notify_in_tx, item.run_id, head, event, digest
+                    ):
+                        item.resolve([seq])
+                        heads.put(
+                            item.run_id, _Head(seq, digest, head.epoch, event.status or head.status)
+                        )
+                        self._events += 1
+                        self._transactions += 1
+                        self._largest_batch = self._largest_batch or 1
+                        if not self._notify_in_tx:
+                            self._notifier.post({item.run_id: seq})
+                        return
+                else:
+                    statement = _Statement()
+                    statement.add(item.run_id, head, batch)
+                    if await statement.execute(conn, self._notify_in_tx) is None:
+                        self._committed(statement.plans)
+                        return
                 heads.discard(item.run_id)
                 self._contested += 1
                 await self._commit_locked(conn, {item.run_id: batch})
