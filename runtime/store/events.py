@@ -86,6 +86,7 @@ __all__ = [
     "EVENTS_CHANNEL",
     "SCHEMA_VERSION",
     "TERMINAL_EVENTS",
+    "WRITER_APPLICATION_NAME",
     "Event",
     "GroupCommitWriter",
     "NewEvent",
@@ -98,6 +99,9 @@ EVENTS_CHANNEL: Final = "warden_events"
 
 SCHEMA_VERSION: Final = 1
 """Schema version stamped on every event this build writes."""
+
+WRITER_APPLICATION_NAME: Final = "warden-append-writer"
+"""``application_name`` of each group-commit writer's own connection."""
 
 TERMINAL_EVENTS: Final = {
     "run.succeeded": "succeeded",
@@ -738,9 +742,12 @@ class GroupCommitWriter:
             return conn
         self._conn = None
         attempt = 1
-        # The pool's settings: autocommit (from connect) and the server-side timeout.
+        # The pool's settings (autocommit, from connect; the server-side timeout), and a
+        # name that tells the writer's backend apart in pg_stat_activity.
         dsn = make_conninfo(
-            self._dsn, options=f"-c statement_timeout={int(self._config.statement_timeout * 1000)}"
+            self._dsn,
+            options=f"-c statement_timeout={int(self._config.statement_timeout * 1000)}",
+            application_name=WRITER_APPLICATION_NAME,
         )
         while True:
             try:

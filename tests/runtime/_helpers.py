@@ -41,6 +41,23 @@ async def expire_lease(dsn: str, run_id: UUID) -> None:
     )
 
 
+async def wait_blocked_by(dsn: str, pid: int) -> None:
+    """Return once another backend waits for a lock that backend ``pid`` holds.
+
+    Polls ``pg_blocking_pids`` (one query per turn, no sleeping); bound it with
+    ``anyio.fail_after``.
+    """
+    async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
+        while True:
+            cur = await conn.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE %s = ANY(pg_blocking_pids(pid))",
+                (pid,),
+            )
+            row = await cur.fetchone()
+            if row is not None and row[0]:
+                return
+
+
 def applied_report() -> str:
     """What ``warden migrate`` prints when it applies every shipped migration.
 

@@ -112,3 +112,22 @@ def test_three_processes_at_once_apply_each_migration_exactly_once(empty_dsn: st
     with psycopg.connect(empty_dsn) as conn:
         ledger = conn.execute("SELECT version FROM warden_migrations ORDER BY version").fetchall()
     assert ledger == [(m.version,) for m in SHIPPED]
+
+
+async def test_0002_copies_existing_lease_epochs_into_the_run_rows(empty_dsn: str) -> None:
+    await apply_migrations(empty_dsn, migrations=SHIPPED[:1])
+    await query(
+        empty_dsn,
+        "INSERT INTO runs (run_id, owner, session_id, run_type, status) VALUES"
+        " ('00000000-0000-0000-0000-000000000001', 'o', 's', 't', 'running'),"
+        " ('00000000-0000-0000-0000-000000000002', 'o', 's', 't', 'pending')",
+    )
+    await query(
+        empty_dsn,
+        "INSERT INTO run_leases (run_id, owner_node, epoch, acquired_at, renewed_at,"
+        " expires_at) VALUES ('00000000-0000-0000-0000-000000000001', 'n', 7, now(), now(),"
+        " now())",
+    )
+    await apply_migrations(empty_dsn, migrations=SHIPPED[:2])
+    rows = await query(empty_dsn, "SELECT lease_epoch FROM runs ORDER BY run_id")
+    assert rows == [(7,), (0,)]
