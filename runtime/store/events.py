@@ -19,7 +19,7 @@ runs whose head moved; no explicit row locks are taken.
 seq and hash, lease epoch, status) in a bounded LRU. For a batch it numbers the events
 from the cached head and chains ``sha256(prev_hash || canonical bytes)`` in Python, then
 sends **one statement** (one round trip, one transaction): the ``UPDATE`` above for every
-run in the batch, ``run_id`` order, and the ``INSERT`` of their events; in
+run in the batch (sorted by ``run_id``), and the ``INSERT`` of their events; in
 ``in_transaction`` mode it also calls ``pg_notify`` once. The ``last_seq = <expected>``
 condition makes the cache a hint: a wrong head can never write, it only moves nothing.
 
@@ -34,10 +34,13 @@ condition makes the cache a hint: a wrong head can never write, it only moves no
   chain it from the locked head and commit it. Under the lock that cannot fail again, so
   it is a bounded retry (one) that still makes progress against any number of writers.
 * A deadlock or serialization failure (which roll the transaction back) is retried up to
-  :data:`_TX_ATTEMPTS` times. Any other failure fails the batch's unsettled appends and
-  drops their runs from the cache; a failure whose outcome is unknown (connection lost,
-  timeout) also drops the connection, which the next batch reopens (a bounded number of
-  attempts each).
+  :data:`_TX_ATTEMPTS` times. Any other failure fails the batch's unsettled appends, drops
+  their runs from the cache and drops the connection, which the next batch reopens (a
+  bounded number of attempts each). A failure whose outcome is unknown (connection lost,
+  timeout) is never retried: the append might have committed.
+
+Every statement runs on one long-lived cursor of the writer's own connection; a batch of
+one event takes a scalar statement, inline, without the batch builder.
 
 Per-run order is the queue's FIFO order, which is each caller's emit order. Appends queued
 behind a terminal append of the same run wait for the next transaction, where they are
@@ -369,6 +372,8 @@ class _Statement:
         all_seqs: list[list[int]] = []
         status = None
         for item in items:
+            # The canonical bytes were built with the append's epoch; the row gets the head's.
+            assert item.epoch == head.epoch, "an append numbered under another epoch"
             first = seq + 1
             for event in item.events:
                 seq += 1
@@ -628,20 +633,23 @@ class GroupCommitWriter:
             _prepare_event(run_id, epoch, event.type, event.payload, limit, index == last)
             for index, event in enumerate(events)
         ]
-        return await self._submit(run_id, epoch, prepared)
+        return await self._submit(
+            run_id, epoch, prepared, sum(len(event.payload) for event in prepared)
+        )
 
     async def append_one(self, run_id: UUID, epoch: int, type_: str, payload: object) -> int:
         """:meth:`append` of one event; return its seq."""
         if not isinstance(run_id, UUID):
             raise TypeError(f"run_id must be a UUID, not {type(run_id).__name__}")
         event = _prepare_event(run_id, epoch, type_, payload, self._config.payload_limit, True)
-        (seq,) = await self._submit(run_id, epoch, [event])
+        (seq,) = await self._submit(run_id, epoch, [event], len(event.payload))
         return seq
 
-    async def _submit(self, run_id: UUID, epoch: int, prepared: list[_Prepared]) -> list[int]:
+    async def _submit(
+        self, run_id: UUID, epoch: int, prepared: list[_Prepared], size: int
+    ) -> list[int]:
         if not self._accepting:
             raise StoreClosed("store", "not open")
-        size = sum(len(event.payload) for event in prepared)
         item = _Append(run_id, epoch, prepared, size, asyncio.get_running_loop().create_future())
         queue = self._queue
         try:
@@ -654,8 +662,9 @@ class GroupCommitWriter:
                 raise StoreOverloaded(
                     f"append queue full ({self._config.append_queue_size} appends)"
                 ) from None
-        if queue.qsize() > self._queue_peak:
-            self._queue_peak = queue.qsize()
+        queued = queue.qsize()
+        if queued > self._queue_peak:
+            self._queue_peak = queued
         # Cancelling this wait cancels only the wait: the writer still commits the append.
         outcome = await item.outcome
         if isinstance(outcome, BaseException):
