@@ -619,7 +619,9 @@ class GroupCommitWriter:
         Raises:
             PayloadNotSerializable, PayloadTooLarge: a payload was refused.
             RunNotFound, RunTerminal, StaleEpoch: the append was refused; nothing written.
-            StoreOverloaded: the queue stayed full for ``append_queue_timeout`` seconds.
+            StoreOverloaded: the queue stayed full for ``append_queue_timeout`` seconds,
+                or the transaction took over ``append_timeout`` (its outcome may be
+                unknown).
             DatabaseUnavailable: the transaction failed (its outcome may be unknown).
             StoreClosed: the store is not open.
         """

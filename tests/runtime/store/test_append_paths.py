@@ -318,3 +318,15 @@ async def test_a_batch_chosen_as_deadlock_victim_is_retried(store: Store, dsn: s
     for run_id in (low, high):
         assert [seq for seq, _, _ in await _log(dsn, run_id)] == [1, 2]
         assert (await store.verify_chain(run_id)).ok
+
+
+async def test_non_ascii_types_and_payloads_chain_on_both_statements(store: Store) -> None:
+    run, lease = await leased_run(store)
+    # One event alone (the scalar statement), then a batch (the array statement).
+    assert await store.append_event(run.run_id, lease.epoch, "étape.✓", {"clé": "värde"}) == 1
+    assert await store.append_events(
+        run.run_id, lease.epoch, [NewEvent("étape.✓", ["ü", 1.5]), NewEvent('quote".\\', None)]
+    ) == [2, 3]
+    events = await store.read_events(run.run_id)
+    assert [e.type for e in events] == ["étape.✓", "étape.✓", 'quote".\\']
+    assert (await store.verify_chain(run.run_id)).ok
