@@ -97,6 +97,8 @@ class NodeConfig(BaseSettings):
         append_batch_size: most appends committed in one transaction.
         append_batch_bytes: most payload bytes committed in one transaction.
         append_timeout: seconds one group-commit transaction may take.
+        append_head_cache_size: runs whose log head (last seq and hash, lease epoch) the
+            group-commit writer remembers, least recently used first out.
         notify_mode: NOTIFY inside the append transaction or right after its commit.
         listener_poll_interval: seconds a waiter sleeps at most before re-reading anyway.
         listener_max_waiters: waiters the listener fans wake-ups out to.
@@ -120,6 +122,7 @@ class NodeConfig(BaseSettings):
     append_batch_size: int = Field(default=64, ge=1, le=128)
     append_batch_bytes: int = Field(default=8 * _MIB, ge=1)
     append_timeout: float = Field(default=30.0, gt=0)
+    append_head_cache_size: int = Field(default=10_000, ge=1)
     notify_mode: NotifyMode = "in_transaction"
     listener_poll_interval: float = Field(default=1.0, gt=0)
     listener_max_waiters: int = Field(default=10_000, ge=1)

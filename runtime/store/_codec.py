@@ -59,13 +59,15 @@ def _has_nul(value: object) -> bool:
     return False
 
 
-def encode(value: object, *, what: str, limit: int) -> bytes:
+def encode(value: object, *, what: str, limit: int, of: str | None = None) -> bytes:
     """Serialise ``value`` canonically (orjson, sorted keys) and enforce ``limit``.
 
     Args:
         value: the payload.
         what: names the payload in errors, e.g. ``"event payload"``.
         limit: the largest allowed size in bytes.
+        of: what the payload belongs to, added to ``what`` in errors (``"payload of
+            'step'"``); formatted only when raising, so the common path pays nothing.
 
     Raises:
         PayloadNotSerializable: orjson refuses the value (unsupported type, non-string
@@ -75,16 +77,20 @@ def encode(value: object, *, what: str, limit: int) -> bytes:
     try:
         data = orjson.dumps(value, option=_OPTIONS)
     except TypeError as exc:  # orjson.JSONEncodeError subclasses TypeError
-        raise PayloadNotSerializable(what, str(exc)) from None
+        raise PayloadNotSerializable(_what(what, of), str(exc)) from None
     if _INTEGRAL_FLOAT_RISK.search(data):
         data = orjson.dumps(_integral_floats_to_int(value), option=_OPTIONS)
     if len(data) > limit:
-        raise PayloadTooLarge(what, len(data), limit)
+        raise PayloadTooLarge(_what(what, of), len(data), limit)
     # orjson writes U+0000 as the escape \u0000; confirm on the value before refusing,
     # since an escaped backslash followed by "u0000" produces the same bytes.
     if b"\\u0000" in data and _has_nul(value):
-        raise PayloadNotSerializable(what, "strings may not contain NUL (U+0000)")
+        raise PayloadNotSerializable(_what(what, of), "strings may not contain NUL (U+0000)")
     return data
+
+
+def _what(what: str, of: str | None) -> str:
+    return what if of is None else f"{what} of {of!r}"
 
 
 def canonical(value: JSON) -> bytes:

@@ -100,9 +100,7 @@ class Store:
             self._notifier = Notifier(
                 self._pool, events.EVENTS_CHANNEL, max_runs=self._config.append_batch_size
             )
-            self._writer = events.GroupCommitWriter(
-                self._pool, self._dsn, self._config, self._notifier
-            )
+            self._writer = events.GroupCommitWriter(self._dsn, self._config, self._notifier)
             task_group = await stack.enter_async_context(anyio.create_task_group())
             stack.callback(task_group.cancel_scope.cancel)
             await task_group.start(self._notifier.run)
@@ -218,7 +216,11 @@ class Store:
         """Record a cancel request and append ``run.cancel_requested`` (idempotent)."""
         data = self._encode({"reason": reason}, "cancel reason")
         async with self._connection() as conn:
-            return await runs.request_cancel(conn, run_id, reason=data)
+            request = await runs.request_cancel(conn, run_id, reason=data)
+        if request.requested and self._writer is not None:
+            # It moved the run's log head: spare the writer a refused first try.
+            self._writer.forget_head(run_id)
+        return request
 
     # -- events -------------------------------------------------------------------------
 
@@ -246,8 +248,9 @@ class Store:
         payload: object = None,
     ) -> int:
         """Append one event; return its seq. See :meth:`append_events`."""
-        (seq,) = await self.append_events(run_id, epoch, [events.NewEvent(type, payload)])
-        return seq
+        if self._writer is None or self._state is not _State.OPEN:
+            raise StoreClosed("store", self._state.value)
+        return await self._writer.append_one(run_id, epoch, type, payload)
 
     async def read_events(
         self, run_id: UUID, *, after: int = 0, limit: int = 100
@@ -297,9 +300,13 @@ class Store:
             RunNotFound, RunTerminal, LeaseHeld.
         """
         async with self._connection() as conn:
-            return await leases.acquire_lease(
+            lease = await leases.acquire_lease(
                 conn, run_id, owner_node=owner_node, ttl=ttl or self._config.lease_ttl
             )
+        if self._writer is not None:
+            # The run row's epoch changed: spare the writer a refused first try.
+            self._writer.forget_head(run_id)
+        return lease
 
     async def renew_lease(
         self,

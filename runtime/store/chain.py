@@ -33,6 +33,7 @@ __all__ = [
     "GENESIS_HASH",
     "ChainReport",
     "canonical_bytes",
+    "canonical_parts",
     "chain_hash",
     "verify_chain",
 ]
@@ -48,29 +49,42 @@ def canonical_bytes(
 ) -> bytes:
     """The canonical serialisation of one event (see the module docstring).
 
-    The append statement in :mod:`runtime.store.events` builds the same bytes in SQL
-    (the seq is allocated there); tests check both agree through :func:`verify_chain`.
+    The group-commit writer in :mod:`runtime.store.events` builds the same bytes from
+    :func:`canonical_parts` once the seq is known; tests check both agree through
+    :func:`verify_chain`.
 
     Args:
         payload: the payload's canonical bytes, as produced by :func:`_codec.encode`.
     """
-    return b"".join(
-        (
-            b'{"epoch":',
-            str(epoch).encode(),
-            b',"payload":',
-            payload,
-            b',"run_id":"',
-            str(run_id).encode(),
-            b'","schema_version":',
-            str(schema_version).encode(),
-            b',"seq":',
-            str(seq).encode(),
-            b',"type":',
-            orjson.dumps(type_),
-            b"}",
-        )
+    head, tail = canonical_parts(
+        run_id=run_id,
+        type_json=orjson.dumps(type_),
+        epoch=epoch,
+        schema_version=schema_version,
+        payload=payload,
     )
+    return b"%s%d%s" % (head, seq, tail)
+
+
+def canonical_parts(
+    *, run_id: UUID, type_json: bytes, epoch: int, schema_version: int, payload: bytes
+) -> tuple[bytes, bytes]:
+    """The canonical bytes of an event around its seq: ``head + b"%d" % seq + tail``.
+
+    Everything but the seq (and the previous hash) is known before the append reaches
+    the database, so an appender builds these once and the writer only joins in the seq.
+
+    Args:
+        type_json: the event type as a JSON string (``orjson.dumps(type_)``).
+        payload: the payload's canonical bytes, as produced by :func:`_codec.encode`.
+    """
+    head = b'{"epoch":%d,"payload":%s,"run_id":"%s","schema_version":%d,"seq":' % (
+        epoch,
+        payload,
+        str(run_id).encode(),
+        schema_version,
+    )
+    return head, b',"type":%s}' % type_json
 
 
 def chain_hash(prev_hash: bytes, canonical: bytes) -> bytes:

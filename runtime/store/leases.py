@@ -2,8 +2,11 @@
 
 * **acquire** succeeds when the run has no lease row or its lease expired by the
   database's ``now()``; it increments the epoch. It first locks the run row, so it waits
-  for any append in flight and every later append by the previous owner sees the new
-  epoch and fails with ``StaleEpoch``.
+  for any append in flight, and in the same statement it copies the new epoch into
+  ``runs.lease_epoch``, the column appends are fenced on: every later append by the
+  previous owner, including one already waiting for the row, sees the new epoch and fails
+  with ``StaleEpoch``. (A trigger keeps the two epochs equal for any other writer of
+  ``run_leases.epoch``; see ``migrations/0002_runs_lease_epoch.sql``.)
 * **renew** matches ``run_id``, ``owner_node`` and ``epoch`` on an unexpired lease and
   reports whether a cancel was requested; ``None`` (zero rows) means the lease is lost.
 * **release** expires the lease at once (the row stays, so epochs only grow).
@@ -41,9 +44,13 @@ WITH run AS (
             acquired_at = now(), renewed_at = now(), expires_at = excluded.expires_at
         WHERE l.expires_at <= now()
     RETURNING {_COLUMNS}
-), started AS (
-    UPDATE runs SET status = 'running', updated_at = now()
-    WHERE run_id = %(run_id)s AND status = 'pending' AND EXISTS (SELECT 1 FROM lease)
+), fenced AS (
+    -- The run row carries the epoch appends are fenced on; this row is locked above, so
+    -- the new epoch is visible to every append that waited for it (migration 0002).
+    UPDATE runs AS r
+    SET lease_epoch = lease.epoch, updated_at = now(),
+        status = CASE WHEN r.status = 'pending' THEN 'running' ELSE r.status END
+    FROM lease WHERE r.run_id = lease.run_id
 )
 SELECT (SELECT status FROM run), lease.*
 FROM (SELECT 1) AS one LEFT JOIN lease ON true

@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import psycopg
 
+from runtime.migrator import discover_migrations
+
 if TYPE_CHECKING:
     from uuid import UUID
 
@@ -37,6 +39,31 @@ async def expire_lease(dsn: str, run_id: UUID) -> None:
         "UPDATE run_leases SET expires_at = now() - interval '1 second' WHERE run_id = %s",
         (run_id,),
     )
+
+
+async def wait_blocked_by(dsn: str, pid: int) -> None:
+    """Return once another backend waits for a lock that backend ``pid`` holds.
+
+    Polls ``pg_blocking_pids`` (one query per turn, no sleeping); bound it with
+    ``anyio.fail_after``.
+    """
+    async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
+        while True:
+            cur = await conn.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE %s = ANY(pg_blocking_pids(pid))",
+                (pid,),
+            )
+            row = await cur.fetchone()
+            if row is not None and row[0]:
+                return
+
+
+def applied_report() -> str:
+    """What ``warden migrate`` prints when it applies every shipped migration.
+
+    Reads the packaged files: call it outside the event loop.
+    """
+    return "".join(f"applied {m.version:04d}_{m.name}\n" for m in discover_migrations())
 
 
 def cli_env(**overrides: str) -> dict[str, str]:

@@ -6,7 +6,14 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from tests.runtime._helpers import cli_env, leased_run, query, run_cli, run_cli_async
+from tests.runtime._helpers import (
+    applied_report,
+    cli_env,
+    leased_run,
+    query,
+    run_cli,
+    run_cli_async,
+)
 
 if TYPE_CHECKING:
     from runtime.store import Store
@@ -50,7 +57,7 @@ def test_help_lists_the_subcommands() -> None:
 
 def test_migrate_reports_what_it_applied(empty_dsn: str) -> None:
     first = run_cli("migrate", env=cli_env(WARDEN_DSN=empty_dsn))
-    assert (first.returncode, first.stdout) == (0, "applied 0001_init\n")
+    assert (first.returncode, first.stdout) == (0, applied_report())
     second = run_cli("migrate", env=cli_env(WARDEN_DSN=empty_dsn))
     assert (second.returncode, second.stdout) == (0, "database is up to date\n")
 

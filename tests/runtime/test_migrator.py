@@ -30,6 +30,7 @@ def test_shipped_migrations_are_numbered_from_one() -> None:
 
 # Read once, outside the event loop: reading package files is blocking I/O.
 SHIPPED = discover_migrations()
+NEXT = len(SHIPPED) + 1  # the first version this build does not ship
 
 
 async def test_applies_each_migration_once(empty_dsn: str) -> None:
@@ -52,18 +53,18 @@ async def test_a_new_migration_is_applied_after_the_old_ones(empty_dsn: str) -> 
 async def test_a_failing_migration_leaves_no_trace(empty_dsn: str) -> None:
     shipped = SHIPPED
     await apply_migrations(empty_dsn, migrations=shipped)
-    broken = Migration(2, "broken", "CREATE TABLE half (id int); SELECT 1/0;", "0" * 64)
+    broken = Migration(NEXT, "broken", "CREATE TABLE half (id int); SELECT 1/0;", "0" * 64)
     with pytest.raises(Exception, match="division by zero"):
         await apply_migrations(empty_dsn, migrations=[*shipped, broken])
     assert await query(empty_dsn, "SELECT to_regclass('half') IS NULL") == [(True,)]
-    assert await query(empty_dsn, "SELECT max(version) FROM warden_migrations") == [(1,)]
+    assert await query(empty_dsn, "SELECT max(version) FROM warden_migrations") == [(NEXT - 1,)]
 
 
 async def test_an_edited_applied_migration_refuses_to_start(empty_dsn: str) -> None:
     shipped = SHIPPED
     await apply_migrations(empty_dsn, migrations=shipped)
     edited = dataclasses.replace(shipped[0], sql=shipped[0].sql + "\n-- edited", checksum="e" * 64)
-    extra = Migration(2, "extra", "CREATE TABLE extra (id int);", "f" * 64)
+    extra = Migration(NEXT, "extra", "CREATE TABLE extra (id int);", "f" * 64)
     with pytest.raises(MigrationChecksumMismatch) as caught:
         await apply_migrations(empty_dsn, migrations=[edited, extra])
     assert caught.value.version == 1
@@ -74,11 +75,11 @@ async def test_an_edited_applied_migration_refuses_to_start(empty_dsn: str) -> N
 
 async def test_a_database_ahead_of_the_build_refuses_to_start(empty_dsn: str) -> None:
     shipped = SHIPPED
-    extra = Migration(2, "future", "SELECT 1;", "f" * 64)
+    extra = Migration(NEXT, "future", "SELECT 1;", "f" * 64)
     await apply_migrations(empty_dsn, migrations=[*shipped, extra])
     with pytest.raises(UnknownMigration) as caught:
         await apply_migrations(empty_dsn, migrations=shipped)
-    assert caught.value.version == 2
+    assert caught.value.version == NEXT
 
 
 async def test_a_held_lock_times_out_with_a_clear_error(empty_dsn: str) -> None:
@@ -111,3 +112,22 @@ def test_three_processes_at_once_apply_each_migration_exactly_once(empty_dsn: st
     with psycopg.connect(empty_dsn) as conn:
         ledger = conn.execute("SELECT version FROM warden_migrations ORDER BY version").fetchall()
     assert ledger == [(m.version,) for m in SHIPPED]
+
+
+async def test_0002_copies_existing_lease_epochs_into_the_run_rows(empty_dsn: str) -> None:
+    await apply_migrations(empty_dsn, migrations=SHIPPED[:1])
+    await query(
+        empty_dsn,
+        "INSERT INTO runs (run_id, owner, session_id, run_type, status) VALUES"
+        " ('00000000-0000-0000-0000-000000000001', 'o', 's', 't', 'running'),"
+        " ('00000000-0000-0000-0000-000000000002', 'o', 's', 't', 'pending')",
+    )
+    await query(
+        empty_dsn,
+        "INSERT INTO run_leases (run_id, owner_node, epoch, acquired_at, renewed_at,"
+        " expires_at) VALUES ('00000000-0000-0000-0000-000000000001', 'n', 7, now(), now(),"
+        " now())",
+    )
+    await apply_migrations(empty_dsn, migrations=SHIPPED[:2])
+    rows = await query(empty_dsn, "SELECT lease_epoch FROM runs ORDER BY run_id")
+    assert rows == [(7,), (0,)]

@@ -6,7 +6,7 @@ import uuid
 
 import pytest
 
-from runtime.store import LeaseHeld, RunNotFound, RunTerminal, Store
+from runtime.store import LeaseHeld, RunNotFound, RunTerminal, StaleEpoch, Store
 from tests.runtime._helpers import expire_lease, leased_run, query
 
 pytestmark = pytest.mark.anyio
@@ -117,3 +117,39 @@ async def test_acquire_refuses_unknown_and_terminal_runs(store: Store) -> None:
     with pytest.raises(RunTerminal) as caught:
         await store.acquire_lease(run.run_id, owner_node="node-b")
     assert caught.value.status == "failed"
+
+
+async def test_acquire_writes_the_epoch_into_the_run_row(store: Store, dsn: str) -> None:
+    run, first = await leased_run(store, node="node-a")
+    fence = "SELECT lease_epoch FROM runs WHERE run_id = %s"
+    assert await query(dsn, fence, (run.run_id,)) == [(first.epoch,)]
+    await expire_lease(dsn, run.run_id)
+    second = await store.acquire_lease(run.run_id, owner_node="node-b")
+    assert await query(dsn, fence, (run.run_id,)) == [(second.epoch,)]
+    # Renew and release leave the epoch alone: the expired, released lease's owner is
+    # still fenced on the epoch alone until someone takes over (DESIGN §6).
+    assert await store.renew_lease(run.run_id, owner_node="node-b", epoch=second.epoch)
+    assert await store.release_lease(run.run_id, owner_node="node-b", epoch=second.epoch)
+    assert await query(dsn, fence, (run.run_id,)) == [(second.epoch,)]
+    assert await store.append_event(run.run_id, second.epoch, "after release") == 1
+
+
+async def test_any_other_write_of_the_lease_epoch_moves_the_fence_too(
+    store: Store, dsn: str
+) -> None:
+    # As a node on the previous build would take over: run_leases only.
+    run, lease = await leased_run(store)
+    await store.append_event(run.run_id, lease.epoch, "a")
+    await query(dsn, "UPDATE run_leases SET epoch = epoch + 1 WHERE run_id = %s", (run.run_id,))
+    with pytest.raises(StaleEpoch) as stale:
+        await store.append_event(run.run_id, lease.epoch, "b")
+    assert stale.value.current_epoch == lease.epoch + 1
+    assert await store.append_event(run.run_id, lease.epoch + 1, "c") == 2
+    # A deleted lease row fences everyone, as a missing one always did.
+    await query(dsn, "DELETE FROM run_leases WHERE run_id = %s", (run.run_id,))
+    with pytest.raises(StaleEpoch) as gone:
+        await store.append_event(run.run_id, lease.epoch + 1, "d")
+    assert gone.value.current_epoch is None
+    assert await query(dsn, "SELECT count(*) FROM run_events WHERE run_id = %s", (run.run_id,)) == [
+        (2,)
+    ]
