@@ -267,7 +267,7 @@ async def stale_rows(dsn: str) -> int:
     return int(row[0])
 
 
-async def run(dsn: str | None, scale: float) -> tuple[list[Row], list[Row]]:
+async def run(dsn: str | None, scale: float, writers: int = 50) -> tuple[list[Row], list[Row]]:
     n = max(50, int(2000 * scale))
     async with _database(dsn) as db:
         await apply_migrations(db)
@@ -310,10 +310,10 @@ async def run(dsn: str | None, scale: float) -> tuple[list[Row], list[Row]]:
                 # Alternate which mode goes first, so drift in the machine's load cancels.
                 for mode in modes if round_ % 2 == 0 else modes[::-1]:
                     spent_by_mode[mode] += await bench_concurrent_writers(
-                        db, config, mode, writers=50, per_writer=per_writer
+                        db, config, mode, writers=writers, per_writer=per_writer
                     )
             for mode, seconds in spent_by_mode.items():
-                results[f"writers{label}_{mode}"] = WRITER_ROUNDS * 50 * per_writer / seconds
+                results[f"writers{label}_{mode}"] = WRITER_ROUNDS * writers * per_writer / seconds
             if delay_us:
                 await _set_commit_delay(db, 0)
         winner: NotifyMode = (
@@ -342,21 +342,21 @@ async def run(dsn: str | None, scale: float) -> tuple[list[Row], list[Row]]:
         Row("notify_p99_ms", _percentile(chosen, 0.99), "ms", raw_p99),
     ]
 
-    def writers(label: str, mode: str) -> list[Row]:
+    def writer_rows(label: str, mode: str) -> list[Row]:
         key = f"writers{label}_{mode}"
         if key not in results:
             return []
-        return [Row(f"writers50{label}_notify_{mode}_eps", results[key], "events/s", raw)]
+        return [Row(f"writers{writers}{label}_notify_{mode}_eps", results[key], "events/s", raw)]
 
     def notify(mode: str, q: float) -> Row:
         name = f"notify_{mode}_p{round(q * 100)}_ms"
         return Row(name, _percentile(latency[mode], q), "ms", raw_p50 if q == 0.5 else raw_p99)
 
     extra = [
-        *writers("", "in_transaction"),
-        *writers("", "after_commit"),
-        *writers("_slow_commit", "in_transaction"),
-        *writers("_slow_commit", "after_commit"),
+        *writer_rows("", "in_transaction"),
+        *writer_rows("", "after_commit"),
+        *writer_rows("_slow_commit", "in_transaction"),
+        *writer_rows("_slow_commit", "after_commit"),
         notify("in_transaction", 0.5),
         notify("in_transaction", 0.99),
         notify("after_commit", 0.5),
@@ -392,12 +392,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dsn", default=os.environ.get("WARDEN_DSN"), help="PostgreSQL DSN")
     parser.add_argument("--json", metavar="PATH", help="also write the rows as JSON here")
     parser.add_argument("--scale", type=float, default=1.0, help="multiply the event counts")
+    parser.add_argument(
+        "--writers",
+        type=int,
+        default=50,
+        help="concurrent writer stores in (e); each holds two connections",
+    )
     args = parser.parse_args(argv)
     structlog.configure(
         wrapper_class=structlog.make_filtering_bound_logger(30),
         logger_factory=structlog.PrintLoggerFactory(sys.stderr),
     )
-    rows, extra = asyncio.run(run(args.dsn, args.scale))
+    rows, extra = asyncio.run(run(args.dsn, args.scale, args.writers))
     print(_table(rows + extra))
     if args.json:
         with open(args.json, "wb") as out:

@@ -9,13 +9,8 @@ directory. The schema is migrated once into a template database and every test g
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
-import shutil
-import tempfile
 import time
 import uuid
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import psycopg
@@ -24,12 +19,13 @@ from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
 from runtime.config import NodeConfig
-from runtime.embedded_pg import EmbeddedPostgres
 from runtime.migrator import apply_migrations
 from runtime.store import Store
+from tests.conftest import private_directory
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Iterator
+    from pathlib import Path
 
 
 _CLONE_ATTEMPTS = 5
@@ -41,44 +37,11 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-async def _start_embedded(pg: EmbeddedPostgres) -> str:
-    await pg.__aenter__()
-    return pg.dsn
-
-
-@contextlib.contextmanager
-def _private_dir(prefix: str) -> Iterator[Path]:
-    # Not under pytest's tmp_path: pytest deletes all but the newest three numbered base
-    # directories when a session starts, and another session on this machine (any
-    # checkout, same user) would delete a running server's data directory.
-    path = Path(tempfile.mkdtemp(prefix=prefix))
-    try:
-        yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
-
-
 @pytest.fixture
 def private_dir() -> Iterator[Path]:
     """A fresh directory for an embedded server's data, removed after the test."""
-    with _private_dir("warden-test-") as path:
+    with private_directory("warden-test-") as path:
         yield path
-
-
-@pytest.fixture(scope="session")
-def server_dsn() -> Iterator[str]:
-    """An admin DSN for the test server (``WARDEN_TEST_DSN`` or an embedded one)."""
-    dsn = os.environ.get("WARDEN_TEST_DSN")
-    if dsn:
-        yield dsn
-        return
-    with _private_dir("warden-test-pg-") as path:
-        pg = EmbeddedPostgres(path / "data")
-        dsn = asyncio.run(_start_embedded(pg))
-        try:
-            yield dsn
-        finally:
-            asyncio.run(pg.close())
 
 
 def dsn_for(server_dsn: str, dbname: str) -> str:
