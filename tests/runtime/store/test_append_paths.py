@@ -295,9 +295,11 @@ async def test_a_batch_chosen_as_deadlock_victim_is_retried(store: Store, dsn: s
         _row_lock(dsn, blocker.run_id) as gate,
         _row_lock(dsn, high) as holder,
     ):
-        # The holder checks for deadlocks much later than the writer, so the writer,
-        # which waits first, is the one that finds the cycle.
-        await holder.execute("SET deadlock_timeout = '60s'")
+        # The holder checks for deadlocks later than the writer, so the writer, which
+        # waits first, is the one that finds the cycle. PostgreSQL checks once per wait:
+        # if a stall delays the holder's request past the writer's check, the holder
+        # finds the cycle instead, well inside the time limit.
+        await holder.execute("SET deadlock_timeout = '5s'")
         with anyio.fail_after(60):
             async with anyio.create_task_group() as tg:
                 tg.start_soon(store.append_event, blocker.run_id, blocker_lease.epoch, "gate")
