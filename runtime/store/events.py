@@ -34,10 +34,13 @@ condition makes the cache a hint: a wrong head can never write, it only moves no
   chain it from the locked head and commit it. Under the lock that cannot fail again, so
   it is a bounded retry (one) that still makes progress against any number of writers.
 * A deadlock or serialization failure (which roll the transaction back) is retried up to
-  :data:`_TX_ATTEMPTS` times. Any other failure fails the batch's unsettled appends, drops
-  their runs from the cache and drops the connection, which the next batch reopens (a
-  bounded number of attempts each). A failure whose outcome is unknown (connection lost,
-  timeout) is never retried: the append might have committed.
+  :data:`_TX_ATTEMPTS` times, after a short random pause: retried at once, the writer
+  tends to re-take the row locks it just gave up before the other transaction, woken by
+  the rollback, can take them, and the same deadlock forms again. Any other failure fails
+  the batch's unsettled appends, drops their runs from the cache and drops the
+  connection, which the next batch reopens (a bounded number of attempts each). A
+  failure whose outcome is unknown (connection lost, timeout) is never retried: the
+  append might have committed.
 
 Every statement runs on one long-lived cursor of the writer's own connection; a batch of
 one event takes a scalar statement, inline, without the batch builder.
@@ -51,6 +54,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import random
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final, NamedTuple
@@ -118,6 +122,8 @@ _TERMINAL_STATUSES: Final = frozenset(TERMINAL_EVENTS.values())
 _MAX_TYPE_LENGTH: Final = 200
 _TX_ATTEMPTS: Final = 3
 """Tries of one transaction that a deadlock or serialization failure rolled back."""
+_RETRY_PAUSE: Final = (0.005, 0.025)
+"""Bounds in seconds of the random pause before such a retry."""
 _CONNECT_ATTEMPTS: Final = 3
 """Tries to (re)open the writer's connection for one batch, with a short pause between."""
 _CONNECT_PAUSE: Final = 0.1
@@ -796,6 +802,7 @@ class GroupCommitWriter:
                 attempt += 1
                 self._retries += 1
                 batch = [item for item in batch if not item.settled]
+                await anyio.sleep(random.uniform(*_RETRY_PAUSE))
         except asyncio.CancelledError:
             if not deadline.expired():
                 raise

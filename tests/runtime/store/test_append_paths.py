@@ -25,7 +25,7 @@ from runtime.store import (
     Store,
     StoreOverloaded,
 )
-from runtime.store.events import WRITER_APPLICATION_NAME
+from runtime.store.events import _TX_ATTEMPTS, WRITER_APPLICATION_NAME
 from runtime.store.leases import acquire_lease
 from tests.runtime._helpers import expire_lease, leased_run, query, wait_blocked_by
 
@@ -316,7 +316,13 @@ async def test_a_batch_chosen_as_deadlock_victim_is_retried(store: Store, dsn: s
                 await holder.rollback()
 
     assert outcomes == {low: 2, high: 2}
-    assert store.statistics().writer.retries == (0 if holder_was_victim else 1)
+    retries = store.statistics().writer.retries
+    if holder_was_victim:
+        assert retries == 0
+    else:
+        # Usually one; two when the retry still re-took X before the woken holder did
+        # and the same deadlock formed again. Either way within the budget, and landed.
+        assert 1 <= retries < _TX_ATTEMPTS
     for run_id in (low, high):
         assert [seq for seq, _, _ in await _log(dsn, run_id)] == [1, 2]
         assert (await store.verify_chain(run_id)).ok
