@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import datetime
+
 import anyio
 import pytest
 
-from runtime.store import MemoryScope, PayloadTooLarge, Store, VersionConflict
+from runtime.store import (
+    MemoryScope,
+    PayloadNotSerializable,
+    PayloadTooLarge,
+    Store,
+    VersionConflict,
+)
 from tests.runtime._helpers import query
 
 pytestmark = pytest.mark.anyio
@@ -100,4 +108,8 @@ async def test_purge_removes_only_expired_rows(store: Store, dsn: str) -> None:
 async def test_oversized_values_write_nothing(dsn: str, store: Store) -> None:
     with pytest.raises(PayloadTooLarge):
         await store.put_memory(SESSION, "k", "x" * (store.config.payload_limit + 1))
+    with pytest.raises(PayloadNotSerializable, match=r"\$\['score'\]"):
+        await store.put_memory(SESSION, "k", {"score": float("nan")})
+    with pytest.raises(PayloadNotSerializable, match="datetime"):
+        await store.put_memory(SESSION, "k", datetime.datetime.now(tz=datetime.UTC))
     assert await query(dsn, "SELECT count(*) FROM memory") == [(0,)]

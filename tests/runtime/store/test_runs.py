@@ -67,6 +67,8 @@ async def test_runs_without_key_are_distinct_and_listed(store: Store) -> None:
 async def test_bad_input_and_unknown_runs(store: Store, dsn: str) -> None:
     with pytest.raises(PayloadNotSerializable):
         await store.create_run(owner="o", session_id="s", run_type="t", input=object())
+    with pytest.raises(PayloadNotSerializable, match="NaN or Infinity"):
+        await store.create_run(owner="o", session_id="s", run_type="t", input=[float("nan")])
     assert await query(dsn, "SELECT count(*) FROM runs") == [(0,)]
     with pytest.raises(RunNotFound):
         await store.get_run(uuid.uuid4())
