@@ -9,6 +9,9 @@ caused ("the world did this": an unreachable database)::
     └── StoreError                      the durable layer (this module)
         ├── StoreClosed                 used before open or after close (you did this)
         ├── DatabaseUnavailable         cannot reach or lost the database (the world did this)
+        ├── DatabaseError               the database refused an operation (any other SQLSTATE)
+        │   └── SchemaNotMigrated       a table, column or function is missing: `warden migrate`
+        ├── TransactionConflict         deadlocks / serialization failures outlasted the retries
         ├── StoreOverloaded             a bounded queue or pool wait ran out of room or time
         ├── RunNotFound                 no run with this run_id
         ├── RunTerminal                 the run already reached a terminal status
@@ -26,7 +29,8 @@ caused ("the world did this": an unreachable database)::
 
 Messages are built in ``__init__`` from typed fields, so handlers can branch on the fields
 rather than on text. Database failures are classified by SQLSTATE class (psycopg's
-exception types), never by parsing message text: see :func:`runtime.store._sql.translate`.
+exception types), never by parsing message text: see :func:`runtime._db.raise_translated`.
+No raw psycopg error leaves the store, the migrator or the command line.
 """
 
 from __future__ import annotations
@@ -39,23 +43,26 @@ if TYPE_CHECKING:
     from uuid import UUID
 
 __all__ = [
-    "StoreError",
-    "StoreClosed",
+    "DatabaseError",
     "DatabaseUnavailable",
-    "StoreOverloaded",
-    "RunNotFound",
-    "RunTerminal",
+    "DeadLetterNotFound",
     "FencingError",
-    "StaleEpoch",
-    "LeaseHeld",
-    "VersionConflict",
     "InvalidPayload",
+    "LeaseHeld",
+    "MigrationChecksumMismatch",
+    "MigrationError",
     "PayloadNotSerializable",
     "PayloadTooLarge",
-    "DeadLetterNotFound",
-    "MigrationError",
-    "MigrationChecksumMismatch",
+    "RunNotFound",
+    "RunTerminal",
+    "SchemaNotMigrated",
+    "StaleEpoch",
+    "StoreClosed",
+    "StoreError",
+    "StoreOverloaded",
+    "TransactionConflict",
     "UnknownMigration",
+    "VersionConflict",
 ]
 
 
@@ -86,6 +93,53 @@ class DatabaseUnavailable(StoreError):
         self.host = host
         self.reason = " ".join(reason.split())
         super().__init__(f"database unavailable at host {host!r}: {self.reason}")
+
+
+class DatabaseError(StoreError):
+    """PostgreSQL refused or failed an operation for a reason not named elsewhere.
+
+    ``sqlstate`` is the server's five-character code (``None`` for a failure detected by
+    the client library); the message names the host, never the password.
+    """
+
+    def __init__(self, host: str, sqlstate: str | None, reason: str) -> None:
+        self.host = host
+        self.sqlstate = sqlstate
+        self.reason = " ".join(reason.split())
+        super().__init__(self._describe())
+
+    def _describe(self) -> str:
+        code = f" (SQLSTATE {self.sqlstate})" if self.sqlstate else ""
+        return f"database at host {self.host!r} refused the operation: {self.reason}{code}"
+
+
+class SchemaNotMigrated(DatabaseError):
+    """A table, column or function the store needs is missing: the schema is not (fully)
+    migrated. Run ``warden migrate``."""
+
+    def _describe(self) -> str:
+        return (
+            f"database at host {self.host!r} is not migrated ({self.reason}); run `warden migrate`"
+        )
+
+
+class TransactionConflict(StoreError):
+    """A transaction kept being rolled back by deadlocks or serialization failures.
+
+    It was retried ``attempts`` times; nothing of it was written. ``run_ids`` are the runs
+    it was for (empty when unknown). Retrying later is safe.
+    """
+
+    def __init__(self, run_ids: tuple[UUID, ...], sqlstate: str | None, attempts: int) -> None:
+        self.run_ids = run_ids
+        self.sqlstate = sqlstate
+        self.attempts = attempts
+        runs = ", ".join(str(r) for r in run_ids)
+        target = f" for run {runs}" if len(run_ids) == 1 else f" for runs {runs}" if runs else ""
+        super().__init__(
+            f"transaction{target} rolled back by a deadlock or serialization failure"
+            f" (SQLSTATE {sqlstate}) {attempts} time(s); nothing was written"
+        )
 
 
 class StoreOverloaded(StoreError):
@@ -228,6 +282,9 @@ for _error in (
     StoreError,
     StoreClosed,
     DatabaseUnavailable,
+    DatabaseError,
+    SchemaNotMigrated,
+    TransactionConflict,
     StoreOverloaded,
     RunNotFound,
     RunTerminal,
