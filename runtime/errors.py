@@ -14,6 +14,7 @@ caused ("the world did this": an unreachable database)::
         ├── TransactionConflict         deadlocks / serialization failures outlasted the retries
         ├── StoreOverloaded             a bounded queue or pool wait ran out of room or time
         ├── RunNotFound                 no run with this run_id
+        ├── RunConflict                 create_run repeated with a different request
         ├── RunTerminal                 the run already reached a terminal status
         ├── FencingError                the writer does not (or no longer) own the run
         │   ├── StaleEpoch              the lease row holds a different epoch
@@ -53,6 +54,7 @@ __all__ = [
     "MigrationError",
     "PayloadNotSerializable",
     "PayloadTooLarge",
+    "RunConflict",
     "RunNotFound",
     "RunTerminal",
     "SchemaNotMigrated",
@@ -156,6 +158,22 @@ class RunNotFound(StoreError):
     def __init__(self, run_id: UUID) -> None:
         self.run_id = run_id
         super().__init__(f"run {run_id} not found")
+
+
+class RunConflict(StoreError):
+    """``create_run`` found an existing run that a *different* request created.
+
+    A repeat returns the existing run only when it is the same request: same owner, same
+    idempotency key, session, run type and input (and the same ``run_id`` if one was
+    chosen). Anything else is refused and nothing is created or changed. ``run_id`` is the
+    contested id: the caller's chosen one, or (for an idempotency key) the caller's own
+    earlier run. Another owner's run is never revealed.
+    """
+
+    def __init__(self, run_id: UUID, reason: str) -> None:
+        self.run_id = run_id
+        self.reason = reason
+        super().__init__(f"run {run_id} conflicts with an earlier request: {reason}")
 
 
 class RunTerminal(StoreError):
@@ -287,6 +305,7 @@ for _error in (
     TransactionConflict,
     StoreOverloaded,
     RunNotFound,
+    RunConflict,
     RunTerminal,
     FencingError,
     StaleEpoch,

@@ -165,12 +165,15 @@ class Store:
         idempotency_key: str | None = None,
         run_id: UUID | None = None,
     ) -> tuple[runs.Run, bool]:
-        """Create a run, idempotently by ``(owner, idempotency_key)``.
+        """Create a run, idempotently by ``(owner, idempotency_key)`` (or a chosen ``run_id``).
 
         Returns:
-            ``(run, created)``; a repeat returns the original run and ``False``.
+            ``(run, created)``; a repeat of the same request (same owner, key, session,
+            run type, input and chosen ``run_id``) returns the original run and ``False``.
 
         Raises:
+            RunConflict: the key or the chosen ``run_id`` belongs to a different request
+                (another owner's run is never returned); nothing written.
             PayloadNotSerializable, PayloadTooLarge: bad ``input``; nothing written.
         """
         data = self._encode(input, "run input")
