@@ -227,8 +227,13 @@ class VersionConflict(StoreError):
         self.expected = expected
         self.actual = actual
         super().__init__(
-            f"version conflict on {scope}/{key}: expected version {expected}, found {actual}"
+            f"version conflict on {scope}/{key}: expected {_version(expected)},"
+            f" found {_version(actual)}"
         )
+
+
+def _version(version: int) -> str:
+    return "no value (version 0)" if version == 0 else f"version {version}"
 
 
 class InvalidPayload(StoreError):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Self
 
@@ -33,6 +34,16 @@ __all__ = ["Store", "StoreStatistics"]
 _logger = structlog.get_logger("runtime.store")
 
 _DRAIN_TIMEOUT = 10.0
+
+
+def _positive_ttl(ttl: object, what: str) -> float:
+    """``ttl`` if it is a positive, finite number of seconds, else ``ValueError``.
+
+    ``0`` is not "the default" (``None`` is) and a negative or NaN TTL is a caller's bug.
+    """
+    if isinstance(ttl, bool) or not isinstance(ttl, int | float) or not 0 < ttl < math.inf:
+        raise ValueError(f"{what} must be a positive, finite number of seconds, not {ttl!r}")
+    return float(ttl)
 
 
 class _State(enum.Enum):
@@ -147,6 +158,9 @@ class Store:
 
     def _encode(self, value: object, what: str) -> bytes:
         return _codec.encode(value, what=what, limit=self._config.payload_limit)
+
+    def _lease_ttl(self, ttl: float | None) -> float:
+        return self._config.lease_ttl if ttl is None else _positive_ttl(ttl, "lease ttl")
 
     def _limit(self, limit: int) -> int:
         if limit < 1:
@@ -304,7 +318,7 @@ class Store:
         """
         async with self._connection() as conn:
             lease = await leases.acquire_lease(
-                conn, run_id, owner_node=owner_node, ttl=ttl or self._config.lease_ttl
+                conn, run_id, owner_node=owner_node, ttl=self._lease_ttl(ttl)
             )
         if self._writer is not None:
             # The run row's epoch changed: spare the writer a refused first try.
@@ -327,7 +341,7 @@ class Store:
                 run_id,
                 owner_node=owner_node,
                 epoch=epoch,
-                ttl=ttl or self._config.lease_ttl,
+                ttl=self._lease_ttl(ttl),
                 progress_seq=progress_seq,
             )
 
@@ -362,6 +376,8 @@ class Store:
         Raises:
             VersionConflict, PayloadNotSerializable, PayloadTooLarge: nothing written.
         """
+        if ttl is not None:
+            _positive_ttl(ttl, "memory ttl")
         data = self._encode(value, f"memory value {key!r}")
         async with self._connection() as conn:
             return await memory.put_memory(

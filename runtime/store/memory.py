@@ -168,6 +168,11 @@ async def delete_memory(
 ) -> bool:
     """Delete the live value; return whether one was deleted.
 
+    Args:
+        expected_version: ``None`` deletes whatever is there; ``n`` only version ``n``;
+            ``0`` means "absent" as everywhere else, so deleting an absent (or expired)
+            key with ``0`` succeeds and deletes nothing, and a live key conflicts.
+
     Raises:
         VersionConflict: ``expected_version`` was given and the live version differs.
     """
@@ -181,9 +186,10 @@ async def delete_memory(
     if expected_version is None:
         return False
     current = await get_memory(conn, scope, key)
-    raise VersionConflict(
-        str(scope), key, expected_version, 0 if current is None else current.version
-    )
+    actual = 0 if current is None else current.version
+    if actual == expected_version:  # only 0: expected absent, and it is
+        return False
+    raise VersionConflict(str(scope), key, expected_version, actual)
 
 
 async def purge_expired_memory(conn: AsyncConnection[TupleRow], *, limit: int) -> int:

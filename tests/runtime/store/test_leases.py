@@ -6,8 +6,10 @@ import uuid
 
 import anyio
 import psycopg
+import pydantic
 import pytest
 
+from runtime.config import NodeConfig
 from runtime.errors import TransactionConflict
 from runtime.store import Lease, LeaseHeld, RunNotFound, RunTerminal, StaleEpoch, Store, leases
 from tests.runtime._helpers import expire_lease, leased_run, query, wait_blocked_by
@@ -231,3 +233,35 @@ async def test_an_acquire_out_of_deadlock_retries_raises_and_changes_nothing(
     assert before is not None
     assert await store.get_lease(run.run_id) == before
     assert await query(dsn, "SELECT lease_epoch FROM runs") == [(before.epoch,)]
+
+
+@pytest.mark.parametrize("ttl", [0, 0.0, -1, -0.001, float("nan"), float("inf"), True])
+async def test_a_lease_ttl_must_be_positive_and_finite(store: Store, dsn: str, ttl: float) -> None:
+    run, lease = await leased_run(store)
+    before = await store.get_lease(run.run_id)
+    with pytest.raises(ValueError, match="lease ttl must be a positive, finite number"):
+        await store.renew_lease(run.run_id, owner_node="node-a", epoch=lease.epoch, ttl=ttl)
+    await expire_lease(dsn, run.run_id)
+    expired = await store.get_lease(run.run_id)
+    with pytest.raises(ValueError, match="lease ttl must be a positive, finite number"):
+        await store.acquire_lease(run.run_id, owner_node="node-b", ttl=ttl)
+    assert before is not None
+    assert await store.get_lease(run.run_id) == expired  # nothing changed
+
+
+async def test_no_ttl_means_the_configured_default(store: Store, dsn: str) -> None:
+    run, lease = await leased_run(store)  # acquired with ttl=None
+    seconds = await query(
+        dsn,
+        "SELECT extract(epoch FROM expires_at - acquired_at) FROM run_leases WHERE run_id = %s",
+        (run.run_id,),
+    )
+    assert float(seconds[0][0]) == store.config.lease_ttl
+    renewal = await store.renew_lease(run.run_id, owner_node="node-a", epoch=lease.epoch)
+    assert renewal is not None
+
+
+@pytest.mark.parametrize("ttl", [0, -1, float("inf"), float("nan")])
+def test_the_configured_lease_ttl_must_be_positive_and_finite(ttl: float) -> None:
+    with pytest.raises(pydantic.ValidationError):
+        NodeConfig(lease_ttl=ttl)
