@@ -318,7 +318,14 @@ async def test_a_batch_chosen_as_deadlock_victim_is_retried(store: Store, dsn: s
                 await holder.rollback()
 
     assert outcomes == {low: 2, high: 2}
-    assert store.statistics().writer.retries == (0 if holder_was_victim else 1)
+    retries = store.statistics().writer.retries
+    if holder_was_victim:
+        assert retries == 0
+    else:
+        # Usually one. On a loaded machine the writer's retry can lock low again before
+        # the woken holder does, which closes the same cycle once more: then the writer
+        # is the victim again and retries again, within its budget of 3 tries.
+        assert 1 <= retries < events._TX_ATTEMPTS
     for run_id in (low, high):
         assert [seq for seq, _, _ in await _log(dsn, run_id)] == [1, 2]
         assert (await store.verify_chain(run_id)).ok
