@@ -7,26 +7,68 @@ SQLSTATE class and exception type, never by parsing message text.
 from __future__ import annotations
 
 import contextlib
+import random
 from typing import TYPE_CHECKING, NoReturn
 
+import anyio
 import psycopg
 import psycopg_pool
 from psycopg import errors as pg_errors
 
 from runtime.config import dsn_host, redact_dsn
-from runtime.errors import DatabaseUnavailable, StoreError, StoreOverloaded
+from runtime.errors import (
+    DatabaseError,
+    DatabaseUnavailable,
+    SchemaNotMigrated,
+    StoreError,
+    StoreOverloaded,
+    TransactionConflict,
+)
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
     from psycopg.rows import TupleRow
 
-__all__ = ["connect", "raise_translated", "translated"]
+__all__ = [
+    "RETRYABLE",
+    "connect",
+    "pause_before_retry",
+    "raise_translated",
+    "translated",
+    "with_options",
+]
+
+RETRYABLE = (pg_errors.DeadlockDetected, pg_errors.SerializationFailure)
+"""Failures that rolled a transaction back and leave it safe to retry (class 40)."""
+
+_RETRY_PAUSE = (0.005, 0.025)
+
+
+async def pause_before_retry() -> None:
+    """Wait a short random time (5-25 ms) before retrying a rolled-back transaction.
+
+    Retried at once, a transaction tends to re-take the row locks it just gave up before
+    the other one, woken by the rollback, can take them, and the same deadlock forms again.
+    """
+    await anyio.sleep(random.uniform(*_RETRY_PAUSE))
+
+
+# SQLSTATEs meaning an object the schema should have is missing (class 42 otherwise also
+# holds syntax errors and privilege failures, which are not a migration problem).
+_MISSING_OBJECT = (
+    pg_errors.UndefinedTable,  # 42P01
+    pg_errors.UndefinedColumn,  # 42703
+    pg_errors.UndefinedFunction,  # 42883
+    pg_errors.UndefinedObject,  # 42704
+)
 
 
 def _safe_reason(exc: BaseException, dsn: str) -> str:
     """One line describing ``exc``, with anything resembling the password scrubbed."""
-    text = " ".join(str(exc).split()) or type(exc).__name__
+    # The server's primary message alone: str() adds the statement and a caret line.
+    primary = exc.diag.message_primary if isinstance(exc, psycopg.Error) else None
+    text = " ".join((primary or str(exc)).split()) or type(exc).__name__
     try:
         password = psycopg.conninfo.conninfo_to_dict(dsn).get("password")
     except psycopg.ProgrammingError:
@@ -39,26 +81,56 @@ def _safe_reason(exc: BaseException, dsn: str) -> str:
 def raise_translated(exc: BaseException, dsn: str) -> NoReturn:
     """Raise the store error matching a psycopg failure (by type / SQLSTATE class).
 
-    Connection-level failures (class 08, ``OperationalError`` without a SQLSTATE, a
-    broken connection) become :class:`DatabaseUnavailable`; pool saturation becomes
-    :class:`StoreOverloaded`. Anything else is re-raised unchanged: it is a bug or a
-    condition the caller maps itself (e.g. ``UniqueViolation``).
+    * pool saturation → :class:`StoreOverloaded`;
+    * connection-level failures (class 08, 57P, 53 insufficient resources,
+      ``OperationalError`` without a SQLSTATE, a broken connection) and the server-side
+      statement timeout → :class:`DatabaseUnavailable`;
+    * a missing table, column, function or type (42P01, 42703, 42883, 42704) →
+      :class:`SchemaNotMigrated`;
+    * a deadlock or serialization failure (class 40) that reaches here unretried →
+      :class:`TransactionConflict`;
+    * any other psycopg error → :class:`DatabaseError` with its SQLSTATE.
+
+    Anything that is not a psycopg error is re-raised unchanged. Callers that handle a
+    condition themselves (e.g. ``UniqueViolation``) catch it before it gets here.
     """
     if isinstance(exc, psycopg_pool.TooManyRequests):
         raise StoreOverloaded("too many callers waiting for a database connection") from exc
     if isinstance(exc, psycopg_pool.PoolTimeout):
         raise StoreOverloaded("no database connection became free in time") from exc
+    if not isinstance(exc, psycopg.Error):
+        raise exc
+    host = dsn_host(dsn)
     if isinstance(exc, pg_errors.QueryCanceled):
         # statement_timeout: the server took too long; the world did this.
-        raise DatabaseUnavailable(dsn_host(dsn), "statement timed out") from exc
-    if isinstance(exc, psycopg.OperationalError) and (
-        exc.sqlstate is None
-        or exc.sqlstate.startswith(("08", "57P"))  # connection exception / operator intervention
+        raise DatabaseUnavailable(host, "statement timed out") from exc
+    sqlstate = exc.sqlstate
+    if isinstance(exc, psycopg.InterfaceError) or (
+        isinstance(exc, psycopg.OperationalError)
+        and (
+            sqlstate is None
+            # connection exception / operator intervention / insufficient resources
+            or sqlstate.startswith(("08", "57P", "53"))
+        )
     ):
-        raise DatabaseUnavailable(dsn_host(dsn), _safe_reason(exc, dsn)) from exc
-    if isinstance(exc, psycopg.InterfaceError):
-        raise DatabaseUnavailable(dsn_host(dsn), _safe_reason(exc, dsn)) from exc
-    raise exc
+        raise DatabaseUnavailable(host, _safe_reason(exc, dsn)) from exc
+    if isinstance(exc, _MISSING_OBJECT):
+        raise SchemaNotMigrated(host, sqlstate, _safe_reason(exc, dsn)) from exc
+    if isinstance(exc, pg_errors.TransactionRollback):  # class 40
+        raise TransactionConflict((), sqlstate, 1) from exc
+    raise DatabaseError(host, sqlstate, _safe_reason(exc, dsn)) from exc
+
+
+def with_options(dsn: str, options: str, **params: str) -> str:
+    """``dsn`` with ``options`` (``-c name=value ...``) added after the DSN's own.
+
+    Setting ``options`` with ``make_conninfo`` alone would replace what the operator put
+    in the DSN (``?options=-c default_transaction_read_only=on``); ours come last, so for
+    the same setting ours win and every other one is kept.
+    """
+    own = psycopg.conninfo.conninfo_to_dict(dsn).get("options")
+    merged = f"{own} {options}" if own else options
+    return psycopg.conninfo.make_conninfo(dsn, options=merged, **params)
 
 
 @contextlib.asynccontextmanager

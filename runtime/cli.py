@@ -20,9 +20,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import anyio
+import psycopg
 import pydantic
 import structlog
 
+from runtime import _db
 from runtime.config import NodeConfig
 from runtime.embedded_pg import EmbeddedPostgres
 from runtime.errors import StoreError
@@ -32,11 +34,14 @@ from runtime.store import Store
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 
-__all__ = ["COMMANDS", "Command", "main", "resolve_dsn"]
+__all__ = ["COMMANDS", "Command", "EXIT_FAILURE", "EXIT_OK", "EXIT_USAGE", "main", "resolve_dsn"]
 
 EXIT_OK = 0
+"""Exit code: success."""
 EXIT_FAILURE = 1
+"""Exit code: an operational failure (database unreachable or refusing, broken chain)."""
 EXIT_USAGE = 2
+"""Exit code: bad usage or configuration."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,6 +154,13 @@ def _configure_logging(level: int = logging.WARNING) -> None:
     )
 
 
+def _translate(exc: psycopg.Error, config: NodeConfig) -> Exception:
+    try:
+        _db.raise_translated(exc, config.dsn_value() or "host=embedded")
+    except Exception as translated:
+        return translated
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``warden`` command line; return the process exit code."""
     args = _parser().parse_args(argv)
@@ -165,5 +177,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return anyio.run(COMMANDS[args.command].run, args, config, backend=backend)
     except StoreError as exc:
         return _fail(str(exc), EXIT_FAILURE)
+    except psycopg.Error as exc:
+        # The store translates every database failure; this is the last line, so a
+        # missed one still reads as one line naming the host, never as a traceback.
+        return _fail(str(_translate(exc, config)), EXIT_FAILURE)
     except KeyboardInterrupt:
         return _fail("interrupted", 130)

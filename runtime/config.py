@@ -115,7 +115,7 @@ class NodeConfig(BaseSettings):
     pool_max_waiting: int = Field(default=1024, ge=1)
     connect_timeout: float = Field(default=5.0, gt=0)
     statement_timeout: float = Field(default=30.0, gt=0)
-    lease_ttl: float = Field(default=15.0, gt=0)
+    lease_ttl: float = Field(default=15.0, gt=0, allow_inf_nan=False)
     payload_limit: int = Field(default=_MIB, ge=1)
     append_queue_size: int = Field(default=4096, ge=1)
     append_queue_timeout: float = Field(default=5.0, gt=0)

@@ -16,6 +16,12 @@ What Warden adds:
   (``RuntimeDirWarning``) when ``XDG_RUNTIME_DIR`` is unset and falls back to a per-user
   directory. That fallback is what we want (every process of the user agrees on it), so
   the warning is recorded as a structured log event instead of escaping as a warning.
+* pgserver caches one handle per data directory per process and forgets it only when the
+  *last* process lets go. So a process that let go while another still held the server
+  kept a cached handle; once the other stopped the server, reopening returned that stale
+  handle and a DSN for a stopped server. On every open, under pgserver's lock, a cached
+  handle whose postmaster is no longer the one recorded in ``postmaster.pid`` (or is not
+  running) is dropped (with its exit hook), so pgserver starts or joins the live server.
 * The blocking pgserver calls (initdb, pg_ctl) run in a worker thread.
 * When the process runs as root, pgserver runs PostgreSQL as a dedicated ``pgserver``
   system user, creating it if needed, and opens up the data directory's parents for it.
@@ -23,6 +29,7 @@ What Warden adds:
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import warnings
@@ -43,6 +50,7 @@ __all__ = ["EmbeddedPostgres"]
 _logger = structlog.get_logger("runtime.embedded_pg")
 
 _HANDLES_FILE = ".handle_pids.json"
+_OPEN_ATTEMPTS = 3
 
 
 def _import_pgserver() -> ModuleType:
@@ -84,6 +92,28 @@ def _prune_dead_handles(pgserver: ModuleType, data_dir: Path) -> list[int]:
             handles.write_text(json.dumps(live))
             _logger.info("embedded_pg_pruned_dead_handles", pruned=sorted(set(pids) - set(live)))
         return live
+
+
+def _is_live(pgserver: ModuleType, server: Any, data_dir: Path) -> bool:
+    """Whether ``server`` (a pgserver handle) points at the postmaster running now."""
+    cached = server._postmaster_info
+    current = pgserver.utils.PostmasterInfo.read_from_pgdata(data_dir)
+    return bool(
+        cached is not None
+        and current is not None
+        and current.pid == cached.pid
+        and current.is_running()
+    )
+
+
+def _drop_stale_handle(pgserver: ModuleType, data_dir: Path) -> None:
+    """Forget this process's cached pgserver handle if its server is gone (see above)."""
+    cached = pgserver.PostgresServer._instances.get(data_dir)
+    if cached is None or _is_live(pgserver, cached, data_dir):
+        return
+    del pgserver.PostgresServer._instances[data_dir]
+    atexit.unregister(cached._cleanup)
+    _logger.info("embedded_pg_stale_handle_dropped", data_dir=str(data_dir))
 
 
 class EmbeddedPostgres:
@@ -146,16 +176,27 @@ class EmbeddedPostgres:
         self._data_dir.parent.mkdir(parents=True, exist_ok=True)
         if self._data_dir.exists():
             _prune_dead_handles(pgserver, self._data_dir)
-        try:
-            server = pgserver.get_server(self._data_dir, cleanup_mode="stop")
-        except Exception as exc:
+        for _ in range(_OPEN_ATTEMPTS):
+            with pgserver.PostgresServer._lock:
+                _drop_stale_handle(pgserver, self._data_dir)
+            try:
+                server = pgserver.get_server(self._data_dir, cleanup_mode="stop")
+            except Exception as exc:
+                raise StoreError(
+                    f"embedded PostgreSQL failed to start in {self._data_dir}: {exc}"
+                ) from exc
+            with pgserver.PostgresServer._lock:
+                # Another process may have stopped the server between the check and here:
+                # record this process only on a handle that is still live.
+                if _is_live(pgserver, server, self._data_dir):
+                    # get_server returns this process's cached handle when it has one;
+                    # make sure this process is recorded again (the record is idempotent).
+                    server.global_process_id_list.get_and_add(os.getpid())
+                    break
+        else:
             raise StoreError(
-                f"embedded PostgreSQL failed to start in {self._data_dir}: {exc}"
-            ) from exc
-        # get_server returns this process's cached handle when it has one; make sure this
-        # process is recorded again (the record is idempotent).
-        with pgserver.PostgresServer._lock:
-            server.global_process_id_list.get_and_add(os.getpid())
+                f"embedded PostgreSQL in {self._data_dir} kept stopping while it was opened"
+            )
         self._server = server
         dsn = str(server.get_uri())
         _logger.info("embedded_pg_started", data_dir=str(self._data_dir), pid=server.get_pid())

@@ -9,8 +9,12 @@ caused ("the world did this": an unreachable database)::
     └── StoreError                      the durable layer (this module)
         ├── StoreClosed                 used before open or after close (you did this)
         ├── DatabaseUnavailable         cannot reach or lost the database (the world did this)
+        ├── DatabaseError               the database refused an operation (any other SQLSTATE)
+        │   └── SchemaNotMigrated       a table, column or function is missing: `warden migrate`
+        ├── TransactionConflict         deadlocks / serialization failures outlasted the retries
         ├── StoreOverloaded             a bounded queue or pool wait ran out of room or time
         ├── RunNotFound                 no run with this run_id
+        ├── RunConflict                 create_run repeated with a different request
         ├── RunTerminal                 the run already reached a terminal status
         ├── FencingError                the writer does not (or no longer) own the run
         │   ├── StaleEpoch              the lease row holds a different epoch
@@ -26,7 +30,8 @@ caused ("the world did this": an unreachable database)::
 
 Messages are built in ``__init__`` from typed fields, so handlers can branch on the fields
 rather than on text. Database failures are classified by SQLSTATE class (psycopg's
-exception types), never by parsing message text: see :func:`runtime.store._sql.translate`.
+exception types), never by parsing message text: see :func:`runtime._db.raise_translated`.
+No raw psycopg error leaves the store, the migrator or the command line.
 """
 
 from __future__ import annotations
@@ -39,23 +44,27 @@ if TYPE_CHECKING:
     from uuid import UUID
 
 __all__ = [
-    "StoreError",
-    "StoreClosed",
+    "DatabaseError",
     "DatabaseUnavailable",
-    "StoreOverloaded",
-    "RunNotFound",
-    "RunTerminal",
+    "DeadLetterNotFound",
     "FencingError",
-    "StaleEpoch",
-    "LeaseHeld",
-    "VersionConflict",
     "InvalidPayload",
+    "LeaseHeld",
+    "MigrationChecksumMismatch",
+    "MigrationError",
     "PayloadNotSerializable",
     "PayloadTooLarge",
-    "DeadLetterNotFound",
-    "MigrationError",
-    "MigrationChecksumMismatch",
+    "RunConflict",
+    "RunNotFound",
+    "RunTerminal",
+    "SchemaNotMigrated",
+    "StaleEpoch",
+    "StoreClosed",
+    "StoreError",
+    "StoreOverloaded",
+    "TransactionConflict",
     "UnknownMigration",
+    "VersionConflict",
 ]
 
 
@@ -88,6 +97,53 @@ class DatabaseUnavailable(StoreError):
         super().__init__(f"database unavailable at host {host!r}: {self.reason}")
 
 
+class DatabaseError(StoreError):
+    """PostgreSQL refused or failed an operation for a reason not named elsewhere.
+
+    ``sqlstate`` is the server's five-character code (``None`` for a failure detected by
+    the client library); the message names the host, never the password.
+    """
+
+    def __init__(self, host: str, sqlstate: str | None, reason: str) -> None:
+        self.host = host
+        self.sqlstate = sqlstate
+        self.reason = " ".join(reason.split())
+        super().__init__(self._describe())
+
+    def _describe(self) -> str:
+        code = f" (SQLSTATE {self.sqlstate})" if self.sqlstate else ""
+        return f"database at host {self.host!r} refused the operation: {self.reason}{code}"
+
+
+class SchemaNotMigrated(DatabaseError):
+    """A table, column or function the store needs is missing: the schema is not (fully)
+    migrated. Run ``warden migrate``."""
+
+    def _describe(self) -> str:
+        return (
+            f"database at host {self.host!r} is not migrated ({self.reason}); run `warden migrate`"
+        )
+
+
+class TransactionConflict(StoreError):
+    """A transaction kept being rolled back by deadlocks or serialization failures.
+
+    It was retried ``attempts`` times; nothing of it was written. ``run_ids`` are the runs
+    it was for (empty when unknown). Retrying later is safe.
+    """
+
+    def __init__(self, run_ids: tuple[UUID, ...], sqlstate: str | None, attempts: int) -> None:
+        self.run_ids = run_ids
+        self.sqlstate = sqlstate
+        self.attempts = attempts
+        runs = ", ".join(str(r) for r in run_ids)
+        target = f" for run {runs}" if len(run_ids) == 1 else f" for runs {runs}" if runs else ""
+        super().__init__(
+            f"transaction{target} rolled back by a deadlock or serialization failure"
+            f" (SQLSTATE {sqlstate}) {attempts} time(s); nothing was written"
+        )
+
+
 class StoreOverloaded(StoreError):
     """A bounded queue stayed full, or the connection pool could not serve in time."""
 
@@ -102,6 +158,22 @@ class RunNotFound(StoreError):
     def __init__(self, run_id: UUID) -> None:
         self.run_id = run_id
         super().__init__(f"run {run_id} not found")
+
+
+class RunConflict(StoreError):
+    """``create_run`` found an existing run that a *different* request created.
+
+    A repeat returns the existing run only when it is the same request: same owner, same
+    idempotency key, session, run type and input (and the same ``run_id`` if one was
+    chosen). Anything else is refused and nothing is created or changed. ``run_id`` is the
+    contested id: the caller's chosen one, or (for an idempotency key) the caller's own
+    earlier run. Another owner's run is never revealed.
+    """
+
+    def __init__(self, run_id: UUID, reason: str) -> None:
+        self.run_id = run_id
+        self.reason = reason
+        super().__init__(f"run {run_id} conflicts with an earlier request: {reason}")
 
 
 class RunTerminal(StoreError):
@@ -155,8 +227,13 @@ class VersionConflict(StoreError):
         self.expected = expected
         self.actual = actual
         super().__init__(
-            f"version conflict on {scope}/{key}: expected version {expected}, found {actual}"
+            f"version conflict on {scope}/{key}: expected {_version(expected)},"
+            f" found {_version(actual)}"
         )
+
+
+def _version(version: int) -> str:
+    return "no value (version 0)" if version == 0 else f"version {version}"
 
 
 class InvalidPayload(StoreError):
@@ -228,8 +305,12 @@ for _error in (
     StoreError,
     StoreClosed,
     DatabaseUnavailable,
+    DatabaseError,
+    SchemaNotMigrated,
+    TransactionConflict,
     StoreOverloaded,
     RunNotFound,
+    RunConflict,
     RunTerminal,
     FencingError,
     StaleEpoch,

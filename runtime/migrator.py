@@ -1,13 +1,14 @@
 """Apply the numbered SQL files in ``migrations/`` to a database, exactly once each.
 
-Used by ``warden migrate`` and at node start. Nodes starting together are serialised by a
-PostgreSQL session advisory lock, so each migration is applied by exactly one of them and
-the others find it recorded. Each file runs in its own transaction together with the row
-that records it (version, name, sha256 checksum), so a failed migration leaves no trace
-and a recorded one is complete. Before applying anything, every recorded checksum is
-compared with the shipped file: an edited, already-applied migration refuses to start
-(:class:`~runtime.errors.MigrationChecksumMismatch`), and a database that records a
-migration this build lacks refuses too (:class:`~runtime.errors.UnknownMigration`).
+Used by ``warden migrate`` (the node, not built yet, will also call it at start).
+Migrators running together (several ``warden migrate`` runs, later several starting nodes)
+are serialised by a PostgreSQL session advisory lock, so each migration is applied by
+exactly one of them and the others find it recorded. Each file runs in its own transaction
+together with the row that records it (version, name, sha256 checksum), so a failed
+migration leaves no trace and a recorded one is complete. Before applying anything, every
+recorded checksum is compared with the shipped file: an edited, already-applied migration
+refuses to start (:class:`~runtime.errors.MigrationChecksumMismatch`), and a database that
+records a migration this build lacks refuses too (:class:`~runtime.errors.UnknownMigration`).
 """
 
 from __future__ import annotations

@@ -52,7 +52,8 @@ async def open_pool(dsn: str, config: NodeConfig, *, name: str) -> AsyncIterator
     probe = await _db.connect(dsn, connect_timeout=config.connect_timeout)
     await probe.close()
     pool: Pool = psycopg_pool.AsyncConnectionPool(
-        dsn,
+        # The DSN's own options (an operator's settings) are kept, ours added.
+        _db.with_options(dsn, f"-c statement_timeout={int(config.statement_timeout * 1000)}"),
         open=False,
         name=name,
         min_size=config.pool_min_size,
@@ -63,7 +64,6 @@ async def open_pool(dsn: str, config: NodeConfig, *, name: str) -> AsyncIterator
         kwargs={
             "autocommit": True,
             "connect_timeout": max(1, round(config.connect_timeout)),
-            "options": f"-c statement_timeout={int(config.statement_timeout * 1000)}",
         },
     )
     try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Self
 
@@ -33,6 +34,16 @@ __all__ = ["Store", "StoreStatistics"]
 _logger = structlog.get_logger("runtime.store")
 
 _DRAIN_TIMEOUT = 10.0
+
+
+def _positive_ttl(ttl: object, what: str) -> float:
+    """``ttl`` if it is a positive, finite number of seconds, else ``ValueError``.
+
+    ``0`` is not "the default" (``None`` is) and a negative or NaN TTL is a caller's bug.
+    """
+    if isinstance(ttl, bool) or not isinstance(ttl, int | float) or not 0 < ttl < math.inf:
+        raise ValueError(f"{what} must be a positive, finite number of seconds, not {ttl!r}")
+    return float(ttl)
 
 
 class _State(enum.Enum):
@@ -148,6 +159,9 @@ class Store:
     def _encode(self, value: object, what: str) -> bytes:
         return _codec.encode(value, what=what, limit=self._config.payload_limit)
 
+    def _lease_ttl(self, ttl: float | None) -> float:
+        return self._config.lease_ttl if ttl is None else _positive_ttl(ttl, "lease ttl")
+
     def _limit(self, limit: int) -> int:
         if limit < 1:
             raise ValueError("limit must be at least 1")
@@ -165,12 +179,15 @@ class Store:
         idempotency_key: str | None = None,
         run_id: UUID | None = None,
     ) -> tuple[runs.Run, bool]:
-        """Create a run, idempotently by ``(owner, idempotency_key)``.
+        """Create a run, idempotently by ``(owner, idempotency_key)`` (or a chosen ``run_id``).
 
         Returns:
-            ``(run, created)``; a repeat returns the original run and ``False``.
+            ``(run, created)``; a repeat of the same request (same owner, key, session,
+            run type, input and chosen ``run_id``) returns the original run and ``False``.
 
         Raises:
+            RunConflict: the key or the chosen ``run_id`` belongs to a different request
+                (another owner's run is never returned); nothing written.
             PayloadNotSerializable, PayloadTooLarge: bad ``input``; nothing written.
         """
         data = self._encode(input, "run input")
@@ -301,7 +318,7 @@ class Store:
         """
         async with self._connection() as conn:
             lease = await leases.acquire_lease(
-                conn, run_id, owner_node=owner_node, ttl=ttl or self._config.lease_ttl
+                conn, run_id, owner_node=owner_node, ttl=self._lease_ttl(ttl)
             )
         if self._writer is not None:
             # The run row's epoch changed: spare the writer a refused first try.
@@ -324,7 +341,7 @@ class Store:
                 run_id,
                 owner_node=owner_node,
                 epoch=epoch,
-                ttl=ttl or self._config.lease_ttl,
+                ttl=self._lease_ttl(ttl),
                 progress_seq=progress_seq,
             )
 
@@ -359,6 +376,8 @@ class Store:
         Raises:
             VersionConflict, PayloadNotSerializable, PayloadTooLarge: nothing written.
         """
+        if ttl is not None:
+            _positive_ttl(ttl, "memory ttl")
         data = self._encode(value, f"memory value {key!r}")
         async with self._connection() as conn:
             return await memory.put_memory(

@@ -54,7 +54,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import random
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final, NamedTuple
@@ -63,8 +62,6 @@ from uuid import UUID
 import anyio
 import orjson
 import structlog
-from psycopg import errors as pg_errors
-from psycopg.conninfo import make_conninfo
 
 from runtime import _db
 from runtime.errors import (
@@ -74,6 +71,7 @@ from runtime.errors import (
     StoreClosed,
     StoreError,
     StoreOverloaded,
+    TransactionConflict,
 )
 from runtime.store import _arrays, _codec
 from runtime.store.chain import canonical_parts
@@ -122,13 +120,11 @@ _TERMINAL_STATUSES: Final = frozenset(TERMINAL_EVENTS.values())
 _MAX_TYPE_LENGTH: Final = 200
 _TX_ATTEMPTS: Final = 3
 """Tries of one transaction that a deadlock or serialization failure rolled back."""
-_RETRY_PAUSE: Final = (0.005, 0.025)
-"""Bounds in seconds of the random pause before such a retry."""
 _CONNECT_ATTEMPTS: Final = 3
 """Tries to (re)open the writer's connection for one batch, with a short pause between."""
 _CONNECT_PAUSE: Final = 0.1
 _CLOSE_TIMEOUT: Final = 5.0
-_RETRYABLE: Final = (pg_errors.DeadlockDetected, pg_errors.SerializationFailure)
+_RETRYABLE: Final = _db.RETRYABLE
 
 _logger = structlog.get_logger("runtime.store")
 
@@ -762,9 +758,9 @@ class GroupCommitWriter:
         attempt = 1
         # The pool's settings (autocommit, from connect; the server-side timeout), and a
         # name that tells the writer's backend apart in pg_stat_activity.
-        dsn = make_conninfo(
+        dsn = _db.with_options(
             self._dsn,
-            options=f"-c statement_timeout={int(self._config.statement_timeout * 1000)}",
+            f"-c statement_timeout={int(self._config.statement_timeout * 1000)}",
             application_name=WRITER_APPLICATION_NAME,
         )
         while True:
@@ -795,14 +791,15 @@ class GroupCommitWriter:
                 try:
                     await self._commit(batch)
                     break
-                except _RETRYABLE:
+                except _RETRYABLE as exc:
                     # Rolled back: retry what it left unsettled, a bounded number of times.
+                    batch = [item for item in batch if not item.settled]
                     if attempt == _TX_ATTEMPTS:
-                        raise
+                        runs = tuple(sorted({item.run_id for item in batch}))
+                        raise TransactionConflict(runs, exc.sqlstate, attempt) from exc
                 attempt += 1
                 self._retries += 1
-                batch = [item for item in batch if not item.settled]
-                await anyio.sleep(random.uniform(*_RETRY_PAUSE))
+                await _db.pause_before_retry()
         except asyncio.CancelledError:
             if not deadline.expired():
                 raise

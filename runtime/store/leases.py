@@ -17,7 +17,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from runtime.errors import LeaseHeld, RunNotFound, RunTerminal
+from runtime import _db
+from runtime.errors import LeaseHeld, RunNotFound, RunTerminal, TransactionConflict
 from runtime.store.runs import TERMINAL_STATUSES
 
 if TYPE_CHECKING:
@@ -28,6 +29,15 @@ if TYPE_CHECKING:
     from psycopg.rows import TupleRow
 
 __all__ = ["Lease", "LeaseRenewal", "acquire_lease", "get_lease", "release_lease", "renew_lease"]
+
+ACQUIRE_ATTEMPTS = 3
+"""Tries of one acquire that a deadlock or serialization failure rolled back.
+
+Acquire locks the run row, then the lease row; the group-commit writer's multi-run
+statements lock run rows in their plan's order, so under frequent takeovers an acquire
+can be picked as a deadlock victim. Its statement is one autocommit transaction that was
+rolled back whole, so trying again is safe.
+"""
 
 _COLUMNS = "run_id, owner_node, epoch, acquired_at, renewed_at, expires_at, progress_seq"
 
@@ -134,8 +144,20 @@ async def acquire_lease(
         RunNotFound: no such run.
         RunTerminal: the run has ended.
         LeaseHeld: another (or this) owner's lease has not expired yet.
+        TransactionConflict: rolled back by deadlocks :data:`ACQUIRE_ATTEMPTS` times in a
+            row; nothing changed.
     """
-    cur = await conn.execute(_ACQUIRE, {"run_id": run_id, "owner": owner_node, "ttl": ttl})
+    params = {"run_id": run_id, "owner": owner_node, "ttl": ttl}
+    attempt = 1
+    while True:
+        try:
+            cur = await conn.execute(_ACQUIRE, params)
+            break
+        except _db.RETRYABLE as exc:
+            if attempt >= ACQUIRE_ATTEMPTS:
+                raise TransactionConflict((run_id,), exc.sqlstate, attempt) from exc
+            attempt += 1
+            await _db.pause_before_retry()
     row = await cur.fetchone()
     assert row is not None
     status = row[0]

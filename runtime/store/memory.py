@@ -10,7 +10,7 @@ version from before the expiry can never overwrite a newer value by accident.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Final, Literal, get_args
 
 from runtime.errors import VersionConflict
 from runtime.store._codec import decode
@@ -34,6 +34,7 @@ __all__ = [
 ]
 
 ScopeKind = Literal["run", "session", "user"]
+_SCOPE_KINDS: Final = frozenset(get_args(ScopeKind))
 
 _LIVE = "(expires_at IS NULL OR expires_at > now())"
 
@@ -62,10 +63,22 @@ FROM (SELECT 1) AS one LEFT JOIN written ON true
 
 @dataclass(frozen=True, slots=True)
 class MemoryScope:
-    """Where a key lives: ``MemoryScope("session", session_id)``."""
+    """Where a key lives: ``MemoryScope("session", session_id)``.
+
+    Raises:
+        ValueError: ``kind`` is not ``"run"``, ``"session"`` or ``"user"``, or ``id`` is
+            empty.
+    """
 
     kind: ScopeKind
     id: str
+
+    def __post_init__(self) -> None:
+        if self.kind not in _SCOPE_KINDS:
+            kinds = ", ".join(repr(k) for k in sorted(_SCOPE_KINDS))
+            raise ValueError(f"memory scope kind must be one of {kinds}, not {self.kind!r}")
+        if not self.id:
+            raise ValueError("memory scope id must not be empty")
 
     def __str__(self) -> str:
         return f"{self.kind}:{self.id}"
@@ -155,6 +168,11 @@ async def delete_memory(
 ) -> bool:
     """Delete the live value; return whether one was deleted.
 
+    Args:
+        expected_version: ``None`` deletes whatever is there; ``n`` only version ``n``;
+            ``0`` means "absent" as everywhere else, so deleting an absent (or expired)
+            key with ``0`` succeeds and deletes nothing, and a live key conflicts.
+
     Raises:
         VersionConflict: ``expected_version`` was given and the live version differs.
     """
@@ -168,9 +186,10 @@ async def delete_memory(
     if expected_version is None:
         return False
     current = await get_memory(conn, scope, key)
-    raise VersionConflict(
-        str(scope), key, expected_version, 0 if current is None else current.version
-    )
+    actual = 0 if current is None else current.version
+    if actual == expected_version:  # only 0: expected absent, and it is
+        return False
+    raise VersionConflict(str(scope), key, expected_version, actual)
 
 
 async def purge_expired_memory(conn: AsyncConnection[TupleRow], *, limit: int) -> int:

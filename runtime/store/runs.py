@@ -6,7 +6,8 @@ import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final, Literal, cast, get_args
 
-from runtime.errors import RunNotFound
+from runtime.errors import RunConflict, RunNotFound
+from runtime.store._codec import canonical
 from runtime.store.chain import canonical_bytes, chain_hash
 from runtime.store.events import EVENTS_CHANNEL, SCHEMA_VERSION
 
@@ -112,6 +113,10 @@ def _run(row: TupleRow) -> Run:
     )
 
 
+_CREATE_ATTEMPTS: Final = 3
+"""Tries of a create whose conflicting row vanished before it could be read (deleted)."""
+
+
 async def create_run(
     conn: AsyncConnection[TupleRow],
     *,
@@ -122,35 +127,83 @@ async def create_run(
     idempotency_key: str | None,
     run_id: uuid.UUID | None,
 ) -> tuple[Run, bool]:
-    """Insert a run, or return the one ``owner`` created earlier with the same key.
+    """Insert a run, or return the one this same request created earlier.
+
+    A repeat is the same request when the owner, idempotency key, session, run type and
+    input are equal, and, if the caller chose ``run_id``, the id too. Idempotency keys are
+    scoped per owner (the schema's unique ``(owner, idempotency_key)``).
 
     Returns:
-        ``(run, created)``: ``created`` is ``False`` when an earlier run with the same
-        ``(owner, idempotency_key)`` was returned instead.
+        ``(run, created)``: ``created`` is ``False`` when the earlier run was returned.
+
+    Raises:
+        RunConflict: the key or the chosen ``run_id`` is taken by a different request
+            (another owner's run is never returned nor described); nothing changed.
     """
     new_id = run_id or uuid.uuid4()
-    cur = await conn.execute(
-        f"INSERT INTO runs (run_id, owner, session_id, run_type, input, idempotency_key)"
-        f" VALUES (%s, %s, %s, %s, %s::jsonb, %s)"
-        f" ON CONFLICT DO NOTHING RETURNING {_COLUMNS}",
-        (new_id, owner, session_id, run_type, input_.decode(), idempotency_key),
-    )
-    row = await cur.fetchone()
-    if row is not None:
-        return _run(row), True
-    # The conflicting insert has committed (the unique check waited for it), so a new
-    # statement's snapshot sees it. A conflict is on (owner, idempotency_key) or, when the
-    # caller chose the run_id, on the run_id itself.
-    if idempotency_key is not None:
+    for _ in range(_CREATE_ATTEMPTS):
         cur = await conn.execute(
-            f"SELECT {_COLUMNS} FROM runs WHERE owner = %s AND idempotency_key = %s",
-            (owner, idempotency_key),
+            f"INSERT INTO runs (run_id, owner, session_id, run_type, input, idempotency_key)"
+            f" VALUES (%s, %s, %s, %s, %s::jsonb, %s)"
+            f" ON CONFLICT DO NOTHING RETURNING {_COLUMNS}",
+            (new_id, owner, session_id, run_type, input_.decode(), idempotency_key),
         )
-    else:
-        cur = await conn.execute(f"SELECT {_COLUMNS} FROM runs WHERE run_id = %s", (new_id,))
-    row = await cur.fetchone()
-    assert row is not None, "unique conflict without a visible row"
-    return _run(row), False
+        row = await cur.fetchone()
+        if row is not None:
+            return _run(row), True
+        # The conflicting insert has committed (the unique check waited for it), so a new
+        # statement's snapshot sees it. The conflict is on (owner, idempotency_key) or, when
+        # the caller chose the run_id, on the run_id itself.
+        existing: Run | None = None
+        if idempotency_key is not None:
+            cur = await conn.execute(
+                f"SELECT {_COLUMNS} FROM runs WHERE owner = %s AND idempotency_key = %s",
+                (owner, idempotency_key),
+            )
+            row = await cur.fetchone()
+            existing = None if row is None else _run(row)
+        if existing is None and run_id is not None:
+            cur = await conn.execute(f"SELECT {_COLUMNS} FROM runs WHERE run_id = %s", (run_id,))
+            row = await cur.fetchone()
+            if row is not None and (row[1] != owner or row[6] != idempotency_key):
+                # Someone else's run, or this owner's run from a request with another
+                # key: say only that the id is taken.
+                raise RunConflict(run_id, "the run_id is already taken")
+            existing = None if row is None else _run(row)
+        if existing is None:
+            continue  # the conflicting run was deleted meanwhile: insert again
+        mismatch = _differences(
+            existing,
+            session_id=session_id,
+            run_type=run_type,
+            input_=input_,
+            run_id=run_id,
+        )
+        if mismatch:
+            raise RunConflict(existing.run_id if run_id is None else run_id, mismatch)
+        return existing, False
+    raise RunConflict(new_id, "the conflicting run kept changing; retry")
+
+
+def _differences(
+    existing: Run, *, session_id: str, run_type: str, input_: bytes, run_id: uuid.UUID | None
+) -> str:
+    """What differs between an earlier run of this owner and key and a repeat request."""
+    differs = [
+        name
+        for name, same in (
+            ("run_id", run_id is None or run_id == existing.run_id),
+            ("session_id", existing.session_id == session_id),
+            ("run_type", existing.run_type == run_type),
+            ("input", canonical(existing.input) == input_),
+        )
+        if not same
+    ]
+    if not differs:
+        return ""
+    key = existing.idempotency_key
+    what = "the run_id" if key is None else f"idempotency key {key!r}"
+    return f"{what} was used with a different {', '.join(differs)}"
 
 
 async def get_run(conn: AsyncConnection[TupleRow], run_id: uuid.UUID) -> Run:

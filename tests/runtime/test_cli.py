@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import TYPE_CHECKING
 
 import pytest
+from psycopg.conninfo import make_conninfo
 
+from runtime.config import dsn_host
 from tests.runtime._helpers import (
     applied_report,
     cli_env,
@@ -16,6 +19,8 @@ from tests.runtime._helpers import (
 )
 
 if TYPE_CHECKING:
+    import subprocess
+
     from runtime.store import Store
 
 pytestmark = pytest.mark.anyio
@@ -37,6 +42,35 @@ def test_an_unreachable_database_is_one_line_naming_the_host(dsn: str) -> None:
     assert lines[0].startswith("warden: error: database unavailable at host '127.0.0.1'")
     assert "s3cret-pw" not in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def _one_line_error(result: subprocess.CompletedProcess[str], dsn: str) -> str:
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("warden: error: ")
+    assert f"host {dsn_host(dsn)!r}" in lines[0]
+    assert "s3cret-pw" not in result.stderr + result.stdout
+    return lines[0]
+
+
+def test_verify_on_an_unmigrated_database_says_to_migrate(empty_dsn: str) -> None:
+    dsn = make_conninfo(empty_dsn, password="s3cret-pw")
+    result = run_cli("verify", str(uuid.uuid4()), env=cli_env(WARDEN_DSN=dsn))
+    line = _one_line_error(result, dsn)
+    assert "is not migrated" in line
+    assert line.endswith("run `warden migrate`")
+
+
+def test_migrate_on_a_read_only_database_is_one_line(empty_dsn: str) -> None:
+    dsn = make_conninfo(
+        empty_dsn, password="s3cret-pw", options="-c default_transaction_read_only=on"
+    )
+    result = run_cli("migrate", env=cli_env(WARDEN_DSN=dsn))
+    line = _one_line_error(result, dsn)
+    assert "(SQLSTATE 25006)" in line
+    assert result.stdout == ""
 
 
 def test_bad_configuration_is_a_usage_error() -> None:

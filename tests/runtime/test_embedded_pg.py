@@ -40,6 +40,36 @@ asyncio.run(main())
 """
 
 
+# A process that opens the server, lets go on a line on stdin, and opens it again on the
+# next line: it reports each DSN and whether the server behind it answered.
+_REOPENER = """
+import asyncio, sys
+from pathlib import Path
+import anyio.to_thread, psycopg, structlog
+from runtime.embedded_pg import EmbeddedPostgres
+
+structlog.configure(logger_factory=structlog.PrintLoggerFactory(sys.stderr))
+
+def answers(dsn: str) -> str:
+    try:
+        with psycopg.connect(dsn, connect_timeout=5) as conn:
+            return str(conn.execute("SELECT 1").fetchone()[0])
+    except psycopg.OperationalError as exc:
+        return "down: " + " ".join(str(exc).split())
+
+async def main() -> None:
+    for turn in ("first", "again"):
+        async with EmbeddedPostgres(Path(sys.argv[1])) as pg:
+            print(turn, answers(pg.dsn), sep="|", flush=True)
+            await anyio.to_thread.run_sync(sys.stdin.readline)
+        print("released", flush=True)
+        if turn == "first":
+            await anyio.to_thread.run_sync(sys.stdin.readline)
+
+asyncio.run(main())
+"""
+
+
 @dataclass(frozen=True)
 class _Node:
     proc: subprocess.Popen[str]
@@ -102,6 +132,46 @@ def test_a_killed_process_does_not_keep_the_server_alive(private_dir: Path) -> N
         assert _server_answers(survivor.dsn)
         survivor.release()
         assert not _server_answers(survivor.dsn)
+
+
+def test_a_process_reopens_after_another_stopped_the_server(private_dir: Path) -> None:
+    # pgserver caches a handle per process until the last process lets go: the reopener
+    # lets go while the node still holds the server, the node then stops it, and the
+    # reopener's next open must start a live server, not hand out the stale handle's DSN.
+    data_dir = private_dir / "pg"
+    with subprocess.Popen(
+        [sys.executable, "-c", _REOPENER, str(data_dir)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env=cli_env(),
+    ) as reopener:
+        try:
+            assert reopener.stdin is not None
+            assert reopener.stdout is not None
+
+            def tell() -> None:
+                assert reopener.stdin is not None
+                reopener.stdin.write("\n")
+                reopener.stdin.flush()
+
+            assert reopener.stdout.readline().strip() == "first|1"
+            with _node(data_dir) as node:
+                tell()  # the reopener lets go; the node still holds the server
+                assert reopener.stdout.readline().strip() == "released"
+                assert _server_answers(node.dsn)
+                node.release()  # the last holder: it stops the server
+            assert not (data_dir / "postmaster.pid").exists()
+            tell()  # open again in the same process
+            assert reopener.stdout.readline().strip() == "again|1"
+            tell()
+            assert reopener.stdout.readline().strip() == "released"
+            assert reopener.wait(timeout=60) == 0
+            assert not (data_dir / "postmaster.pid").exists()  # and it stopped it again
+        finally:
+            if reopener.poll() is None:
+                reopener.kill()
 
 
 def test_the_cli_uses_the_embedded_server_when_no_dsn_is_set(private_dir: Path) -> None:

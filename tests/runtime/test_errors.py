@@ -39,7 +39,12 @@ def test_messages_are_built_from_typed_fields() -> None:
     )
     assert str(RunTerminal(run_id, "canceled")) == f"run {run_id} is already canceled"
     assert isinstance(PayloadTooLarge("event payload", 10, 5), InvalidPayload)
-    assert "expected version 1, found 2" in str(VersionConflict("session:s", "k", 1, 2))
+    assert str(VersionConflict("session:s", "k", 1, 2)) == (
+        "version conflict on session:s/k: expected version 1, found version 2"
+    )
+    assert str(VersionConflict("run:r", "k", 0, 3)).endswith(
+        "expected no value (version 0), found version 3"
+    )
 
 
 def test_database_unavailable_is_one_line() -> None:

@@ -1,14 +1,22 @@
-"""Public surfaces: ``__all__`` lists exactly the public names."""
+"""Public surfaces: a sorted ``__all__`` lists exactly the public names (STYLE §2.2).
+
+``runtime.store`` is a package: like the other packages (``tests/test_exports.py``), its
+``__all__`` must equal every non-underscore name it binds, submodules aside. The plain
+modules import helpers they do not export, so for them the public names are the ones the
+module itself defines at top level (classes, functions, constants), read from its source.
+"""
 
 from __future__ import annotations
 
+import ast
 import importlib
-import types
+import inspect
 
 import pytest
 
+from tests.test_exports import public_names
+
 MODULES = [
-    "runtime.store",
     "runtime.errors",
     "runtime.config",
     "runtime.migrator",
@@ -18,29 +26,44 @@ MODULES = [
 ]
 
 
+def defined_public_names(source: str) -> list[str]:
+    """Non-underscore names bound by the top-level statements of ``source``."""
+    names: list[str] = []
+    for node in ast.parse(source).body:
+        if isinstance(node, ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef):
+            names.append(node.name)
+        elif isinstance(node, ast.Assign):
+            names.extend(t.id for t in node.targets if isinstance(t, ast.Name))
+        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            names.append(node.target.id)
+    return [name for name in names if not name.startswith("_")]
+
+
+def test_runtime_store_all_is_sorted_and_exactly_its_public_names() -> None:
+    package = importlib.import_module("runtime.store")
+    exported = list(package.__all__)
+    assert exported == sorted(exported)
+    assert len(set(exported)) == len(exported)
+    assert sorted(public_names(package)) == exported
+
+
 @pytest.mark.parametrize("name", MODULES)
-def test_all_lists_the_public_names(name: str) -> None:
+def test_all_is_sorted_and_exactly_the_defined_public_names(name: str) -> None:
     module = importlib.import_module(name)
-    public = {
-        attr
-        for attr, value in vars(module).items()
-        if not attr.startswith("_")
-        and not isinstance(value, types.ModuleType)
-        and getattr(value, "__module__", None) in (name, *_reexported(name))
-    }
-    assert set(module.__all__) >= public
-    for attr in module.__all__:
+    exported = list(module.__all__)
+    assert exported == sorted(exported)
+    assert len(set(exported)) == len(exported)
+    assert sorted(defined_public_names(inspect.getsource(module))) == exported
+    for attr in exported:
         assert hasattr(module, attr)
 
 
-_STORE_MODULES = ("_store", "_codec", "events", "frames", "leases", "memory", "runs")
-
-
-def _reexported(name: str) -> tuple[str, ...]:
-    if name == "runtime.store":
-        extra = ("attempts", "chain")
-        return (*(f"runtime.store.{m}" for m in _STORE_MODULES + extra), "runtime.errors")
-    return ()
+def test_the_scan_sees_definitions_and_ignores_imports_and_private_names() -> None:
+    source = (
+        "import os\nfrom x import Y\nA = 1\n_b = 2\nC: int = 3\n"
+        "def f(): pass\nclass K: pass\nasync def g(): pass\n"
+    )
+    assert sorted(defined_public_names(source)) == ["A", "C", "K", "f", "g"]
 
 
 def test_runtime_store_does_not_leak_internals() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import subprocess
 import sys
+import time
 
 import psycopg
 import pytest
@@ -89,23 +90,59 @@ async def test_a_held_lock_times_out_with_a_clear_error(empty_dsn: str) -> None:
             await apply_migrations(empty_dsn, lock_timeout=0.2)
 
 
+# A migrator process that waits at a barrier first: a shared advisory lock on _GATE,
+# which the test holds exclusively until all three wait on it, then lets go at once.
+_GATED_MIGRATE = """
+import sys
+import psycopg
+from runtime.cli import main
+
+with psycopg.connect(sys.argv[1], autocommit=True) as conn:
+    conn.execute("SELECT pg_advisory_lock_shared(%s)", (int(sys.argv[2]),))
+sys.exit(main(["migrate"]))
+"""
+_GATE = 0x5741_5244_454E_7E57  # any key other than the migrator's own
+
+
+def _waiting_at(conn: psycopg.Connection[tuple[object, ...]], pid: int) -> int:
+    row = conn.execute(
+        "SELECT count(*) FROM pg_stat_activity WHERE %s = ANY(pg_blocking_pids(pid))", (pid,)
+    ).fetchone()
+    assert row is not None
+    return int(str(row[0]))
+
+
 def test_three_processes_at_once_apply_each_migration_exactly_once(empty_dsn: str) -> None:
+    # The three start migrating at the same moment, so without the migrator's advisory
+    # lock they would all find an empty ledger and apply 0001 together (and fail).
     env = cli_env(WARDEN_DSN=empty_dsn)
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-m", "runtime", "migrate"],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for _ in range(3)
-    ]
-    outputs = []
-    for proc in procs:
-        out, err = proc.communicate(timeout=60)
-        assert proc.returncode == 0, err
-        outputs.append(out)
+    with psycopg.connect(empty_dsn, autocommit=True) as gate:
+        gate.execute("SELECT pg_advisory_lock(%s)", (_GATE,))
+        procs = [
+            subprocess.Popen(
+                [sys.executable, "-c", _GATED_MIGRATE, empty_dsn, str(_GATE)],
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for _ in range(3)
+        ]
+        try:
+            deadline = time.monotonic() + 60
+            while _waiting_at(gate, gate.info.backend_pid) < 3:
+                assert time.monotonic() < deadline, "the migrators never reached the gate"
+                assert all(proc.poll() is None for proc in procs)
+            gate.execute("SELECT pg_advisory_unlock(%s)", (_GATE,))
+            outputs = []
+            for proc in procs:
+                out, err = proc.communicate(timeout=60)
+                assert proc.returncode == 0, err
+                outputs.append(out)
+        finally:
+            for proc in procs:
+                if proc.poll() is None:
+                    proc.kill()
     applied_lines = [line for out in outputs for line in out.splitlines() if "applied" in line]
     assert applied_lines == [f"applied {m.version:04d}_{m.name}" for m in SHIPPED]
     assert sum("up to date" in out for out in outputs) == 2

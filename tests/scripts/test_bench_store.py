@@ -19,6 +19,8 @@ UNITS = {
     "group_commit_eps": "events/s",
     "notify_p50_ms": "ms",
     "notify_p99_ms": "ms",
+    "notify_from_call_p50_ms": "ms",
+    "notify_from_call_p99_ms": "ms",
 }
 
 
@@ -56,5 +58,11 @@ def test_a_small_run_writes_the_issue_rows_with_same_run_ratios(
         high = (value + 5e-4) / (baseline - 5e-4) + 5e-4
         assert low <= ratio <= high
     assert by_name["raw_insert_eps"]["ratio"] == 1.0
+    # From the call starting is an upper bound: per sample it includes the lower bound.
+    for q in ("p50", "p99"):
+        upper, lower = by_name[f"notify_from_call_{q}_ms"], by_name[f"notify_{q}_ms"]
+        assert float(str(upper["value"])) > 0
+        assert float(str(upper["value"])) >= float(str(lower["value"]))
+        assert float(str(upper["baseline"])) >= float(str(lower["baseline"]))
     assert float(str(by_name["stale_epoch_rows"]["value"])) == 0
     assert "writers4_notify_in_transaction_eps" in by_name

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import math
 import uuid
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from runtime.store import JSON, NewEvent, RunNotFound, Store
+from runtime.store import JSON, NewEvent, PayloadNotSerializable, RunNotFound, Store
 from runtime.store.chain import GENESIS_HASH, canonical_bytes, chain_hash
 from tests.runtime._helpers import leased_run, query
 
@@ -70,12 +71,22 @@ async def test_verify_of_an_unknown_run_raises(store: Store) -> None:
         await store.verify_chain(uuid.uuid4())
 
 
+def _finite(value: JSON) -> bool:
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, dict):
+        return all(_finite(v) for v in value.values())
+    if isinstance(value, list):
+        return all(_finite(v) for v in value)
+    return True
+
+
 _text = st.text(alphabet=st.characters(blacklist_categories=["Cs"], blacklist_characters="\x00"))
 _json: st.SearchStrategy[JSON] = st.recursive(
     st.none()
     | st.booleans()
     | st.integers(min_value=-(2**63), max_value=2**64 - 1)
-    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.floats()  # NaN and ±Infinity included: they must be refused, not stored as null
     | st.sampled_from([1e16, 1e19, 1e20, -1e19, 1.0, -0.0, 2.0**63, 2.0**64, 1.5e300, 5e-324])
     | _text,
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(_text, inner, max_size=4),
@@ -91,8 +102,16 @@ async def test_any_json_payload_survives_the_jsonb_round_trip(
     store: Store, payloads: list[JSON]
 ) -> None:
     # The chain hashes orjson's bytes; verification re-serialises what jsonb returns.
-    # Both must agree for every JSON value a handler can emit.
+    # Both must agree for every JSON value a handler can emit; a value that is not JSON
+    # (NaN, ±Infinity) is refused and writes nothing.
     run, lease = await leased_run(store)
-    await store.append_events(run.run_id, lease.epoch, [NewEvent("p", p) for p in payloads])
+    new_events = [NewEvent("p", p) for p in payloads]
+    if not all(_finite(p) for p in payloads):
+        with pytest.raises(PayloadNotSerializable, match="NaN or Infinity"):
+            await store.append_events(run.run_id, lease.epoch, new_events)
+        assert await store.read_events(run.run_id) == []
+        assert (await store.get_run(run.run_id)).last_seq == 0
+        return
+    await store.append_events(run.run_id, lease.epoch, new_events)
     report = await store.verify_chain(run.run_id)
     assert report.ok, report.reason

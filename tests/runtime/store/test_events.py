@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
+import datetime
+import decimal
+import enum
+import itertools
 import uuid
+from collections import OrderedDict
 from typing import TYPE_CHECKING
 
 import anyio
@@ -64,24 +70,35 @@ async def test_twenty_appenders_through_separate_stores_stay_gap_free(
 async def test_stale_writer_racing_a_takeover_never_lands_a_row(
     store: Store, dsn: str, config: NodeConfig
 ) -> None:
+    # Two stores, two writers with their own head caches. The new owner appends only after
+    # the old owner has tried once after the takeover: until then the takeover moved only
+    # the fence, so the old writer's cached head still matches the log and nothing but the
+    # database-side epoch check can refuse that try.
     run, old = await leased_run(store, node="node-old")
     stale_refusals = 0
     accepted_old: list[int] = []
+    accepted_after_takeover: list[int] = []
     taken_over = anyio.Event()
+    old_tried_after_takeover = anyio.Event()
     epochs_seen: set[int | None] = set()
 
     async def old_owner() -> None:
         nonlocal stale_refusals
-        for i in range(200):
+        for i in itertools.count():
+            after_takeover = taken_over.is_set()
             try:
-                accepted_old.append(
-                    await store.append_event(run.run_id, old.epoch, "old", {"i": i})
-                )
+                seq = await store.append_event(run.run_id, old.epoch, "old", {"i": i})
             except StaleEpoch as exc:
                 epochs_seen.add(exc.current_epoch)
                 stale_refusals += 1
-                if taken_over.is_set():
+                if after_takeover:
+                    old_tried_after_takeover.set()
                     return
+            else:
+                accepted_old.append(seq)
+                if after_takeover:
+                    accepted_after_takeover.append(seq)
+                    old_tried_after_takeover.set()
 
     async with Store(dsn, config) as other_node:
 
@@ -90,23 +107,52 @@ async def test_stale_writer_racing_a_takeover_never_lands_a_row(
             new = await other_node.acquire_lease(run.run_id, owner_node="node-new")
             assert new.epoch == old.epoch + 1
             taken_over.set()
+            await old_tried_after_takeover.wait()
             for i in range(20):
                 await other_node.append_event(run.run_id, new.epoch, "new", {"i": i})
 
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(old_owner)
-            tg.start_soon(new_owner)
+        with anyio.fail_after(60):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(old_owner)
+                tg.start_soon(new_owner)
 
     rows = await query(
         dsn, "SELECT seq, epoch FROM run_events WHERE run_id = %s ORDER BY seq", (run.run_id,)
     )
     old_rows = [seq for seq, epoch in rows if epoch == old.epoch]
     new_rows = [seq for seq, epoch in rows if epoch == old.epoch + 1]
+    assert accepted_after_takeover == []  # the old epoch never landed after the takeover
     assert stale_refusals >= 1
     assert epochs_seen == {old.epoch + 1}
     assert old_rows == accepted_old  # every old-epoch row was acknowledged, none extra
     assert len(new_rows) == 20
     assert max(old_rows, default=0) < min(new_rows)  # nothing old after the takeover
+    assert (await store.verify_chain(run.run_id)).ok
+
+
+@pytest.mark.parametrize("events_per_append", [1, 3])  # the scalar and the batch statement
+async def test_a_stale_writer_whose_cached_head_still_matches_is_fenced_by_the_database(
+    store: Store, dsn: str, config: NodeConfig, events_per_append: int
+) -> None:
+    run, old = await leased_run(store, node="node-old")
+    assert await store.append_event(run.run_id, old.epoch, "warm") == 1  # head cached
+    async with Store(dsn, config) as other_node:
+        await expire_lease(dsn, run.run_id)
+        new = await other_node.acquire_lease(run.run_id, owner_node="node-new")
+        # The takeover went through another store and moved only runs.lease_epoch: this
+        # store's cached head (epoch, last_seq 1) still looks current, so its statement
+        # is sent and only the epoch condition in the SQL can refuse it.
+        before = store.statistics().writer
+        with pytest.raises(StaleEpoch) as caught:
+            await store.append_events(
+                run.run_id,
+                old.epoch,
+                [NewEvent("stale", {"i": i}) for i in range(events_per_append)],
+            )
+        assert (caught.value.epoch, caught.value.current_epoch) == (old.epoch, new.epoch)
+        assert store.statistics().writer.contested == before.contested + 1
+        assert await _seqs(dsn, run.run_id) == [1]
+        assert await other_node.append_event(run.run_id, new.epoch, "new") == 2
     assert (await store.verify_chain(run.run_id)).ok
 
 
@@ -222,6 +268,19 @@ class _Opaque:
     pass
 
 
+@dataclasses.dataclass
+class _Point:
+    x: int
+
+
+class _Color(enum.Enum):
+    RED = "red"
+
+
+class _Mode(enum.StrEnum):
+    FAST = "fast"
+
+
 @pytest.mark.parametrize(
     ("payload", "error"),
     [
@@ -229,6 +288,17 @@ class _Opaque:
         ({1: "non-string key"}, PayloadNotSerializable),
         ({"big": 2**70}, PayloadNotSerializable),
         ({"nul": "a\x00b"}, PayloadNotSerializable),
+        ({"nan": float("nan")}, PayloadNotSerializable),
+        ({"inf": [1.5, float("inf")]}, PayloadNotSerializable),
+        ({"ninf": float("-inf")}, PayloadNotSerializable),
+        ({"when": datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)}, PayloadNotSerializable),
+        ({"day": datetime.date(2026, 1, 1)}, PayloadNotSerializable),
+        ({"id": uuid.UUID(int=7)}, PayloadNotSerializable),
+        ({"point": _Point(1)}, PayloadNotSerializable),
+        ({"color": _Color.RED}, PayloadNotSerializable),
+        ({"raw": b"bytes"}, PayloadNotSerializable),
+        ({"set": {1, 2}}, PayloadNotSerializable),
+        ({"money": decimal.Decimal("1.5")}, PayloadNotSerializable),
         ({"blob": "x" * 5000}, PayloadTooLarge),
     ],
 )
@@ -245,6 +315,39 @@ async def test_bad_payloads_raise_and_write_nothing(
             )
         assert await _seqs(dsn, run.run_id) == [1]
         assert (await store.get_run(run.run_id)).last_seq == 1
+
+
+@pytest.mark.parametrize(
+    ("payload", "path"),
+    [
+        ({"a": [1, {"b": float("nan")}]}, "$['a'][1]['b']"),
+        ([0, (1, float("inf"))], "$[1][1]"),
+        ({"a": {"b": uuid.UUID(int=1)}}, "$['a']['b']"),
+        ({"a": [datetime.date(2026, 1, 1)]}, "$['a'][0]"),
+        ({"a": {"b": {3: "x"}}}, "$['a']['b']"),
+        (_Color.RED, "$"),
+    ],
+)
+async def test_a_refusal_names_the_path_to_the_offending_value(
+    store: Store, dsn: str, payload: object, path: str
+) -> None:
+    run, lease = await leased_run(store)
+    with pytest.raises(PayloadNotSerializable) as caught:
+        await store.append_event(run.run_id, lease.epoch, "bad", payload)
+    assert path in str(caught.value)
+    assert "payload of 'bad'" in str(caught.value)
+    assert await _seqs(dsn, run.run_id) == []
+
+
+async def test_json_subclasses_and_tuples_are_stored_as_plain_json(store: Store) -> None:
+    # Decided: these *are* dict / str / int / list values, so they are accepted and
+    # stored as such (an Enum that is not also a str or int is refused, above).
+    run, lease = await leased_run(store)
+    payload = {"od": OrderedDict(b=1, a=2), "mode": _Mode.FAST, "pair": (1, (2, "x"))}
+    await store.append_event(run.run_id, lease.epoch, "ok", payload)
+    [event] = await store.read_events(run.run_id)
+    assert event.payload == {"od": {"a": 2, "b": 1}, "mode": "fast", "pair": [1, [2, "x"]]}
+    assert (await store.verify_chain(run.run_id)).ok
 
 
 async def test_a_payload_just_at_the_limit_is_accepted(dsn: str, config: NodeConfig) -> None:

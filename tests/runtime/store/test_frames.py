@@ -69,6 +69,8 @@ async def test_bad_frames_write_nothing(store: Store, dsn: str) -> None:
     run, _ = await leased_run(store)
     with pytest.raises(PayloadNotSerializable):
         await store.append_frame(run.run_id, frame_id="f", kind="k", payload={"x": {1, 2}})
+    with pytest.raises(PayloadNotSerializable, match="NaN or Infinity"):
+        await store.append_frame(run.run_id, frame_id="f", kind="k", payload=float("inf"))
     with pytest.raises(ValueError, match="frame_id"):
         await store.append_frame(run.run_id, frame_id="", kind="k")
     assert await query(dsn, "SELECT count(*) FROM run_frames") == [(0,)]

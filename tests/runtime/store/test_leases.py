@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import uuid
 
+import anyio
+import psycopg
+import pydantic
 import pytest
 
-from runtime.store import LeaseHeld, RunNotFound, RunTerminal, StaleEpoch, Store
-from tests.runtime._helpers import expire_lease, leased_run, query
+from runtime.config import NodeConfig
+from runtime.errors import TransactionConflict
+from runtime.store import Lease, LeaseHeld, RunNotFound, RunTerminal, StaleEpoch, Store, leases
+from tests.runtime._helpers import expire_lease, leased_run, query, wait_blocked_by
 
 pytestmark = pytest.mark.anyio
 
@@ -153,3 +158,110 @@ async def test_any_other_write_of_the_lease_epoch_moves_the_fence_too(
     assert await query(dsn, "SELECT count(*) FROM run_events WHERE run_id = %s", (run.run_id,)) == [
         (2,)
     ]
+
+
+async def _acquire_as_deadlock_victim(store: Store, dsn: str, run_id: uuid.UUID) -> object:
+    """Acquire ``run_id`` for node-b while a holder makes it a deadlock victim once.
+
+    The holder locks the lease row; acquire locks the run row, then waits for the lease
+    row; the holder then asks for the run row. Acquire waited first and checks for
+    deadlocks sooner (the holder's ``deadlock_timeout`` is 5 s), so it is the one rolled
+    back. Returns acquire's outcome (a lease or the exception), or ``None`` when a stall
+    past 1 s made the holder find the cycle instead.
+    """
+    outcome: list[object] = []
+
+    async def acquire() -> None:
+        try:
+            outcome.append(await store.acquire_lease(run_id, owner_node="node-b"))
+        except Exception as exc:
+            outcome.append(exc)
+
+    holder = await psycopg.AsyncConnection.connect(dsn)
+    try:
+        await holder.execute("SET deadlock_timeout = '5s'")
+        await holder.execute(
+            "UPDATE run_leases SET renewed_at = renewed_at WHERE run_id = %s", (run_id,)
+        )
+        with anyio.fail_after(60):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(acquire)
+                await wait_blocked_by(dsn, holder.info.backend_pid)
+                try:
+                    await holder.execute(
+                        "SELECT 1 FROM runs WHERE run_id = %s FOR UPDATE", (run_id,)
+                    )
+                except psycopg.errors.DeadlockDetected:
+                    await holder.rollback()
+                    return None  # only if the machine stalled past 1 s
+                await holder.rollback()
+    finally:
+        await holder.close()
+    [result] = outcome
+    return result
+
+
+async def test_an_acquire_chosen_as_deadlock_victim_is_retried(store: Store, dsn: str) -> None:
+    run, first = await leased_run(store, node="node-a")
+    await expire_lease(dsn, run.run_id)
+    lease = await _acquire_as_deadlock_victim(store, dsn, run.run_id)
+    if lease is None:  # the holder was the victim: acquire went through untouched
+        lease = await store.get_lease(run.run_id)
+    assert isinstance(lease, Lease), lease
+    assert (lease.owner_node, lease.epoch) == ("node-b", first.epoch + 1)
+    assert await query(dsn, "SELECT lease_epoch FROM runs") == [(first.epoch + 1,)]
+
+
+async def test_an_acquire_out_of_deadlock_retries_raises_and_changes_nothing(
+    store: Store, dsn: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # One try only, so a single real deadlock exhausts the budget.
+    monkeypatch.setattr(leases, "ACQUIRE_ATTEMPTS", 1)
+    run, _ = await leased_run(store, node="node-a")
+    await expire_lease(dsn, run.run_id)
+    for _ in range(3):  # a stall may make the holder the victim; then try again
+        before = await store.get_lease(run.run_id)
+        outcome = await _acquire_as_deadlock_victim(store, dsn, run.run_id)
+        if outcome is not None:
+            break
+        await expire_lease(dsn, run.run_id)
+    assert isinstance(outcome, TransactionConflict), outcome
+    assert outcome.run_ids == (run.run_id,)
+    assert outcome.sqlstate == "40P01"
+    assert str(run.run_id) in str(outcome)
+    # Rolled back whole: neither the lease row nor the fence moved.
+    assert before is not None
+    assert await store.get_lease(run.run_id) == before
+    assert await query(dsn, "SELECT lease_epoch FROM runs") == [(before.epoch,)]
+
+
+@pytest.mark.parametrize("ttl", [0, 0.0, -1, -0.001, float("nan"), float("inf"), True])
+async def test_a_lease_ttl_must_be_positive_and_finite(store: Store, dsn: str, ttl: float) -> None:
+    run, lease = await leased_run(store)
+    before = await store.get_lease(run.run_id)
+    with pytest.raises(ValueError, match="lease ttl must be a positive, finite number"):
+        await store.renew_lease(run.run_id, owner_node="node-a", epoch=lease.epoch, ttl=ttl)
+    await expire_lease(dsn, run.run_id)
+    expired = await store.get_lease(run.run_id)
+    with pytest.raises(ValueError, match="lease ttl must be a positive, finite number"):
+        await store.acquire_lease(run.run_id, owner_node="node-b", ttl=ttl)
+    assert before is not None
+    assert await store.get_lease(run.run_id) == expired  # nothing changed
+
+
+async def test_no_ttl_means_the_configured_default(store: Store, dsn: str) -> None:
+    run, lease = await leased_run(store)  # acquired with ttl=None
+    seconds = await query(
+        dsn,
+        "SELECT extract(epoch FROM expires_at - acquired_at) FROM run_leases WHERE run_id = %s",
+        (run.run_id,),
+    )
+    assert float(seconds[0][0]) == store.config.lease_ttl
+    renewal = await store.renew_lease(run.run_id, owner_node="node-a", epoch=lease.epoch)
+    assert renewal is not None
+
+
+@pytest.mark.parametrize("ttl", [0, -1, float("inf"), float("nan")])
+def test_the_configured_lease_ttl_must_be_positive_and_finite(ttl: float) -> None:
+    with pytest.raises(pydantic.ValidationError):
+        NodeConfig(lease_ttl=ttl)

@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import datetime
+
 import anyio
 import pytest
 
-from runtime.store import MemoryScope, PayloadTooLarge, Store, VersionConflict
+from runtime.store import (
+    MemoryScope,
+    PayloadNotSerializable,
+    PayloadTooLarge,
+    Store,
+    VersionConflict,
+)
 from tests.runtime._helpers import query
 
 pytestmark = pytest.mark.anyio
@@ -82,11 +90,44 @@ async def test_ttl_expiry_by_database_time(store: Store, dsn: str) -> None:
 
 async def test_delete_with_and_without_versions(store: Store) -> None:
     await store.put_memory(SESSION, "k", 1)
-    with pytest.raises(VersionConflict):
+    with pytest.raises(VersionConflict) as caught:
         await store.delete_memory(SESSION, "k", expected_version=5)
+    assert str(caught.value) == (
+        "version conflict on session:s-1/k: expected version 5, found version 1"
+    )
+    assert (caught.value.expected, caught.value.actual) == (5, 1)
+    with pytest.raises(VersionConflict) as caught:
+        await store.delete_memory(SESSION, "k", expected_version=0)
+    assert str(caught.value) == (
+        "version conflict on session:s-1/k: expected no value (version 0), found version 1"
+    )
+    assert await store.get_memory(SESSION, "k") is not None
     assert await store.delete_memory(SESSION, "k", expected_version=1)
     assert not await store.delete_memory(SESSION, "k")
     assert await store.get_memory(SESSION, "k") is None
+    with pytest.raises(VersionConflict) as caught:
+        await store.delete_memory(SESSION, "k", expected_version=1)
+    assert str(caught.value) == (
+        "version conflict on session:s-1/k: expected version 1, found no value (version 0)"
+    )
+
+
+async def test_deleting_an_absent_key_expecting_version_zero_is_a_no_op(
+    store: Store, dsn: str
+) -> None:
+    # Version 0 means "absent" everywhere: the caller's expectation holds, nothing to do.
+    assert not await store.delete_memory(SESSION, "never", expected_version=0)
+    await store.put_memory(SESSION, "gone", 1, ttl=60)
+    await query(dsn, "UPDATE memory SET expires_at = now() - interval '1 second'")
+    assert not await store.delete_memory(SESSION, "gone", expected_version=0)
+    assert await query(dsn, "SELECT key, version FROM memory") == [("gone", 1)]
+
+
+@pytest.mark.parametrize("ttl", [0, 0.0, -1, -0.5, float("nan"), float("inf"), True])
+async def test_a_memory_ttl_must_be_positive_and_finite(store: Store, dsn: str, ttl: float) -> None:
+    with pytest.raises(ValueError, match="memory ttl must be a positive, finite number"):
+        await store.put_memory(SESSION, "k", 1, ttl=ttl)
+    assert await query(dsn, "SELECT count(*) FROM memory") == [(0,)]
 
 
 async def test_purge_removes_only_expired_rows(store: Store, dsn: str) -> None:
@@ -100,4 +141,8 @@ async def test_purge_removes_only_expired_rows(store: Store, dsn: str) -> None:
 async def test_oversized_values_write_nothing(dsn: str, store: Store) -> None:
     with pytest.raises(PayloadTooLarge):
         await store.put_memory(SESSION, "k", "x" * (store.config.payload_limit + 1))
+    with pytest.raises(PayloadNotSerializable, match=r"\$\['score'\]"):
+        await store.put_memory(SESSION, "k", {"score": float("nan")})
+    with pytest.raises(PayloadNotSerializable, match="datetime"):
+        await store.put_memory(SESSION, "k", datetime.datetime.now(tz=datetime.UTC))
     assert await query(dsn, "SELECT count(*) FROM memory") == [(0,)]

@@ -12,6 +12,7 @@ from runtime.store import (
     DeadLetterNotFound,
     PayloadNotSerializable,
     Run,
+    RunConflict,
     RunNotFound,
     Store,
 )
@@ -25,17 +26,96 @@ async def test_create_is_idempotent_per_owner_and_key(store: Store) -> None:
         owner="alice", session_id="s", run_type="chat", input={"q": 1}, idempotency_key="k1"
     )
     again, created_again = await store.create_run(
-        owner="alice", session_id="other", run_type="chat", input={"q": 2}, idempotency_key="k1"
+        owner="alice", session_id="s", run_type="chat", input={"q": 1}, idempotency_key="k1"
     )
     assert created
     assert not created_again
     assert again == run
-    assert again.input == {"q": 1}
+    # Keys are scoped per owner: Bob's "k1" is his own run.
     bob, bob_created = await store.create_run(
         owner="bob", session_id="s", run_type="chat", idempotency_key="k1"
     )
     assert bob_created
     assert bob.run_id != run.run_id
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"session_id": "other"}, "session_id"),
+        ({"run_type": "batch"}, "run_type"),
+        ({"input": {"q": 2}}, "input"),
+        ({"run_id": uuid.UUID(int=5)}, "run_id"),
+    ],
+)
+async def test_a_key_reused_for_a_different_request_conflicts_and_changes_nothing(
+    store: Store, dsn: str, change: dict[str, object], field: str
+) -> None:
+    request: dict[str, object] = {
+        "owner": "alice",
+        "session_id": "s",
+        "run_type": "chat",
+        "input": {"q": 1},
+        "idempotency_key": "k1",
+    }
+    run, _ = await store.create_run(**request)  # type: ignore[arg-type]
+    with pytest.raises(RunConflict) as caught:
+        await store.create_run(**{**request, **change})  # type: ignore[arg-type]
+    assert f"idempotency key 'k1' was used with a different {field}" in str(caught.value)
+    assert caught.value.run_id == change.get("run_id", run.run_id)
+    assert await query(dsn, "SELECT run_id, session_id, run_type, input FROM runs") == [
+        (run.run_id, "s", "chat", {"q": 1})
+    ]
+
+
+async def test_a_chosen_run_id_of_another_owner_is_never_returned(store: Store, dsn: str) -> None:
+    alice, _ = await store.create_run(
+        owner="alice", session_id="s", run_type="chat", input={"secret": 1}
+    )
+    for key in (None, "bob-key"):
+        with pytest.raises(RunConflict) as caught:
+            await store.create_run(
+                owner="bob",
+                session_id="s",
+                run_type="chat",
+                input={"secret": 1},
+                idempotency_key=key,
+                run_id=alice.run_id,
+            )
+        assert caught.value.run_id == alice.run_id
+        assert str(caught.value) == (
+            f"run {alice.run_id} conflicts with an earlier request: the run_id is already taken"
+        )
+        assert "alice" not in str(caught.value)
+    # Alice's own key-less repeat with another key is a different request too.
+    with pytest.raises(RunConflict):
+        await store.create_run(
+            owner="alice",
+            session_id="s",
+            run_type="chat",
+            input={"secret": 1},
+            idempotency_key="late-key",
+            run_id=alice.run_id,
+        )
+    assert await query(dsn, "SELECT run_id, owner, idempotency_key FROM runs") == [
+        (alice.run_id, "alice", None)
+    ]
+
+
+async def test_a_repeat_with_a_chosen_run_id_returns_the_same_request(store: Store) -> None:
+    run_id = uuid.uuid4()
+    for key in (None, "k"):
+        chosen = uuid.uuid4() if key else run_id
+        first, created = await store.create_run(
+            owner="o", session_id="s", run_type="t", input=[1], idempotency_key=key, run_id=chosen
+        )
+        again, created_again = await store.create_run(
+            owner="o", session_id="s", run_type="t", input=[1], idempotency_key=key, run_id=chosen
+        )
+        assert (first.run_id, created, created_again) == (chosen, True, False)
+        assert again == first
+    with pytest.raises(RunConflict, match="the run_id was used with a different run_type"):
+        await store.create_run(owner="o", session_id="s", run_type="u", input=[1], run_id=run_id)
 
 
 async def test_concurrent_creates_with_one_key_make_one_run(store: Store, dsn: str) -> None:
@@ -67,6 +147,8 @@ async def test_runs_without_key_are_distinct_and_listed(store: Store) -> None:
 async def test_bad_input_and_unknown_runs(store: Store, dsn: str) -> None:
     with pytest.raises(PayloadNotSerializable):
         await store.create_run(owner="o", session_id="s", run_type="t", input=object())
+    with pytest.raises(PayloadNotSerializable, match="NaN or Infinity"):
+        await store.create_run(owner="o", session_id="s", run_type="t", input=[float("nan")])
     assert await query(dsn, "SELECT count(*) FROM runs") == [(0,)]
     with pytest.raises(RunNotFound):
         await store.get_run(uuid.uuid4())
