@@ -518,18 +518,19 @@ class Mailbox:
 
     # -- notifications (the reserved part of the control lane) ---------------------
 
-    def reserve_notice(self) -> None:
-        """Reserve a slot for one future notification.
+    def reserve_notice(self, count: int = 1) -> None:
+        """Reserve slots for ``count`` future notifications (all or none).
 
         Raises:
-            TooManyWatches: every slot is already reserved.
+            TooManyWatches: fewer than ``count`` slots are free.
         """
-        if self._reserved_notices >= self.config.notification_capacity:
+        if self._reserved_notices + count > self.config.notification_capacity:
             raise TooManyWatches(self.label, self.config.notification_capacity)
-        self._reserved_notices += 1
+        self._reserved_notices += count
 
-    def release_notice(self) -> None:
-        self._reserved_notices -= 1
+    def release_notice(self, count: int = 1) -> None:
+        """Give back ``count`` slots reserved by :meth:`reserve_notice`."""
+        self._reserved_notices -= count
 
     def put_notice(self, notice: object) -> None:
         """Deliver a notification into a slot reserved earlier; dropped if closed."""

@@ -16,6 +16,8 @@ from supervisors import (
     Restart,
     SupervisionEvent,
     Supervisor,
+    child_ref,
+    start_child,
 )
 from tests.supervisors._workers import Journal, Worker
 
@@ -130,18 +132,9 @@ async def test_a_run_subtree_ends_with_its_significant_child_and_leaves_no_orpha
         runs = DynamicSupervisor(max_children=4)
         ref = await spawn(tg, runs)
         subtree = await runs.start_child(ChildSpec("run-1", run_subtree, restart=Restart.TRANSIENT))
-        subtree_incarnation = subtree._mailbox._incarnation
-        assert subtree_incarnation is not None
-        inner = subtree_incarnation.actor
-        assert isinstance(inner, Supervisor)
-        tasks = inner.child_ref("tasks")
-        tasks_supervisor = tasks._mailbox._incarnation
-        assert tasks_supervisor is not None
-        assert isinstance(tasks_supervisor.actor, DynamicSupervisor)
-        tool = await tasks_supervisor.actor.start_child(
-            ChildSpec("tool", lambda: Worker("tool", journal))
-        )
-        await inner.child_ref("run").tell("done")
+        tasks = await child_ref(subtree, "tasks")
+        tool = await start_child(tasks, ChildSpec("tool", lambda: Worker("tool", journal)))
+        await (await child_ref(subtree, "run")).tell("done")
         assert await subtree.wait_stopped() == Shutdown("auto_shutdown")
         assert not tasks.alive
         assert not tool.alive

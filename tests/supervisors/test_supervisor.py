@@ -23,9 +23,12 @@ from supervisors import (
     ChildSpec,
     ChildStartError,
     ChildState,
+    DynamicSupervisor,
+    InvalidChildSpec,
     Restart,
     SupervisionEvent,
     Supervisor,
+    child_ref,
 )
 from tests.supervisors._workers import Journal, Stubborn, Worker
 
@@ -200,11 +203,7 @@ async def test_intensity_exceeded_stops_children_in_reverse_and_the_parent_sees_
         )
         ref = await spawn(tg, parent)
         inner_ref = parent.child_ref("inner")
-        first_inner = inner_ref._mailbox._incarnation
-        assert first_inner is not None
-        inner_supervisor = first_inner.actor
-        assert isinstance(inner_supervisor, Supervisor)
-        b = inner_supervisor.child_ref("b")
+        b = await child_ref(inner_ref, "b")
         for _ in range(2):
             await b.tell("crash")
             assert await b.ask("name") == "b"
@@ -425,14 +424,22 @@ async def test_tree_reports_states_lanes_and_the_multiplied_restart_budget() -> 
         ),
         (lambda j: Supervisor([worker("a", j), worker("b", j)], max_children=1), "max_children"),
         (lambda j: Supervisor([worker("a", j, name="x")]), "registry"),
+        (lambda j: Supervisor([worker("a", j)], max_seconds="5"), "max_seconds must be positive"),  # type: ignore[arg-type]
+        (lambda j: Supervisor([worker("a", j)], max_seconds=float("inf")), "finite"),
+        (lambda j: Supervisor(worker("a", j)), "got a single ChildSpec"),  # type: ignore[arg-type]
+        (lambda j: Supervisor(5), "children must be a sequence of ChildSpec, got 5"),  # type: ignore[arg-type]
+        (lambda j: Supervisor(max_children=0), "max_children must be at least 1"),
+        (lambda j: DynamicSupervisor(max_children=0), "max_children must be at least 1"),
+        (lambda j: DynamicSupervisor(max_children=-3), "max_children must be at least 1"),
     ],
 )
 async def test_invalid_supervisor_flags_raise_value_error_and_start_nothing(
     make: Callable[[Journal], Supervisor], message: str
 ) -> None:
     journal = Journal()
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(InvalidChildSpec, match=message) as caught:
         make(journal)
+    assert isinstance(caught.value, ValueError)
     assert journal.entries == []
 
 
