@@ -121,7 +121,8 @@ class Actor(Generic[M]):
         """A linked actor stopped (only with ``trap_exits = True``)."""
 
     def stop(self, reason: ExitReason | None = None) -> None:
-        """Stop after the current message, with ``reason`` (default ``Normal()``)."""
+        """Stop with ``reason`` (default ``Normal()``) after the current message and the
+        control messages already queued (control-lane order, as for ``ref.stop()``)."""
         self.ref._mailbox.request_stop(reason if reason is not None else Normal())
 
     def monitor(self, target: ActorRef[Any]) -> Monitor:
@@ -232,10 +233,11 @@ async def _serve(actor: Actor[Any], mailbox: Mailbox) -> ExitReason | None:
     """
     batch = 0
     while True:
-        stop = mailbox._stop
-        if stop is not None:
-            mailbox._stop = None
-            return stop.reason
+        if mailbox._stop is not None:
+            # Due once the control messages sent before it have been served.
+            reason = mailbox.take_due_stop()
+            if reason is not None:
+                return reason
         notices = mailbox._notices
         if notices:
             verdict = await actor._on_notice(notices.popleft())
@@ -365,6 +367,8 @@ async def run_incarnation(
             task_status.started(StartFailure(reason))
         if mailbox._incarnation is incarnation:
             mailbox._incarnation = None
+        if incarnation.started:
+            mailbox._last_exit = reason
         incarnation._finish(reason)
         on_exit(incarnation, reason)
 

@@ -11,7 +11,9 @@ control is empty, ``TELEMETRY`` (metrics, progress) only when both are empty.
 Kernel notifications (``Down``, ``Exit``, a supervisor's child exits) travel in a reserved
 part of the control lane: every monitor, link or child reserves its slot when it is set
 up (:class:`~actors.TooManyWatches` past ``notification_capacity``), so they are never
-dropped and never make a stopping actor wait. A stop request is one more slot.
+dropped and never make a stopping actor wait. A graceful stop request needs no slot: it
+records how many control messages were enqueued before it, and the actor stops once
+those have been served (control-lane FIFO order), never waiting on a full lane.
 
 Each lane has high/low watermarks: reaching ``high`` emits one *pressure* signal, falling
 to ``low`` emits one *recovery* signal. They depend only on the sequence of sends and
@@ -266,10 +268,14 @@ class _Reply:
 
 
 class _StopRequest:
-    __slots__ = ("reason",)
+    """A graceful stop, due once the control lane has served ``after`` messages: it
+    takes its place in control-lane FIFO order without occupying a slot there."""
 
-    def __init__(self, reason: ExitReason) -> None:
+    __slots__ = ("after", "reason")
+
+    def __init__(self, reason: ExitReason, after: int) -> None:
         self.reason = reason
+        self.after = after
 
 
 class Mailbox:
@@ -288,6 +294,7 @@ class Mailbox:
         "_discarded_on_stop",
         "_dropped_on_crash",
         "_incarnation",
+        "_last_exit",
         "_links",
         "_monitored_by",
         "_names",
@@ -325,6 +332,7 @@ class Mailbox:
         self._discarded_on_stop = 0
         # Ref-level bookkeeping, all created on first use.
         self._incarnation: _Incarnation | None = None
+        self._last_exit: ExitReason | None = None
         self._monitored_by: dict[object, Mailbox] | None = None
         self._watching: dict[object, Mailbox] | None = None
         self._links: set[Mailbox] | None = None
@@ -556,19 +564,36 @@ class Mailbox:
         return True
 
     def request_stop(self, reason: ExitReason) -> None:
-        """Ask the current incarnation to stop after the message in progress.
+        """Ask the current incarnation to stop, in control-lane FIFO order.
 
-        Takes priority over every lane; the first request's reason wins.
+        Control messages enqueued before the request are handled first; then the
+        incarnation stops, ahead of data and telemetry. The request never waits and
+        never fails, whatever the control lane's depth: it records how many control
+        messages must be served first instead of taking a slot. The first request's
+        reason wins.
         """
         if self._closed is not None or self._stop is not None:
             return
-        self._stop = _StopRequest(reason)
+        control = self._control
+        self._stop = _StopRequest(reason, control.sent if control is not None else 0)
         rx = self._rx
         if rx is not None:
             self._rx = None
             rx.wake()
 
     # -- receiving -----------------------------------------------------------------
+
+    def take_due_stop(self) -> ExitReason | None:
+        """The reason of a stop request that is due (every control message enqueued
+        before it has been served), consuming it; ``None`` otherwise."""
+        stop = self._stop
+        if stop is None:
+            return None
+        control = self._control
+        if control is not None and control.received < stop.after and control.items:
+            return None
+        self._stop = None
+        return stop.reason
 
     def _take(self, state: _LaneState) -> object:
         message = state.items.popleft()
@@ -625,7 +650,7 @@ class Mailbox:
                 )
 
     def discard_on_crash(self) -> None:
-        """Count the message whose handling failed (the restart drops it)."""
+        """Count the message whose handling failed or was killed (it is lost)."""
         self._dropped_on_crash += 1
 
     def clear_stop(self) -> None:

@@ -130,11 +130,16 @@ class ActorRef(Generic[M]):
         return reply.value
 
     async def stop(self, reason: ExitReason | None = None, *, timeout: float = 5.0) -> ExitReason:
-        """Ask the actor to stop after the message in progress; wait until it has.
+        """Ask the actor to stop gracefully; wait until its incarnation has ended.
 
-        Stop requests overtake every lane. Returns the reason the incarnation ended with
-        (a supervisor may restart a ``permanent`` child afterwards). Stopping a stopped
-        actor returns its final reason at once.
+        The request takes its place in control-lane order: control messages sent before
+        it are handled first, then the actor stops ahead of queued data and telemetry.
+        Returns the reason the incarnation ended with (a supervisor may restart a
+        ``permanent`` child afterwards: stop a supervised child for good with
+        ``terminate_child``). Stopping a stopped actor returns its final reason at once.
+        Between two incarnations of a supervised child (e.g. during a restart backoff)
+        nothing is running: it returns at once with the reason the last incarnation
+        ended, and leaves no request behind for the next one.
 
         Raises:
             TimeoutError: the actor did not stop within ``timeout`` seconds.
@@ -146,6 +151,8 @@ class ActorRef(Generic[M]):
         if final is not None:
             return final
         incarnation = mailbox._incarnation
+        if incarnation is None and mailbox._last_exit is not None:
+            return mailbox._last_exit
         mailbox.request_stop(reason if reason is not None else Shutdown())
         with anyio.fail_after(timeout):
             if incarnation is None:
