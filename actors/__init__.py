@@ -40,6 +40,7 @@ from actors._registry import Registry
 from actors.errors import (
     ActorCrashed,
     ActorError,
+    ActorKilled,
     ActorStartFailed,
     ActorStopped,
     AskTimeout,
@@ -54,6 +55,7 @@ __all__ = [
     "Actor",
     "ActorCrashed",
     "ActorError",
+    "ActorKilled",
     "ActorRef",
     "ActorStartFailed",
     "ActorStopped",

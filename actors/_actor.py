@@ -14,7 +14,7 @@ import structlog
 from actors._links import Monitor, demonitor, link, monitor, release_watches, unlink
 from actors._mailbox import _EMPTY, Mailbox, MailboxConfig, _Ask
 from actors._messages import Crashed, Down, Exit, ExitReason, Killed, LinkedExit, Normal
-from actors.errors import ActorCrashed, ActorStartFailed, ActorStopped
+from actors.errors import ActorCrashed, ActorKilled, ActorStartFailed
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Hashable
@@ -257,14 +257,17 @@ async def _serve(actor: Actor[Any], mailbox: Mailbox) -> ExitReason | None:
                     item.reply.fail(crashed)
                     raise
                 except BaseException:
-                    # Cancelled mid-request (its owner's task group, a brutal kill): the
-                    # asker learns at once instead of waiting out its whole timeout.
-                    item.reply.fail(ActorStopped(mailbox.label, str(Killed())))
+                    # Cancelled mid-request (its owner's task group, a brutal kill, a
+                    # supervisor restarting its siblings): the asker learns at once
+                    # instead of waiting out its whole timeout.
+                    item.reply.fail(ActorKilled(mailbox.label))
                     raise
                 item.reply.resolve(value)
             else:
                 await actor.handle(item)
-        except Exception:
+        except BaseException:
+            # The message in progress is lost, whether the handler raised or the
+            # incarnation was cancelled (killed) under it: count it, never drop silently.
             mailbox.discard_on_crash()
             raise
         batch += 1

@@ -729,8 +729,12 @@ class Supervisor(Actor[Any]):
 
         return on_exit
 
-    async def _terminate(self, child: _Child, *, brutal: bool) -> None:
-        """Stop ``child``'s running incarnation per its shutdown policy; keep its ref."""
+    async def _terminate(self, child: _Child, *, brutal: bool, will_restart: bool = False) -> None:
+        """Stop ``child``'s running incarnation per its shutdown policy; keep its ref.
+
+        ``will_restart`` says whether a strategy stops it only to start it again (a
+        ``one_for_all`` or ``rest_for_one`` sibling); it goes into ``child_exited``.
+        """
         incarnation = child.incarnation
         if incarnation is None:
             return
@@ -768,7 +772,7 @@ class Supervisor(Actor[Any]):
                 child.mailbox.label if child.mailbox else "",
                 str(incarnation.reason),
                 incarnation.reason.abnormal,
-                will_restart=False,
+                will_restart=will_restart,
             )
         )
 
@@ -852,7 +856,9 @@ class Supervisor(Actor[Any]):
         ]
         plan = plan_restart(self.strategy, views, failed.spec.id)
         for child_id in plan.stop:
-            await self._terminate(self._children[child_id], brutal=False)
+            await self._terminate(
+                self._children[child_id], brutal=False, will_restart=child_id in plan.start
+            )
         for child_id in plan.remove:
             self._remove(self._children[child_id], Shutdown())
         delay = self._next_delay(failed, now)

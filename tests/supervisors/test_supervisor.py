@@ -10,6 +10,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from actors import (
+    ActorKilled,
     ActorStartFailed,
     ActorStopped,
     IntensityExceeded,
@@ -18,6 +19,7 @@ from actors import (
     Shutdown,
     spawn,
 )
+from actors.testing import wait_all_tasks_blocked
 from supervisors import (
     ChildKind,
     ChildSpec,
@@ -456,3 +458,46 @@ async def test_a_child_whose_on_start_hangs_fails_after_its_start_timeout() -> N
             await spawn(tg, Supervisor([spec]))
         assert anyio.current_time() - started == pytest.approx(7.0)
     assert isinstance(caught.value.__cause__, ChildStartError)
+
+
+@pytest.mark.parametrize("strategy", ["one_for_all", "rest_for_one"])
+async def test_a_sibling_killed_for_a_restart_counts_its_lost_message(strategy: str) -> None:
+    journal = Journal()
+    events = Events()
+    specs = [worker("a", journal), worker("b", journal, shutdown=3.0), worker("c", journal)]
+    async with anyio.create_task_group() as tg:
+        supervisor = Supervisor(specs, strategy=strategy, observer=events)
+        ref = await spawn(tg, supervisor)
+        a, b = supervisor.child_ref("a"), supervisor.child_ref("b")
+        outcome: list[BaseException] = []
+
+        async def asker() -> None:
+            try:
+                await b.ask("hang", timeout=100)
+            except ActorKilled as error:
+                outcome.append(error)
+
+        tg.start_soon(asker)
+        await wait_all_tasks_blocked()
+        crashed_at = anyio.current_time()
+        # a's failure restarts b (one_for_all: everyone; rest_for_one: those after a).
+        await a.tell("crash")
+        # b ignores the graceful stop while it hangs, and is killed after its 3 s.
+        assert await b.ask("name", timeout=100) == "b"
+        assert anyio.current_time() - crashed_at == 3.0
+        [error] = outcome
+        assert f"{b.label} was killed while handling the request" in str(error)
+        assert b.alive  # the same ref serves the new incarnation
+        assert b.statistics().dropped_on_crash == 1  # the "hang" lost to the restart
+        assert a.statistics().dropped_on_crash == 1  # the "crash"
+        exits = {
+            event.child_id: (event.reason, event.will_restart)  # type: ignore[attr-defined]
+            for event in events.seen
+            if event.event == "child_exited"
+        }
+        assert exits == {
+            "a": ("crashed: Crash: a crashed", True),
+            "b": ("killed", True),
+            "c": ("shutdown", True),
+        }
+        await ref.stop()
