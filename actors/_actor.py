@@ -345,8 +345,8 @@ async def run_incarnation(
                     task_status = anyio.TASK_STATUS_IGNORED
                     try:
                         while (verdict := await _serve(actor, mailbox)) is None:
-                            # Mailbox.wait_nonempty(), inlined: an idle actor parks here,
-                            # holding this frame and its waiter, nothing more.
+                            # Park until something arrives (a message, notice or stop):
+                            # an idle actor holds this frame and its waiter, nothing more.
                             waiter = mailbox._new_waiter()
                             mailbox._rx = waiter
                             try:

@@ -461,18 +461,6 @@ class Mailbox:
             rx.wake()
         return True
 
-    async def put(self, message: object, lane: Lane = Lane.DATA) -> None:
-        """Enqueue, waiting up to ``send_timeout`` for room on a full lane.
-
-        Raises:
-            MailboxFull: the lane stayed full for the whole wait, or too many senders
-                were already waiting.
-            ActorStopped: the actor has stopped (before or during the wait).
-        """
-        if self.put_nowait(message, lane):
-            return
-        await self._put_slow(message, lane, self._clock() + self.config.send_timeout)
-
     async def _put_slow(self, message: object, lane: Lane, deadline: float) -> None:
         state = self._state(lane)
         waiting = state.waiting
@@ -616,16 +604,6 @@ class Mailbox:
         if state is not None and state.items:
             return self._take(state)
         return _EMPTY
-
-    async def wait_nonempty(self) -> None:
-        """Park the receiver until something arrives (a message, notice or stop)."""
-        waiter = self._new_waiter()
-        self._rx = waiter
-        try:
-            await waiter
-        finally:
-            if self._rx is waiter:
-                self._rx = None
 
     # -- lifecycle -----------------------------------------------------------------
 
