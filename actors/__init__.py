@@ -10,7 +10,7 @@ transport/. Time comes from the running backend's clock (``anyio.current_time()`
         await ref.stop()
 """
 
-from actors._actor import Actor, spawn
+from actors._actor import Actor, Incarnation, StartFailure, new_label, run_incarnation, spawn
 from actors._links import Monitor
 from actors._mailbox import (
     Lane,
@@ -65,6 +65,7 @@ __all__ = [
     "Down",
     "Exit",
     "ExitReason",
+    "Incarnation",
     "IntensityExceeded",
     "Killed",
     "Lane",
@@ -84,8 +85,11 @@ __all__ = [
     "RegistryFull",
     "Request",
     "Shutdown",
+    "StartFailure",
     "TooManyWatches",
     "WardenError",
+    "new_label",
+    "run_incarnation",
     "spawn",
 ]
 

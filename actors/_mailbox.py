@@ -37,13 +37,14 @@ from typing import TYPE_CHECKING, Any, Final, final
 import anyio
 import structlog
 
+from actors._links import release_watches
 from actors._wakeup import Waiter, primitives
 from actors.errors import ActorStopped, MailboxFull, TooManyWatches
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from actors._actor import _Incarnation
+    from actors._actor import Incarnation
     from actors._messages import ExitReason
     from actors._ref import ActorRef
     from actors._registry import Registry
@@ -331,7 +332,7 @@ class Mailbox:
         self._dropped_on_crash = 0
         self._discarded_on_stop = 0
         # Ref-level bookkeeping, all created on first use.
-        self._incarnation: _Incarnation | None = None
+        self._incarnation: Incarnation | None = None
         self._last_exit: ExitReason | None = None
         self._monitored_by: dict[object, Mailbox] | None = None
         self._watching: dict[object, Mailbox] | None = None
@@ -404,6 +405,12 @@ class Mailbox:
     @property
     def exit_reason(self) -> ExitReason | None:
         return self._closed
+
+    @property
+    def incarnation(self) -> Incarnation | None:
+        """The incarnation running behind this mailbox, or ``None`` between two
+        incarnations of a supervised actor and after it stopped for good."""
+        return self._incarnation
 
     # -- sending -------------------------------------------------------------------
 
@@ -665,6 +672,14 @@ class Mailbox:
             rx.wake()
         if self._stopped_event is not None:
             self._stopped_event.set()
+
+    def terminate(self, reason: ExitReason) -> None:
+        """The actor stopped for good: :meth:`close` the mailbox, then deliver ``Down``
+        and ``Exit`` to its monitors and links and free its registered names."""
+        if self._closed is not None:
+            return
+        self.close(reason)
+        release_watches(self, reason)
 
     async def wait_closed(self) -> ExitReason:
         """Wait until the mailbox is closed for good; return the final exit reason."""

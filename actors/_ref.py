@@ -13,6 +13,7 @@ from actors.errors import AskTimeout, MailboxFull
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from actors._actor import Actor
     from actors._mailbox import Mailbox
 
 __all__ = ["ActorRef"]
@@ -47,6 +48,13 @@ class ActorRef(Generic[M]):
     def alive(self) -> bool:
         """False once the actor has stopped for good (a restart is not a stop)."""
         return not self._mailbox.closed
+
+    @property
+    def actor_type(self) -> type[Actor[Any]] | None:
+        """The class of the incarnation running behind this ref, or ``None`` between
+        two incarnations and after the actor stopped (never the instance itself)."""
+        incarnation = self._mailbox._incarnation
+        return type(incarnation.actor) if incarnation is not None else None
 
     @property
     def exit_reason(self) -> ExitReason | None:

@@ -19,10 +19,12 @@ import structlog
 
 from actors import (
     Actor,
+    ActorError,
     ActorRef,
     Crashed,
     Exit,
     ExitReason,
+    Incarnation,
     IntensityExceeded,
     Killed,
     Mailbox,
@@ -30,9 +32,10 @@ from actors import (
     MailboxStatistics,
     Registry,
     Shutdown,
+    StartFailure,
+    new_label,
+    run_incarnation,
 )
-from actors._actor import StartFailure, _Incarnation, new_label, run_incarnation, terminate
-from actors.errors import ActorError
 from supervisors._intensity import Backoff, RestartIntensity
 from supervisors._spec import BRUTAL, INFINITY, ChildKind, ChildSpec, Restart
 from supervisors._strategy import ChildView, Strategy, plan_restart, should_restart
@@ -165,8 +168,8 @@ class _Child:
     def __init__(self, spec: ChildSpec) -> None:
         self.spec = spec
         self.mailbox: Mailbox | None = None
-        self.incarnation: _Incarnation | None = None
-        self.terminating: _Incarnation | None = None
+        self.incarnation: Incarnation | None = None
+        self.terminating: Incarnation | None = None
         self.pending_notice: _ChildExit | None = None
         self.state = ChildState.STOPPED
         self.restarts = 0
@@ -180,7 +183,7 @@ class _Child:
 class _ChildExit:
     __slots__ = ("child", "incarnation", "reason")
 
-    def __init__(self, child: _Child, incarnation: _Incarnation, reason: ExitReason) -> None:
+    def __init__(self, child: _Child, incarnation: Incarnation, reason: ExitReason) -> None:
         self.child = child
         self.incarnation = incarnation
         self.reason = reason
@@ -283,8 +286,8 @@ def _is_supervisor(ref: ActorRef[Any]) -> bool:
     Between incarnations nothing runs, and the request waits for the next one, which
     the same factory builds.
     """
-    incarnation = ref._mailbox._incarnation
-    return incarnation is None or isinstance(incarnation.actor, Supervisor)
+    actor_type = ref.actor_type
+    return actor_type is None or issubclass(actor_type, Supervisor)
 
 
 async def _call(ref: ActorRef[Any], request: _Request, timeout: float) -> Any:
@@ -500,7 +503,7 @@ class Supervisor(Actor[Any]):
     # -- actor hooks -------------------------------------------------------------------
 
     async def on_start(self) -> None:
-        self.ref._mailbox.reserve_notice(self._own_slots)
+        self.mailbox.reserve_notice(self._own_slots)
         self._slots_reserved = True
         for spec in self._specs:
             child = self._add(spec)
@@ -577,7 +580,7 @@ class Supervisor(Actor[Any]):
                 # The slots belong to this incarnation; a restarted one reserves anew.
                 if self._slots_reserved:
                     self._slots_reserved = False
-                    self.ref._mailbox.release_notice(self._own_slots)
+                    self.mailbox.release_notice(self._own_slots)
 
     async def _on_notice(self, notice: object) -> ExitReason | None:
         if type(notice) is _ChildExit:
@@ -630,10 +633,10 @@ class Supervisor(Actor[Any]):
         if self._children.get(child.spec.id) is child:
             del self._children[child.spec.id]
         if child.pending_notice is not None:
-            self.ref._mailbox.withdraw_notice(child.pending_notice)
+            self.mailbox.withdraw_notice(child.pending_notice)
             child.pending_notice = None
         if child.mailbox is not None:
-            terminate(child.mailbox, reason)
+            child.mailbox.terminate(reason)
 
     def _retire(self, child: _Child, reason: ExitReason, *, forget: bool) -> None:
         """A child exited for good: forget it, or keep its spec as stopped."""
@@ -642,7 +645,7 @@ class Supervisor(Actor[Any]):
             return
         child.state = ChildState.STOPPED
         if child.mailbox is not None:
-            terminate(child.mailbox, reason)
+            child.mailbox.terminate(reason)
 
     async def _start_new(self, spec: ChildSpec) -> ActorRef[Any]:
         if not isinstance(spec, ChildSpec):
@@ -685,7 +688,7 @@ class Supervisor(Actor[Any]):
                     return self._start_failed(child, Crashed(error))
             child.mailbox = mailbox
         mailbox.clear_stop()
-        incarnation = _Incarnation(actor)
+        incarnation = Incarnation(actor)
         child.incarnation = incarnation
         result: object = None
         with anyio.move_on_after(spec.start_timeout):
@@ -714,10 +717,10 @@ class Supervisor(Actor[Any]):
         self._emit(ChildStartFailed(self._label, child.spec.id, str(reason)))
         return error
 
-    def _exit_callback(self, child: _Child) -> Callable[[_Incarnation, ExitReason], None]:
-        supervisor_mailbox = self.ref._mailbox
+    def _exit_callback(self, child: _Child) -> Callable[[Incarnation, ExitReason], None]:
+        supervisor_mailbox = self.mailbox
 
-        def on_exit(incarnation: _Incarnation, reason: ExitReason) -> None:
+        def on_exit(incarnation: Incarnation, reason: ExitReason) -> None:
             # Expected exits (we stopped it) and failed starts are handled by the caller.
             if not incarnation.started or child.terminating is incarnation:
                 return
@@ -756,7 +759,7 @@ class Supervisor(Actor[Any]):
                 await incarnation.wait_done()
             elif child.pending_notice is not None:
                 # It had already exited on its own; that notice is now moot.
-                self.ref._mailbox.withdraw_notice(child.pending_notice)
+                self.mailbox.withdraw_notice(child.pending_notice)
                 child.pending_notice = None
         finally:
             child.terminating = None
@@ -949,7 +952,7 @@ class Supervisor(Actor[Any]):
                 self._timer_scope = None
             if not self._tick_pending:
                 self._tick_pending = True
-                self.ref._mailbox.put_notice(_TICK)
+                self.mailbox.put_notice(_TICK)
 
     # -- observation -------------------------------------------------------------------
 

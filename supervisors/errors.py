@@ -15,7 +15,7 @@
 
 from __future__ import annotations
 
-from actors.errors import WardenError
+from actors import WardenError
 
 __all__ = [
     "AdmissionRejected",
