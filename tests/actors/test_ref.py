@@ -66,7 +66,7 @@ class TestTell:
             ref = await spawn(tg, actor)
             await ref.tell("hello", lane)
             assert ref.try_tell("again", lane)
-            await wait_all_tasks_blocked()  # drain: a stop overtakes queued messages
+            await wait_all_tasks_blocked()  # drain: a stop overtakes queued data and telemetry
             await ref.stop()
         assert actor.log == ["hello", "again"]
 
@@ -82,7 +82,7 @@ class TestTell:
             assert not ref.try_tell("refused")
             assert anyio.current_time() == start
             hold.release.set()
-            await wait_all_tasks_blocked()  # drain: a stop overtakes queued messages
+            await wait_all_tasks_blocked()  # drain: a stop overtakes queued data and telemetry
             await ref.stop()
         assert actor.log == [hold, "queued"]
 
@@ -96,7 +96,7 @@ class TestTell:
             start = anyio.current_time()
             await ref.tell("waited")  # room frees when the nap ends and "queued" is taken
             assert anyio.current_time() - start == 3
-            await wait_all_tasks_blocked()  # drain: a stop overtakes queued messages
+            await wait_all_tasks_blocked()  # drain: a stop overtakes queued data and telemetry
             await ref.stop()
         assert actor.log == [Nap(3), "queued", "waited"]
 
@@ -113,7 +113,7 @@ class TestTell:
                 await ref.tell("refused")
             assert anyio.current_time() - start == 2.5
             hold.release.set()
-            await wait_all_tasks_blocked()  # drain: a stop overtakes queued messages
+            await wait_all_tasks_blocked()  # drain: a stop overtakes queued data and telemetry
             await ref.stop()
         assert actor.log == [hold, "queued"]
 
@@ -135,7 +135,7 @@ class TestTell:
             assert anyio.current_time() - start == 4.0
             assert (caught.value.lane, caught.value.capacity) == ("control", 2)
             hold.release.set()
-            await wait_all_tasks_blocked()  # drain: a stop overtakes queued messages
+            await wait_all_tasks_blocked()  # drain: a stop overtakes queued data and telemetry
             await ref.stop()
         assert actor.log == [hold, "c1", "c2"]
 
@@ -152,7 +152,7 @@ class TestTell:
             assert anyio.current_time() == start
             assert ref.statistics().lane(Lane.TELEMETRY).dropped == 3
             hold.release.set()
-            await wait_all_tasks_blocked()  # drain: a stop overtakes queued messages
+            await wait_all_tasks_blocked()  # drain: a stop overtakes queued data and telemetry
             await ref.stop()
         assert actor.log == [hold, 3, 4]
 
@@ -280,7 +280,7 @@ class TestAsk:
             assert anyio.current_time() - start == 2
             assert ref.statistics().lane(Lane.DATA).waiting_senders == 0
             hold.release.set()
-            await wait_all_tasks_blocked()  # drain: a stop overtakes queued messages
+            await wait_all_tasks_blocked()  # drain: a stop overtakes queued data and telemetry
             await ref.stop()
         assert actor.log == [hold, "queued"]
 
