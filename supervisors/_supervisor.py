@@ -81,10 +81,10 @@ _log = structlog.get_logger("warden.supervisors")
 #: Extra time an admin call waits beyond the child's own start timeout.
 _CALL_MARGIN: Final = 5.0
 
-#: Notification slots a supervisor keeps for monitors and links set up by *other*
-#: actors (a link to the supervisor, or its own monitors). Its children's and its backoff
-#: timer's slots are reserved apart, all at once when it starts, so outside watchers can
-#: never take them: past this bound the watcher gets ``TooManyWatches``.
+#: Notification slots a supervisor keeps for links other actors set up with it. Its
+#: children's and its backoff timer's slots are reserved apart, all at once when it
+#: starts, so outside links can never take them: past this bound the linking actor gets
+#: ``TooManyWatches``.
 _OUTSIDE_WATCH_SLOTS: Final = 64
 
 #: Longest repr of an unexpected message kept in a log event.
