@@ -10,7 +10,7 @@ transport/. Time comes from the running backend's clock (``anyio.current_time()`
         await ref.stop()
 """
 
-from actors._actor import Actor, spawn
+from actors._actor import Actor, Incarnation, StartFailure, new_label, run_incarnation, spawn
 from actors._links import Monitor
 from actors._mailbox import (
     Lane,
@@ -40,6 +40,7 @@ from actors._registry import Registry
 from actors.errors import (
     ActorCrashed,
     ActorError,
+    ActorKilled,
     ActorStartFailed,
     ActorStopped,
     AskTimeout,
@@ -54,6 +55,7 @@ __all__ = [
     "Actor",
     "ActorCrashed",
     "ActorError",
+    "ActorKilled",
     "ActorRef",
     "ActorStartFailed",
     "ActorStopped",
@@ -63,6 +65,7 @@ __all__ = [
     "Down",
     "Exit",
     "ExitReason",
+    "Incarnation",
     "IntensityExceeded",
     "Killed",
     "Lane",
@@ -82,8 +85,11 @@ __all__ = [
     "RegistryFull",
     "Request",
     "Shutdown",
+    "StartFailure",
     "TooManyWatches",
     "WardenError",
+    "new_label",
+    "run_incarnation",
     "spawn",
 ]
 

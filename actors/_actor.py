@@ -11,10 +11,10 @@ import anyio
 import anyio.lowlevel
 import structlog
 
-from actors._links import Monitor, demonitor, link, monitor, release_watches, unlink
+from actors._links import Monitor, demonitor, link, monitor, unlink
 from actors._mailbox import _EMPTY, Mailbox, MailboxConfig, _Ask
 from actors._messages import Crashed, Down, Exit, ExitReason, Killed, LinkedExit, Normal
-from actors.errors import ActorCrashed, ActorStartFailed, ActorStopped
+from actors.errors import ActorCrashed, ActorKilled, ActorStartFailed
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Hashable
@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from actors._ref import ActorRef
     from actors._registry import Registry
 
-__all__ = ["Actor", "spawn"]
+__all__ = ["Actor", "Incarnation", "StartFailure", "new_label", "run_incarnation", "spawn"]
 
 M = TypeVar("M")
 
@@ -70,7 +70,7 @@ _NOTHING: Final = _Nothing()
 
 
 def new_label(actor: object) -> str:
-    """A process-unique label, ``ClassName#id``."""
+    """A process-unique label, ``ClassName#id``, for a new mailbox (hosting API)."""
     return f"{type(actor).__name__}#{next(_ids)}"
 
 
@@ -103,6 +103,15 @@ class Actor(Generic[M]):
         except AttributeError:
             raise RuntimeError(f"{type(self).__name__} has not been started") from None
 
+    @property
+    def mailbox(self) -> Mailbox:
+        """This actor's own mailbox (available from ``on_start`` on).
+
+        For kernel extensions such as supervisors, which reserve notification slots
+        and deliver notices to themselves; other actors reach it only through refs.
+        """
+        return self.ref._mailbox
+
     async def on_start(self) -> None:
         """Runs before the first message; the spawner waits for it to return."""
 
@@ -121,7 +130,8 @@ class Actor(Generic[M]):
         """A linked actor stopped (only with ``trap_exits = True``)."""
 
     def stop(self, reason: ExitReason | None = None) -> None:
-        """Stop after the current message, with ``reason`` (default ``Normal()``)."""
+        """Stop with ``reason`` (default ``Normal()``) after the current message and the
+        control messages already queued (control-lane order, as for ``ref.stop()``)."""
         self.ref._mailbox.request_stop(reason if reason is not None else Normal())
 
     def monitor(self, target: ActorRef[Any]) -> Monitor:
@@ -172,8 +182,17 @@ class Actor(Generic[M]):
         raise TypeError(f"{type(self).__name__} got an unexpected notice {notice!r}")
 
 
-class _Incarnation:
-    """One run of one actor instance behind a mailbox."""
+class Incarnation:
+    """One run of one actor instance behind a mailbox (part of the hosting API).
+
+    A supervisor builds one per start of a child and runs it with
+    :func:`run_incarnation`; the mailbox, and so the ref, outlives it.
+
+    Attributes:
+        actor: the actor instance this incarnation runs.
+        started: whether its ``on_start`` returned.
+        reason: its exit reason once it has ended, else ``None``.
+    """
 
     __slots__ = ("_done", "actor", "reason", "scope", "started")
 
@@ -196,6 +215,7 @@ class _Incarnation:
         self.scope.cancel()
 
     async def wait_done(self) -> ExitReason:
+        """Wait until the incarnation has ended; return its exit reason."""
         if self.reason is None:
             if self._done is None:
                 self._done = anyio.Event()
@@ -210,7 +230,8 @@ class _Incarnation:
 
 
 class StartFailure:
-    """What an incarnation hands its starter instead of a ref when ``on_start`` failed."""
+    """What :func:`run_incarnation` hands its starter instead of a ref when ``on_start``
+    failed (part of the hosting API). ``reason`` is the exit reason."""
 
     __slots__ = ("reason",)
 
@@ -232,10 +253,11 @@ async def _serve(actor: Actor[Any], mailbox: Mailbox) -> ExitReason | None:
     """
     batch = 0
     while True:
-        stop = mailbox._stop
-        if stop is not None:
-            mailbox._stop = None
-            return stop.reason
+        if mailbox._stop is not None:
+            # Due once the control messages sent before it have been served.
+            reason = mailbox.take_due_stop()
+            if reason is not None:
+                return reason
         notices = mailbox._notices
         if notices:
             verdict = await actor._on_notice(notices.popleft())
@@ -255,14 +277,17 @@ async def _serve(actor: Actor[Any], mailbox: Mailbox) -> ExitReason | None:
                     item.reply.fail(crashed)
                     raise
                 except BaseException:
-                    # Cancelled mid-request (its owner's task group, a brutal kill): the
-                    # asker learns at once instead of waiting out its whole timeout.
-                    item.reply.fail(ActorStopped(mailbox.label, str(Killed())))
+                    # Cancelled mid-request (its owner's task group, a brutal kill, a
+                    # supervisor restarting its siblings): the asker learns at once
+                    # instead of waiting out its whole timeout.
+                    item.reply.fail(ActorKilled(mailbox.label))
                     raise
                 item.reply.resolve(value)
             else:
                 await actor.handle(item)
-        except Exception:
+        except BaseException:
+            # The message in progress is lost, whether the handler raised or the
+            # incarnation was cancelled (killed) under it: count it, never drop silently.
             mailbox.discard_on_crash()
             raise
         batch += 1
@@ -288,9 +313,9 @@ async def _call_on_stop(actor: Actor[Any], label: str, reason: ExitReason) -> No
 
 
 async def run_incarnation(
-    incarnation: _Incarnation,
+    incarnation: Incarnation,
     mailbox: Mailbox,
-    on_exit: Callable[[_Incarnation, ExitReason], None],
+    on_exit: Callable[[Incarnation, ExitReason], None],
     *,
     killable: bool = True,
     shield: bool = False,
@@ -298,18 +323,20 @@ async def run_incarnation(
 ) -> None:
     """Run one incarnation of ``actor`` behind ``mailbox`` until it stops.
 
+    Part of the hosting API that supervisors are built on.
+
     Reports ``mailbox.ref`` to ``task_status`` once ``on_start`` has returned, or a
     :class:`StartFailure`. Never raises an actor's error into the caller's task group:
     the exit reason goes to ``on_exit`` instead. Cancellation propagates after cleanup.
 
     ``killable`` gives the incarnation its own cancel scope, so that
-    :meth:`_Incarnation.kill` can cancel it alone (supervisors need that). Without it,
+    :meth:`Incarnation.kill` can cancel it alone (supervisors need that). Without it,
     only the owner's task group can cancel the actor, and each idle actor is one cancel
     scope lighter.
 
     With ``shield`` (needs ``killable``), once ``on_start`` has returned, cancellation of
     the surrounding task group no longer reaches the actor: only
-    :meth:`_Incarnation.kill` does. Supervisors use it so that, even when they are
+    :meth:`Incarnation.kill` does. Supervisors use it so that, even when they are
     cancelled, they stop their children one at a time in reverse order. ``on_start``
     itself stays cancellable (start timeouts).
     """
@@ -340,8 +367,8 @@ async def run_incarnation(
                     task_status = anyio.TASK_STATUS_IGNORED
                     try:
                         while (verdict := await _serve(actor, mailbox)) is None:
-                            # Mailbox.wait_nonempty(), inlined: an idle actor parks here,
-                            # holding this frame and its waiter, nothing more.
+                            # Park until something arrives (a message, notice or stop):
+                            # an idle actor holds this frame and its waiter, nothing more.
                             waiter = mailbox._new_waiter()
                             mailbox._rx = waiter
                             try:
@@ -365,19 +392,13 @@ async def run_incarnation(
             task_status.started(StartFailure(reason))
         if mailbox._incarnation is incarnation:
             mailbox._incarnation = None
+        if incarnation.started:
+            mailbox._last_exit = reason
         incarnation._finish(reason)
         on_exit(incarnation, reason)
 
 
-def terminate(mailbox: Mailbox, reason: ExitReason) -> None:
-    """The actor behind ``mailbox`` stopped for good: close it and tell its watchers."""
-    if mailbox.closed:
-        return
-    mailbox.close(reason)
-    release_watches(mailbox, reason)
-
-
-def _exit_unsupervised(incarnation: _Incarnation, reason: ExitReason) -> None:
+def _exit_unsupervised(incarnation: Incarnation, reason: ExitReason) -> None:
     """``on_exit`` of an actor started by :func:`spawn`: it stops for good.
 
     One shared function rather than a closure per actor: the mailbox is the ref's.
@@ -385,7 +406,7 @@ def _exit_unsupervised(incarnation: _Incarnation, reason: ExitReason) -> None:
     mailbox = incarnation.actor.ref._mailbox
     if reason.abnormal:
         _log.warning("actor_exited", actor=mailbox.label, reason=str(reason))
-    terminate(mailbox, reason)
+    mailbox.terminate(reason)
 
 
 async def spawn(
@@ -421,13 +442,13 @@ async def spawn(
     try:
         # Named after the actor: task dumps read "Counter#12", and anyio builds no name.
         result = await task_group.start(
-            partial(run_incarnation, _Incarnation(actor), box, _exit_unsupervised, killable=False),
+            partial(run_incarnation, Incarnation(actor), box, _exit_unsupervised, killable=False),
             name=box.label,
         )
     except BaseException:
         # The incarnation never ran (e.g. the task group is no longer active): close the
         # mailbox and free the name, or they would stay behind with nobody serving them.
-        terminate(box, Killed())
+        box.terminate(Killed())
         raise
     if isinstance(result, StartFailure):
         raise result.error(box.label)

@@ -11,7 +11,9 @@ control is empty, ``TELEMETRY`` (metrics, progress) only when both are empty.
 Kernel notifications (``Down``, ``Exit``, a supervisor's child exits) travel in a reserved
 part of the control lane: every monitor, link or child reserves its slot when it is set
 up (:class:`~actors.TooManyWatches` past ``notification_capacity``), so they are never
-dropped and never make a stopping actor wait. A stop request is one more slot.
+dropped and never make a stopping actor wait. A graceful stop request needs no slot: it
+records how many control messages were enqueued before it, and the actor stops once
+those have been served (control-lane FIFO order), never waiting on a full lane.
 
 Each lane has high/low watermarks: reaching ``high`` emits one *pressure* signal, falling
 to ``low`` emits one *recovery* signal. They depend only on the sequence of sends and
@@ -35,13 +37,14 @@ from typing import TYPE_CHECKING, Any, Final, final
 import anyio
 import structlog
 
+from actors._links import release_watches
 from actors._wakeup import Waiter, primitives
 from actors.errors import ActorStopped, MailboxFull, TooManyWatches
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from actors._actor import _Incarnation
+    from actors._actor import Incarnation
     from actors._messages import ExitReason
     from actors._ref import ActorRef
     from actors._registry import Registry
@@ -266,10 +269,14 @@ class _Reply:
 
 
 class _StopRequest:
-    __slots__ = ("reason",)
+    """A graceful stop, due once the control lane has served ``after`` messages: it
+    takes its place in control-lane FIFO order without occupying a slot there."""
 
-    def __init__(self, reason: ExitReason) -> None:
+    __slots__ = ("after", "reason")
+
+    def __init__(self, reason: ExitReason, after: int) -> None:
         self.reason = reason
+        self.after = after
 
 
 class Mailbox:
@@ -288,6 +295,7 @@ class Mailbox:
         "_discarded_on_stop",
         "_dropped_on_crash",
         "_incarnation",
+        "_last_exit",
         "_links",
         "_monitored_by",
         "_names",
@@ -324,7 +332,8 @@ class Mailbox:
         self._dropped_on_crash = 0
         self._discarded_on_stop = 0
         # Ref-level bookkeeping, all created on first use.
-        self._incarnation: _Incarnation | None = None
+        self._incarnation: Incarnation | None = None
+        self._last_exit: ExitReason | None = None
         self._monitored_by: dict[object, Mailbox] | None = None
         self._watching: dict[object, Mailbox] | None = None
         self._links: set[Mailbox] | None = None
@@ -397,6 +406,12 @@ class Mailbox:
     def exit_reason(self) -> ExitReason | None:
         return self._closed
 
+    @property
+    def incarnation(self) -> Incarnation | None:
+        """The incarnation running behind this mailbox, or ``None`` between two
+        incarnations of a supervised actor and after it stopped for good."""
+        return self._incarnation
+
     # -- sending -------------------------------------------------------------------
 
     def _state(self, lane: Lane) -> _LaneState:
@@ -453,18 +468,6 @@ class Mailbox:
             rx.wake()
         return True
 
-    async def put(self, message: object, lane: Lane = Lane.DATA) -> None:
-        """Enqueue, waiting up to ``send_timeout`` for room on a full lane.
-
-        Raises:
-            MailboxFull: the lane stayed full for the whole wait, or too many senders
-                were already waiting.
-            ActorStopped: the actor has stopped (before or during the wait).
-        """
-        if self.put_nowait(message, lane):
-            return
-        await self._put_slow(message, lane, self._clock() + self.config.send_timeout)
-
     async def _put_slow(self, message: object, lane: Lane, deadline: float) -> None:
         state = self._state(lane)
         waiting = state.waiting
@@ -518,18 +521,19 @@ class Mailbox:
 
     # -- notifications (the reserved part of the control lane) ---------------------
 
-    def reserve_notice(self) -> None:
-        """Reserve a slot for one future notification.
+    def reserve_notice(self, count: int = 1) -> None:
+        """Reserve slots for ``count`` future notifications (all or none).
 
         Raises:
-            TooManyWatches: every slot is already reserved.
+            TooManyWatches: fewer than ``count`` slots are free.
         """
-        if self._reserved_notices >= self.config.notification_capacity:
+        if self._reserved_notices + count > self.config.notification_capacity:
             raise TooManyWatches(self.label, self.config.notification_capacity)
-        self._reserved_notices += 1
+        self._reserved_notices += count
 
-    def release_notice(self) -> None:
-        self._reserved_notices -= 1
+    def release_notice(self, count: int = 1) -> None:
+        """Give back ``count`` slots reserved by :meth:`reserve_notice`."""
+        self._reserved_notices -= count
 
     def put_notice(self, notice: object) -> None:
         """Deliver a notification into a slot reserved earlier; dropped if closed."""
@@ -555,19 +559,36 @@ class Mailbox:
         return True
 
     def request_stop(self, reason: ExitReason) -> None:
-        """Ask the current incarnation to stop after the message in progress.
+        """Ask the current incarnation to stop, in control-lane FIFO order.
 
-        Takes priority over every lane; the first request's reason wins.
+        Control messages enqueued before the request are handled first; then the
+        incarnation stops, ahead of data and telemetry. The request never waits and
+        never fails, whatever the control lane's depth: it records how many control
+        messages must be served first instead of taking a slot. The first request's
+        reason wins.
         """
         if self._closed is not None or self._stop is not None:
             return
-        self._stop = _StopRequest(reason)
+        control = self._control
+        self._stop = _StopRequest(reason, control.sent if control is not None else 0)
         rx = self._rx
         if rx is not None:
             self._rx = None
             rx.wake()
 
     # -- receiving -----------------------------------------------------------------
+
+    def take_due_stop(self) -> ExitReason | None:
+        """The reason of a stop request that is due (every control message enqueued
+        before it has been served), consuming it; ``None`` otherwise."""
+        stop = self._stop
+        if stop is None:
+            return None
+        control = self._control
+        if control is not None and control.received < stop.after and control.items:
+            return None
+        self._stop = None
+        return stop.reason
 
     def _take(self, state: _LaneState) -> object:
         message = state.items.popleft()
@@ -590,16 +611,6 @@ class Mailbox:
         if state is not None and state.items:
             return self._take(state)
         return _EMPTY
-
-    async def wait_nonempty(self) -> None:
-        """Park the receiver until something arrives (a message, notice or stop)."""
-        waiter = self._new_waiter()
-        self._rx = waiter
-        try:
-            await waiter
-        finally:
-            if self._rx is waiter:
-                self._rx = None
 
     # -- lifecycle -----------------------------------------------------------------
 
@@ -624,7 +635,7 @@ class Mailbox:
                 )
 
     def discard_on_crash(self) -> None:
-        """Count the message whose handling failed (the restart drops it)."""
+        """Count the message whose handling failed or was killed (it is lost)."""
         self._dropped_on_crash += 1
 
     def clear_stop(self) -> None:
@@ -661,6 +672,14 @@ class Mailbox:
             rx.wake()
         if self._stopped_event is not None:
             self._stopped_event.set()
+
+    def terminate(self, reason: ExitReason) -> None:
+        """The actor stopped for good: :meth:`close` the mailbox, then deliver ``Down``
+        and ``Exit`` to its monitors and links and free its registered names."""
+        if self._closed is not None:
+            return
+        self.close(reason)
+        release_watches(self, reason)
 
     async def wait_closed(self) -> ExitReason:
         """Wait until the mailbox is closed for good; return the final exit reason."""

@@ -13,6 +13,7 @@ from actors.errors import AskTimeout, MailboxFull
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from actors._actor import Actor
     from actors._mailbox import Mailbox
 
 __all__ = ["ActorRef"]
@@ -47,6 +48,13 @@ class ActorRef(Generic[M]):
     def alive(self) -> bool:
         """False once the actor has stopped for good (a restart is not a stop)."""
         return not self._mailbox.closed
+
+    @property
+    def actor_type(self) -> type[Actor[Any]] | None:
+        """The class of the incarnation running behind this ref, or ``None`` between
+        two incarnations and after the actor stopped (never the instance itself)."""
+        incarnation = self._mailbox._incarnation
+        return type(incarnation.actor) if incarnation is not None else None
 
     @property
     def exit_reason(self) -> ExitReason | None:
@@ -130,11 +138,16 @@ class ActorRef(Generic[M]):
         return reply.value
 
     async def stop(self, reason: ExitReason | None = None, *, timeout: float = 5.0) -> ExitReason:
-        """Ask the actor to stop after the message in progress; wait until it has.
+        """Ask the actor to stop gracefully; wait until its incarnation has ended.
 
-        Stop requests overtake every lane. Returns the reason the incarnation ended with
-        (a supervisor may restart a ``permanent`` child afterwards). Stopping a stopped
-        actor returns its final reason at once.
+        The request takes its place in control-lane order: control messages sent before
+        it are handled first, then the actor stops ahead of queued data and telemetry.
+        Returns the reason the incarnation ended with (a supervisor may restart a
+        ``permanent`` child afterwards: stop a supervised child for good with
+        ``terminate_child``). Stopping a stopped actor returns its final reason at once.
+        Between two incarnations of a supervised child (e.g. during a restart backoff)
+        nothing is running: it returns at once with the reason the last incarnation
+        ended, and leaves no request behind for the next one.
 
         Raises:
             TimeoutError: the actor did not stop within ``timeout`` seconds.
@@ -146,6 +159,8 @@ class ActorRef(Generic[M]):
         if final is not None:
             return final
         incarnation = mailbox._incarnation
+        if incarnation is None and mailbox._last_exit is not None:
+            return mailbox._last_exit
         mailbox.request_stop(reason if reason is not None else Shutdown())
         with anyio.fail_after(timeout):
             if incarnation is None:

@@ -25,7 +25,7 @@ import trio
 if TYPE_CHECKING:
     from collections.abc import Callable, Generator
 
-__all__ = ["Waiter", "primitives", "waiter_factory"]
+__all__ = ["Waiter", "primitives"]
 
 
 class Waiter(Protocol):
@@ -154,12 +154,3 @@ def primitives() -> tuple[Callable[[], Waiter], Callable[[], float]]:
     if library == "trio":
         return _TrioWaiter, trio.current_time
     raise RuntimeError(f"the actor kernel runs on asyncio or trio, not {library}")
-
-
-def waiter_factory() -> Callable[[], Waiter]:
-    """Return a factory of waiters for the running backend.
-
-    Raises:
-        RuntimeError: when called outside asyncio or trio.
-    """
-    return primitives()[0]

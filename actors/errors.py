@@ -9,6 +9,7 @@ branch in it. The kernel's branch::
         ├── MailboxFull         a lane stayed full for the whole bounded wait
         ├── AskTimeout          no reply within the ask's timeout (also a TimeoutError)
         ├── ActorCrashed        the actor raised while handling this ask (broken)
+        ├── ActorKilled         the actor was killed while handling this ask (broken)
         ├── ActorStartFailed    ``on_start`` raised; nothing was started (cause attached)
         ├── NameTaken           the registry already maps this name to a live actor
         ├── RegistryFull        the registry holds as many names as it may
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
 __all__ = [
     "ActorCrashed",
     "ActorError",
+    "ActorKilled",
     "ActorStartFailed",
     "ActorStopped",
     "AskTimeout",
@@ -103,6 +105,23 @@ class ActorCrashed(ActorError):
         super().__init__(f"{actor} crashed while handling the request")
 
 
+class ActorKilled(ActorError):
+    """The actor's incarnation was killed (cancelled) while handling this ask; the
+    request was dropped and counted in ``dropped_on_crash``.
+
+    Unlike :class:`ActorStopped`, the ref may still be alive: a supervisor that killed
+    the actor to restart it (a ``one_for_all`` sibling, a shutdown timeout) serves later
+    messages with a new incarnation. Check ``ref.alive`` before retrying.
+
+    Attributes:
+        actor: the label of the killed actor.
+    """
+
+    def __init__(self, actor: str) -> None:
+        self.actor = actor
+        super().__init__(f"{actor} was killed while handling the request; the request was dropped")
+
+
 class ActorStartFailed(ActorError):
     """The actor's ``on_start`` raised or was cancelled; it never ran.
 
@@ -165,6 +184,7 @@ for _error in (
     MailboxFull,
     AskTimeout,
     ActorCrashed,
+    ActorKilled,
     ActorStartFailed,
     NameTaken,
     RegistryFull,

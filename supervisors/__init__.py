@@ -40,12 +40,30 @@ to the next incarnation; the message being handled when it crashed is dropped an
 counted. An exception in a child never kills the supervisor unless intensity is
 exceeded.
 
+**Admin.** :func:`start_child`, :func:`terminate_child`, :func:`restart_child`,
+:func:`delete_child`, :func:`which_children`, :func:`count_children`, :func:`child_ref`
+and :func:`tree` take the supervisor's ref, which stays valid when the supervisor is
+itself restarted. Bad input never crashes a supervisor: unexpected messages and exits
+of linked actors that are not children are logged and ignored, and errors caused by an
+admin request are raised in the caller.
+
 Every step is a structured event (``child_started``, ``child_exited``,
 ``child_restarted``, ``child_start_failed``, ``supervisor_escalated``,
-``supervisor_shut_down``): logged with structlog, counted, and passed to the observer.
+``supervisor_shut_down``, ``unexpected_message_ignored``, ``unexpected_exit_ignored``):
+logged with structlog, counted, and passed to the observer.
 :meth:`Supervisor.tree` gives operators a snapshot of the whole subtree.
 """
 
+from supervisors._admin import (
+    child_ref,
+    count_children,
+    delete_child,
+    restart_child,
+    start_child,
+    terminate_child,
+    tree,
+    which_children,
+)
 from supervisors._intensity import Backoff, RestartIntensity
 from supervisors._spec import BRUTAL, INFINITY, ChildKind, ChildSpec, Restart, ShutdownPolicy
 from supervisors._strategy import ChildView, RestartPlan, Strategy, plan_restart, should_restart
@@ -59,9 +77,11 @@ from supervisors._supervisor import (
 )
 from supervisors.errors import (
     AdmissionRejected,
+    ChildNotStopped,
     ChildStartError,
     DuplicateChild,
     InvalidChildSpec,
+    NotASupervisor,
     SupervisorError,
     UnknownChild,
 )
@@ -74,6 +94,8 @@ from supervisors.events import (
     SupervisionObserver,
     SupervisorEscalated,
     SupervisorShutDown,
+    UnexpectedExitIgnored,
+    UnexpectedMessageIgnored,
 )
 
 __all__ = [
@@ -83,6 +105,7 @@ __all__ = [
     "Backoff",
     "ChildExited",
     "ChildKind",
+    "ChildNotStopped",
     "ChildRestarted",
     "ChildSnapshot",
     "ChildSpec",
@@ -95,6 +118,7 @@ __all__ = [
     "DynamicSupervisor",
     "INFINITY",
     "InvalidChildSpec",
+    "NotASupervisor",
     "Restart",
     "RestartIntensity",
     "RestartPlan",
@@ -107,9 +131,19 @@ __all__ = [
     "SupervisorEscalated",
     "SupervisorShutDown",
     "SupervisorSnapshot",
+    "UnexpectedExitIgnored",
+    "UnexpectedMessageIgnored",
     "UnknownChild",
+    "child_ref",
+    "count_children",
+    "delete_child",
     "plan_restart",
+    "restart_child",
     "should_restart",
+    "start_child",
+    "terminate_child",
+    "tree",
+    "which_children",
 ]
 
 for _name in __all__:

@@ -6,6 +6,7 @@ Both read time only through the ``now`` they are given (the supervisor passes
 
 from __future__ import annotations
 
+import math
 import random
 from collections import deque
 from dataclasses import dataclass
@@ -30,8 +31,14 @@ class RestartIntensity:
             raise InvalidChildSpec(f"max_restarts must be an integer, got {max_restarts!r}")
         if max_restarts < 1:
             raise InvalidChildSpec(f"max_restarts must be at least 1, got {max_restarts}")
-        if not max_seconds > 0:
-            raise InvalidChildSpec(f"max_seconds must be positive, got {max_seconds}")
+        seconds: object = max_seconds
+        if (
+            isinstance(seconds, bool)
+            or not isinstance(seconds, int | float)
+            or not math.isfinite(seconds)
+            or seconds <= 0
+        ):
+            raise InvalidChildSpec(f"max_seconds must be positive, finite seconds, got {seconds!r}")
         self.max_restarts = max_restarts
         self.max_seconds = max_seconds
         self._history: deque[float] = deque(maxlen=max_restarts + 1)

@@ -7,12 +7,13 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, Literal, final
 
+from actors import MailboxConfig
 from supervisors.errors import InvalidChildSpec
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Hashable
 
-    from actors import Actor, MailboxConfig
+    from actors import Actor
 
 __all__ = ["BRUTAL", "INFINITY", "ChildKind", "ChildSpec", "Restart", "ShutdownPolicy"]
 
@@ -114,9 +115,34 @@ class ChildSpec:
                 f"child {self.id!r}: shutdown must be positive seconds, 'brutal' or "
                 f"'infinity', got {shutdown!r}"
             )
+        significant: object = self.significant
+        if not isinstance(significant, bool):
+            raise InvalidChildSpec(
+                f"child {self.id!r}: significant must be True or False, got {significant!r}"
+            )
         if self.significant and self.restart is Restart.PERMANENT:
             raise InvalidChildSpec(
                 f"child {self.id!r}: a significant child must be transient or temporary"
             )
-        if not self.start_timeout > 0:
-            raise InvalidChildSpec(f"child {self.id!r}: start_timeout must be positive")
+        start_timeout: object = self.start_timeout
+        if (
+            isinstance(start_timeout, bool)
+            or not isinstance(start_timeout, int | float)
+            or not math.isfinite(start_timeout)
+            or start_timeout <= 0
+        ):
+            raise InvalidChildSpec(
+                f"child {self.id!r}: start_timeout must be positive, finite seconds, "
+                f"got {start_timeout!r}"
+            )
+        mailbox: object = self.mailbox
+        if mailbox is not None and not isinstance(mailbox, MailboxConfig):
+            raise InvalidChildSpec(
+                f"child {self.id!r}: mailbox must be a MailboxConfig or None, got {mailbox!r}"
+            )
+        try:
+            hash(self.name)
+        except TypeError:
+            raise InvalidChildSpec(
+                f"child {self.id!r}: name must be hashable (a registry key), got {self.name!r}"
+            ) from None

@@ -19,9 +19,12 @@ import structlog
 
 from actors import (
     Actor,
+    ActorError,
     ActorRef,
     Crashed,
+    Exit,
     ExitReason,
+    Incarnation,
     IntensityExceeded,
     Killed,
     Mailbox,
@@ -29,17 +32,20 @@ from actors import (
     MailboxStatistics,
     Registry,
     Shutdown,
+    StartFailure,
+    new_label,
+    run_incarnation,
 )
-from actors._actor import StartFailure, _Incarnation, new_label, run_incarnation, terminate
-from actors.errors import ActorError
 from supervisors._intensity import Backoff, RestartIntensity
 from supervisors._spec import BRUTAL, INFINITY, ChildKind, ChildSpec, Restart
 from supervisors._strategy import ChildView, Strategy, plan_restart, should_restart
 from supervisors.errors import (
     AdmissionRejected,
+    ChildNotStopped,
     ChildStartError,
     DuplicateChild,
     InvalidChildSpec,
+    NotASupervisor,
     SupervisorError,
     UnknownChild,
 )
@@ -52,6 +58,8 @@ from supervisors.events import (
     SupervisionObserver,
     SupervisorEscalated,
     SupervisorShutDown,
+    UnexpectedExitIgnored,
+    UnexpectedMessageIgnored,
 )
 
 if TYPE_CHECKING:
@@ -72,6 +80,20 @@ _log = structlog.get_logger("warden.supervisors")
 
 #: Extra time an admin call waits beyond the child's own start timeout.
 _CALL_MARGIN: Final = 5.0
+
+#: Notification slots a supervisor keeps for links other actors set up with it. Its
+#: children's and its backoff timer's slots are reserved apart, all at once when it
+#: starts, so outside links can never take them: past this bound the linking actor gets
+#: ``TooManyWatches``.
+_OUTSIDE_WATCH_SLOTS: Final = 64
+
+#: Longest repr of an unexpected message kept in a log event.
+_MAX_REPR: Final = 200
+
+
+def _short_repr(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= _MAX_REPR else text[: _MAX_REPR - 1] + "…"
 
 
 class AutoShutdown(enum.StrEnum):
@@ -146,8 +168,8 @@ class _Child:
     def __init__(self, spec: ChildSpec) -> None:
         self.spec = spec
         self.mailbox: Mailbox | None = None
-        self.incarnation: _Incarnation | None = None
-        self.terminating: _Incarnation | None = None
+        self.incarnation: Incarnation | None = None
+        self.terminating: Incarnation | None = None
         self.pending_notice: _ChildExit | None = None
         self.state = ChildState.STOPPED
         self.restarts = 0
@@ -161,7 +183,7 @@ class _Child:
 class _ChildExit:
     __slots__ = ("child", "incarnation", "reason")
 
-    def __init__(self, child: _Child, incarnation: _Incarnation, reason: ExitReason) -> None:
+    def __init__(self, child: _Child, incarnation: Incarnation, reason: ExitReason) -> None:
         self.child = child
         self.incarnation = incarnation
         self.reason = reason
@@ -201,7 +223,40 @@ class _DeleteChild:
     child_id: str
 
 
-_Request = _StartChild | _TerminateChild | _RestartChild | _DeleteChild
+@final
+@dataclass(frozen=True, slots=True)
+class _WhichChildren:
+    pass
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class _CountChildren:
+    pass
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class _ChildRef:
+    child_id: str
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class _Tree:
+    pass
+
+
+_Request = (
+    _StartChild
+    | _TerminateChild
+    | _RestartChild
+    | _DeleteChild
+    | _WhichChildren
+    | _CountChildren
+    | _ChildRef
+    | _Tree
+)
 
 
 @final
@@ -214,7 +269,46 @@ class _Failure:
         self.error = error
 
 
-class Supervisor(Actor[_Request]):
+#: Default timeout of a restart_child call when the child's start timeout is unknown.
+_RESTART_TIMEOUT: Final = 60.0
+
+
+def _start_timeout(spec: object) -> float:
+    """How long an admin call that starts ``spec`` may take."""
+    if isinstance(spec, ChildSpec):
+        return spec.start_timeout + _CALL_MARGIN
+    return _CALL_MARGIN
+
+
+def _is_supervisor(ref: ActorRef[Any]) -> bool:
+    """False when the actor behind ``ref`` is running and is not a supervisor.
+
+    Between incarnations nothing runs, and the request waits for the next one, which
+    the same factory builds.
+    """
+    actor_type = ref.actor_type
+    return actor_type is None or issubclass(actor_type, Supervisor)
+
+
+async def _call(ref: ActorRef[Any], request: _Request, timeout: float) -> Any:
+    """Ask the supervisor behind ``ref`` to serve ``request``; raise its error here.
+
+    Raises:
+        NotASupervisor: the actor behind ``ref`` is not a supervisor (nothing sent).
+        ActorStopped: the supervisor has stopped.
+        AskTimeout: no answer within ``timeout`` seconds.
+    """
+    if not isinstance(ref, ActorRef):
+        raise TypeError(f"expected the ActorRef of a supervisor, got {_short_repr(ref)}")
+    if not _is_supervisor(ref):
+        raise NotASupervisor(ref.label)
+    result = await ref.ask(request, timeout=timeout)
+    if isinstance(result, _Failure):
+        raise result.error
+    return result
+
+
+class Supervisor(Actor[Any]):
     """Starts children in order, restarts them by strategy, stops them in reverse.
 
     Flags (all optional):
@@ -244,6 +338,8 @@ class Supervisor(Actor[_Request]):
 
     #: whether children that exit for good are forgotten (dynamic) or kept as stopped.
     _forgets_stopped: ClassVar[bool] = False
+    #: an actor linked to the supervisor that is not its child never takes it down.
+    trap_exits: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -258,7 +354,18 @@ class Supervisor(Actor[_Request]):
         registry: Registry | None = None,
         observer: SupervisionObserver | None = None,
     ) -> None:
-        specs = tuple(children)
+        given: object = children  # checked at run time: often built from configuration
+        if isinstance(given, ChildSpec):
+            raise InvalidChildSpec(
+                f"children must be a sequence of ChildSpec, got a single ChildSpec "
+                f"({given.id!r}); wrap it in a list"
+            )
+        try:
+            specs = tuple(children)
+        except TypeError:
+            raise InvalidChildSpec(
+                f"children must be a sequence of ChildSpec, got {_short_repr(children)}"
+            ) from None
         for spec in specs:
             if not isinstance(spec, ChildSpec):
                 raise InvalidChildSpec(f"children must be ChildSpec instances, got {spec!r}")
@@ -288,6 +395,8 @@ class Supervisor(Actor[_Request]):
             max_children = max(1, len(specs))
         if isinstance(max_children, bool) or not isinstance(max_children, int):
             raise InvalidChildSpec(f"max_children must be an integer, got {max_children!r}")
+        if max_children < 1:
+            raise InvalidChildSpec(f"max_children must be at least 1, got {max_children}")
         if max_children < max(1, len(specs)):
             raise InvalidChildSpec(
                 f"max_children ({max_children}) is below the number of children ({len(specs)})"
@@ -301,15 +410,19 @@ class Supervisor(Actor[_Request]):
         self.max_children = max_children
         self._registry = registry
         self._observer = observer
-        # One notification slot per child, plus one for the backoff timer's tick.
-        self.mailbox_config = MailboxConfig(notification_capacity=max_children + 1)
+        # One notification slot per child, plus one for the backoff timer's tick, all
+        # reserved by on_start; the rest is for links and monitors from outside.
+        self._own_slots = max_children + 1
+        self.mailbox_config = MailboxConfig(
+            notification_capacity=self._own_slots + _OUTSIDE_WATCH_SLOTS
+        )
         self._children: dict[str, _Child] = {}
         self._task_group: TaskGroup | None = None
         self._counts: dict[str, int] = {}
         self._timer_scope: anyio.CancelScope | None = None
         self._timer_due = float("inf")
         self._tick_pending = False
-        self._tick_reserved = False
+        self._slots_reserved = False
 
     # -- public API ------------------------------------------------------------------
 
@@ -322,70 +435,76 @@ class Supervisor(Actor[_Request]):
         return dict(self._counts)
 
     def which_children(self) -> list[tuple[str, ActorRef[Any] | None, ChildState]]:
-        """Each child's id, ref (``None`` when it has none) and state, in start order."""
+        """Each child's id, ref (``None`` when it has none) and state, in start order.
+
+        Describes *this incarnation* only: after the supervisor is restarted by its
+        parent, use :func:`supervisors.which_children` on its ref.
+        """
         return [
             (child.spec.id, child.mailbox.ref if child.mailbox else None, child.state)
             for child in self._records()
         ]
 
     def child_ref(self, child_id: str) -> ActorRef[Any]:
-        """The ref of child ``child_id`` (stable across its restarts).
+        """The ref of child ``child_id`` (stable across its restarts), from this
+        incarnation's records; :func:`supervisors.child_ref` goes through the ref.
 
         Raises:
             UnknownChild: no such child, or it has no live ref.
         """
-        child = self._children.get(child_id)
-        if child is None or child.mailbox is None or child.mailbox.closed:
-            raise UnknownChild(self._label, child_id)
-        return child.mailbox.ref
+        return self._live_ref(self._find(child_id))
 
     async def start_child(self, spec: ChildSpec) -> ActorRef[Any]:
         """Start a new child at run time; return its ref once its ``on_start`` ran.
 
+        A thin wrapper of :func:`supervisors.start_child` on this supervisor's ref.
+
         Raises:
             AdmissionRejected: already ``max_children`` children; nothing started.
             DuplicateChild: a child with ``spec.id`` exists; nothing started.
+            InvalidChildSpec: ``spec`` is not a valid spec for this supervisor.
             ChildStartError: the factory or ``on_start`` failed; nothing left running.
         """
-        result = await self.ref.ask(_StartChild(spec), timeout=spec.start_timeout + _CALL_MARGIN)
-        ref: ActorRef[Any] = self._unwrap(result)
+        ref: ActorRef[Any] = await _call(self.ref, _StartChild(spec), _start_timeout(spec))
         return ref
 
     async def terminate_child(self, key: str | ActorRef[Any], *, timeout: float = 60.0) -> None:
         """Stop a child (per its shutdown policy). A static supervisor keeps its spec;
-        a dynamic one forgets it.
+        a dynamic one forgets it. Wraps :func:`supervisors.terminate_child`.
 
         Raises:
             UnknownChild: no such child.
         """
-        self._unwrap(await self.ref.ask(_TerminateChild(key), timeout=timeout))
+        await _call(self.ref, _TerminateChild(key), timeout)
 
     async def restart_child(self, child_id: str) -> ActorRef[Any]:
-        """Start a stopped static child again.
+        """Start a stopped static child again. Wraps :func:`supervisors.restart_child`.
 
         Raises:
-            UnknownChild: no such child, or it is not stopped.
+            UnknownChild: no such child.
+            ChildNotStopped: the child is running or waiting to restart.
             ChildStartError: the factory or ``on_start`` failed.
         """
-        child = self._children.get(child_id)
-        timeout = (child.spec.start_timeout if child else 0.0) + _CALL_MARGIN
-        result = await self.ref.ask(_RestartChild(child_id), timeout=timeout)
-        ref: ActorRef[Any] = self._unwrap(result)
+        key: object = child_id
+        child = self._children.get(key) if isinstance(key, str) else None
+        timeout = _start_timeout(child.spec) if child is not None else _RESTART_TIMEOUT
+        ref: ActorRef[Any] = await _call(self.ref, _RestartChild(child_id), timeout)
         return ref
 
     async def delete_child(self, child_id: str) -> None:
-        """Forget a stopped child's spec.
+        """Forget a stopped child's spec. Wraps :func:`supervisors.delete_child`.
 
         Raises:
-            UnknownChild: no such child, or it is not stopped.
+            UnknownChild: no such child.
+            ChildNotStopped: the child is running or waiting to restart.
         """
-        self._unwrap(await self.ref.ask(_DeleteChild(child_id), timeout=_CALL_MARGIN))
+        await _call(self.ref, _DeleteChild(child_id), _CALL_MARGIN)
 
     # -- actor hooks -------------------------------------------------------------------
 
     async def on_start(self) -> None:
-        self.ref._mailbox.reserve_notice()  # the backoff timer's tick
-        self._tick_reserved = True
+        self.mailbox.reserve_notice(self._own_slots)
+        self._slots_reserved = True
         for spec in self._specs:
             child = self._add(spec)
             error = await self._start(child)
@@ -393,7 +512,13 @@ class Supervisor(Actor[_Request]):
                 self._remove(child, Shutdown("start failed"))
                 raise error
 
-    async def handle(self, message: _Request) -> object:
+    async def handle(self, message: object) -> object:
+        """Serve one admin request; log and ignore anything else (never crash).
+
+        Errors caused by the request (unknown child, invalid spec, ...) are returned as
+        a ``_Failure`` that the admin functions raise in the caller: the caller's input
+        never takes the supervisor down (OTP's supervisor does the same).
+        """
         try:
             if isinstance(message, _StartChild):
                 return await self._start_new(message.spec)
@@ -405,7 +530,7 @@ class Supervisor(Actor[_Request]):
             if isinstance(message, _RestartChild):
                 child = self._find(message.child_id)
                 if child.state is not ChildState.STOPPED:
-                    raise UnknownChild(self._label, f"{child.spec.id} (not stopped)")
+                    raise ChildNotStopped(self._label, child.spec.id)
                 error = await self._start(child)
                 if error is not None:
                     raise error
@@ -414,12 +539,26 @@ class Supervisor(Actor[_Request]):
             if isinstance(message, _DeleteChild):
                 child = self._find(message.child_id)
                 if child.state is not ChildState.STOPPED:
-                    raise UnknownChild(self._label, f"{child.spec.id} (not stopped)")
+                    raise ChildNotStopped(self._label, child.spec.id)
                 self._remove(child, Shutdown())
                 return None
+            if isinstance(message, _WhichChildren):
+                return self.which_children()
+            if isinstance(message, _CountChildren):
+                return len(self._children)
+            if isinstance(message, _ChildRef):
+                return self._live_ref(self._find(message.child_id))
+            if isinstance(message, _Tree):
+                return self.tree()
         except SupervisorError as error:
             return _Failure(error)
-        raise TypeError(f"{self._label} got an unexpected request {message!r}")
+        self._emit(UnexpectedMessageIgnored(self._label, _short_repr(message)))
+        return None
+
+    async def on_exit(self, exit: Exit) -> None:
+        """A linked actor that is not a child exited: ignore it (supervisors trap
+        exits, as in OTP), but say so."""
+        self._emit(UnexpectedExitIgnored(self._label, exit.ref.label, str(exit.reason)))
 
     async def on_stop(self, reason: ExitReason) -> None:
         self._emit(SupervisorShutDown(self._label, str(reason)))
@@ -439,9 +578,9 @@ class Supervisor(Actor[_Request]):
                 task_group.cancel_scope.cancel()  # a pending backoff timer
                 self._task_group = None
                 # The slots belong to this incarnation; a restarted one reserves anew.
-                if self._tick_reserved:
-                    self._tick_reserved = False
-                    self.ref._mailbox.release_notice()
+                if self._slots_reserved:
+                    self._slots_reserved = False
+                    self.mailbox.release_notice(self._own_slots)
 
     async def _on_notice(self, notice: object) -> ExitReason | None:
         if type(notice) is _ChildExit:
@@ -464,25 +603,27 @@ class Supervisor(Actor[_Request]):
     def _records(self) -> list[_Child]:
         return list(self._children.values())
 
-    def _find(self, key: str | ActorRef[Any]) -> _Child:
+    def _find(self, key: object) -> _Child:
         if isinstance(key, ActorRef):
             for child in self._children.values():
                 if child.mailbox is not None and child.mailbox.ref is key:
                     return child
             raise UnknownChild(self._label, key.label)
+        if not isinstance(key, str):
+            # Child ids are strings: no child has this key (and it may not even hash).
+            raise UnknownChild(self._label, _short_repr(key))
         found = self._children.get(key)
         if found is None:
             raise UnknownChild(self._label, key)
         return found
 
-    @staticmethod
-    def _unwrap(result: Any) -> Any:
-        if isinstance(result, _Failure):
-            raise result.error
-        return result
+    def _live_ref(self, child: _Child) -> ActorRef[Any]:
+        if child.mailbox is None or child.mailbox.closed:
+            raise UnknownChild(self._label, child.spec.id)
+        return child.mailbox.ref
 
     def _add(self, spec: ChildSpec) -> _Child:
-        self.ref._mailbox.reserve_notice()
+        # Its notification slot was reserved by on_start; admission bounds the count.
         child = _Child(spec)
         self._children[spec.id] = child
         return child
@@ -491,12 +632,11 @@ class Supervisor(Actor[_Request]):
         """Forget a child that is not running; its ref stops for good."""
         if self._children.get(child.spec.id) is child:
             del self._children[child.spec.id]
-            self.ref._mailbox.release_notice()
         if child.pending_notice is not None:
-            self.ref._mailbox.withdraw_notice(child.pending_notice)
+            self.mailbox.withdraw_notice(child.pending_notice)
             child.pending_notice = None
         if child.mailbox is not None:
-            terminate(child.mailbox, reason)
+            child.mailbox.terminate(reason)
 
     def _retire(self, child: _Child, reason: ExitReason, *, forget: bool) -> None:
         """A child exited for good: forget it, or keep its spec as stopped."""
@@ -505,7 +645,7 @@ class Supervisor(Actor[_Request]):
             return
         child.state = ChildState.STOPPED
         if child.mailbox is not None:
-            terminate(child.mailbox, reason)
+            child.mailbox.terminate(reason)
 
     async def _start_new(self, spec: ChildSpec) -> ActorRef[Any]:
         if not isinstance(spec, ChildSpec):
@@ -516,6 +656,8 @@ class Supervisor(Actor[_Request]):
             raise AdmissionRejected(self._label, self.max_children)
         if spec.name is not None and self._registry is None:
             raise InvalidChildSpec("a child with a name needs the supervisor's registry")
+        if spec.significant and self.auto_shutdown is AutoShutdown.NEVER:
+            raise InvalidChildSpec(f"child {spec.id!r} is significant but auto_shutdown is 'never'")
         child = self._add(spec)
         error = await self._start(child)
         if error is not None:
@@ -546,7 +688,7 @@ class Supervisor(Actor[_Request]):
                     return self._start_failed(child, Crashed(error))
             child.mailbox = mailbox
         mailbox.clear_stop()
-        incarnation = _Incarnation(actor)
+        incarnation = Incarnation(actor)
         child.incarnation = incarnation
         result: object = None
         with anyio.move_on_after(spec.start_timeout):
@@ -575,10 +717,10 @@ class Supervisor(Actor[_Request]):
         self._emit(ChildStartFailed(self._label, child.spec.id, str(reason)))
         return error
 
-    def _exit_callback(self, child: _Child) -> Callable[[_Incarnation, ExitReason], None]:
-        supervisor_mailbox = self.ref._mailbox
+    def _exit_callback(self, child: _Child) -> Callable[[Incarnation, ExitReason], None]:
+        supervisor_mailbox = self.mailbox
 
-        def on_exit(incarnation: _Incarnation, reason: ExitReason) -> None:
+        def on_exit(incarnation: Incarnation, reason: ExitReason) -> None:
             # Expected exits (we stopped it) and failed starts are handled by the caller.
             if not incarnation.started or child.terminating is incarnation:
                 return
@@ -590,8 +732,12 @@ class Supervisor(Actor[_Request]):
 
         return on_exit
 
-    async def _terminate(self, child: _Child, *, brutal: bool) -> None:
-        """Stop ``child``'s running incarnation per its shutdown policy; keep its ref."""
+    async def _terminate(self, child: _Child, *, brutal: bool, will_restart: bool = False) -> None:
+        """Stop ``child``'s running incarnation per its shutdown policy; keep its ref.
+
+        ``will_restart`` says whether a strategy stops it only to start it again (a
+        ``one_for_all`` or ``rest_for_one`` sibling); it goes into ``child_exited``.
+        """
         incarnation = child.incarnation
         if incarnation is None:
             return
@@ -613,7 +759,7 @@ class Supervisor(Actor[_Request]):
                 await incarnation.wait_done()
             elif child.pending_notice is not None:
                 # It had already exited on its own; that notice is now moot.
-                self.ref._mailbox.withdraw_notice(child.pending_notice)
+                self.mailbox.withdraw_notice(child.pending_notice)
                 child.pending_notice = None
         finally:
             child.terminating = None
@@ -629,7 +775,7 @@ class Supervisor(Actor[_Request]):
                 child.mailbox.label if child.mailbox else "",
                 str(incarnation.reason),
                 incarnation.reason.abnormal,
-                will_restart=False,
+                will_restart=will_restart,
             )
         )
 
@@ -713,7 +859,9 @@ class Supervisor(Actor[_Request]):
         ]
         plan = plan_restart(self.strategy, views, failed.spec.id)
         for child_id in plan.stop:
-            await self._terminate(self._children[child_id], brutal=False)
+            await self._terminate(
+                self._children[child_id], brutal=False, will_restart=child_id in plan.start
+            )
         for child_id in plan.remove:
             self._remove(self._children[child_id], Shutdown())
         delay = self._next_delay(failed, now)
@@ -804,7 +952,7 @@ class Supervisor(Actor[_Request]):
                 self._timer_scope = None
             if not self._tick_pending:
                 self._tick_pending = True
-                self.ref._mailbox.put_notice(_TICK)
+                self.mailbox.put_notice(_TICK)
 
     # -- observation -------------------------------------------------------------------
 
@@ -812,7 +960,7 @@ class Supervisor(Actor[_Request]):
         self._counts[event.event] = self._counts.get(event.event, 0) + 1
         fields = event.fields()
         if (isinstance(event, ChildExited) and event.abnormal) or isinstance(
-            event, ChildStartFailed
+            event, ChildStartFailed | UnexpectedMessageIgnored | UnexpectedExitIgnored
         ):
             _log.warning(event.event, **fields)
         elif isinstance(event, SupervisorEscalated):

@@ -8,18 +8,22 @@
         ├── AdmissionRejected    a DynamicSupervisor is at max_children; nothing was started
         ├── DuplicateChild       a child with this id is already supervised
         ├── UnknownChild         no child with this id or ref
+        ├── ChildNotStopped      restart_child/delete_child of a child that is not stopped
+        ├── NotASupervisor       a supervisor admin call reached an actor that is not one
         └── ChildStartError     the child's factory or on_start failed (cause attached)
 """
 
 from __future__ import annotations
 
-from actors.errors import WardenError
+from actors import WardenError
 
 __all__ = [
     "AdmissionRejected",
+    "ChildNotStopped",
     "ChildStartError",
     "DuplicateChild",
     "InvalidChildSpec",
+    "NotASupervisor",
     "SupervisorError",
     "UnknownChild",
 ]
@@ -65,6 +69,33 @@ class UnknownChild(SupervisorError):
         super().__init__(f"{supervisor} has no child {child_id!r}")
 
 
+class ChildNotStopped(SupervisorError):
+    """``restart_child`` or ``delete_child`` named a child that is running or restarting.
+
+    Attributes:
+        supervisor: the supervisor's label.
+        child_id: the child spec's id.
+    """
+
+    def __init__(self, supervisor: str, child_id: str) -> None:
+        self.supervisor = supervisor
+        self.child_id = child_id
+        super().__init__(f"child {child_id!r} of {supervisor} is not stopped")
+
+
+class NotASupervisor(SupervisorError):
+    """A supervisor admin function was called on a ref whose actor is not a supervisor;
+    nothing was sent to it.
+
+    Attributes:
+        actor: the label of the actor behind the ref.
+    """
+
+    def __init__(self, actor: str) -> None:
+        self.actor = actor
+        super().__init__(f"{actor} is not a supervisor")
+
+
 class ChildStartError(SupervisorError):
     """The child's factory raised, or its ``on_start`` failed; the cause is attached.
 
@@ -87,6 +118,8 @@ for _error in (
     AdmissionRejected,
     DuplicateChild,
     UnknownChild,
+    ChildNotStopped,
+    NotASupervisor,
     ChildStartError,
 ):
     _error.__module__ = "supervisors"

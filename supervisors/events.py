@@ -20,6 +20,8 @@ __all__ = [
     "SupervisionObserver",
     "SupervisorEscalated",
     "SupervisorShutDown",
+    "UnexpectedExitIgnored",
+    "UnexpectedMessageIgnored",
 ]
 
 
@@ -104,6 +106,29 @@ class SupervisorShutDown(SupervisionEvent):
 
     event: ClassVar[str] = "supervisor_shut_down"
     supervisor: str
+    reason: str
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class UnexpectedMessageIgnored(SupervisionEvent):
+    """The supervisor got a message that is not an admin request and ignored it (as
+    OTP's supervisor does); ``message`` is its repr, truncated."""
+
+    event: ClassVar[str] = "unexpected_message_ignored"
+    supervisor: str
+    message: str
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class UnexpectedExitIgnored(SupervisionEvent):
+    """An actor linked to the supervisor, not one of its children, exited; supervisors
+    trap exits, so it was ignored. ``reason`` is its exit reason as text."""
+
+    event: ClassVar[str] = "unexpected_exit_ignored"
+    supervisor: str
+    actor: str
     reason: str
 
 

@@ -110,3 +110,61 @@ def test_relative_imports_resolve_within_the_package() -> None:
         name.partition(".")[0]
         for name in imported_modules("from .errors import ActorError", "actors._x")
     }
+
+
+def private_kernel_imports(source: str, module: str, *, is_package: bool = False) -> list[str]:
+    """Underscore names ``source`` takes from the actor kernel: private modules
+    (``actors._actor``) or private names (``from actors import _EMPTY``)."""
+    package = module if is_package else module.rpartition(".")[0]
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            found += [
+                alias.name
+                for alias in node.names
+                if alias.name.partition(".")[0] == "actors"
+                and any(part.startswith("_") for part in alias.name.split("."))
+            ]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".") if package else []
+                base = base[: len(base) - (node.level - 1)]
+                target = ".".join([*base, *([node.module] if node.module else [])])
+            else:
+                target = node.module or ""
+            if target.partition(".")[0] != "actors":
+                continue
+            if any(part.startswith("_") for part in target.split(".")):
+                found.append(target)
+            found += [
+                f"{target}.{alias.name}" for alias in node.names if alias.name.startswith("_")
+            ]
+    return found
+
+
+def test_supervisors_use_only_the_public_kernel_api() -> None:
+    """STYLE §1: everything outside the engine is built on its public API, so
+    supervisors/ never imports an underscore module or name from actors/."""
+    found = []
+    for path in sorted((ROOT / "supervisors").rglob("*.py")):
+        module = module_name(path)
+        source = path.read_text()
+        for name in private_kernel_imports(source, module, is_package=path.name == "__init__.py"):
+            found.append(f"{path.relative_to(ROOT)} imports {name}")
+    assert found == []
+
+
+@pytest.mark.parametrize(
+    ("source", "expected"),
+    [
+        ("from actors._actor import run_incarnation", ["actors._actor"]),
+        ("from actors import _EMPTY", ["actors._EMPTY"]),
+        ("import actors._mailbox", ["actors._mailbox"]),
+        ("from actors.errors import ActorError", []),
+        ("from actors import Incarnation, run_incarnation", []),
+        ("from supervisors._spec import ChildSpec", []),
+        ("def f():\n    from actors._links import link\n", ["actors._links"]),
+    ],
+)
+def test_private_kernel_imports_are_caught(source: str, expected: list[str]) -> None:
+    assert private_kernel_imports(source, "supervisors._x") == expected

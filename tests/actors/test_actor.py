@@ -379,7 +379,12 @@ class TestService:
             await ref.stop()
         assert actor.log == [hold, Cancel("user"), "d0", "d1", "d2", "d3", "d4", "t"]
 
-    async def test_stop_overtakes_every_lane(self) -> None:
+    async def test_stop_takes_its_place_in_control_lane_order(self) -> None:
+        # The contract changed: a stop request used to jump the control lane and
+        # discard the control messages queued before it. Control messages are never
+        # dropped (DESIGN §2), so those sent before the request are handled first; the
+        # actor then stops ahead of data and telemetry, which are discarded and counted,
+        # as are control messages sent after the request.
         actor = Recorder()
         hold = Hold()
         async with anyio.create_task_group() as tg:
@@ -391,9 +396,35 @@ class TestService:
             await ref.tell("t", Lane.TELEMETRY)
             tg.start_soon(ref.stop)
             await wait_all_tasks_blocked()
+            await ref.tell("late", Lane.CONTROL)
             hold.release.set()
-        assert actor.log == [hold]
+        assert actor.log == [hold, "c"]
         assert actor.stop_reasons == [Shutdown()]
+        assert ref.statistics().discarded_on_stop == 3  # "d", "t" and "late"
+
+    async def test_a_stop_request_never_waits_on_a_full_control_lane(self) -> None:
+        actor = Recorder()
+        hold = Hold()
+        config = MailboxConfig(control=LaneConfig(2))
+        async with anyio.create_task_group() as tg:
+            ref = await spawn(tg, actor, mailbox=config)
+            await ref.tell(hold)
+            await hold.entered.wait()
+            await ref.tell("c0", Lane.CONTROL)
+            await ref.tell("c1", Lane.CONTROL)
+            assert not ref.try_tell("c2", Lane.CONTROL)  # full
+            start = anyio.current_time()
+            stopped: list[object] = []
+
+            async def stopper() -> None:
+                stopped.append(await ref.stop())
+
+            tg.start_soon(stopper)
+            await wait_all_tasks_blocked()
+            hold.release.set()
+        assert stopped == [Shutdown()]
+        assert anyio.current_time() == start
+        assert actor.log == [hold, "c0", "c1"]
 
     async def test_per_sender_fifo_within_a_lane(self) -> None:
         actor = Recorder()

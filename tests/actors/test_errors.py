@@ -8,6 +8,7 @@ import actors
 from actors import (
     ActorCrashed,
     ActorError,
+    ActorKilled,
     ActorStartFailed,
     ActorStopped,
     AskTimeout,
@@ -20,6 +21,7 @@ from actors import (
 
 ERRORS: list[type[ActorError]] = [
     ActorCrashed,
+    ActorKilled,
     ActorStartFailed,
     ActorStopped,
     AskTimeout,
@@ -50,6 +52,10 @@ def test_ask_timeout_is_also_a_timeout_error() -> None:
         (MailboxFull("Worker#1", "data", 8), "data lane of Worker#1 is full (8 messages)"),
         (AskTimeout("Worker#1", 2.5), "Worker#1 did not reply within 2.5s"),
         (ActorCrashed("Worker#1"), "Worker#1 crashed while handling the request"),
+        (
+            ActorKilled("Worker#1"),
+            "Worker#1 was killed while handling the request; the request was dropped",
+        ),
         (ActorStartFailed("Worker#1", "crashed: E: x"), "Worker#1 failed to start (crashed: E: x)"),
         (NameTaken(("run", 1), "Worker#1"), "name ('run', 1) is already registered to Worker#1"),
         (RegistryFull(10), "the registry is full (10 names)"),

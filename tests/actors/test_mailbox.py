@@ -118,7 +118,7 @@ class TestBoundedWait:
         box.put_nowait("b", lane)
         start = anyio.current_time()
         with pytest.raises(MailboxFull) as caught:
-            await box.put("c", lane)
+            await box.ref.tell("c", lane)
         assert anyio.current_time() - start == 3.0
         assert (caught.value.actor, caught.value.lane, caught.value.capacity) == (
             "box",
@@ -133,7 +133,7 @@ class TestBoundedWait:
     async def test_put_with_room_returns_without_waiting(self, lane: Lane) -> None:
         box = Mailbox("box", small())
         start = anyio.current_time()
-        await box.put("a", lane)
+        await box.ref.tell("a", lane)
         assert anyio.current_time() == start
         assert drain(box) == ["a"]
 
@@ -145,7 +145,7 @@ class TestBoundedWait:
         delivered_at: list[float] = []
 
         async def sender() -> None:
-            await box.put("c")
+            await box.ref.tell("c")
             delivered_at.append(anyio.current_time() - start)
 
         async with anyio.create_task_group() as tg:
@@ -160,7 +160,7 @@ class TestBoundedWait:
         box = Mailbox("box", small(telemetry=1))
         start = anyio.current_time()
         for i in range(5):
-            await box.put(i, Lane.TELEMETRY)
+            await box.ref.tell(i, Lane.TELEMETRY)
         assert anyio.current_time() == start
         assert drain(box) == [4]
 
@@ -173,7 +173,7 @@ class TestBoundedWait:
 
         async def sender() -> None:
             try:
-                await box.put("c", Lane.CONTROL)
+                await box.ref.tell("c", Lane.CONTROL)
             except ActorStopped:
                 outcome.append(("stopped", anyio.current_time() - start))
 
@@ -192,7 +192,7 @@ class TestWaitingSenders:
         for name in names:
 
             async def send(name: str = name) -> None:
-                await box.put(name)
+                await box.ref.tell(name)
                 done.append(name)
 
             tg.start_soon(send)
@@ -244,7 +244,7 @@ class TestWaitingSenders:
 
             async def sender_a() -> None:
                 with scope_a:
-                    await box.put("A")
+                    await box.ref.tell("A")
                     done.append("A")
                 if scope_a.cancelled_caught:
                     cancelled.append("A")
@@ -285,7 +285,7 @@ class TestWaitingSenders:
                         assert task is not None
                         tasks.append(task)
                     try:
-                        await box.put("A")
+                        await box.ref.tell("A")
                     except asyncio.CancelledError:
                         # The test cancelled this task itself, natively: absorb it.
                         assert tasks[0].uncancel() == 0
@@ -330,7 +330,7 @@ class TestWaitingSenders:
 
             async def sender_a() -> None:
                 with scope_a:
-                    await box.put("A")
+                    await box.ref.tell("A")
                     done.append("A")
 
             tg.start_soon(sender_a)
@@ -357,7 +357,7 @@ class TestWaitingSenders:
 
         async def send(name: str) -> None:
             try:
-                await box.put(name)
+                await box.ref.tell(name)
             except MailboxFull:
                 outcome[name] = ("full", anyio.current_time() - start)
             else:
@@ -389,7 +389,7 @@ class TestWaitingSenders:
 
         async def send(name: str) -> None:
             try:
-                await box.put(name)
+                await box.ref.tell(name)
             except MailboxFull:
                 outcome[name] = -(anyio.current_time() - start)
             else:
@@ -413,7 +413,7 @@ class TestWaitingSenders:
             await self._start_waiting(tg, box, ["A", "B"], done)
             start = anyio.current_time()
             with pytest.raises(MailboxFull):
-                await box.put("C")
+                await box.ref.tell("C")
             assert anyio.current_time() == start
             assert box.statistics().lane(Lane.DATA).waiting_senders == 2
             for _ in range(3):
@@ -426,7 +426,7 @@ class TestWaitingSenders:
         box.put_nowait("x")
         start = anyio.current_time()
         with pytest.raises(MailboxFull):
-            await box.put("y")
+            await box.ref.tell("y")
         assert anyio.current_time() == start
 
 
@@ -591,7 +591,7 @@ class TestWatermarks:
         box.subscribe(seen.append)
         with capture_logs() as logs:
             assert box.put_nowait("m")
-            await box.put("n")
+            await box.ref.tell("n")
             assert drain(box) == ["m", "n"]
         assert [s.pressure for s in seen] == [True, False]
         failures = [entry for entry in logs if entry["event"] == "pressure_subscriber_failed"]
@@ -643,7 +643,7 @@ class TestClose:
             with pytest.raises(ActorStopped, match=r"box has stopped \(shutdown: test\)"):
                 box.put_nowait("late", lane)
         with pytest.raises(ActorStopped):
-            await box.put("late")
+            await box.ref.tell("late")
 
     async def test_first_close_wins(self) -> None:
         box = Mailbox("box", MailboxConfig())

@@ -6,6 +6,7 @@ import anyio
 import pytest
 
 from actors import Actor, Lane, LaneConfig, MailboxConfig, MailboxFull, Normal, Shutdown, spawn
+from actors.testing import wait_all_tasks_blocked
 from supervisors import (
     AutoShutdown,
     Backoff,
@@ -16,6 +17,8 @@ from supervisors import (
     Restart,
     SupervisionEvent,
     Supervisor,
+    child_ref,
+    start_child,
 )
 from tests.supervisors._workers import Journal, Worker
 
@@ -130,18 +133,9 @@ async def test_a_run_subtree_ends_with_its_significant_child_and_leaves_no_orpha
         runs = DynamicSupervisor(max_children=4)
         ref = await spawn(tg, runs)
         subtree = await runs.start_child(ChildSpec("run-1", run_subtree, restart=Restart.TRANSIENT))
-        subtree_incarnation = subtree._mailbox._incarnation
-        assert subtree_incarnation is not None
-        inner = subtree_incarnation.actor
-        assert isinstance(inner, Supervisor)
-        tasks = inner.child_ref("tasks")
-        tasks_supervisor = tasks._mailbox._incarnation
-        assert tasks_supervisor is not None
-        assert isinstance(tasks_supervisor.actor, DynamicSupervisor)
-        tool = await tasks_supervisor.actor.start_child(
-            ChildSpec("tool", lambda: Worker("tool", journal))
-        )
-        await inner.child_ref("run").tell("done")
+        tasks = await child_ref(subtree, "tasks")
+        tool = await start_child(tasks, ChildSpec("tool", lambda: Worker("tool", journal)))
+        await (await child_ref(subtree, "run")).tell("done")
         assert await subtree.wait_stopped() == Shutdown("auto_shutdown")
         assert not tasks.alive
         assert not tool.alive
@@ -167,3 +161,34 @@ async def test_all_significant_waits_for_every_significant_child() -> None:
         await supervisor.child_ref("y").tell("done")
         assert await ref.wait_stopped() == Shutdown("auto_shutdown")
     assert journal.stops() == ["z"]
+
+
+async def test_stop_during_a_backoff_returns_at_once_and_leaves_no_request_behind() -> None:
+    journal = Journal()
+    events: list[str] = []
+    async with anyio.create_task_group() as tg:
+        supervisor = Supervisor(
+            [ChildSpec("a", lambda: Worker("a", journal))],
+            backoff=Backoff(initial=10.0, maximum=10.0, jitter=0.0),
+            observer=lambda event: events.append(event.event),
+        )
+        ref = await spawn(tg, supervisor)
+        a = supervisor.child_ref("a")
+        await a.tell("crash")
+        await wait_all_tasks_blocked()
+        assert supervisor.which_children() == [("a", a, ChildState.RESTARTING)]
+        crashed_at = anyio.current_time()
+        # No incarnation is running: stop() used to hang until its timeout here.
+        reason = await a.stop()
+        assert str(reason) == "crashed: Crash: a crashed"
+        assert anyio.current_time() == crashed_at
+        # The supervisor restarts the child per policy, and the new incarnation serves
+        # normally: no stop request was left pending for it.
+        assert await a.ask("name", timeout=100) == "a"
+        assert anyio.current_time() - crashed_at == 10.0
+        assert await a.ask("count") == 2
+        assert journal.starts() == ["a", "a"]
+        assert journal.stops() == ["a"]
+        assert a.alive
+        await ref.stop()
+    assert events.count("child_restarted") == 1

@@ -46,6 +46,15 @@ def test_strings_are_accepted_for_enums() -> None:
         ({"shutdown": INFINITY}, "only for supervisors"),
         ({"significant": True}, "transient or temporary"),
         ({"start_timeout": 0}, "start_timeout"),
+        ({"start_timeout": "5"}, "start_timeout must be positive, finite seconds, got '5'"),
+        ({"start_timeout": float("inf")}, "start_timeout must be positive, finite"),
+        ({"start_timeout": float("nan")}, "start_timeout must be positive, finite"),
+        ({"start_timeout": True}, "start_timeout"),
+        ({"shutdown": float("inf")}, "shutdown must be positive"),
+        ({"mailbox": {}}, "mailbox must be a MailboxConfig or None, got {}"),
+        ({"significant": "yes"}, "significant must be True or False"),
+        ({"significant": 1}, "significant must be True or False"),
+        ({"name": ["x"]}, "name must be hashable"),
     ],
 )
 def test_invalid_fields_raise_a_clear_value_error(kwargs: dict[str, Any], message: str) -> None:

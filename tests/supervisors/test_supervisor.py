@@ -10,6 +10,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from actors import (
+    ActorKilled,
     ActorStartFailed,
     ActorStopped,
     IntensityExceeded,
@@ -18,14 +19,18 @@ from actors import (
     Shutdown,
     spawn,
 )
+from actors.testing import wait_all_tasks_blocked
 from supervisors import (
     ChildKind,
     ChildSpec,
     ChildStartError,
     ChildState,
+    DynamicSupervisor,
+    InvalidChildSpec,
     Restart,
     SupervisionEvent,
     Supervisor,
+    child_ref,
 )
 from tests.supervisors._workers import Journal, Stubborn, Worker
 
@@ -200,11 +205,7 @@ async def test_intensity_exceeded_stops_children_in_reverse_and_the_parent_sees_
         )
         ref = await spawn(tg, parent)
         inner_ref = parent.child_ref("inner")
-        first_inner = inner_ref._mailbox._incarnation
-        assert first_inner is not None
-        inner_supervisor = first_inner.actor
-        assert isinstance(inner_supervisor, Supervisor)
-        b = inner_supervisor.child_ref("b")
+        b = await child_ref(inner_ref, "b")
         for _ in range(2):
             await b.tell("crash")
             assert await b.ask("name") == "b"
@@ -425,14 +426,22 @@ async def test_tree_reports_states_lanes_and_the_multiplied_restart_budget() -> 
         ),
         (lambda j: Supervisor([worker("a", j), worker("b", j)], max_children=1), "max_children"),
         (lambda j: Supervisor([worker("a", j, name="x")]), "registry"),
+        (lambda j: Supervisor([worker("a", j)], max_seconds="5"), "max_seconds must be positive"),  # type: ignore[arg-type]
+        (lambda j: Supervisor([worker("a", j)], max_seconds=float("inf")), "finite"),
+        (lambda j: Supervisor(worker("a", j)), "got a single ChildSpec"),  # type: ignore[arg-type]
+        (lambda j: Supervisor(5), "children must be a sequence of ChildSpec, got 5"),  # type: ignore[arg-type]
+        (lambda j: Supervisor(max_children=0), "max_children must be at least 1"),
+        (lambda j: DynamicSupervisor(max_children=0), "max_children must be at least 1"),
+        (lambda j: DynamicSupervisor(max_children=-3), "max_children must be at least 1"),
     ],
 )
 async def test_invalid_supervisor_flags_raise_value_error_and_start_nothing(
     make: Callable[[Journal], Supervisor], message: str
 ) -> None:
     journal = Journal()
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(InvalidChildSpec, match=message) as caught:
         make(journal)
+    assert isinstance(caught.value, ValueError)
     assert journal.entries == []
 
 
@@ -449,3 +458,46 @@ async def test_a_child_whose_on_start_hangs_fails_after_its_start_timeout() -> N
             await spawn(tg, Supervisor([spec]))
         assert anyio.current_time() - started == pytest.approx(7.0)
     assert isinstance(caught.value.__cause__, ChildStartError)
+
+
+@pytest.mark.parametrize("strategy", ["one_for_all", "rest_for_one"])
+async def test_a_sibling_killed_for_a_restart_counts_its_lost_message(strategy: str) -> None:
+    journal = Journal()
+    events = Events()
+    specs = [worker("a", journal), worker("b", journal, shutdown=3.0), worker("c", journal)]
+    async with anyio.create_task_group() as tg:
+        supervisor = Supervisor(specs, strategy=strategy, observer=events)
+        ref = await spawn(tg, supervisor)
+        a, b = supervisor.child_ref("a"), supervisor.child_ref("b")
+        outcome: list[BaseException] = []
+
+        async def asker() -> None:
+            try:
+                await b.ask("hang", timeout=100)
+            except ActorKilled as error:
+                outcome.append(error)
+
+        tg.start_soon(asker)
+        await wait_all_tasks_blocked()
+        crashed_at = anyio.current_time()
+        # a's failure restarts b (one_for_all: everyone; rest_for_one: those after a).
+        await a.tell("crash")
+        # b ignores the graceful stop while it hangs, and is killed after its 3 s.
+        assert await b.ask("name", timeout=100) == "b"
+        assert anyio.current_time() - crashed_at == 3.0
+        [error] = outcome
+        assert f"{b.label} was killed while handling the request" in str(error)
+        assert b.alive  # the same ref serves the new incarnation
+        assert b.statistics().dropped_on_crash == 1  # the "hang" lost to the restart
+        assert a.statistics().dropped_on_crash == 1  # the "crash"
+        exits = {
+            event.child_id: (event.reason, event.will_restart)  # type: ignore[attr-defined]
+            for event in events.seen
+            if event.event == "child_exited"
+        }
+        assert exits == {
+            "a": ("crashed: Crash: a crashed", True),
+            "b": ("killed", True),
+            "c": ("shutdown", True),
+        }
+        await ref.stop()

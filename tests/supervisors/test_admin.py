@@ -1,0 +1,177 @@
+"""The supervisor admin API: through the stable ref (``supervisors.start_child(ref, ...)``)
+and the instance wrappers. Every test runs on asyncio and trio, on virtual time."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anyio
+import pytest
+
+from actors import ActorStopped, Shutdown, spawn
+from supervisors import (
+    AdmissionRejected,
+    ChildKind,
+    ChildNotStopped,
+    ChildSpec,
+    ChildState,
+    DynamicSupervisor,
+    InvalidChildSpec,
+    NotASupervisor,
+    Restart,
+    Supervisor,
+    UnknownChild,
+    child_ref,
+    count_children,
+    delete_child,
+    restart_child,
+    start_child,
+    terminate_child,
+    tree,
+    which_children,
+)
+from tests.supervisors._workers import Journal, Worker
+
+pytestmark = pytest.mark.anyio
+
+
+def worker(child_id: str, journal: Journal, **spec: Any) -> ChildSpec:
+    return ChildSpec(child_id, lambda: Worker(child_id, journal), **spec)
+
+
+async def test_the_ref_api_sees_the_new_incarnation_of_a_restarted_supervisor() -> None:
+    journal = Journal()
+    async with anyio.create_task_group() as tg:
+        root = Supervisor(
+            [ChildSpec("dyn", lambda: DynamicSupervisor(max_children=4), kind=ChildKind.SUPERVISOR)]
+        )
+        root_ref = await spawn(tg, root)
+        dyn = await child_ref(root_ref, "dyn")
+        first = await start_child(dyn, worker("a", journal))
+        assert await which_children(dyn) == [("a", first, ChildState.RUNNING)]
+        # Stopping the permanent nested supervisor makes its parent start a new one,
+        # built by the factory: its children are gone, its ref is the same.
+        assert await dyn.stop() == Shutdown()
+        assert not first.alive
+        assert await child_ref(root_ref, "dyn") is dyn
+        assert await which_children(dyn) == []
+        assert await count_children(dyn) == 0
+        second = await start_child(dyn, worker("b", journal))
+        assert await which_children(dyn) == [("b", second, ChildState.RUNNING)]
+        assert await child_ref(dyn, "b") is second
+        assert await second.ask("name") == "b"
+        snapshot = await tree(root_ref)
+        [dyn_snapshot] = snapshot.children
+        assert dyn_snapshot.subtree is not None
+        assert [child.id for child in dyn_snapshot.subtree.children] == ["b"]
+        assert dyn_snapshot.restarts == 1
+        await root_ref.stop()
+    assert journal.starts() == ["a", "b"]
+
+
+async def test_admin_calls_on_an_actor_that_is_not_a_supervisor_fail_in_the_caller() -> None:
+    journal = Journal()
+    async with anyio.create_task_group() as tg:
+        target = Worker("w", journal)
+        ref = await spawn(tg, target)
+        for call in (
+            which_children(ref),
+            count_children(ref),
+            tree(ref),
+            child_ref(ref, "a"),
+            delete_child(ref, "a"),
+            restart_child(ref, "a"),
+            terminate_child(ref, "a"),
+            start_child(ref, worker("a", journal)),
+        ):
+            with pytest.raises(NotASupervisor, match=f"{ref.label} is not a supervisor"):
+                await call
+        assert target.handled == 0  # nothing was sent to it
+        assert ref.alive
+        await ref.stop()
+    with pytest.raises(TypeError, match="ActorRef"):
+        await which_children("not a ref")  # type: ignore[arg-type]
+
+
+async def test_admin_calls_on_a_stopped_supervisor_raise_actor_stopped() -> None:
+    async with anyio.create_task_group() as tg:
+        ref = await spawn(tg, DynamicSupervisor(max_children=1))
+        await ref.stop()
+    with pytest.raises(ActorStopped):
+        await which_children(ref)
+
+
+async def test_static_terminate_restart_and_delete_child() -> None:
+    journal = Journal()
+    async with anyio.create_task_group() as tg:
+        supervisor = Supervisor([worker("a", journal), worker("b", journal)])
+        ref = await spawn(tg, supervisor)
+        a = await child_ref(ref, "a")
+        await terminate_child(ref, "a")
+        # A static supervisor keeps the stopped child's spec; its ref has stopped.
+        assert not a.alive
+        assert journal.stops() == ["a"]
+        children = await which_children(ref)
+        assert [(child_id, state) for child_id, _, state in children] == [
+            ("a", ChildState.STOPPED),
+            ("b", ChildState.RUNNING),
+        ]
+        with pytest.raises(UnknownChild):
+            await child_ref(ref, "a")
+        with pytest.raises(ChildNotStopped, match=r"child 'b' of .* is not stopped") as caught:
+            await restart_child(ref, "b")
+        assert caught.value.child_id == "b"
+        with pytest.raises(ChildNotStopped):
+            await delete_child(ref, "b")
+        again = await restart_child(ref, "a")
+        assert again is not a
+        assert await again.ask("name") == "a"
+        assert journal.starts() == ["a", "b", "a"]
+        # By ref, through the instance wrapper this time.
+        await supervisor.terminate_child(again)
+        await supervisor.delete_child("a")
+        assert await which_children(ref) == [("b", await child_ref(ref, "b"), ChildState.RUNNING)]
+        with pytest.raises(UnknownChild):
+            await restart_child(ref, "a")
+        with pytest.raises(UnknownChild):
+            await terminate_child(ref, "a")
+        assert await count_children(ref) == 1
+        assert ref.alive
+        await ref.stop()
+
+
+async def test_restart_child_reports_a_failed_start() -> None:
+    journal = Journal()
+    fail = False
+
+    class Flaky(Worker):
+        def __init__(self) -> None:
+            super().__init__("f", journal, fail_start=fail)
+
+    async with anyio.create_task_group() as tg:
+        supervisor = Supervisor([ChildSpec("f", Flaky, restart=Restart.TRANSIENT)])
+        ref = await spawn(tg, supervisor)
+        await terminate_child(ref, "f")
+        fail = True
+        with pytest.raises(Exception, match="could not start child 'f'"):
+            await supervisor.restart_child("f")
+        assert [state for _, _, state in supervisor.which_children()] == [ChildState.STOPPED]
+        assert ref.alive
+        await ref.stop()
+
+
+async def test_start_child_validates_the_spec_against_the_supervisor() -> None:
+    journal = Journal()
+    async with anyio.create_task_group() as tg:
+        ref = await spawn(tg, DynamicSupervisor(max_children=1))
+        significant = worker("s", journal, restart=Restart.TRANSIENT, significant=True)
+        with pytest.raises(InvalidChildSpec, match="significant but auto_shutdown is 'never'"):
+            await start_child(ref, significant)
+        with pytest.raises(InvalidChildSpec, match="needs a ChildSpec"):
+            await start_child(ref, "spec")  # type: ignore[arg-type]
+        await start_child(ref, worker("a", journal))
+        with pytest.raises(AdmissionRejected):
+            await start_child(ref, worker("b", journal))
+        assert await count_children(ref) == 1
+        assert ref.alive
+        await ref.stop()

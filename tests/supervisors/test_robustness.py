@@ -1,0 +1,144 @@
+"""Bad input never takes a supervisor down (OTP's supervisor logs and ignores it).
+
+Unexpected messages, exits of linked actors that are not children, bad admin keys and
+outside links are each answered or ignored with an event; the supervisor and its
+children keep running. Every test runs on asyncio and trio, on virtual time.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anyio
+import pytest
+from structlog.testing import capture_logs
+
+from actors import Actor, ActorRef, ActorStartFailed, Lane, TooManyWatches, spawn
+from supervisors import (
+    ChildSpec,
+    ChildState,
+    DynamicSupervisor,
+    InvalidChildSpec,
+    SupervisionEvent,
+    Supervisor,
+    UnknownChild,
+)
+from tests.supervisors._workers import Crash, Journal, Worker
+
+pytestmark = pytest.mark.anyio
+
+
+class Events:
+    def __init__(self) -> None:
+        self.seen: list[SupervisionEvent] = []
+
+    def __call__(self, event: SupervisionEvent) -> None:
+        self.seen.append(event)
+
+    def named(self, name: str) -> list[Any]:
+        return [event for event in self.seen if event.event == name]
+
+
+def worker(child_id: str, journal: Journal) -> ChildSpec:
+    return ChildSpec(child_id, lambda: Worker(child_id, journal))
+
+
+class Linker(Actor[str]):
+    """Links itself to ``target`` when it starts; ``"crash"`` raises."""
+
+    def __init__(self, target: ActorRef[Any]) -> None:
+        self.target = target
+
+    async def on_start(self) -> None:
+        self.link(self.target)
+
+    async def handle(self, message: str) -> None:
+        if message == "crash":
+            raise Crash("linker crashed")
+
+
+@pytest.mark.parametrize("lane", list(Lane), ids=str)
+async def test_an_unexpected_tell_is_logged_counted_and_ignored(lane: Lane) -> None:
+    journal = Journal()
+    events = Events()
+    async with anyio.create_task_group() as tg:
+        supervisor = Supervisor([worker("a", journal)], observer=events)
+        ref = await spawn(tg, supervisor)
+        a = supervisor.child_ref("a")
+        with capture_logs() as logs:
+            await ref.tell("hello" * 100, lane)
+            assert await ref.ask(("not", "a", "request")) is None
+        assert ref.alive
+        assert await a.ask("name") == "a"
+        ignored = events.named("unexpected_message_ignored")
+        # Telemetry is served after data, so order the events before comparing.
+        messages = sorted(event.message for event in ignored)
+        assert messages[0].startswith("'hellohello")
+        assert len(messages[0]) == 200
+        assert messages[1] == "('not', 'a', 'request')"
+        assert supervisor.statistics()["unexpected_message_ignored"] == 2
+        assert [entry["log_level"] for entry in logs] == ["warning", "warning"]
+        await ref.stop()
+    assert journal.stops() == ["a"]
+
+
+async def test_an_unhashable_child_name_is_refused_at_construction() -> None:
+    with pytest.raises(InvalidChildSpec, match="name must be hashable"):
+        ChildSpec("x", lambda: Worker("x", Journal()), name=["x"])  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("key", [["x"], {"a": 1}, 7, None], ids=repr)
+async def test_admin_calls_with_a_bad_key_fail_in_the_caller(key: Any) -> None:
+    journal = Journal()
+    async with anyio.create_task_group() as tg:
+        supervisor = Supervisor([worker("a", journal)])
+        ref = await spawn(tg, supervisor)
+        with pytest.raises(UnknownChild, match="has no child"):
+            await supervisor.terminate_child(key)
+        with pytest.raises(UnknownChild, match="has no child"):
+            await supervisor.restart_child(key)
+        with pytest.raises(UnknownChild, match="has no child"):
+            await supervisor.delete_child(key)
+        assert ref.alive
+        assert supervisor.which_children() == [("a", supervisor.child_ref("a"), ChildState.RUNNING)]
+        await ref.stop()
+
+
+async def test_a_linked_actor_that_is_not_a_child_cannot_take_the_supervisor_down() -> None:
+    journal = Journal()
+    events = Events()
+    async with anyio.create_task_group() as tg:
+        supervisor = Supervisor([worker("a", journal)], observer=events)
+        ref = await spawn(tg, supervisor)
+        linker = await spawn(tg, Linker(ref))
+        await linker.tell("crash")
+        await linker.wait_stopped()
+        await anyio.wait_all_tasks_blocked()
+        assert ref.alive
+        assert await supervisor.child_ref("a").ask("name") == "a"
+        [ignored] = events.named("unexpected_exit_ignored")
+        assert ignored.actor == linker.label
+        assert ignored.reason == "crashed: Crash: linker crashed"
+        assert journal.stops() == []
+        await ref.stop()
+
+
+async def test_outside_links_cannot_take_the_slots_reserved_for_children() -> None:
+    journal = Journal()
+    async with anyio.create_task_group() as tg:
+        supervisor = DynamicSupervisor(max_children=1)
+        ref = await spawn(tg, supervisor)
+        linkers = [await spawn(tg, Linker(ref)) for _ in range(64)]
+        # The supervisor's outside slots are used up: the next linker is refused.
+        with pytest.raises(ActorStartFailed) as caught:
+            await spawn(tg, Linker(ref))
+        assert isinstance(caught.value.__cause__, TooManyWatches)
+        # Every child slot is still free: the start neither fails nor crashes anything.
+        child = await supervisor.start_child(worker("a", journal))
+        assert await child.ask("name") == "a"
+        await child.tell("crash")
+        assert await child.ask("name") == "a"
+        assert ref.alive
+        for linker in linkers:
+            await linker.stop()
+        await ref.stop()
