@@ -25,12 +25,16 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
-__all__ = ["NodeConfig", "NotifyMode", "default_pg_data_dir", "dsn_host", "redact_dsn"]
+__all__ = ["MAX_TTL", "NodeConfig", "NotifyMode", "default_pg_data_dir", "dsn_host", "redact_dsn"]
 
 NotifyMode = Literal["in_transaction", "after_commit"]
 """Where an append sends its wake-up NOTIFY; see ``docs/store.md`` for the measurements."""
 
 _MIB = 1024 * 1024
+
+MAX_TTL = 1e9
+"""Longest lease or memory TTL in seconds (about 31 years): ``now() + ttl`` must stay a
+timestamp that PostgreSQL and Python can both hold (before the year 10000)."""
 
 
 def default_pg_data_dir() -> Path:
@@ -115,7 +119,7 @@ class NodeConfig(BaseSettings):
     pool_max_waiting: int = Field(default=1024, ge=1)
     connect_timeout: float = Field(default=5.0, gt=0)
     statement_timeout: float = Field(default=30.0, gt=0)
-    lease_ttl: float = Field(default=15.0, gt=0, allow_inf_nan=False)
+    lease_ttl: float = Field(default=15.0, gt=0, le=MAX_TTL, allow_inf_nan=False)
     payload_limit: int = Field(default=_MIB, ge=1)
     append_queue_size: int = Field(default=4096, ge=1)
     append_queue_timeout: float = Field(default=5.0, gt=0)

@@ -111,8 +111,13 @@ class DatabaseError(StoreError):
         super().__init__(self._describe())
 
     def _describe(self) -> str:
-        code = f" (SQLSTATE {self.sqlstate})" if self.sqlstate else ""
-        return f"database at host {self.host!r} refused the operation: {self.reason}{code}"
+        if self.sqlstate is None:
+            # Detected by psycopg, not the server: the operation may have been carried out.
+            return f"talking to the database at host {self.host!r} failed: {self.reason}"
+        return (
+            f"database at host {self.host!r} refused the operation: {self.reason}"
+            f" (SQLSTATE {self.sqlstate})"
+        )
 
 
 class SchemaNotMigrated(DatabaseError):

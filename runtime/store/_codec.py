@@ -143,6 +143,9 @@ def encode(value: object, *, what: str, limit: int, of: str | None = None) -> by
         # type (an oversized integer or a lone surrogate keeps orjson's own words).
         found = _not_json(value, "$") or str(exc)
         raise PayloadNotSerializable(_what(what, of), found) from None
+    if len(data) > limit:
+        # Before the checks below, so a refusal costs one serialisation, whatever the size.
+        raise PayloadTooLarge(_what(what, of), len(data), limit)
     if orjson.loads(data) != value:
         # orjson converted something (NaN -> null, a UUID or an Enum -> its string), or
         # the value holds a tuple, which parses back as a list: find out which.

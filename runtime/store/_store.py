@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import enum
-import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Self
 
@@ -12,7 +11,7 @@ import anyio
 import structlog
 
 from runtime import _db
-from runtime.config import dsn_host
+from runtime.config import MAX_TTL, dsn_host
 from runtime.errors import StoreClosed
 from runtime.store import _codec, attempts, chain, events, frames, leases, memory, runs
 from runtime.store._notifier import Notifier
@@ -37,12 +36,17 @@ _DRAIN_TIMEOUT = 10.0
 
 
 def _positive_ttl(ttl: object, what: str) -> float:
-    """``ttl`` if it is a positive, finite number of seconds, else ``ValueError``.
+    """``ttl`` if it is a positive number of seconds up to :data:`MAX_TTL`, else
+    ``ValueError``.
 
     ``0`` is not "the default" (``None`` is) and a negative or NaN TTL is a caller's bug.
+    The upper bound keeps ``now() + ttl`` a timestamp both PostgreSQL and Python can
+    hold: past the year 9999 the row would be written but could never be read back.
     """
-    if isinstance(ttl, bool) or not isinstance(ttl, int | float) or not 0 < ttl < math.inf:
-        raise ValueError(f"{what} must be a positive, finite number of seconds, not {ttl!r}")
+    if isinstance(ttl, bool) or not isinstance(ttl, int | float) or not 0 < ttl <= MAX_TTL:
+        raise ValueError(
+            f"{what} must be a positive number of seconds up to {MAX_TTL:g}, not {ttl!r}"
+        )
     return float(ttl)
 
 

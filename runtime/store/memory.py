@@ -159,6 +159,10 @@ async def put_memory(
     return MemoryItem(scope, key, decode(value), int(version), expires_at, created_at, updated_at)
 
 
+_DELETE_ATTEMPTS = 3
+"""Tries of a versioned delete whose row was rewritten with the same version meanwhile."""
+
+
 async def delete_memory(
     conn: AsyncConnection[TupleRow],
     scope: MemoryScope,
@@ -176,19 +180,26 @@ async def delete_memory(
     Raises:
         VersionConflict: ``expected_version`` was given and the live version differs.
     """
-    cur = await conn.execute(
-        f"DELETE FROM memory WHERE scope_kind = %s AND scope_id = %s AND key = %s"
-        f" AND {_LIVE} AND (%s::bigint IS NULL OR version = %s) RETURNING version",
-        (scope.kind, scope.id, key, expected_version, expected_version),
-    )
-    if await cur.fetchone() is not None:
-        return True
-    if expected_version is None:
-        return False
-    current = await get_memory(conn, scope, key)
-    actual = 0 if current is None else current.version
-    if actual == expected_version:  # only 0: expected absent, and it is
-        return False
+    for _ in range(_DELETE_ATTEMPTS):
+        cur = await conn.execute(
+            f"DELETE FROM memory WHERE scope_kind = %s AND scope_id = %s AND key = %s"
+            f" AND {_LIVE} AND (%s::bigint IS NULL OR version = %s) RETURNING version",
+            (scope.kind, scope.id, key, expected_version, expected_version),
+        )
+        if await cur.fetchone() is not None:
+            return True
+        if expected_version is None:
+            return False
+        current = await get_memory(conn, scope, key)
+        actual = 0 if current is None else current.version
+        if actual != expected_version:
+            raise VersionConflict(str(scope), key, expected_version, actual)
+        if actual == 0:
+            return False  # expected absent, and it is
+        # The expected version is live now, but the DELETE did not see it: the row it
+        # waited for was deleted and written again (same version) by a transaction that
+        # committed meanwhile. Try again on the newer row.
+    assert expected_version is not None  # the loop returned otherwise
     raise VersionConflict(str(scope), key, expected_version, actual)
 
 

@@ -9,6 +9,7 @@ import pytest
 import runtime.errors
 from actors.errors import WardenError
 from runtime.errors import (
+    DatabaseError,
     DatabaseUnavailable,
     FencingError,
     InvalidPayload,
@@ -52,3 +53,18 @@ def test_database_unavailable_is_one_line() -> None:
     assert str(error) == (
         "database unavailable at host 'db.internal': connection refused is the server up?"
     )
+
+
+def test_a_database_error_says_who_detected_it() -> None:
+    # The server refused: nothing was done. The client library failed (no SQLSTATE), e.g.
+    # reading a value back: the operation may have been carried out, so never "refused".
+    server = DatabaseError("db.internal", "23514", "new row violates check constraint")
+    assert str(server) == (
+        "database at host 'db.internal' refused the operation:"
+        " new row violates check constraint (SQLSTATE 23514)"
+    )
+    client = DatabaseError("db.internal", None, "timestamp too large (after year 10K)")
+    assert str(client) == (
+        "talking to the database at host 'db.internal' failed: timestamp too large (after year 10K)"
+    )
+    assert "refused" not in str(client)

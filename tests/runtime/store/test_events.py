@@ -361,6 +361,22 @@ async def test_a_payload_just_at_the_limit_is_accepted(dsn: str, config: NodeCon
         assert (caught.value.size, caught.value.limit) == (4097, 4096)
 
 
+async def test_an_oversized_payload_is_refused_on_its_size_before_any_deeper_check(
+    dsn: str, config: NodeConfig
+) -> None:
+    # Refusing a huge payload must cost one serialisation, not a parse-back and a walk on
+    # the event loop: the size is checked first, so even a value with other faults (a
+    # UUID, which orjson converts, and tuples, which need a walk) is refused as too large.
+    small = config.model_copy(update={"payload_limit": 4096})
+    async with Store(dsn, small) as store:
+        run, lease = await leased_run(store)
+        payload = {"id": uuid.UUID(int=1), "rows": [(i, "x" * 20) for i in range(500)]}
+        with pytest.raises(PayloadTooLarge) as caught:
+            await store.append_event(run.run_id, lease.epoch, "big", payload)
+        assert caught.value.limit == 4096
+        assert await _seqs(dsn, run.run_id) == []
+
+
 async def test_unknown_run_and_stale_epoch_write_nothing(store: Store, dsn: str) -> None:
     missing = uuid.uuid4()
     with pytest.raises(RunNotFound) as not_found:

@@ -5,8 +5,10 @@ from __future__ import annotations
 import datetime
 
 import anyio
+import psycopg
 import pytest
 
+from runtime.config import MAX_TTL
 from runtime.store import (
     MemoryScope,
     PayloadNotSerializable,
@@ -14,7 +16,7 @@ from runtime.store import (
     Store,
     VersionConflict,
 )
-from tests.runtime._helpers import query
+from tests.runtime._helpers import query, wait_blocked_by
 
 pytestmark = pytest.mark.anyio
 
@@ -123,9 +125,40 @@ async def test_deleting_an_absent_key_expecting_version_zero_is_a_no_op(
     assert await query(dsn, "SELECT key, version FROM memory") == [("gone", 1)]
 
 
-@pytest.mark.parametrize("ttl", [0, 0.0, -1, -0.5, float("nan"), float("inf"), True])
-async def test_a_memory_ttl_must_be_positive_and_finite(store: Store, dsn: str, ttl: float) -> None:
-    with pytest.raises(ValueError, match="memory ttl must be a positive, finite number"):
+async def test_a_versioned_delete_takes_the_row_rewritten_at_that_version_meanwhile(
+    store: Store, dsn: str
+) -> None:
+    # Another transaction deletes the row and writes it again at the same version; the
+    # store's DELETE waits for it, then no longer sees the row it waited for. The expected
+    # version is live once that commits, so it is deleted, not reported as a no-op.
+    await store.put_memory(SESSION, "k", "old")
+    async with await psycopg.AsyncConnection.connect(dsn) as other:
+        await other.execute("DELETE FROM memory WHERE key = 'k'")
+        await other.execute(
+            "INSERT INTO memory (scope_kind, scope_id, key, value, version)"
+            " VALUES ('session', 's-1', 'k', '\"new\"', 1)"
+        )
+        deleted: list[bool] = []
+
+        async def delete() -> None:
+            deleted.append(await store.delete_memory(SESSION, "k", expected_version=1))
+
+        with anyio.fail_after(30):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(delete)
+                await wait_blocked_by(dsn, other.info.backend_pid)
+                await other.commit()
+    assert deleted == [True]
+    assert await query(dsn, "SELECT count(*) FROM memory") == [(0,)]
+
+
+@pytest.mark.parametrize(
+    "ttl", [0, 0.0, -1, -0.5, float("nan"), float("inf"), True, MAX_TTL * 2, 3e11, 10**400]
+)
+async def test_a_memory_ttl_must_be_positive_and_bounded(
+    store: Store, dsn: str, ttl: float
+) -> None:
+    with pytest.raises(ValueError, match="memory ttl must be a positive number of seconds up to"):
         await store.put_memory(SESSION, "k", 1, ttl=ttl)
     assert await query(dsn, "SELECT count(*) FROM memory") == [(0,)]
 
