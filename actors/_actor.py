@@ -342,6 +342,7 @@ async def run_incarnation(
     """
     actor = incarnation.actor
     mailbox._incarnation = incarnation
+    mailbox._actor_type = type(actor)
     actor._ref = mailbox.ref
     reason: ExitReason = Killed()
     lifespan: AbstractAsyncContextManager[object] = _NOTHING

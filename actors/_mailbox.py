@@ -44,7 +44,7 @@ from actors.errors import ActorStopped, MailboxFull, TooManyWatches
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from actors._actor import Incarnation
+    from actors._actor import Actor, Incarnation
     from actors._messages import ExitReason
     from actors._ref import ActorRef
     from actors._registry import Registry
@@ -288,12 +288,14 @@ class Mailbox:
     """
 
     __slots__ = (
+        "_actor_type",
         "_clock",
         "_closed",
         "_control",
         "_data",
         "_discarded_on_stop",
         "_dropped_on_crash",
+        "_host_notices",
         "_incarnation",
         "_last_exit",
         "_links",
@@ -325,6 +327,7 @@ class Mailbox:
         self._telemetry: _LaneState | None = None
         self._notices: deque[object] | None = None
         self._reserved_notices = 0
+        self._host_notices = 0
         self._stop: _StopRequest | None = None
         self._rx: Waiter | None = None
         self._closed: ExitReason | None = None
@@ -333,6 +336,7 @@ class Mailbox:
         self._discarded_on_stop = 0
         # Ref-level bookkeeping, all created on first use.
         self._incarnation: Incarnation | None = None
+        self._actor_type: type[Actor[Any]] | None = None
         self._last_exit: ExitReason | None = None
         self._monitored_by: dict[object, Mailbox] | None = None
         self._watching: dict[object, Mailbox] | None = None
@@ -535,13 +539,32 @@ class Mailbox:
         """Give back ``count`` slots reserved by :meth:`reserve_notice`."""
         self._reserved_notices -= count
 
+    def reserve_host_notices(self, count: int) -> None:
+        """Set aside ``count`` slots for notifications the hosted actor arranges for
+        itself (hosting API: a supervisor's child exits and its backoff timer).
+
+        They lie outside ``notification_capacity``, which bounds the monitors and links
+        set up through refs, so no watcher can take them; and they are kept across
+        incarnations, so none can take them while the actor waits to be restarted.
+        The set-aside only grows: a later call with the same count changes nothing.
+        """
+        if count <= self._host_notices:
+            return
+        self._host_notices = count
+        notices = self._notices
+        if notices is not None:
+            self._notices = deque(notices, maxlen=self._notice_bound())
+
+    def _notice_bound(self) -> int:
+        return self.config.notification_capacity + self._host_notices
+
     def put_notice(self, notice: object) -> None:
         """Deliver a notification into a slot reserved earlier; dropped if closed."""
         if self._closed is not None:
             return
         notices = self._notices
         if notices is None:
-            notices = self._notices = deque(maxlen=self.config.notification_capacity)
+            notices = self._notices = deque(maxlen=self._notice_bound())
         notices.append(notice)
         rx = self._rx
         if rx is not None:

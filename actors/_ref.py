@@ -51,10 +51,11 @@ class ActorRef(Generic[M]):
 
     @property
     def actor_type(self) -> type[Actor[Any]] | None:
-        """The class of the incarnation running behind this ref, or ``None`` between
-        two incarnations and after the actor stopped (never the instance itself)."""
-        incarnation = self._mailbox._incarnation
-        return type(incarnation.actor) if incarnation is not None else None
+        """The class of the actor behind this ref (never the instance itself): the
+        running incarnation's or, between incarnations and after the actor stopped, the
+        last one's (a supervisor's factory builds the next); ``None`` before the first
+        incarnation began."""
+        return self._mailbox._actor_type
 
     @property
     def exit_reason(self) -> ExitReason | None:

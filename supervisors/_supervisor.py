@@ -81,10 +81,11 @@ _log = structlog.get_logger("warden.supervisors")
 #: Extra time an admin call waits beyond the child's own start timeout.
 _CALL_MARGIN: Final = 5.0
 
-#: Notification slots a supervisor keeps for links other actors set up with it. Its
-#: children's and its backoff timer's slots are reserved apart, all at once when it
-#: starts, so outside links can never take them: past this bound the linking actor gets
-#: ``TooManyWatches``.
+#: Notification slots a supervisor keeps for links other actors set up with it (its
+#: default ``notification_capacity``). Its children's and its backoff timer's slots are
+#: set aside apart from these (``Mailbox.reserve_host_notices``) and kept across its
+#: restarts, so outside links can never take them: past this bound the linking actor
+#: gets ``TooManyWatches``.
 _OUTSIDE_WATCH_SLOTS: Final = 64
 
 #: Longest repr of an unexpected message kept in a log event.
@@ -281,10 +282,11 @@ def _start_timeout(spec: object) -> float:
 
 
 def _is_supervisor(ref: ActorRef[Any]) -> bool:
-    """False when the actor behind ``ref`` is running and is not a supervisor.
+    """False when the actor behind ``ref`` is not a supervisor.
 
-    Between incarnations nothing runs, and the request waits for the next one, which
-    the same factory builds.
+    Judged by its running incarnation or, between incarnations, by its last one (the
+    same factory builds the next); a request to a supervisor between incarnations waits
+    for the next one to serve it.
     """
     actor_type = ref.actor_type
     return actor_type is None or issubclass(actor_type, Supervisor)
@@ -410,19 +412,17 @@ class Supervisor(Actor[Any]):
         self.max_children = max_children
         self._registry = registry
         self._observer = observer
-        # One notification slot per child, plus one for the backoff timer's tick, all
-        # reserved by on_start; the rest is for links and monitors from outside.
+        # One notification slot per child, plus one for the backoff timer's tick, set
+        # aside by on_start apart from the capacity for links from outside. An explicit
+        # mailbox config (spawn's or a child spec's) sets that outside capacity only.
         self._own_slots = max_children + 1
-        self.mailbox_config = MailboxConfig(
-            notification_capacity=self._own_slots + _OUTSIDE_WATCH_SLOTS
-        )
+        self.mailbox_config = MailboxConfig(notification_capacity=_OUTSIDE_WATCH_SLOTS)
         self._children: dict[str, _Child] = {}
         self._task_group: TaskGroup | None = None
         self._counts: dict[str, int] = {}
         self._timer_scope: anyio.CancelScope | None = None
         self._timer_due = float("inf")
         self._tick_pending = False
-        self._slots_reserved = False
 
     # -- public API ------------------------------------------------------------------
 
@@ -503,8 +503,7 @@ class Supervisor(Actor[Any]):
     # -- actor hooks -------------------------------------------------------------------
 
     async def on_start(self) -> None:
-        self.mailbox.reserve_notice(self._own_slots)
-        self._slots_reserved = True
+        self.mailbox.reserve_host_notices(self._own_slots)
         for spec in self._specs:
             child = self._add(spec)
             error = await self._start(child)
@@ -577,10 +576,6 @@ class Supervisor(Actor[Any]):
             finally:
                 task_group.cancel_scope.cancel()  # a pending backoff timer
                 self._task_group = None
-                # The slots belong to this incarnation; a restarted one reserves anew.
-                if self._slots_reserved:
-                    self._slots_reserved = False
-                    self.mailbox.release_notice(self._own_slots)
 
     async def _on_notice(self, notice: object) -> ExitReason | None:
         if type(notice) is _ChildExit:

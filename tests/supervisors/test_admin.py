@@ -9,8 +9,10 @@ import anyio
 import pytest
 
 from actors import ActorStopped, Shutdown, spawn
+from actors.testing import wait_all_tasks_blocked
 from supervisors import (
     AdmissionRejected,
+    Backoff,
     ChildKind,
     ChildNotStopped,
     ChildSpec,
@@ -91,6 +93,31 @@ async def test_admin_calls_on_an_actor_that_is_not_a_supervisor_fail_in_the_call
         await ref.stop()
     with pytest.raises(TypeError, match="ActorRef"):
         await which_children("not a ref")  # type: ignore[arg-type]
+
+
+async def test_admin_calls_on_a_worker_waiting_to_restart_raise_not_a_supervisor() -> None:
+    # Between incarnations nothing runs; the last incarnation's class still tells that
+    # this is no supervisor, so nothing is queued for the worker's next incarnation.
+    journal = Journal()
+    events: list[str] = []
+    async with anyio.create_task_group() as tg:
+        root = Supervisor(
+            [worker("w", journal)],
+            backoff=Backoff(initial=10.0, maximum=10.0, jitter=0.0),
+            observer=lambda event: events.append(event.event),
+        )
+        root_ref = await spawn(tg, root)
+        w = await child_ref(root_ref, "w")
+        await w.tell("crash")
+        await wait_all_tasks_blocked()
+        assert await which_children(root_ref) == [("w", w, ChildState.RESTARTING)]
+        with pytest.raises(NotASupervisor, match=f"{w.label} is not a supervisor"):
+            await start_child(w, worker("x", journal))
+        # The next incarnation got nothing but this ask, and nothing crashed it.
+        assert await w.ask("count", timeout=100) == 1
+        assert events.count("child_exited") == 1
+        assert journal.starts() == ["w", "w"]
+        await root_ref.stop()
 
 
 async def test_admin_calls_on_a_stopped_supervisor_raise_actor_stopped() -> None:

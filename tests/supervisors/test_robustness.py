@@ -13,8 +13,19 @@ import anyio
 import pytest
 from structlog.testing import capture_logs
 
-from actors import Actor, ActorRef, ActorStartFailed, Lane, TooManyWatches, spawn
+from actors import (
+    Actor,
+    ActorRef,
+    ActorStartFailed,
+    Lane,
+    MailboxConfig,
+    TooManyWatches,
+    spawn,
+)
+from actors.testing import wait_all_tasks_blocked
 from supervisors import (
+    Backoff,
+    ChildKind,
     ChildSpec,
     ChildState,
     DynamicSupervisor,
@@ -22,7 +33,12 @@ from supervisors import (
     SupervisionEvent,
     Supervisor,
     UnknownChild,
+    child_ref,
+    count_children,
+    start_child,
+    which_children,
 )
+from supervisors._supervisor import _OUTSIDE_WATCH_SLOTS
 from tests.supervisors._workers import Crash, Journal, Worker
 
 pytestmark = pytest.mark.anyio
@@ -141,4 +157,55 @@ async def test_outside_links_cannot_take_the_slots_reserved_for_children() -> No
         assert ref.alive
         for linker in linkers:
             await linker.stop()
+        await ref.stop()
+
+
+async def test_outside_links_made_while_a_supervisor_waits_to_restart_leave_it_room() -> None:
+    # The children's slots are set aside for good, not per incarnation: links made
+    # while the supervisor waits out its backoff still find only the outside slots.
+    events = Events()
+    async with anyio.create_task_group() as tg:
+        root = Supervisor(
+            [ChildSpec("s", lambda: DynamicSupervisor(max_children=2), kind=ChildKind.SUPERVISOR)],
+            backoff=Backoff(initial=10.0, maximum=10.0, jitter=0.0),
+            observer=events,
+        )
+        root_ref = await spawn(tg, root)
+        s = await child_ref(root_ref, "s")
+        linkers = [await spawn(tg, Linker(s)) for _ in range(_OUTSIDE_WATCH_SLOTS)]
+        await s.stop()  # permanent: started again after the backoff
+        assert await which_children(root_ref) == [("s", s, ChildState.RESTARTING)]
+        with pytest.raises(ActorStartFailed) as caught:
+            await spawn(tg, Linker(s))
+        assert isinstance(caught.value.__cause__, TooManyWatches)
+        # The restart succeeds, and the new incarnation has room for both its children.
+        assert await which_children(s, timeout=100) == []
+        journal = Journal()
+        for child_id in ("a", "b"):
+            await start_child(s, worker(child_id, journal))
+        assert journal.starts() == ["a", "b"]
+        assert events.named("child_start_failed") == []
+        for linker in linkers:
+            await linker.stop()
+        await root_ref.stop()
+
+
+async def test_an_explicit_mailbox_config_does_not_shrink_a_supervisors_child_slots() -> None:
+    # The config passed to spawn (or a child spec) bounds outside links only; the slots
+    # for max_children children come on top of it.
+    journal = Journal()
+    count = 40
+    async with anyio.create_task_group() as tg:
+        supervisor = DynamicSupervisor(max_children=count, max_restarts=count)
+        ref = await spawn(tg, supervisor, mailbox=MailboxConfig(notification_capacity=8))
+        for index in range(count):
+            await start_child(ref, worker(f"w{index}", journal))
+        assert await count_children(ref) == count
+        # All of them can fail at once: every exit notice has its slot.
+        for _, child, _ in await which_children(ref):
+            assert child is not None
+            await child.tell("crash")
+        await wait_all_tasks_blocked()
+        assert await count_children(ref) == count
+        assert len(journal.starts()) == 2 * count
         await ref.stop()
