@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import uuid
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import anyio
 import psycopg
@@ -32,7 +32,7 @@ from runtime.store.leases import acquire_lease
 from tests.runtime._helpers import expire_lease, leased_run, query, wait_blocked_by
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
+    from collections.abc import AsyncIterator, Callable, Coroutine
 
     from psycopg.rows import TupleRow
 
@@ -276,26 +276,41 @@ async def test_the_writer_reconnects_after_losing_its_connection(store: Store, d
     assert (await store.verify_chain(run.run_id)).ok
 
 
-async def test_a_batch_chosen_as_deadlock_victim_is_retried(store: Store, dsn: str) -> None:
-    # The writer's batch locks X's row, then waits for Y's, which a holder has locked; the
-    # holder then asks for X. The writer, waiting longer, finds the deadlock (after
-    # deadlock_timeout) and its transaction is rolled back; the batch is retried.
+class _Deadlock(NamedTuple):
+    """Two runs, X < Y in key order, each leased and holding one event."""
+
+    low: uuid.UUID
+    high: uuid.UUID
+    epochs: dict[uuid.UUID, int]
+
+
+async def _two_warm_runs(store: Store) -> _Deadlock:
     low, high = sorted([uuid.uuid4(), uuid.uuid4()])
-    leased = {}
+    epochs = {}
     for run_id in (low, high):  # created in key order: any plan locks X before Y
         run, _ = await store.create_run(owner="a", session_id="s", run_type="t", run_id=run_id)
-        leased[run_id] = (await store.acquire_lease(run.run_id, owner_node="node-a")).epoch
-        assert await store.append_event(run_id, leased[run_id], "warm") == 1
+        epochs[run_id] = (await store.acquire_lease(run.run_id, owner_node="node-a")).epoch
+        assert await store.append_event(run_id, epochs[run_id], "warm") == 1
+    return _Deadlock(low, high, epochs)
+
+
+async def _deadlock_a_batch(
+    store: Store,
+    dsn: str,
+    runs: _Deadlock,
+    append: Callable[[uuid.UUID], Coroutine[Any, Any, None]],
+) -> bool:
+    """Make the writer's batch of ``append(X)`` and ``append(Y)`` deadlock; return
+    whether the holder, not the writer, was the victim.
+
+    The batch locks X's row, then waits for Y's, which a holder has locked; the holder
+    then asks for X. A gate on a third run keeps the writer busy until both appends are
+    queued, so they form one batch.
+    """
     blocker, blocker_lease = await leased_run(store)
-    outcomes: dict[uuid.UUID, object] = {}
-
-    async def append(run_id: uuid.UUID) -> None:
-        outcomes[run_id] = await store.append_event(run_id, leased[run_id], "contended")
-
-    holder_was_victim = False
     async with (
         _row_lock(dsn, blocker.run_id) as gate,
-        _row_lock(dsn, high) as holder,
+        _row_lock(dsn, runs.high) as holder,
     ):
         # The holder checks for deadlocks later than the writer, so the writer, which
         # waits first, is the one that finds the cycle. PostgreSQL checks once per wait:
@@ -306,27 +321,41 @@ async def test_a_batch_chosen_as_deadlock_victim_is_retried(store: Store, dsn: s
             async with anyio.create_task_group() as tg:
                 tg.start_soon(store.append_event, blocker.run_id, blocker_lease.epoch, "gate")
                 await wait_blocked_by(dsn, gate.info.backend_pid)
-                tg.start_soon(append, low)
-                tg.start_soon(append, high)
+                tg.start_soon(append, runs.low)
+                tg.start_soon(append, runs.high)
                 await anyio.wait_all_tasks_blocked()
-                await gate.rollback()  # the writer takes low and high as one batch
+                await gate.rollback()  # the writer takes X and Y as one batch
                 await wait_blocked_by(dsn, holder.info.backend_pid)
                 try:
-                    await holder.execute("SELECT 1 FROM runs WHERE run_id = %s FOR UPDATE", (low,))
+                    await holder.execute(
+                        "SELECT 1 FROM runs WHERE run_id = %s FOR UPDATE", (runs.low,)
+                    )
                 except psycopg.errors.DeadlockDetected:
-                    holder_was_victim = True  # only if the machine stalled past 1 s
-                await holder.rollback()
+                    return True  # only if the machine stalled past the writer's check
+                finally:
+                    await holder.rollback()
+    return False
 
-    assert outcomes == {low: 2, high: 2}
+
+async def test_a_batch_chosen_as_deadlock_victim_is_retried(store: Store, dsn: str) -> None:
+    runs = await _two_warm_runs(store)
+    outcomes: dict[uuid.UUID, object] = {}
+
+    async def append(run_id: uuid.UUID) -> None:
+        outcomes[run_id] = await store.append_event(run_id, runs.epochs[run_id], "contended")
+
+    holder_was_victim = await _deadlock_a_batch(store, dsn, runs, append)
+
+    assert outcomes == {runs.low: 2, runs.high: 2}
     retries = store.statistics().writer.retries
     if holder_was_victim:
         assert retries == 0
     else:
-        # Usually one. On a loaded machine the writer's retry can lock low again before
-        # the woken holder does, which closes the same cycle once more: then the writer
-        # is the victim again and retries again, within its budget of 3 tries.
+        # Usually one. The writer's retry (after a short random pause) can still lock X
+        # again before the woken holder does, which closes the same cycle once more:
+        # then the writer is the victim again and retries again, within its budget.
         assert 1 <= retries < events._TX_ATTEMPTS
-    for run_id in (low, high):
+    for run_id in (runs.low, runs.high):
         assert [seq for seq, _, _ in await _log(dsn, run_id)] == [1, 2]
         assert (await store.verify_chain(run_id)).ok
 
@@ -338,59 +367,31 @@ async def test_a_batch_out_of_deadlock_retries_fails_with_its_run_ids(
     # TransactionConflict naming their runs (never psycopg's DeadlockDetected), nothing
     # is written, and the writer carries on.
     monkeypatch.setattr(events, "_TX_ATTEMPTS", 1)
-    low, high = sorted([uuid.uuid4(), uuid.uuid4()])
-    leased = {}
-    for run_id in (low, high):
-        run, _ = await store.create_run(owner="a", session_id="s", run_type="t", run_id=run_id)
-        leased[run_id] = (await store.acquire_lease(run.run_id, owner_node="node-a")).epoch
-        assert await store.append_event(run_id, leased[run_id], "warm") == 1
-    blocker, blocker_lease = await leased_run(store)
+    runs = await _two_warm_runs(store)
     outcomes: dict[uuid.UUID, object] = {}
 
     async def append(run_id: uuid.UUID) -> None:
         try:
-            outcomes[run_id] = await store.append_event(run_id, leased[run_id], "contended")
+            outcomes[run_id] = await store.append_event(run_id, runs.epochs[run_id], "contended")
         except TransactionConflict as exc:
             outcomes[run_id] = exc
 
     for _ in range(3):  # a stall may make the holder the victim instead: then again
         outcomes.clear()
-        holder_was_victim = False
-        async with (
-            _row_lock(dsn, blocker.run_id) as gate,
-            _row_lock(dsn, high) as holder,
-        ):
-            await holder.execute("SET deadlock_timeout = '5s'")
-            with anyio.fail_after(60):
-                async with anyio.create_task_group() as tg:
-                    tg.start_soon(store.append_event, blocker.run_id, blocker_lease.epoch, "g")
-                    await wait_blocked_by(dsn, gate.info.backend_pid)
-                    tg.start_soon(append, low)
-                    tg.start_soon(append, high)
-                    await anyio.wait_all_tasks_blocked()
-                    await gate.rollback()
-                    await wait_blocked_by(dsn, holder.info.backend_pid)
-                    try:
-                        await holder.execute(
-                            "SELECT 1 FROM runs WHERE run_id = %s FOR UPDATE", (low,)
-                        )
-                    except psycopg.errors.DeadlockDetected:
-                        holder_was_victim = True
-                    await holder.rollback()
-        if not holder_was_victim:
+        if not await _deadlock_a_batch(store, dsn, runs, append):
             break
 
-    assert set(outcomes) == {low, high}
-    for run_id in (low, high):
+    assert set(outcomes) == {runs.low, runs.high}
+    for run_id in (runs.low, runs.high):
         error = outcomes[run_id]
         assert isinstance(error, TransactionConflict), error
-        assert error.run_ids == (low, high)
+        assert error.run_ids == (runs.low, runs.high)
         assert (error.sqlstate, error.attempts) == ("40P01", 1)
         assert str(run_id) in str(error)
         assert [seq for seq, _, _ in await _log(dsn, run_id)] == [1]
     # The writer dropped the failed runs' heads and goes on.
-    assert await store.append_event(low, leased[low], "after") == 2
-    assert (await store.verify_chain(low)).ok
+    assert await store.append_event(runs.low, runs.epochs[runs.low], "after") == 2
+    assert (await store.verify_chain(runs.low)).ok
 
 
 async def test_non_ascii_types_and_payloads_chain_on_both_statements(store: Store) -> None:
