@@ -14,7 +14,7 @@ import structlog
 from actors._links import Monitor, demonitor, link, monitor, unlink
 from actors._mailbox import _EMPTY, Mailbox, MailboxConfig, _Ask
 from actors._messages import Crashed, Down, Exit, ExitReason, Killed, LinkedExit, Normal
-from actors.errors import ActorCrashed, ActorKilled, ActorStartFailed
+from actors.errors import ActorCrashed, ActorKilled, ActorStartFailed, MessageRefused
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Hashable
@@ -271,6 +271,8 @@ async def _serve(actor: Actor[Any], mailbox: Mailbox) -> ExitReason | None:
             if type(item) is _Ask:
                 try:
                     value = await actor.handle(item.message)
+                except MessageRefused as refusal:
+                    item.reply.fail(refusal)  # the asker's mistake: the actor carries on
                 except Exception as error:
                     crashed = ActorCrashed(mailbox.label)
                     crashed.__cause__ = error
@@ -282,9 +284,14 @@ async def _serve(actor: Actor[Any], mailbox: Mailbox) -> ExitReason | None:
                     # instead of waiting out its whole timeout.
                     item.reply.fail(ActorKilled(mailbox.label))
                     raise
-                item.reply.resolve(value)
+                else:
+                    item.reply.resolve(value)
             else:
-                await actor.handle(item)
+                # Not contextlib.suppress: a context manager per message costs the hot path.
+                try:  # noqa: SIM105
+                    await actor.handle(item)
+                except MessageRefused:
+                    pass  # dropped by the handler's choice; it logs it if that matters
         except BaseException:
             # The message in progress is lost, whether the handler raised or the
             # incarnation was cancelled (killed) under it: count it, never drop silently.

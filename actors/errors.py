@@ -11,6 +11,7 @@ branch in it. The kernel's branch::
         ├── ActorCrashed        the actor raised while handling this ask (broken)
         ├── ActorKilled         the actor was killed while handling this ask (broken)
         ├── ActorStartFailed    ``on_start`` raised; nothing was started (cause attached)
+        ├── MessageRefused      the handler refused this message; the actor carries on
         ├── NameTaken           the registry already maps this name to a live actor
         ├── RegistryFull        the registry holds as many names as it may
         └── TooManyWatches      a mailbox has no room left for kernel notifications
@@ -34,6 +35,7 @@ __all__ = [
     "ActorStopped",
     "AskTimeout",
     "MailboxFull",
+    "MessageRefused",
     "NameTaken",
     "RegistryFull",
     "TooManyWatches",
@@ -120,6 +122,22 @@ class ActorKilled(ActorError):
     def __init__(self, actor: str) -> None:
         self.actor = actor
         super().__init__(f"{actor} was killed while handling the request; the request was dropped")
+
+
+class MessageRefused(ActorError):
+    """Raised by a handler to refuse the message it is handling, without crashing.
+
+    Bad input is the sender's mistake, not the actor's: the asker of an ``ask`` gets
+    this error, a ``tell``'s message is dropped (the handler logs it if that matters),
+    and the actor goes on with its next message. No restart, no lost state.
+
+    Attributes:
+        reason: why the message was refused, for the sender.
+    """
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(reason)
 
 
 class ActorStartFailed(ActorError):

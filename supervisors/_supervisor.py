@@ -30,6 +30,7 @@ from actors import (
     Mailbox,
     MailboxConfig,
     MailboxStatistics,
+    MessageRefused,
     Registry,
     Shutdown,
     StartFailure,
@@ -552,7 +553,10 @@ class Supervisor(Actor[Any]):
         except SupervisorError as error:
             return _Failure(error)
         self._emit(UnexpectedMessageIgnored(self._label, _short_repr(message)))
-        return None
+        raise MessageRefused(
+            f"{self._label} does not handle {type(message).__qualname__} messages"
+            " (use the supervisors admin functions)"
+        )
 
     async def on_exit(self, exit: Exit) -> None:
         """A linked actor that is not a child exited: ignore it (supervisors trap

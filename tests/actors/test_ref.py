@@ -21,6 +21,7 @@ from actors import (
     LaneConfig,
     MailboxConfig,
     MailboxFull,
+    MessageRefused,
     Normal,
     PressureSignal,
     Request,
@@ -51,6 +52,15 @@ class Counter(Actor[Add | GetCount]):
             self.count += message.amount
             return None
         return self.count
+
+
+class Picky(Counter):
+    """A counter that refuses negative amounts (bad input, not a crash)."""
+
+    async def handle(self, message: Add | GetCount) -> object:
+        if isinstance(message, Add) and message.amount < 0:
+            raise MessageRefused(f"{message.amount} is negative")
+        return await super().handle(message)
 
 
 def tight(**kwargs: object) -> MailboxConfig:
@@ -392,6 +402,25 @@ class TestAsk:
             assert await ref.wait_stopped() == Crashed(error)
         assert not ref.alive
         assert ref.exit_reason == Crashed(error)
+
+    @pytest.mark.parametrize("lane", list(Lane))
+    async def test_a_refused_message_fails_only_its_asker_and_the_actor_carries_on(
+        self, lane: Lane
+    ) -> None:
+        async with anyio.create_task_group() as tg:
+            ref = await spawn(tg, Picky())
+            await ref.tell(Add(2), lane)
+            with pytest.raises(MessageRefused, match="-5 is negative") as caught:
+                await ref.ask(Add(-5), lane=lane, timeout=5)
+            assert caught.value.reason == "-5 is negative"
+            await ref.tell(Add(-1), lane)  # refused too: dropped, nothing crashes
+            await ref.tell(Add(3), lane)
+            assert await ref.ask(GetCount(), lane=lane, timeout=5) == 5
+            assert ref.alive
+            stats = ref.statistics()
+            assert stats.dropped_on_crash == 0
+            await ref.stop()
+        assert ref.exit_reason == Shutdown()
 
     @pytest.mark.parametrize("bad", [0, -1.0, math.nan])
     async def test_non_positive_timeout_is_rejected_and_nothing_is_sent(self, bad: float) -> None:

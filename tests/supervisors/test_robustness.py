@@ -19,6 +19,7 @@ from actors import (
     ActorStartFailed,
     Lane,
     MailboxConfig,
+    MessageRefused,
     TooManyWatches,
     spawn,
 )
@@ -83,7 +84,8 @@ async def test_an_unexpected_tell_is_logged_counted_and_ignored(lane: Lane) -> N
         a = supervisor.child_ref("a")
         with capture_logs() as logs:
             await ref.tell("hello" * 100, lane)
-            assert await ref.ask(("not", "a", "request")) is None
+            with pytest.raises(MessageRefused, match="does not handle tuple messages"):
+                await ref.ask(("not", "a", "request"))
         assert ref.alive
         assert await a.ask("name") == "a"
         ignored = events.named("unexpected_message_ignored")
