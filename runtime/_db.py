@@ -7,7 +7,6 @@ SQLSTATE class and exception type, never by parsing message text.
 from __future__ import annotations
 
 import contextlib
-import random
 from typing import TYPE_CHECKING, NoReturn
 
 import anyio
@@ -26,6 +25,7 @@ from runtime.errors import (
 )
 
 if TYPE_CHECKING:
+    import random
     from collections.abc import AsyncIterator
 
     from psycopg.rows import TupleRow
@@ -45,13 +45,14 @@ RETRYABLE = (pg_errors.DeadlockDetected, pg_errors.SerializationFailure)
 _RETRY_PAUSE = (0.005, 0.025)
 
 
-async def pause_before_retry() -> None:
-    """Wait a short random time (5-25 ms) before retrying a rolled-back transaction.
+async def pause_before_retry(rng: random.Random) -> None:
+    """Wait a short random time (5-25 ms, drawn from ``rng``) before retrying a
+    rolled-back transaction.
 
     Retried at once, a transaction tends to re-take the row locks it just gave up before
     the other one, woken by the rollback, can take them, and the same deadlock forms again.
     """
-    await anyio.sleep(random.uniform(*_RETRY_PAUSE))
+    await anyio.sleep(rng.uniform(*_RETRY_PAUSE))
 
 
 # SQLSTATEs meaning an object the schema should have is missing (class 42 otherwise also

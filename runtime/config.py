@@ -104,6 +104,8 @@ class NodeConfig(BaseSettings):
         append_head_cache_size: runs whose log head (last seq and hash, lease epoch) the
             group-commit writer remembers, least recently used first out.
         notify_mode: NOTIFY inside the append transaction or right after its commit.
+        retry_seed: seed of the random pauses before retrying a transaction that a
+            deadlock rolled back; ``None`` draws one, which the store logs when it opens.
         listener_poll_interval: seconds a waiter sleeps at most before re-reading anyway.
         listener_max_waiters: waiters the listener fans wake-ups out to.
         read_limit: largest page of events or frames one read returns.
@@ -128,6 +130,7 @@ class NodeConfig(BaseSettings):
     append_timeout: float = Field(default=30.0, gt=0)
     append_head_cache_size: int = Field(default=10_000, ge=1)
     notify_mode: NotifyMode = "in_transaction"
+    retry_seed: int | None = None
     listener_poll_interval: float = Field(default=1.0, gt=0)
     listener_max_waiters: int = Field(default=10_000, ge=1)
     read_limit: int = Field(default=1000, ge=1)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import random
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Self
 
@@ -94,6 +95,12 @@ class Store:
         self._pool: Pool | None = None
         self._writer: events.GroupCommitWriter | None = None
         self._notifier: Notifier | None = None
+        self._retry_seed = (
+            config.retry_seed
+            if config.retry_seed is not None
+            else random.SystemRandom().randrange(2**32)
+        )
+        self._rng = random.Random(self._retry_seed)
 
     def __repr__(self) -> str:
         return f"<Store host={dsn_host(self._dsn)!r} {self._state.value}>"
@@ -115,7 +122,9 @@ class Store:
             self._notifier = Notifier(
                 self._pool, events.EVENTS_CHANNEL, max_runs=self._config.append_batch_size
             )
-            self._writer = events.GroupCommitWriter(self._dsn, self._config, self._notifier)
+            self._writer = events.GroupCommitWriter(
+                self._dsn, self._config, self._notifier, self._rng
+            )
             task_group = await stack.enter_async_context(anyio.create_task_group())
             stack.callback(task_group.cancel_scope.cancel)
             await task_group.start(self._notifier.run)
@@ -126,7 +135,7 @@ class Store:
                 await stack.aclose()
             raise
         self._stack = stack
-        _logger.info("store_opened", host=dsn_host(self._dsn))
+        _logger.info("store_opened", host=dsn_host(self._dsn), retry_seed=self._retry_seed)
         return self
 
     async def __aexit__(
@@ -322,7 +331,7 @@ class Store:
         """
         async with self._connection() as conn:
             lease = await leases.acquire_lease(
-                conn, run_id, owner_node=owner_node, ttl=self._lease_ttl(ttl)
+                conn, run_id, owner_node=owner_node, ttl=self._lease_ttl(ttl), rng=self._rng
             )
         if self._writer is not None:
             # The run row's epoch changed: spare the writer a refused first try.

@@ -77,6 +77,7 @@ from runtime.store import _arrays, _codec
 from runtime.store.chain import canonical_parts
 
 if TYPE_CHECKING:
+    import random
     from collections.abc import Sequence
     from datetime import datetime
 
@@ -563,8 +564,11 @@ class GroupCommitWriter:
     :meth:`run` has started.
     """
 
-    def __init__(self, dsn: str, config: NodeConfig, notifier: Notifier) -> None:
+    def __init__(
+        self, dsn: str, config: NodeConfig, notifier: Notifier, rng: random.Random
+    ) -> None:
         self._notifier = notifier
+        self._rng = rng
         self._dsn = dsn
         self._config = config
         self._notify_in_tx = config.notify_mode == "in_transaction"
@@ -799,7 +803,7 @@ class GroupCommitWriter:
                         raise TransactionConflict(runs, exc.sqlstate, attempt) from exc
                 attempt += 1
                 self._retries += 1
-                await _db.pause_before_retry()
+                await _db.pause_before_retry(self._rng)
         except asyncio.CancelledError:
             if not deadline.expired():
                 raise

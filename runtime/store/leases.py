@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -29,6 +30,9 @@ if TYPE_CHECKING:
     from psycopg.rows import TupleRow
 
 __all__ = ["Lease", "LeaseRenewal", "acquire_lease", "get_lease", "release_lease", "renew_lease"]
+
+_fallback_rng = random.Random()
+"""Retry pauses of callers that bring no seeded RNG of their own (the store does)."""
 
 ACQUIRE_ATTEMPTS = 3
 """Tries of one acquire that a deadlock or serialization failure rolled back.
@@ -136,7 +140,12 @@ async def get_lease(conn: AsyncConnection[TupleRow], run_id: UUID) -> Lease | No
 
 
 async def acquire_lease(
-    conn: AsyncConnection[TupleRow], run_id: UUID, *, owner_node: str, ttl: float
+    conn: AsyncConnection[TupleRow],
+    run_id: UUID,
+    *,
+    owner_node: str,
+    ttl: float,
+    rng: random.Random | None = None,
 ) -> Lease:
     """Take the run's lease for ``ttl`` seconds, with the next epoch.
 
@@ -157,7 +166,7 @@ async def acquire_lease(
             if attempt >= ACQUIRE_ATTEMPTS:
                 raise TransactionConflict((run_id,), exc.sqlstate, attempt) from exc
             attempt += 1
-            await _db.pause_before_retry()
+            await _db.pause_before_retry(rng if rng is not None else _fallback_rng)
     row = await cur.fetchone()
     assert row is not None
     status = row[0]

@@ -8,6 +8,7 @@ import anyio
 import psycopg
 import pydantic
 import pytest
+from structlog.testing import capture_logs
 
 from runtime.config import MAX_TTL, NodeConfig
 from runtime.errors import TransactionConflict
@@ -267,3 +268,27 @@ async def test_no_ttl_means_the_configured_default(store: Store, dsn: str) -> No
 def test_the_configured_lease_ttl_must_be_positive_and_bounded(ttl: float) -> None:
     with pytest.raises(pydantic.ValidationError):
         NodeConfig(lease_ttl=ttl)
+
+
+@pytest.mark.parametrize("seed", [7, None])
+async def test_the_retry_pauses_seed_is_the_configured_one_and_is_logged(
+    dsn: str, config: NodeConfig, seed: int | None
+) -> None:
+    # STYLE: randomness is a seeded, logged input. The pauses before deadlock retries
+    # draw from the store's RNG, seeded by WARDEN_RETRY_SEED or by a drawn seed, which
+    # the store logs when it opens so that a run can be replayed with it.
+    with capture_logs() as logs:
+        async with Store(dsn, config.model_copy(update={"retry_seed": seed})):
+            pass
+    [opened] = [entry for entry in logs if entry["event"] == "store_opened"]
+    assert isinstance(opened["retry_seed"], int)
+    if seed is not None:
+        assert opened["retry_seed"] == seed
+
+
+def test_the_retry_seed_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WARDEN_RETRY_SEED", "42")
+    assert NodeConfig().retry_seed == 42
+    monkeypatch.setenv("WARDEN_RETRY_SEED", "not a number")
+    with pytest.raises(pydantic.ValidationError):
+        NodeConfig()
