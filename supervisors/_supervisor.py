@@ -261,16 +261,6 @@ _Request = (
 )
 
 
-@final
-class _Failure:
-    """An admin request's error, returned (not raised) so the supervisor keeps running."""
-
-    __slots__ = ("error",)
-
-    def __init__(self, error: SupervisorError) -> None:
-        self.error = error
-
-
 #: Default timeout of a restart_child call when the child's start timeout is unknown.
 _RESTART_TIMEOUT: Final = 60.0
 
@@ -305,10 +295,13 @@ async def _call(ref: ActorRef[Any], request: _Request, timeout: float) -> Any:
         raise TypeError(f"expected the ActorRef of a supervisor, got {_short_repr(ref)}")
     if not _is_supervisor(ref):
         raise NotASupervisor(ref.label)
-    result = await ref.ask(request, timeout=timeout)
-    if isinstance(result, _Failure):
-        raise result.error
-    return result
+    try:
+        return await ref.ask(request, timeout=timeout)
+    except MessageRefused as refusal:
+        error = refusal.__cause__
+        if not isinstance(error, SupervisorError):
+            raise
+    raise error  # the supervisor's own error, raised here in the caller
 
 
 class Supervisor(Actor[Any]):
@@ -515,9 +508,9 @@ class Supervisor(Actor[Any]):
     async def handle(self, message: object) -> object:
         """Serve one admin request; log and ignore anything else (never crash).
 
-        Errors caused by the request (unknown child, invalid spec, ...) are returned as
-        a ``_Failure`` that the admin functions raise in the caller: the caller's input
-        never takes the supervisor down (OTP's supervisor does the same).
+        Errors caused by the request (unknown child, invalid spec, ...) refuse it
+        (``MessageRefused``, caused by the error, which the admin functions raise in the
+        caller): the caller's input never takes the supervisor down (as in OTP).
         """
         try:
             if isinstance(message, _StartChild):
@@ -551,7 +544,7 @@ class Supervisor(Actor[Any]):
             if isinstance(message, _Tree):
                 return self.tree()
         except SupervisorError as error:
-            return _Failure(error)
+            raise MessageRefused(str(error)) from error
         self._emit(UnexpectedMessageIgnored(self._label, _short_repr(message)))
         raise MessageRefused(
             f"{self._label} does not handle {type(message).__qualname__} messages"

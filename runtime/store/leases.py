@@ -14,7 +14,6 @@
 
 from __future__ import annotations
 
-import random
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -23,6 +22,7 @@ from runtime.errors import LeaseHeld, RunNotFound, RunTerminal, TransactionConfl
 from runtime.store.runs import TERMINAL_STATUSES
 
 if TYPE_CHECKING:
+    import random
     from datetime import datetime
     from uuid import UUID
 
@@ -30,9 +30,6 @@ if TYPE_CHECKING:
     from psycopg.rows import TupleRow
 
 __all__ = ["Lease", "LeaseRenewal", "acquire_lease", "get_lease", "release_lease", "renew_lease"]
-
-_fallback_rng = random.Random()
-"""Retry pauses of callers that bring no seeded RNG of their own (the store does)."""
 
 ACQUIRE_ATTEMPTS = 3
 """Tries of one acquire that a deadlock or serialization failure rolled back.
@@ -145,9 +142,10 @@ async def acquire_lease(
     *,
     owner_node: str,
     ttl: float,
-    rng: random.Random | None = None,
+    rng: random.Random,
 ) -> Lease:
-    """Take the run's lease for ``ttl`` seconds, with the next epoch.
+    """Take the run's lease for ``ttl`` seconds, with the next epoch; a deadlocked try is
+    retried after a pause drawn from ``rng``.
 
     Raises:
         RunNotFound: no such run.
@@ -166,7 +164,7 @@ async def acquire_lease(
             if attempt >= ACQUIRE_ATTEMPTS:
                 raise TransactionConflict((run_id,), exc.sqlstate, attempt) from exc
             attempt += 1
-            await _db.pause_before_retry(rng if rng is not None else _fallback_rng)
+            await _db.pause_before_retry(rng)
     row = await cur.fetchone()
     assert row is not None
     status = row[0]

@@ -165,11 +165,13 @@ async def create_run(
         if existing is None and run_id is not None:
             cur = await conn.execute(f"SELECT {_COLUMNS} FROM runs WHERE run_id = %s", (run_id,))
             row = await cur.fetchone()
-            if row is not None and (row[1] != owner or row[6] != idempotency_key):
+            existing = None if row is None else _run(row)
+            if existing is not None and (
+                existing.owner != owner or existing.idempotency_key != idempotency_key
+            ):
                 # Someone else's run, or this owner's run from a request with another
                 # key: say only that the id is taken.
                 raise RunConflict(run_id, "the run_id is already taken")
-            existing = None if row is None else _run(row)
         if existing is None:
             continue  # the conflicting run was deleted meanwhile: insert again
         mismatch = _differences(

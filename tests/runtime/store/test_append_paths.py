@@ -9,6 +9,7 @@ by it (``pg_blocking_pids``) before letting go.
 from __future__ import annotations
 
 import contextlib
+import random
 import uuid
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -115,7 +116,9 @@ async def test_a_takeover_while_an_append_waits_for_the_row(
     async with await psycopg.AsyncConnection.connect(dsn) as holder:
         # Acquire in an open transaction: the run row stays locked and the new epoch
         # uncommitted while the old owner's append waits for the row.
-        new = await acquire_lease(holder, run.run_id, owner_node="node-new", ttl=30)
+        new = await acquire_lease(
+            holder, run.run_id, owner_node="node-new", ttl=30, rng=random.Random(1)
+        )
         assert new.epoch == old.epoch + 1
         with anyio.fail_after(30):
             async with anyio.create_task_group() as tg:
