@@ -13,19 +13,30 @@ With no ``WARDEN_DSN`` the node starts an embedded PostgreSQL in ``WARDEN_PG_DAT
 
 from __future__ import annotations
 
+import json
+import socket
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Self
 from urllib.parse import urlsplit, urlunsplit
 
 import platformdirs
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
-from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
-__all__ = ["MAX_TTL", "NodeConfig", "NotifyMode", "default_pg_data_dir", "dsn_host", "redact_dsn"]
+__all__ = [
+    "LogFormat",
+    "MAX_TTL",
+    "NodeConfig",
+    "NotifyMode",
+    "default_node_name",
+    "default_pg_data_dir",
+    "dsn_host",
+    "redact_dsn",
+]
 
 NotifyMode = Literal["in_transaction", "after_commit"]
 """Where an append sends its wake-up NOTIFY; see ``docs/store.md`` for the measurements."""
@@ -35,6 +46,19 @@ _MIB = 1024 * 1024
 MAX_TTL = 1e9
 """Longest lease or memory TTL in seconds (about 31 years): ``now() + ttl`` must stay a
 timestamp that PostgreSQL and Python can both hold (before the year 10000)."""
+
+
+LogFormat = Literal["auto", "json", "console"]
+"""How the command line renders logs: JSON lines, a console renderer, or ``auto`` (console
+on a terminal, JSON otherwise)."""
+
+_NODE_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$"
+
+
+def default_node_name() -> str:
+    """This machine's host name, cut to what a node name may hold (the default name)."""
+    name = "".join(c if c.isalnum() or c in "._-" else "-" for c in socket.gethostname())
+    return name.strip("._-")[:63] or "node"
 
 
 def default_pg_data_dir() -> Path:
@@ -109,6 +133,32 @@ class NodeConfig(BaseSettings):
         listener_poll_interval: seconds a waiter sleeps at most before re-reading anyway.
         listener_max_waiters: waiters the listener fans wake-ups out to.
         read_limit: largest page of events or frames one read returns.
+
+    Node settings (``warden node``, :class:`runtime.node.Node`):
+
+    Attributes:
+        node_name: the node's name; its id is ``<node_name>:<boot uuid>``.
+        host: address the gateway listens on.
+        port: TCP port the gateway listens on (``0``: any free port).
+        heartbeat_interval: seconds between lease renewals and membership heartbeats;
+            ``None`` means ``lease_ttl / 3``. Must be below ``lease_ttl / 2``.
+        max_active_runs: runs this node executes at once; a start past it is refused
+            with ``AdmissionRejected`` and the run stays ``pending``.
+        handlers: extra handler registrations, ``module:attr`` each (a handler or a
+            mapping of run types to handlers), next to the ``warden.handlers``
+            entry points. From the environment: a JSON list or comma-separated.
+        drain_timeout: seconds running handlers get to finish on SIGTERM/SIGINT before
+            their leases are released for another node.
+        janitor_interval: seconds between the janitor's scans for expired leases.
+        janitor_batch_size: most runs one janitor scan claims.
+        executor_lost_budget: times a run may lose its executor (its node died or
+            stalled) and be recovered; one more loss fails it (``executor_lost_budget``).
+        task_cancel_grace: seconds a cancelled tool task gets before it is cut off.
+        run_attempts: attempts of a run whose handler raises, before ``run.failed``.
+        run_control_capacity, run_data_capacity, run_telemetry_capacity: lane
+            capacities of each run actor's mailbox.
+        log_format: ``auto`` (console on a terminal, else JSON), ``json`` or ``console``.
+        log_level: the lowest level logged by the command line.
     """
 
     model_config = SettingsConfigDict(env_prefix="WARDEN_", frozen=True, extra="ignore")
@@ -134,6 +184,63 @@ class NodeConfig(BaseSettings):
     listener_poll_interval: float = Field(default=1.0, gt=0)
     listener_max_waiters: int = Field(default=10_000, ge=1)
     read_limit: int = Field(default=1000, ge=1)
+
+    # -- the node (runtime/node) --------------------------------------------------------
+    node_name: str = Field(
+        default_factory=default_node_name, pattern=_NODE_NAME_PATTERN, min_length=1
+    )
+    host: str = Field(default="127.0.0.1", min_length=1)
+    port: int = Field(default=8000, ge=0, le=65535)
+    heartbeat_interval: float | None = Field(default=None, gt=0, allow_inf_nan=False)
+    max_active_runs: int = Field(default=1000, ge=1, le=1_000_000)
+    handlers: Annotated[tuple[str, ...], NoDecode] = ()
+    drain_timeout: float = Field(default=10.0, ge=0, le=3600, allow_inf_nan=False)
+    janitor_interval: float = Field(default=1.0, gt=0, le=3600, allow_inf_nan=False)
+    janitor_batch_size: int = Field(default=100, ge=1, le=10_000)
+    executor_lost_budget: int = Field(default=3, ge=0, le=1000)
+    task_cancel_grace: float = Field(default=2.0, gt=0, le=3600, allow_inf_nan=False)
+    run_attempts: int = Field(default=3, ge=1, le=100)
+    run_control_capacity: int = Field(default=16, ge=1, le=100_000)
+    run_data_capacity: int = Field(default=64, ge=1, le=100_000)
+    run_telemetry_capacity: int = Field(default=64, ge=1, le=100_000)
+    log_format: LogFormat = "auto"
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    @field_validator("handlers", mode="before")
+    @classmethod
+    def _split_handlers(cls, value: object) -> object:
+        """Accept a JSON list or a comma-separated string (the environment's forms)."""
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                return json.loads(text)
+            return tuple(part.strip() for part in text.split(",") if part.strip())
+        return value
+
+    @field_validator("handlers")
+    @classmethod
+    def _check_handlers(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for spec in value:
+            module, sep, attr = spec.partition(":")
+            if not (sep and module.strip() and attr.strip()):
+                raise ValueError(f"handler {spec!r} is not of the form module:attr")
+        return value
+
+    @model_validator(mode="after")
+    def _check_heartbeat(self) -> Self:
+        if self.heartbeat_interval is not None and self.heartbeat_interval >= self.lease_ttl / 2:
+            raise ValueError(
+                f"heartbeat_interval ({self.heartbeat_interval:g} s) must be below half the "
+                f"lease_ttl ({self.lease_ttl:g} s): two renewals must fit in one lease"
+            )
+        return self
+
+    @property
+    def effective_heartbeat_interval(self) -> float:
+        """Seconds between renewals: ``heartbeat_interval``, or ``lease_ttl / 3``."""
+        if self.heartbeat_interval is not None:
+            return self.heartbeat_interval
+        return self.lease_ttl / 3
 
     def dsn_value(self) -> str | None:
         """The DSN in clear text, for connecting only (never log it)."""

@@ -14,7 +14,7 @@ import types
 
 import pytest
 
-PACKAGES = ("actors", "supervisors", "runtime", "transport")
+PACKAGES = ("actors", "supervisors", "runtime", "runtime.node", "transport")
 
 
 def exporting_packages() -> list[str]:

@@ -40,6 +40,8 @@ from runtime.store.events import (
 from runtime.store.frames import FRAMES_CHANNEL, Frame, FrameAppend
 from runtime.store.leases import Lease, LeaseRenewal
 from runtime.store.memory import MemoryItem, MemoryScope, ScopeKind
+from runtime.store.nodes import NodeRow
+from runtime.store.recovery import EXECUTOR_LOST_EVENT, ClaimedRun, LeaseState
 from runtime.store.runs import (
     CANCEL_REQUESTED_EVENT,
     TERMINAL_STATUSES,
@@ -54,11 +56,13 @@ __all__ = [
     "CANCEL_REQUESTED_EVENT",
     "CancelRequest",
     "ChainReport",
+    "ClaimedRun",
     "DatabaseError",
     "DatabaseUnavailable",
     "DeadLetter",
     "DeadLetterNotFound",
     "EVENTS_CHANNEL",
+    "EXECUTOR_LOST_EVENT",
     "Event",
     "FRAMES_CHANNEL",
     "FencingError",
@@ -69,9 +73,11 @@ __all__ = [
     "Lease",
     "LeaseHeld",
     "LeaseRenewal",
+    "LeaseState",
     "MemoryItem",
     "MemoryScope",
     "NewEvent",
+    "NodeRow",
     "PayloadNotSerializable",
     "PayloadTooLarge",
     "Run",

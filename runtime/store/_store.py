@@ -14,12 +14,23 @@ import structlog
 from runtime import _db
 from runtime.config import MAX_TTL, dsn_host
 from runtime.errors import StoreClosed
-from runtime.store import _codec, attempts, chain, events, frames, leases, memory, runs
+from runtime.store import (
+    _codec,
+    attempts,
+    chain,
+    events,
+    frames,
+    leases,
+    memory,
+    nodes,
+    recovery,
+    runs,
+)
 from runtime.store._notifier import Notifier
 from runtime.store._pool import Pool, open_pool
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Sequence
+    from collections.abc import AsyncIterator, Callable, Collection, Sequence
     from datetime import datetime
     from types import TracebackType
     from uuid import UUID
@@ -480,3 +491,63 @@ class Store:
             return await attempts.mark_dead_letter_replayed(
                 conn, dead_letter_id, replayed_by=replayed_by
             )
+
+    # -- membership and recovery --------------------------------------------------------
+
+    async def register_node(
+        self, *, node_id: str, boot_id: UUID, hostname: str, pid: int, metadata: object = None
+    ) -> nodes.NodeRow:
+        """Record a starting node process (see :mod:`runtime.store.nodes`)."""
+        data = self._encode({} if metadata is None else metadata, "node metadata")
+        async with self._connection() as conn:
+            return await nodes.register_node(
+                conn, node_id=node_id, boot_id=boot_id, hostname=hostname, pid=pid, metadata=data
+            )
+
+    async def node_heartbeat(self, node_id: str) -> bool:
+        """Record the node's heartbeat; ``False`` if its row is gone or marked stopped."""
+        async with self._connection() as conn:
+            return await nodes.beat(conn, node_id)
+
+    async def mark_node_stopped(self, node_id: str) -> None:
+        """Record the node's clean stop."""
+        async with self._connection() as conn:
+            await nodes.mark_stopped(conn, node_id)
+
+    async def list_nodes(
+        self, *, include_stopped: bool = False, limit: int = 100
+    ) -> list[nodes.NodeRow]:
+        """Registered nodes, latest heartbeat first."""
+        async with self._connection() as conn:
+            return await nodes.list_nodes(
+                conn, include_stopped=include_stopped, limit=self._limit(limit)
+            )
+
+    async def claim_runs(
+        self,
+        *,
+        owner_node: str,
+        limit: int,
+        pending_grace: float,
+        choose: Callable[[Sequence[recovery.ClaimedRun]], Collection[UUID]],
+        ttl: float | None = None,
+    ) -> list[tuple[recovery.ClaimedRun, leases.Lease]]:
+        """Claim runs that need an executor and lease the chosen ones (the janitor's
+        step; see :func:`runtime.store.recovery.claim_runs`)."""
+        if limit < 1:
+            raise ValueError("limit must be at least 1")
+        async with self._connection() as conn:
+            return await recovery.claim_runs(
+                conn,
+                owner_node=owner_node,
+                ttl=self._lease_ttl(ttl),
+                limit=limit,
+                pending_grace=pending_grace,
+                rng=self._rng,
+                choose=choose,
+            )
+
+    async def release_node_leases(self, owner_node: str) -> list[UUID]:
+        """Release every live lease held by ``owner_node``; return their runs."""
+        async with self._connection() as conn:
+            return await recovery.release_node_leases(conn, owner_node)

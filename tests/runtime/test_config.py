@@ -5,7 +5,13 @@ from __future__ import annotations
 import pytest
 from psycopg.conninfo import conninfo_to_dict
 
-from runtime.config import NodeConfig, default_pg_data_dir, dsn_host, redact_dsn
+from runtime.config import (
+    NodeConfig,
+    default_node_name,
+    default_pg_data_dir,
+    dsn_host,
+    redact_dsn,
+)
 
 
 def test_settings_come_from_warden_environment_variables(
@@ -62,3 +68,56 @@ def test_the_password_never_shows(dsn: str, shown: str, host: str) -> None:
 def test_out_of_range_values_are_refused() -> None:
     with pytest.raises(ValueError, match="pool_min_size"):
         NodeConfig(pool_min_size=0)
+
+
+def test_node_settings_have_working_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("WARDEN_NODE_NAME", "WARDEN_LEASE_TTL", "WARDEN_HEARTBEAT_INTERVAL"):
+        monkeypatch.delenv(name, raising=False)
+    config = NodeConfig()
+    assert config.node_name == default_node_name()
+    assert (config.host, config.port) == ("127.0.0.1", 8000)
+    assert config.effective_heartbeat_interval == config.lease_ttl / 3
+    assert config.drain_timeout == 10.0
+    assert config.executor_lost_budget == 3
+    assert config.handlers == ()
+
+
+@pytest.mark.parametrize(
+    ("value", "parsed"),
+    [
+        ("myapp.agents:summarize", ("myapp.agents:summarize",)),
+        ("a:b, c.d:e ,", ("a:b", "c.d:e")),
+        ('["a:b", "review=c:d"]', ("a:b", "review=c:d")),
+        ("", ()),
+    ],
+)
+def test_handlers_come_from_the_environment_as_a_list_or_json(
+    monkeypatch: pytest.MonkeyPatch, value: str, parsed: tuple[str, ...]
+) -> None:
+    monkeypatch.setenv("WARDEN_HANDLERS", value)
+    assert NodeConfig().handlers == parsed
+
+
+@pytest.mark.parametrize(
+    ("settings", "field"),
+    [
+        ({"handlers": ("no-colon",)}, "handlers"),
+        ({"handlers": (":attr",)}, "handlers"),
+        ({"port": 70000}, "port"),
+        ({"port": -1}, "port"),
+        ({"node_name": "has:colon"}, "node_name"),
+        ({"node_name": ""}, "node_name"),
+        ({"max_active_runs": 0}, "max_active_runs"),
+        ({"drain_timeout": -1}, "drain_timeout"),
+        ({"lease_ttl": 3, "heartbeat_interval": 1.5}, "heartbeat_interval"),
+    ],
+)
+def test_bad_node_settings_are_refused_naming_the_field(
+    settings: dict[str, object], field: str
+) -> None:
+    with pytest.raises(ValueError, match=field):
+        NodeConfig(**settings)  # type: ignore[arg-type]  # deliberately wrong values
+
+
+def test_the_default_node_name_is_a_valid_name() -> None:
+    assert NodeConfig(node_name=default_node_name()).node_name
