@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
     from runtime.config import NodeConfig
     from runtime.run import Handler
-    from runtime.store import Store
+    from runtime.store import JSON, Store
 
 #: Fast leases for tests: a lost or overdue lease is noticed within a fraction of a second.
 TEST_SETTINGS = RunSettings(
@@ -127,6 +127,12 @@ def terminal(events: list[Event]) -> Event | None:
     ends = [event for event in events if event.type in TERMINAL_EVENTS]
     assert len(ends) <= 1, [event.type for event in ends]
     return ends[0] if ends else None
+
+
+def payload(event: Event) -> dict[str, JSON]:
+    """The event's payload, which must be an object."""
+    assert isinstance(event.payload, dict), event
+    return event.payload
 
 
 def assert_gap_free(events: list[Event]) -> None:

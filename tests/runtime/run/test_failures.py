@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from runtime.run import RunContext, TaskContext, TaskFailed, TaskTimedOut
-from tests.runtime.run.conftest import Node, assert_gap_free, terminal
+from tests.runtime.run.conftest import Node, assert_gap_free, payload, terminal
 
 if TYPE_CHECKING:
     from runtime.store import JSON, Store
@@ -54,8 +54,8 @@ async def test_a_handler_that_always_raises_fails_after_three_attempts(
         (2, "failed", "ValueError"),
         (3, "failed", "ValueError"),
     ]
-    retry = [event.payload for event in events if event.type == "run.attempt_failed"]
-    assert [payload["attempt"] for payload in retry] == [1, 2]  # type: ignore[index]
+    retry = [payload(event) for event in events if event.type == "run.attempt_failed"]
+    assert [item["attempt"] for item in retry] == [1, 2]
     assert (await store.get_run(run_id)).status == "failed"
     # The node is unharmed: the next run succeeds.
     other = await node.start("chat", {"prompt": "x", "tokens": 1, "tools": 1})

@@ -16,9 +16,11 @@ import pytest
 
 from runtime.run.tasks import kill
 from tests.runtime._helpers import query
-from tests.runtime.run.conftest import Node, assert_gap_free, terminal
+from tests.runtime.run.conftest import Node, assert_gap_free, payload, terminal
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from runtime.run import RunContext, TaskContext
     from runtime.store import JSON, Event
 
@@ -74,18 +76,22 @@ def _agent(dsn: str) -> Any:
     return agent
 
 
+def _at_least(count: int) -> Callable[[list[Event]], bool]:
+    return lambda events: len(events) >= count
+
+
 async def _check_invariants(node: Node, dsn: str, events: list[Event]) -> None:
     assert_gap_free(events)
     end = terminal(events)
     assert end is not None
     assert end.type == "run.succeeded", end.payload
     assert end.seq == len(events)
-    tokens = [event.payload["index"] for event in events if event.type == "token"]  # type: ignore[index]
+    tokens = [payload(event)["index"] for event in events if event.type == "token"]
     assert tokens == list(range(TOKENS))
-    started = [event.payload["tool_call_id"] for event in events if event.type == "task.started"]  # type: ignore[index]
+    started = [payload(event)["tool_call_id"] for event in events if event.type == "task.started"]
     assert len(started) == len(set(started)) == 3
     finished = {
-        event.payload["tool_call_id"]: event  # type: ignore[index]
+        payload(event)["tool_call_id"]: event
         for event in events
         if event.type.startswith("task.") and event.type != "task.started"
     }
@@ -120,7 +126,7 @@ async def test_killed_and_crashed_mid_stream_the_run_resumes_and_repeats_nothing
     points = sorted(rng.sample(range(1, expected - 2), 6))
     faults = [rng.choice(["kill", "crash"]) for _ in points]
     for point, fault in zip(points, faults, strict=True):
-        events = await node.wait_for(run_id, lambda events, at=point: len(events) >= at)
+        events = await node.wait_for(run_id, _at_least(point))
         if terminal(events) is not None:
             break
         ref = node.actor(run_id)
@@ -128,7 +134,7 @@ async def test_killed_and_crashed_mid_stream_the_run_resumes_and_repeats_nothing
         if fault == "kill":
             kill(ref)
         else:
-            await ref.tell(_Bug())  # type: ignore[arg-type]
+            await ref.tell(_Bug())
     events = await node.wait_terminal(run_id, seconds=60)
     await _check_invariants(node, dsn, events)
     restarts = await query(dsn, "SELECT count(*) FROM run_attempts WHERE run_id = %s", (run_id,))
