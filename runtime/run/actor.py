@@ -1,0 +1,553 @@
+"""RunActor: owns one run on this node, from its lease to its one terminal event.
+
+One run actor per active run, next to its task supervisor in the run's subtree (see
+:mod:`runtime.run.subtree`). Its work runs in tasks of its own, so its mailbox stays
+responsive while the handler runs:
+
+* the **driver** acquires the run's lease (a new epoch), then runs handler attempts: each
+  replays the log from the start (:mod:`runtime.run.replay`) and goes live at its head.
+  A handler exception is a failed attempt (one attempt row, seeded backoff, then
+  ``run.failed``); a handler result ends the run with ``run.succeeded``. Exactly one
+  terminal event, then the lease is released and the actor stops (``normal``);
+* the **lease keeper** renews the lease every heartbeat and fences the run when it cannot
+  (:mod:`runtime.run.lease_keeper`);
+* two **watchers** turn the listener's wake-ups into messages: new frames
+  (:class:`~runtime.run.messages.FramesAvailable`, data lane) and a cancel request
+  (:class:`~runtime.run.messages.CancelRun`, control lane).
+
+The mailbox serves :class:`CancelRun` and :class:`LeaseLost` on the control lane, ahead of
+everything else: the fence closes first thing, then the handler's work is cancelled.
+On a cancel the actor kills its tool tasks (each gets the grace to stop), logs
+``task.canceled`` for each and exactly one ``run.canceled``. On a lost lease it writes
+nothing more and stops; on an overdue one it ends with :class:`LeaseOverdue` so its
+supervisor restarts it, and the next incarnation acquires the lease again and replays.
+
+A crash (any other error: the database unreachable, a bug) releases the lease and lets
+the supervisor restart the actor the same way. A kill does no cleanup at all: the next
+incarnation finds the lease still held by this node and takes it over once it expires.
+A graceful stop (the node draining) fences the run, stops its tasks and releases the
+lease, so another node resumes it at once.
+"""
+
+from __future__ import annotations
+
+from contextlib import asynccontextmanager, suppress
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Final, final
+
+import anyio
+import structlog
+
+from actors import Actor, ActorError, Killed, Lane, Shutdown
+from runtime.errors import (
+    InvalidPayload,
+    LeaseHeld,
+    RunNotFound,
+    RunTerminal,
+    StoreError,
+    StoreOverloaded,
+)
+from runtime.run.context import RunContext, RunInfo
+from runtime.run.errors import EgressFenced, LeaseOverdue
+from runtime.run.fence import EgressFence, FenceReason
+from runtime.run.lease_keeper import LeaseKeeper
+from runtime.run.log import RunLog, read_log
+from runtime.run.messages import (
+    FRAMES_AVAILABLE,
+    CancelRun,
+    FramesAvailable,
+    LeaseLost,
+    Progress,
+    RunMessage,
+)
+from runtime.run.policy import Failure, bad_result, classify, next_attempt
+from runtime.run.replay import ReplayLog
+from runtime.run.tasks import TaskRunner, canceled_outcome
+from runtime.store import CANCEL_REQUESTED_EVENT, FRAMES_CHANNEL, _codec
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+    from uuid import UUID
+
+    from actors import ActorRef, ExitReason
+    from runtime.run.host import RunHost
+    from runtime.store import JSON, AttemptOutcome, Lease, Run
+
+__all__ = ["RunActor"]
+
+_log = structlog.get_logger("runtime.run")
+
+ATTEMPT_FAILED_EVENT: Final = "run.attempt_failed"
+"""Logged after a failed attempt that will be retried (the final one ends the run)."""
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class _Succeeded:
+    result: JSON
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class _Failed:
+    failure: Failure
+
+
+_Verdict = _Succeeded | _Failed
+
+
+class RunActor(Actor[RunMessage]):
+    """Executes one run; see the module docstring.
+
+    Args:
+        run_id: the run.
+        host: the node's store, listener, handlers and settings.
+        tasks: the ref of the run's task supervisor (a ``DynamicSupervisor``).
+        lease: a lease already acquired for this actor (the janitor acquires before it
+            starts one), or ``None`` to acquire it here.
+    """
+
+    def __init__(
+        self,
+        run_id: UUID,
+        host: RunHost,
+        *,
+        tasks: ActorRef[Any],
+        lease: Lease | None = None,
+    ) -> None:
+        self.mailbox_config = host.settings.mailbox
+        self.run_id = run_id
+        self._host = host
+        self._tasks = tasks
+        self._given_lease = lease
+        self._fence = EgressFence(run_id)
+        self._task_group: anyio.abc.TaskGroup | None = None
+        self._work: anyio.CancelScope | None = None
+        self._keeper_scope = anyio.CancelScope()
+        self._lease: Lease | None = None
+        self._log: RunLog | None = None
+        self._runner: TaskRunner | None = None
+        self._context: RunContext | None = None
+        self._attempt: int | None = None  # the attempt in progress (not finished yet)
+        self._last_attempt = 0
+        self._cancel_reason: str | None = None
+        self._progress = 0
+        self._released = False
+
+    def __repr__(self) -> str:
+        return f"<RunActor run={self.run_id}>"
+
+    @property
+    def fence(self) -> EgressFence:
+        """The run's egress fence on this executor."""
+        return self._fence
+
+    # -- actor hooks -------------------------------------------------------------------
+
+    @asynccontextmanager
+    async def _lifespan(self) -> AsyncIterator[None]:
+        # The driver, the keeper and the watchers live exactly as long as the incarnation.
+        try:
+            async with anyio.create_task_group() as task_group:
+                self._task_group = task_group
+                try:
+                    yield
+                finally:
+                    task_group.cancel_scope.cancel()
+        except BaseExceptionGroup as group:
+            # A task's error is the incarnation's exit reason: unwrap it when alone.
+            if len(group.exceptions) == 1 and isinstance(group.exceptions[0], Exception):
+                raise group.exceptions[0] from None
+            raise
+
+    async def on_start(self) -> None:
+        assert self._task_group is not None
+        self._task_group.start_soon(self._drive, name=f"run {self.run_id}")
+
+    async def handle(self, message: RunMessage) -> None:
+        match message:
+            case CancelRun(reason=reason):
+                # Close the fence before anything else, then stop the handler's work.
+                if self._fence.close(FenceReason.CANCEL_REQUESTED):
+                    self._cancel_reason = reason
+                    _log.info("run_cancel_received", run_id=str(self.run_id))
+                if self._work is not None:
+                    self._work.cancel()
+            case LeaseLost():
+                self._host.counters.fenced += 1
+                if self._work is not None:
+                    self._work.cancel()
+            case FramesAvailable():
+                if self._context is not None:
+                    self._context._wake_frames()
+            case Progress(seq=seq):
+                self._progress = max(self._progress, seq)
+            case _:
+                raise TypeError(f"{self!r} does not handle {type(message).__qualname__}")
+
+    async def on_stop(self, reason: ExitReason) -> None:
+        if isinstance(reason, Killed) or self._lease is None or self._released:
+            return  # a kill does no cleanup; the next incarnation takes the lease over
+        # A graceful stop (the node draining) or a crash: fence, stop the tasks, and
+        # release the lease so that the run resumes at once, here or on another node.
+        self._fence.close(FenceReason.STOPPING)
+        if self._runner is not None:
+            await self._runner.cancel_all(FenceReason.STOPPING)
+        if self._attempt is not None:
+            await self._finish_attempt("lost", None)
+        await self._release()
+        if isinstance(reason, Shutdown):
+            _log.info("run_released_on_stop", run_id=str(self.run_id))
+
+    # -- the driver --------------------------------------------------------------------
+
+    async def _drive(self) -> None:
+        acquired = await self._acquire()
+        if acquired is None:
+            self.stop()
+            return
+        lease, valid_until = acquired
+        host = self._host
+        self._lease = lease
+        self._fence.extend(valid_until)
+        keeper = LeaseKeeper(
+            host.store,
+            lease,
+            self._fence,
+            host.settings,
+            self.ref,
+            lambda: self._progress,
+            valid_until=valid_until,
+        )
+        assert self._task_group is not None
+        self._task_group.start_soon(self._keep, keeper, name=f"lease keeper {self.run_id}")
+        run = await host.store.get_run(self.run_id)
+        log = self._log = RunLog(
+            host.store,
+            self.run_id,
+            lease.epoch,
+            self._fence,
+            head=run.last_seq,
+            on_commit=self._committed,
+        )
+        self._progress = run.last_seq
+        self._task_group.start_soon(self._watch_cancel, name=f"cancel watch {self.run_id}")
+        self._task_group.start_soon(self._watch_frames, name=f"frames watch {self.run_id}")
+        host.counters.runs_started += 1
+        if run.last_seq:
+            host.counters.runs_resumed += 1
+        failures = await self._settle_previous_attempts()
+        if run.cancel_requested_at is not None:
+            self._fence.close(FenceReason.CANCEL_REQUESTED)
+        verdict: _Verdict | None = None
+        with anyio.CancelScope() as self._work:
+            try:
+                if self._fence.is_open:
+                    verdict = await self._attempts(run, log, failures)
+            except EgressFenced:
+                if self._fence.is_open:
+                    raise
+        self._work = None
+        await self._conclude(verdict, log)
+
+    async def _keep(self, keeper: LeaseKeeper) -> None:
+        with self._keeper_scope:
+            await keeper.run()
+        self._host.counters.stalls += keeper.stalls
+
+    async def _acquire(self) -> tuple[Lease, float] | None:
+        """The run's lease and the time until which it is surely held, or ``None`` when
+        this actor has nothing to do (the run ended, vanished, or another node has it)."""
+        host = self._host
+        settings = host.settings
+        store = host.store
+        if self._given_lease is not None:
+            lease, self._given_lease = self._given_lease, None
+            sent = anyio.current_time()
+            renewal = await store.renew_lease(
+                self.run_id, owner_node=lease.owner_node, epoch=lease.epoch, ttl=settings.lease_ttl
+            )
+            if renewal is not None:
+                return lease, sent + settings.renewal_window
+            _log.warning("run_lease_lost_before_start", run_id=str(self.run_id), epoch=lease.epoch)
+            return None
+        # A lease this node still holds was left by a killed incarnation: wait for it to
+        # expire (bounded by one lease), then take it over with a new epoch.
+        give_up = anyio.current_time() + settings.lease_ttl + settings.heartbeat
+        while True:
+            sent = anyio.current_time()
+            try:
+                lease = await store.acquire_lease(
+                    self.run_id, owner_node=host.node_id, ttl=settings.lease_ttl
+                )
+            except (RunNotFound, RunTerminal) as error:
+                _log.info("run_not_startable", run_id=str(self.run_id), reason=str(error))
+                return None
+            except LeaseHeld as held:
+                if held.owner_node != host.node_id or sent >= give_up:
+                    _log.info(
+                        "run_leased_elsewhere",
+                        run_id=str(self.run_id),
+                        owner=held.owner_node,
+                        epoch=held.epoch,
+                    )
+                    return None
+                await anyio.sleep(min(settings.heartbeat, give_up - sent))
+                continue
+            return lease, sent + settings.renewal_window
+
+    async def _settle_previous_attempts(self) -> int:
+        """Mark attempts left unfinished by earlier executors as ``lost``; return how many
+        attempts failed so far (the retry budget counts those only)."""
+        store = self._host.store
+        failures = 0
+        for attempt in await store.list_attempts(self.run_id):
+            if attempt.finished_at is None:
+                await store.finish_attempt(self.run_id, attempt.attempt, outcome="lost")
+            elif attempt.outcome == "failed":
+                failures += 1
+        return failures
+
+    async def _attempts(self, run: Run, log: RunLog, failures: int) -> _Verdict:
+        """Run handler attempts until one succeeds or the policy gives up."""
+        host = self._host
+        store = host.store
+        settings = host.settings
+        assert self._lease is not None
+        while True:
+            attempt = await store.start_attempt(
+                self.run_id, node_id=host.node_id, epoch=self._lease.epoch
+            )
+            self._attempt = self._last_attempt = attempt.attempt
+            replay = ReplayLog(self.run_id, await read_log(store, self.run_id))
+            log.head = max(log.head, replay.head)
+            runner = self._runner = TaskRunner(
+                supervisor=self._tasks,
+                log=log,
+                counters=host.counters,
+                max_tasks=settings.max_tasks,
+                grace=settings.task_cancel_grace,
+                payload_limit=store.config.payload_limit,
+            )
+            info = RunInfo(
+                run_id=run.run_id,
+                session_id=run.session_id,
+                owner=run.owner,
+                run_type=run.run_type,
+                input=run.input,
+                attempt=attempt.attempt,
+                node_id=host.node_id,
+            )
+            context = self._context = RunContext(
+                info=info,
+                store=store,
+                log=log,
+                replay=replay,
+                tasks=runner,
+                consumed_frames=0,
+                task_timeout=settings.task_timeout,
+                frames_page=settings.frames_page,
+            )
+            try:
+                verdict = await self._attempt_once(context, replay)
+            finally:
+                context._end()
+            if runner.live:
+                # Tasks the handler left behind (it raised while they ran): not logged as
+                # canceled, so the next attempt runs them again under their tool_call_id.
+                await runner.cancel_all("attempt_ended")
+            if isinstance(verdict, _Succeeded):
+                return verdict
+            failure = verdict.failure
+            failures += 1
+            host.counters.attempts_failed += 1
+            await self._finish_attempt("failed", failure)
+            delay = next_attempt(failure, failures, settings=settings, run_id=self.run_id)
+            _log.warning(
+                "run_attempt_failed",
+                run_id=str(self.run_id),
+                attempt=attempt.attempt,
+                reason=failure.reason,
+                error_type=failure.error_type,
+                retry_in=delay,
+            )
+            if delay is None:
+                return verdict
+            await log.append(
+                ATTEMPT_FAILED_EVENT,
+                {"attempt": attempt.attempt, **failure.payload(), "retry_in": round(delay, 3)},
+            )
+            await anyio.sleep(delay)
+
+    async def _attempt_once(self, context: RunContext, replay: ReplayLog) -> _Verdict:
+        """Run the handler once; its exception or its result, judged."""
+        host = self._host
+        try:
+            handler = host.handlers.get(context.run.run_type)
+            result = await handler(context)
+            if replay.replaying:
+                # The handler returned where the log says it did more.
+                raise replay.unmatched("the handler returned")
+        except EgressFenced as error:
+            if not self._fence.is_open:
+                raise  # the fence closed under the handler: _drive concludes from it
+            return _Failed(classify(error))
+        except Exception as error:
+            return _Failed(classify(error))
+        try:
+            _codec.encode(result, what="handler result", limit=host.store.config.payload_limit)
+        except InvalidPayload as error:
+            return _Failed(bad_result(str(error)))
+        return _Succeeded(result)  # type: ignore[arg-type]
+
+    async def _conclude(self, verdict: _Verdict | None, log: RunLog) -> None:
+        """Write the run's one terminal event (or nothing, when it is not ours any more),
+        release the lease and stop."""
+        reason = self._fence.reason
+        if reason is None and verdict is not None:
+            try:
+                await self._terminal(verdict, log)
+            except EgressFenced:
+                reason = self._fence.reason  # a cancel or a lost lease won the race
+            else:
+                return
+        if reason is FenceReason.CANCEL_REQUESTED:
+            await self._finish_canceled(log)
+            return
+        # The lease is lost or overdue: write nothing more.
+        if self._runner is not None:
+            await self._runner.cancel_all(str(reason))
+        self._keeper_scope.cancel()
+        if reason is FenceReason.LEASE_OVERDUE:
+            assert self._lease is not None
+            raise LeaseOverdue(self.run_id, self._lease.epoch)
+        self._released = True  # not ours to release any more
+        self.stop()
+
+    async def _terminal(self, verdict: _Verdict, log: RunLog) -> None:
+        host = self._host
+        if isinstance(verdict, _Succeeded):
+            await log.append("run.succeeded", {"result": verdict.result})
+            await self._finish_attempt("succeeded", None)
+        else:
+            failure = verdict.failure
+            await log.append("run.failed", {**failure.payload(), "attempts": self._last_attempt})
+            if failure.reason == "nondeterministic_handler":
+                host.counters.nondeterministic += 1
+        host.counters.runs_finished += 1
+        await self._release()
+        self.stop()
+
+    async def _finish_canceled(self, log: RunLog) -> None:
+        """Cancel the tasks (grace each), log them and exactly one ``run.canceled``."""
+        host = self._host
+        canceled = []
+        if self._runner is not None:
+            canceled = await self._runner.cancel_all(FenceReason.CANCEL_REQUESTED)
+        request_seq, request_reason = await self._cancel_request()
+        reason = self._cancel_reason if self._cancel_reason is not None else request_reason
+        try:
+            for call, cut_off in canceled:
+                outcome = canceled_outcome(call, "run canceled", cut_off=cut_off)
+                await log.append(outcome.type, outcome.payload, fenced=False)
+            await log.append(
+                "run.canceled",
+                {
+                    "reason": reason,
+                    "cancel_seq": request_seq,
+                    "tasks_canceled": len(canceled),
+                    "tasks_cut_off": sum(cut_off for _, cut_off in canceled),
+                },
+                fenced=False,
+            )
+        except EgressFenced:
+            # Ended or taken over meanwhile: the one terminal event is someone else's.
+            self._released = True
+            self.stop()
+            return
+        host.counters.cancels += 1
+        host.counters.runs_finished += 1
+        await self._finish_attempt("canceled", None)
+        await self._release()
+        self.stop()
+
+    async def _cancel_request(self) -> tuple[int | None, JSON]:
+        """The seq and reason of the run's ``run.cancel_requested`` event."""
+        for event in await read_log(self._host.store, self.run_id):
+            if event.type == CANCEL_REQUESTED_EVENT:
+                payload = event.payload
+                reason = payload.get("reason") if isinstance(payload, dict) else None
+                return event.seq, reason
+        return None, None
+
+    async def _finish_attempt(self, outcome: AttemptOutcome, failure: Failure | None) -> None:
+        if self._attempt is None:
+            return
+        attempt, self._attempt = self._attempt, None
+        try:
+            await self._host.store.finish_attempt(
+                self.run_id,
+                attempt,
+                outcome=outcome,
+                error_class=failure.error_class if failure else None,
+                error_type=failure.error_type if failure else None,
+                error_message=failure.message if failure else None,
+            )
+        except StoreError as error:
+            _log.warning("attempt_not_recorded", run_id=str(self.run_id), error=repr(error))
+
+    async def _release(self) -> None:
+        """Stop renewing and release the lease (at most once)."""
+        self._keeper_scope.cancel()
+        if self._released or self._lease is None:
+            return
+        self._released = True
+        lease = self._lease
+        try:
+            await self._host.store.release_lease(
+                self.run_id, owner_node=lease.owner_node, epoch=lease.epoch
+            )
+        except StoreError as error:
+            # It expires by itself within one TTL; the janitor takes it from there.
+            _log.warning("lease_not_released", run_id=str(self.run_id), error=repr(error))
+
+    # -- the watchers ------------------------------------------------------------------
+
+    def _committed(self, seq: int) -> None:
+        with suppress(ActorError):
+            self.ref.try_tell(Progress(seq), Lane.TELEMETRY)
+
+    async def _watch_cancel(self) -> None:
+        """Tell the actor when someone else appended to the log and the run row says a
+        cancel was requested (a NOTIFY wake-up; the lease renewal is the backstop)."""
+        host = self._host
+        log = self._log
+        assert log is not None
+        try:
+            with host.listener.watch(self.run_id) as watch:
+                while True:
+                    if not await watch.wait() or watch.latest_seq <= log.head:
+                        continue
+                    async with log.lock:
+                        pass  # our own append in flight may be what woke us: let it land
+                    if watch.latest_seq <= log.head:
+                        continue
+                    run = await host.store.get_run(self.run_id)
+                    if run.cancel_requested_at is not None:
+                        await self.ref.tell(CancelRun(), Lane.CONTROL)
+                        return
+        except StoreOverloaded as error:
+            _log.warning("run_watch_unavailable", run_id=str(self.run_id), error=str(error))
+
+    async def _watch_frames(self) -> None:
+        """Turn frame wake-ups into ``FramesAvailable`` on the data lane (a full lane
+        already holds one: nothing is lost by not adding another)."""
+        try:
+            with self._host.listener.watch(self.run_id, channel=FRAMES_CHANNEL) as watch:
+                while True:
+                    if await watch.wait():
+                        self.ref.try_tell(FRAMES_AVAILABLE)
+        except StoreOverloaded as error:
+            _log.warning("run_watch_unavailable", run_id=str(self.run_id), error=str(error))
+        except ActorError:
+            return

@@ -1,0 +1,97 @@
+"""RunLog: one executor's writes to one run's log, in order, under its lease epoch.
+
+Every append of a run actor goes through here, one at a time (an ``asyncio.Lock``, fair
+and first-come first-served, so the log order is the order of the calls). That keeps the
+next seq predictable (``head + 1``), which is how a task's ``tool_call_id`` is derived
+before its ``task.started`` event is written.
+
+Handler output is *fenced*: the fence is checked after the lock is taken, right before the
+append, so a cancel that arrived while the call waited for its turn is honoured. The
+executor's own bookkeeping after a cancel (``task.canceled``, ``run.canceled``) is written
+unfenced: the fence keeps the handler quiet, not the executor that winds the run up.
+
+A write the database refuses for a stale epoch means the lease is gone: the fence closes
+(``lease_lost``) and the caller gets :class:`EgressFenced`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING
+
+from runtime.errors import RunTerminal, StaleEpoch
+from runtime.run.errors import EgressFenced
+from runtime.run.fence import FenceReason
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from uuid import UUID
+
+    from runtime.run.fence import EgressFence
+    from runtime.store import Event, Store
+
+__all__ = ["RunLog", "read_log"]
+
+
+class RunLog:
+    """Appends to ``run_id``'s log as the holder of lease ``epoch``."""
+
+    __slots__ = ("_on_commit", "_store", "epoch", "fence", "head", "lock", "run_id")
+
+    def __init__(
+        self,
+        store: Store,
+        run_id: UUID,
+        epoch: int,
+        fence: EgressFence,
+        *,
+        head: int,
+        on_commit: Callable[[int], None],
+    ) -> None:
+        self._store = store
+        self.run_id = run_id
+        self.epoch = epoch
+        self.fence = fence
+        self.head = head
+        """The last seq known to be in the log (ours, or read when the attempt began)."""
+        self.lock = asyncio.Lock()
+        self._on_commit = on_commit
+
+    async def append(self, type_: str, payload: object = None, *, fenced: bool = True) -> int:
+        """Append one event after the ones already queued here; return its seq.
+
+        Raises:
+            EgressFenced: ``fenced`` and the fence is closed, or the lease is gone.
+            PayloadNotSerializable, PayloadTooLarge: bad payload; nothing written.
+        """
+        async with self.lock:
+            if fenced:
+                self.fence.check()
+            return await self.append_locked(type_, payload)
+
+    async def append_locked(self, type_: str, payload: object = None) -> int:
+        """:meth:`append` for a caller already holding :attr:`lock` (and the fence
+        checked, if it should be)."""
+        assert self.lock.locked()
+        try:
+            seq = await self._store.append_event(self.run_id, self.epoch, type_, payload)
+        except (StaleEpoch, RunTerminal) as error:
+            # Another executor took the run over (or ended it): this one owns nothing.
+            self.fence.close(FenceReason.LEASE_LOST)
+            raise EgressFenced(self.run_id, FenceReason.LEASE_LOST) from error
+        if seq > self.head:
+            self.head = seq
+        self._on_commit(seq)
+        return seq
+
+
+async def read_log(store: Store, run_id: UUID, *, after: int = 0, page: int = 1000) -> list[Event]:
+    """Every event of ``run_id`` with ``seq > after``, oldest first, read page by page."""
+    events: list[Event] = []
+    while True:
+        # Pages may come back shorter than asked (the store's read_limit): read to the end.
+        batch = await store.read_events(run_id, after=after, limit=page)
+        if not batch:
+            return events
+        events.extend(batch)
+        after = batch[-1].seq

@@ -1,0 +1,80 @@
+"""The messages a run actor handles, and the lane each travels on.
+
+* :class:`CancelRun` and :class:`LeaseLost` go on the control lane: they are served before
+  any data, and the actor closes its egress fence first thing when it gets one.
+* :class:`FramesAvailable` goes on the data lane: a wake-up saying new frames may be
+  stored (the actor re-reads them; the message carries nothing to trust).
+* :class:`Progress` goes on the telemetry lane: the seq the run has written up to, for the
+  lease's ``progress_seq`` and for operators. Never blocks a sender; old ones are dropped.
+
+Anyone in the node may send :class:`CancelRun` to a run actor found in the node's
+registry under ``("run", run_id)``; the durable way to cancel a run is still the store's
+``request_cancel``, which the actor learns of from a NOTIFY wake-up or, at the latest, from
+its next lease renewal.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final, final
+
+from actors import Lane
+
+__all__ = [
+    "FRAMES_AVAILABLE",
+    "CancelRun",
+    "FramesAvailable",
+    "LeaseLost",
+    "Progress",
+    "RunMessage",
+    "lane_of",
+]
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class CancelRun:
+    """Cancel the run: close the fence, cancel the handler and its tasks, then append
+    exactly one ``run.canceled``. Idempotent; ignored once the run is ending."""
+
+    reason: str | None = None
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class LeaseLost:
+    """The lease keeper lost the run's lease (``overdue`` False: another executor owns
+    it) or could not renew it in time (``overdue`` True). The fence is already closed."""
+
+    epoch: int
+    overdue: bool
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class FramesAvailable:
+    """New frames may have been stored for the run: re-read them."""
+
+
+FRAMES_AVAILABLE: Final = FramesAvailable()
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class Progress:
+    """The run's log has been written up to ``seq``."""
+
+    seq: int
+
+
+RunMessage = CancelRun | LeaseLost | FramesAvailable | Progress
+"""Every message a run actor accepts."""
+
+
+def lane_of(message: RunMessage) -> Lane:
+    """The lane ``message`` belongs on."""
+    if isinstance(message, CancelRun | LeaseLost):
+        return Lane.CONTROL
+    if isinstance(message, Progress):
+        return Lane.TELEMETRY
+    return Lane.DATA

@@ -1,0 +1,127 @@
+"""One run's subtree, and :func:`run_spec`, the child spec the node's ``runs`` supervisor
+starts it from.
+
+::
+
+    runs (DynamicSupervisor, the node's)
+    └── run:<run_id>      RunSupervisor: one_for_all, auto_shutdown any_significant
+        ├── tasks         DynamicSupervisor: one ToolTask actor per running tool call
+        └── run           RunActor: significant, transient
+
+The run actor is the subtree's significant child: when it ends normally (its run reached
+its terminal event, or belongs to another node now) the whole subtree shuts down, tool
+tasks included, and the ``runs`` supervisor forgets it. When it crashes or is killed,
+``one_for_all`` stops the task supervisor too (no task of a dead incarnation outlives
+it) and starts both again: the new run actor acquires the lease and replays the log.
+More than ``max_restarts`` crashes within ``max_seconds`` and the subtree gives up; the
+``runs`` supervisor restarts it once more as a whole (it is ``transient``) or escalates.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from runtime.run.actor import RunActor
+from supervisors import (
+    AutoShutdown,
+    Backoff,
+    ChildKind,
+    ChildSpec,
+    DynamicSupervisor,
+    Restart,
+    Strategy,
+    Supervisor,
+)
+
+if TYPE_CHECKING:
+    from uuid import UUID
+
+    from runtime.run.host import RunHost
+    from runtime.store import Lease
+
+__all__ = ["RunSupervisor", "run_child_id", "run_spec"]
+
+#: Restart backoff of a crashed run actor: quick first, never a tight loop.
+_BACKOFF_INITIAL = 0.05
+_BACKOFF_MAX = 5.0
+
+
+def run_child_id(run_id: UUID) -> str:
+    """The id of ``run_id``'s subtree among the ``runs`` supervisor's children."""
+    return f"run:{run_id}"
+
+
+class _LeaseSlot:
+    """Hands an already acquired lease to the first run actor only: a restarted one must
+    acquire a new epoch itself."""
+
+    __slots__ = ("lease",)
+
+    def __init__(self, lease: Lease | None) -> None:
+        self.lease = lease
+
+    def take(self) -> Lease | None:
+        lease, self.lease = self.lease, None
+        return lease
+
+
+class RunSupervisor(Supervisor):
+    """The subtree of one run: its task supervisor and its run actor (module docstring)."""
+
+    def __init__(self, run_id: UUID, host: RunHost, lease: _LeaseSlot) -> None:
+        settings = host.settings
+        self.run_id = run_id
+        self._host = host
+        self._lease = lease
+        tasks = ChildSpec(
+            id="tasks",
+            start=lambda: DynamicSupervisor(max_children=settings.max_tasks),
+            kind=ChildKind.SUPERVISOR,
+        )
+        actor = ChildSpec(
+            id="run",
+            start=self._new_run_actor,
+            restart=Restart.TRANSIENT,
+            significant=True,
+            # A graceful stop fences, gives the tasks their grace and releases the lease.
+            shutdown=settings.stop_timeout + settings.task_cancel_grace,
+            name=("run", run_id) if host.registry is not None else None,
+            mailbox=settings.mailbox,
+        )
+        super().__init__(
+            [tasks, actor],
+            strategy=Strategy.ONE_FOR_ALL,
+            max_restarts=settings.max_restarts,
+            max_seconds=settings.max_seconds,
+            backoff=Backoff(
+                initial=_BACKOFF_INITIAL, maximum=_BACKOFF_MAX, seed=run_id.int & 0xFFFFFFFF
+            ),
+            auto_shutdown=AutoShutdown.ANY_SIGNIFICANT,
+            registry=host.registry,
+        )
+
+    def _new_run_actor(self) -> RunActor:
+        tasks: Any = self.child_ref("tasks")
+        return RunActor(self.run_id, self._host, tasks=tasks, lease=self._lease.take())
+
+
+def run_spec(run_id: UUID, host: RunHost, *, lease: Lease | None = None) -> ChildSpec:
+    """The child spec of ``run_id``'s subtree, for the node's ``runs`` supervisor.
+
+    A ``transient`` supervisor child with id ``run:<run_id>``: starting it twice under the
+    same supervisor raises ``DuplicateChild``.
+
+    Args:
+        run_id: the run to execute.
+        host: the node's store, listener, handlers and settings.
+        lease: a lease already acquired for the run (the janitor acquires before it
+            starts a run); ``None``: the run actor acquires it. Only the first run actor
+            uses it; a restarted one acquires a new epoch.
+    """
+    slot = _LeaseSlot(lease)
+    return ChildSpec(
+        id=run_child_id(run_id),
+        start=lambda: RunSupervisor(run_id, host, slot),
+        restart=Restart.TRANSIENT,
+        kind=ChildKind.SUPERVISOR,
+    )
