@@ -13,28 +13,40 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib.util
 import logging
 import sys
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import anyio
 import psycopg
 import pydantic
-import structlog
 
 from runtime import _db
 from runtime.config import NodeConfig
 from runtime.embedded_pg import EmbeddedPostgres
 from runtime.errors import StoreError
+from runtime.logs import LEVELS, configure_logging
 from runtime.migrator import apply_migrations
+from runtime.node.errors import NodeError
+from runtime.run.errors import HandlerLoadError
 from runtime.store import Store
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 
-__all__ = ["COMMANDS", "Command", "EXIT_FAILURE", "EXIT_OK", "EXIT_USAGE", "main", "resolve_dsn"]
+__all__ = [
+    "COMMANDS",
+    "Command",
+    "EXIT_FAILURE",
+    "EXIT_OK",
+    "EXIT_USAGE",
+    "NODE_FLAGS",
+    "main",
+    "resolve_dsn",
+]
 
 EXIT_OK = 0
 """Exit code: success."""
@@ -52,11 +64,14 @@ class Command:
         help: one line for ``warden --help``.
         add_arguments: adds the subcommand's own arguments to its parser.
         run: does the work; returns the exit code.
+        settings: the ``NodeConfig`` fields its flags set (they win over ``WARDEN_*``),
+            by field name.
     """
 
     help: str
     add_arguments: Callable[[argparse.ArgumentParser], None]
     run: Callable[[argparse.Namespace, NodeConfig], Coroutine[Any, Any, int]]
+    settings: Callable[[argparse.Namespace], dict[str, Any]] = field(default=lambda args: {})
 
 
 @contextlib.asynccontextmanager
@@ -75,16 +90,100 @@ def _no_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _demo_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--backend", choices=("asyncio", "trio"), default="asyncio")
+    parser.add_argument(
+        "--kernel",
+        action="store_true",
+        help="run the kernel-only demo instead (a supervision tree, no database)",
+    )
+    parser.add_argument(
+        "--backend",
+        choices=("asyncio", "trio"),
+        default="asyncio",
+        help="event loop of the kernel demo (--kernel)",
+    )
     parser.add_argument("--verbose", action="store_true", help="also print structured logs")
 
 
 async def _demo(args: argparse.Namespace, config: NodeConfig) -> int:
+    # The demo narrates what happens itself; --verbose adds the structured logs.
+    configure_logging(level=logging.INFO if args.verbose else logging.CRITICAL)
     from runtime.demo import run_demo
 
-    # The demo narrates supervision events itself; --verbose adds the structured logs.
-    _configure_logging(logging.INFO if args.verbose else logging.CRITICAL)
     return await run_demo()
+
+
+#: ``warden node`` flags and the NodeConfig field each sets.
+NODE_FLAGS: dict[str, str] = {
+    "host": "--host",
+    "port": "--port",
+    "node_name": "--name",
+    "lease_ttl": "--lease-ttl",
+    "heartbeat_interval": "--heartbeat-interval",
+    "max_active_runs": "--max-active-runs",
+    "handlers": "--handlers",
+    "drain_timeout": "--drain-timeout",
+    "run_control_capacity": "--control-capacity",
+    "run_data_capacity": "--data-capacity",
+    "run_telemetry_capacity": "--telemetry-capacity",
+    "log_format": "--log-format",
+    "log_level": "--log-level",
+}
+
+
+def _node_arguments(parser: argparse.ArgumentParser) -> None:
+    add = parser.add_argument
+    add("--host", help="address the gateway listens on (WARDEN_HOST, default 127.0.0.1)")
+    add("--port", type=int, help="gateway port, 0 for any free one (WARDEN_PORT, default 8000)")
+    add("--name", help="node name; the id is NAME:<boot uuid> (WARDEN_NODE_NAME, host name)")
+    add("--lease-ttl", type=float, metavar="SECONDS", help="run lease TTL (WARDEN_LEASE_TTL)")
+    add(
+        "--heartbeat-interval",
+        type=float,
+        metavar="SECONDS",
+        help="lease renewal and membership heartbeat (default lease TTL / 3)",
+    )
+    add("--max-active-runs", type=int, metavar="N", help="admission bound (default 1000)")
+    add(
+        "--handlers",
+        action="append",
+        metavar="MODULE:ATTR",
+        help="register handlers from MODULE:ATTR (repeatable; adds to WARDEN_HANDLERS)",
+    )
+    add(
+        "--drain-timeout",
+        type=float,
+        metavar="SECONDS",
+        help="time handlers get to finish on SIGTERM/SIGINT (default 10)",
+    )
+    add("--control-capacity", type=int, metavar="N", help="run actors' control lane")
+    add("--data-capacity", type=int, metavar="N", help="run actors' data lane")
+    add("--telemetry-capacity", type=int, metavar="N", help="run actors' telemetry lane")
+    add("--log-format", choices=("auto", "json", "console"), help="default auto")
+    add("--log-level", choices=("debug", "info", "warning", "error"), help="default info")
+    add(
+        "--loop",
+        choices=("asyncio", "uvloop"),
+        default="asyncio",
+        help="event loop; uvloop needs the extra: pip install 'warden-runtime[uvloop]'",
+    )
+
+
+def _node_settings(args: argparse.Namespace) -> dict[str, Any]:
+    settings = {
+        name: getattr(args, flag.removeprefix("--").replace("-", "_"))
+        for name, flag in NODE_FLAGS.items()
+    }
+    if settings["handlers"]:
+        # Flags add to the handlers configured in the environment.
+        settings["handlers"] = (*NodeConfig().handlers, *settings["handlers"])
+    return {name: value for name, value in settings.items() if value is not None}
+
+
+async def _node(args: argparse.Namespace, config: NodeConfig) -> int:
+    from runtime.node import serve
+
+    configure_logging(level=LEVELS[config.log_level], log_format=config.log_format)
+    return await serve(config)
 
 
 async def _migrate(args: argparse.Namespace, config: NodeConfig) -> int:
@@ -117,9 +216,15 @@ async def _verify(args: argparse.Namespace, config: NodeConfig) -> int:
 
 COMMANDS: dict[str, Command] = {
     "demo": Command(
-        "watch a supervision tree restart a crashing actor (no database needed)",
+        "watch five runs stream, survive a crash and a cancel (nothing to set up)",
         _demo_arguments,
         _demo,
+    ),
+    "node": Command(
+        "run a node until SIGTERM/SIGINT, then drain it",
+        _node_arguments,
+        _node,
+        _node_settings,
     ),
     "migrate": Command("apply pending database migrations", _no_arguments, _migrate),
     "verify": Command("verify a run's event hash chain", _verify_arguments, _verify),
@@ -148,10 +253,7 @@ def _fail(message: str, code: int) -> int:
 def _configure_logging(level: int = logging.WARNING) -> None:
     # The command line is an application entry point, so it (not the library) decides
     # where logs go: warnings and errors as one line each on stderr, stdout stays clean.
-    structlog.configure(
-        wrapper_class=structlog.make_filtering_bound_logger(level),
-        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
-    )
+    configure_logging(level=level, log_format="console")
 
 
 def _translate(exc: psycopg.Error, config: NodeConfig) -> Exception:
@@ -161,21 +263,43 @@ def _translate(exc: psycopg.Error, config: NodeConfig) -> Exception:
         return translated
 
 
+def _setting_name(loc: tuple[Any, ...], flags: dict[str, Any]) -> str:
+    """The flag or environment variable a validation error is about."""
+    field_name = str(loc[0]) if loc else ""
+    if field_name in flags:
+        return NODE_FLAGS.get(field_name, field_name)
+    return f"WARDEN_{'_'.join(str(p) for p in loc).upper()}"
+
+
+def _backend(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
+    """The anyio backend and its options for the command."""
+    if getattr(args, "loop", "asyncio") == "uvloop":
+        return "asyncio", {"use_uvloop": True}
+    return getattr(args, "backend", "asyncio"), {}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``warden`` command line; return the process exit code."""
     args = _parser().parse_args(argv)
+    command = COMMANDS[args.command]
     _configure_logging()
+    settings: dict[str, Any] = {}
     try:
-        config = NodeConfig()
+        settings = command.settings(args)
+        config = NodeConfig(**settings)
     except pydantic.ValidationError as exc:
         problems = "; ".join(
-            f"WARDEN_{'_'.join(str(p) for p in e['loc']).upper()}: {e['msg']}" for e in exc.errors()
+            f"{_setting_name(e['loc'], settings)}: {e['msg']}" for e in exc.errors()
         )
         return _fail(f"invalid configuration: {problems}", EXIT_USAGE)
+    backend, options = _backend(args)
+    if options.get("use_uvloop") and importlib.util.find_spec("uvloop") is None:
+        return _fail("--loop uvloop needs uvloop: pip install 'warden-runtime[uvloop]'", EXIT_USAGE)
     try:
-        backend = getattr(args, "backend", "asyncio")
-        return anyio.run(COMMANDS[args.command].run, args, config, backend=backend)
-    except StoreError as exc:
+        return anyio.run(command.run, args, config, backend=backend, backend_options=options)
+    except HandlerLoadError as exc:
+        return _fail(str(exc), EXIT_USAGE)
+    except (StoreError, NodeError) as exc:
         return _fail(str(exc), EXIT_FAILURE)
     except psycopg.Error as exc:
         # The store translates every database failure; this is the last line, so a

@@ -54,17 +54,20 @@ def free_slots(state: AdmissionState) -> int:
 
 
 class Admission:
-    """The node's admission counter: reservations and the set of hosted runs.
+    """The node's admission counter: reservations and the set of hosted runs, by run.
 
-    Not thread-safe and needs no lock: it is only touched from the node's event loop,
-    and no method awaits.
+    Keyed by run id, so every step is idempotent and the steps may arrive in any order
+    a supervisor reports them: a reservation becomes a hosted run when its actor starts
+    (:meth:`started`), is dropped when the start does not happen (:meth:`abandoned`),
+    and the run leaves when its subtree exits (:meth:`exited`). Only touched from the
+    node's event loop, and no method awaits, so it needs no lock.
     """
 
     __slots__ = ("_draining", "_hosted", "_limit", "_starting", "refused")
 
     def __init__(self, limit: int) -> None:
         self._limit = limit
-        self._starting = 0
+        self._starting: set[UUID] = set()
         self._hosted: set[UUID] = set()
         self._draining = False
         self.refused = 0
@@ -72,7 +75,12 @@ class Admission:
 
     def state(self) -> AdmissionState:
         """The current counts, for :func:`admit` and :func:`free_slots`."""
-        return AdmissionState(len(self._hosted), self._starting, self._limit, self._draining)
+        return AdmissionState(len(self._hosted), len(self._starting), self._limit, self._draining)
+
+    @property
+    def limit(self) -> int:
+        """``max_active_runs``."""
+        return self._limit
 
     @property
     def active(self) -> int:
@@ -82,7 +90,7 @@ class Admission:
     @property
     def starting(self) -> int:
         """Starts in progress."""
-        return self._starting
+        return len(self._starting)
 
     @property
     def draining(self) -> bool:
@@ -90,34 +98,38 @@ class Admission:
         return self._draining
 
     def hosted_keys(self) -> frozenset[UUID]:
-        """The runs hosted now (a snapshot)."""
-        return frozenset(self._hosted)
+        """The runs hosted or starting now (a snapshot)."""
+        return frozenset(self._hosted | self._starting)
 
-    def hosts(self, key: UUID) -> bool:
-        """Whether the run ``key`` is hosted here."""
-        return key in self._hosted
+    def hosts(self, run_id: UUID) -> bool:
+        """Whether ``run_id`` is hosted or starting here."""
+        return run_id in self._hosted or run_id in self._starting
 
-    def reserve(self) -> RefusalReason | None:
-        """Take a slot for a start; ``None`` when granted, else the refusal (counted)."""
+    def reserve(self, run_id: UUID) -> RefusalReason | None:
+        """Take a slot to start ``run_id``; ``None`` when granted (or already held),
+        else the refusal (counted)."""
+        if self.hosts(run_id):
+            return None
         refusal = admit(self.state())
         if refusal is not None:
             self.refused += 1
             return refusal
-        self._starting += 1
+        self._starting.add(run_id)
         return None
 
-    def started(self, key: UUID) -> None:
-        """A reserved start succeeded: the slot now holds the hosted run ``key``."""
-        self._starting -= 1
-        self._hosted.add(key)
+    def started(self, run_id: UUID) -> None:
+        """The run's actor started: its slot now holds a hosted run."""
+        self._starting.discard(run_id)
+        self._hosted.add(run_id)
 
-    def abandoned(self) -> None:
-        """A reserved start did not happen: free its slot."""
-        self._starting -= 1
+    def abandoned(self, run_id: UUID) -> None:
+        """The start of ``run_id`` did not happen: free its reserved slot."""
+        self._starting.discard(run_id)
 
-    def exited(self, key: UUID) -> None:
-        """The hosted run ``key`` left the node (finished, released or failed)."""
-        self._hosted.discard(key)
+    def exited(self, run_id: UUID) -> None:
+        """The hosted run left the node (finished, released or failed)."""
+        self._hosted.discard(run_id)
+        self._starting.discard(run_id)
 
     def close(self) -> None:
         """Admit nothing from now on (drain)."""

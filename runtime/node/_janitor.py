@@ -146,7 +146,7 @@ class Janitor(HostedActor[Any]):
             for decision in plan:
                 decisions[decision.run_id] = decision
                 if isinstance(decision, Resume):
-                    if self._admission.reserve() is not None:
+                    if self._admission.reserve(decision.run_id) is not None:
                         continue
                     reserved.add(decision.run_id)
                 if isinstance(decision, Resume | GiveUp):
@@ -162,7 +162,7 @@ class Janitor(HostedActor[Any]):
             )
             for run_id in reserved - {claimed.run_id for claimed, _ in leased}:
                 reserved.discard(run_id)  # chosen but not leased after all
-                self._admission.abandoned()
+                self._admission.abandoned(run_id)
             self._count("skipped", len(decisions) - len(leased))
             resumed = 0
             for claimed, lease in leased:
@@ -182,8 +182,8 @@ class Janitor(HostedActor[Any]):
                     )
             return resumed
         finally:
-            for _ in reserved:  # a failed claim, or cancelled mid-batch
-                self._admission.abandoned()
+            for run_id in reserved:  # a failed claim, or cancelled mid-batch
+                self._admission.abandoned(run_id)
 
     async def _resume(self, claimed: ClaimedRun, lease: Lease, decision: Resume) -> bool:
         run_id = claimed.run_id
@@ -198,7 +198,7 @@ class Janitor(HostedActor[Any]):
                 )
                 self._count("executor_losses")
         except BaseException:
-            self._admission.abandoned()
+            self._admission.abandoned(run_id)
             raise
         started = await self._start_run(run_id, lease)
         if started:

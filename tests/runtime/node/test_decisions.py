@@ -37,24 +37,40 @@ def test_admission_admits_exactly_while_under_the_bound_and_not_draining(
 
 
 def test_the_counter_never_overshoots_and_frees_slots() -> None:
-    a, b = uuid.uuid4(), uuid.uuid4()
+    a, b, c = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
     admission = Admission(2)
-    assert admission.reserve() is None
-    assert admission.reserve() is None
-    assert admission.reserve() == "max_active_runs"  # two starts in flight hold the bound
+    assert admission.reserve(a) is None
+    assert admission.reserve(a) is None  # the same run's slot, not a second one
+    assert admission.reserve(b) is None
+    assert admission.reserve(c) == "max_active_runs"  # two starts in flight hold the bound
     admission.started(a)
-    admission.abandoned()
+    admission.abandoned(b)
+    admission.abandoned(b)  # idempotent
     assert (admission.active, admission.starting) == (1, 0)
     assert admission.hosts(a)
-    assert admission.reserve() is None
-    admission.started(b)
-    assert admission.reserve() == "max_active_runs"
+    assert not admission.hosts(b)
+    assert admission.reserve(c) is None
+    admission.started(c)
+    assert admission.reserve(b) == "max_active_runs"
     admission.exited(a)
     admission.exited(a)  # a second exit notice changes nothing
     assert admission.active == 1
     admission.close()
-    assert admission.reserve() == "draining"
+    assert admission.reserve(b) == "draining"
     assert admission.refused == 3
+
+
+def test_steps_reported_out_of_order_still_count_right() -> None:
+    run = uuid.uuid4()
+    admission = Admission(1)
+    assert admission.reserve(run) is None
+    admission.started(run)
+    admission.abandoned(run)  # a late "start failed" for a start that did happen
+    assert admission.active == 1
+    admission.exited(run)
+    admission.started(run)  # a stale start report after the exit: hosted again...
+    admission.exited(run)  # ...until its exit, which always follows
+    assert admission.state() == AdmissionState(0, 0, 1, draining=False)
 
 
 # -- recovery ---------------------------------------------------------------------------

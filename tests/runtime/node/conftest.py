@@ -1,0 +1,36 @@
+"""Fixtures for node tests: a node configuration on the test's own database."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import pytest
+
+from runtime.config import NodeConfig
+from runtime.node import Node
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
+
+@pytest.fixture
+def node_config(dsn: str) -> NodeConfig:
+    """A node on the test's database: any free port, short leases, quick janitor."""
+    return NodeConfig(
+        dsn=dsn,  # type: ignore[arg-type]  # pydantic coerces str to SecretStr
+        node_name="test-node",
+        port=0,
+        pool_min_size=1,
+        pool_max_size=8,
+        lease_ttl=3.0,
+        janitor_interval=0.2,
+        drain_timeout=5.0,
+        listener_poll_interval=1.0,
+    )
+
+
+@pytest.fixture
+async def node(node_config: NodeConfig) -> AsyncIterator[Node]:
+    """A running node (drained when the test ends)."""
+    async with Node(node_config) as running:
+        yield running
