@@ -11,6 +11,7 @@ runs drain; requests in flight get ``shutdown_timeout`` seconds to finish.
 from __future__ import annotations
 
 import contextlib
+import os
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -67,9 +68,9 @@ class Gateway(HostedActor[Any]):
             try:
                 await site.start()
             except OSError as error:
+                why = os.strerror(error.errno) if error.errno else str(error)
                 raise OSError(
-                    error.errno,
-                    f"cannot listen on {self._host}:{self._port}: {error.strerror or error}",
+                    error.errno, f"cannot listen on {self._host}:{self._port}: {why}"
                 ) from error
             address = _first_address(runner.addresses)
             self._on_bound(address)
