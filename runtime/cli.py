@@ -107,9 +107,13 @@ def _demo_arguments(parser: argparse.ArgumentParser) -> None:
 async def _demo(args: argparse.Namespace, config: NodeConfig) -> int:
     # The demo narrates what happens itself; --verbose adds the structured logs.
     configure_logging(level=logging.INFO if args.verbose else logging.CRITICAL)
-    from runtime.demo import run_demo
+    if args.kernel:
+        from runtime.demo import run_demo
 
-    return await run_demo()
+        return await run_demo()
+    from runtime.node._demo import run_demo as run_node_demo
+
+    return await run_node_demo(config)
 
 
 #: ``warden node`` flags and the NodeConfig field each sets.

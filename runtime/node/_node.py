@@ -82,6 +82,14 @@ _REGISTRY_SPARE: Final = 64
 _SESSION_NAMESPACE: Final = uuid.UUID("5d8e2f2c-7a0e-4f7e-9a57-3c1d5b7e0a11")
 
 
+class StoreHolder(Resource[Store]):
+    """The node's store child: applies migrations, then holds the store open."""
+
+
+class ListenerHolder(Resource[Listener]):
+    """The node's listener child: holds the one LISTEN connection open."""
+
+
 class _State(enum.Enum):
     NEW = "not open yet"
     STARTING = "starting"
@@ -324,13 +332,15 @@ class Node:
         return [
             ChildSpec(
                 "store",
-                lambda: Resource("store", lambda: self._open_store(dsn), self._set_store),
+                lambda: StoreHolder("store", lambda: self._open_store(dsn), self._set_store),
                 shutdown=_STORE_SHUTDOWN,
                 start_timeout=_STORE_START_TIMEOUT,
             ),
             ChildSpec(
                 "listener",
-                lambda: Resource("listener", lambda: Listener(dsn, config), self._set_listener),
+                lambda: ListenerHolder(
+                    "listener", lambda: Listener(dsn, config), self._set_listener
+                ),
             ),
             ChildSpec(
                 "membership",

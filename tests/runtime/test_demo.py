@@ -1,4 +1,4 @@
-"""`warden demo` must keep working: it is the first command in the README."""
+"""`warden demo --kernel`: the kernel-only demo (the node demo: tests/runtime/node)."""
 
 from __future__ import annotations
 
@@ -23,9 +23,9 @@ async def test_demo_shows_a_restart_and_an_escalation(anyio_backend: str) -> Non
     assert "root supervisor exited with: shutdown: intensity" in text
 
 
-def test_warden_demo_runs_from_the_command_line() -> None:
+def test_warden_demo_kernel_runs_from_the_command_line() -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "runtime", "demo"],
+        [sys.executable, "-m", "runtime", "demo", "--kernel"],
         capture_output=True,
         text=True,
         timeout=60,
