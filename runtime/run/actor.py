@@ -124,6 +124,7 @@ class RunActor(Actor[RunMessage]):
         self._task_group: anyio.abc.TaskGroup | None = None
         self._work: anyio.CancelScope | None = None
         self._keeper_scope = anyio.CancelScope()
+        self._keeper: LeaseKeeper | None = None
         self._lease: Lease | None = None
         self._log: RunLog | None = None
         self._runner: TaskRunner | None = None
@@ -174,7 +175,6 @@ class RunActor(Actor[RunMessage]):
                 if self._work is not None:
                     self._work.cancel()
             case LeaseLost():
-                self._host.counters.fenced += 1
                 if self._work is not None:
                     self._work.cancel()
             case FramesAvailable():
@@ -210,13 +210,14 @@ class RunActor(Actor[RunMessage]):
         host = self._host
         self._lease = lease
         self._fence.extend(valid_until)
-        keeper = LeaseKeeper(
+        keeper = self._keeper = LeaseKeeper(
             host.store,
             lease,
             self._fence,
             host.settings,
             self.ref,
             lambda: self._progress,
+            host.counters,
             valid_until=valid_until,
         )
         assert self._task_group is not None
@@ -253,7 +254,6 @@ class RunActor(Actor[RunMessage]):
     async def _keep(self, keeper: LeaseKeeper) -> None:
         with self._keeper_scope:
             await keeper.run()
-        self._host.counters.stalls += keeper.stalls
 
     async def _acquire(self) -> tuple[Lease, float] | None:
         """The run's lease and the time until which it is surely held, or ``None`` when
@@ -415,6 +415,9 @@ class RunActor(Actor[RunMessage]):
             await self._finish_canceled(log)
             return
         # The lease is lost or overdue: write nothing more.
+        self._host.counters.fenced += 1
+        if self._keeper is not None:
+            self._keeper.note_stall()
         if self._runner is not None:
             await self._runner.cancel_all(str(reason))
         self._keeper_scope.cancel()
