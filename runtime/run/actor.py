@@ -64,6 +64,7 @@ from runtime.run.policy import Failure, bad_result, classify, next_attempt
 from runtime.run.replay import ReplayLog
 from runtime.run.tasks import TaskRunner, canceled_outcome
 from runtime.store import CANCEL_REQUESTED_EVENT, FRAMES_CHANNEL, _codec
+from supervisors import child_ref
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -102,7 +103,8 @@ class RunActor(Actor[RunMessage]):
     Args:
         run_id: the run.
         host: the node's store, listener, handlers and settings.
-        tasks: the ref of the run's task supervisor (a ``DynamicSupervisor``).
+        subtree: the ref of the run's subtree supervisor, whose child ``tasks`` is the
+            run's task supervisor (a ``DynamicSupervisor``).
         lease: a lease already acquired for this actor (the janitor acquires before it
             starts one), or ``None`` to acquire it here.
     """
@@ -112,13 +114,14 @@ class RunActor(Actor[RunMessage]):
         run_id: UUID,
         host: RunHost,
         *,
-        tasks: ActorRef[Any],
+        subtree: ActorRef[Any],
         lease: Lease | None = None,
     ) -> None:
         self.mailbox_config = host.settings.mailbox
         self.run_id = run_id
         self._host = host
-        self._tasks = tasks
+        self._subtree = subtree
+        self._tasks: ActorRef[Any] | None = None
         self._given_lease = lease
         self._fence = EgressFence(run_id)
         self._task_group: anyio.abc.TaskGroup | None = None
@@ -222,6 +225,7 @@ class RunActor(Actor[RunMessage]):
         )
         assert self._task_group is not None
         self._task_group.start_soon(self._keep, keeper, name=f"lease keeper {self.run_id}")
+        self._tasks = await child_ref(self._subtree, "tasks")
         run = await host.store.get_run(self.run_id)
         log = self._log = RunLog(
             host.store,
@@ -239,7 +243,9 @@ class RunActor(Actor[RunMessage]):
             host.counters.runs_resumed += 1
         failures = await self._settle_previous_attempts()
         if run.cancel_requested_at is not None:
+            # Cancelled before it ran: one attempt, recorded as cancelled, runs nothing.
             self._fence.close(FenceReason.CANCEL_REQUESTED)
+            await self._begin_attempt()
         verdict: _Verdict | None = None
         with anyio.CancelScope() as self._work:
             try:
@@ -315,12 +321,10 @@ class RunActor(Actor[RunMessage]):
         settings = host.settings
         assert self._lease is not None
         while True:
-            attempt = await store.start_attempt(
-                self.run_id, node_id=host.node_id, epoch=self._lease.epoch
-            )
-            self._attempt = self._last_attempt = attempt.attempt
+            attempt = await self._begin_attempt()
             replay = ReplayLog(self.run_id, await read_log(store, self.run_id))
             log.head = max(log.head, replay.head)
+            assert self._tasks is not None
             runner = self._runner = TaskRunner(
                 supervisor=self._tasks,
                 log=log,
@@ -335,7 +339,7 @@ class RunActor(Actor[RunMessage]):
                 owner=run.owner,
                 run_type=run.run_type,
                 input=run.input,
-                attempt=attempt.attempt,
+                attempt=attempt,
                 node_id=host.node_id,
             )
             context = self._context = RunContext(
@@ -366,7 +370,7 @@ class RunActor(Actor[RunMessage]):
             _log.warning(
                 "run_attempt_failed",
                 run_id=str(self.run_id),
-                attempt=attempt.attempt,
+                attempt=attempt,
                 reason=failure.reason,
                 error_type=failure.error_type,
                 retry_in=delay,
@@ -375,9 +379,18 @@ class RunActor(Actor[RunMessage]):
                 return verdict
             await log.append(
                 ATTEMPT_FAILED_EVENT,
-                {"attempt": attempt.attempt, **failure.payload(), "retry_in": round(delay, 3)},
+                {"attempt": attempt, **failure.payload(), "retry_in": round(delay, 3)},
             )
             await anyio.sleep(delay)
+
+    async def _begin_attempt(self) -> int:
+        """Record the start of an attempt by this executor; return its number."""
+        assert self._lease is not None
+        attempt = await self._host.store.start_attempt(
+            self.run_id, node_id=self._host.node_id, epoch=self._lease.epoch
+        )
+        self._attempt = self._last_attempt = attempt.attempt
+        return attempt.attempt
 
     async def _attempt_once(self, context: RunContext, replay: ReplayLog) -> _Verdict:
         """Run the handler once; its exception or its result, judged."""
@@ -475,8 +488,14 @@ class RunActor(Actor[RunMessage]):
         self.stop()
 
     async def _cancel_request(self) -> tuple[int | None, JSON]:
-        """The seq and reason of the run's ``run.cancel_requested`` event."""
-        for event in await read_log(self._host.store, self.run_id):
+        """The seq and reason of the run's ``run.cancel_requested`` event, recording it
+        first if only a :class:`CancelRun` message asked (so the cancel is durable: a
+        restart mid-way finishes cancelling instead of resuming the run)."""
+        store = self._host.store
+        request = await store.request_cancel(self.run_id, reason=self._cancel_reason)
+        if request.requested:
+            return request.seq, self._cancel_reason
+        for event in await read_log(store, self.run_id):
             if event.type == CANCEL_REQUESTED_EVENT:
                 payload = event.payload
                 reason = payload.get("reason") if isinstance(payload, dict) else None
