@@ -61,7 +61,7 @@ from runtime.run.messages import (
     RunMessage,
 )
 from runtime.run.policy import Failure, bad_result, classify, next_attempt
-from runtime.run.replay import ReplayLog
+from runtime.run.replay import COMPLETION_EVENTS, ReplayLog
 from runtime.run.tasks import TaskRunner, canceled_outcome
 from runtime.store import CANCEL_REQUESTED_EVENT, FRAMES_CHANNEL, _codec
 from supervisors import child_ref
@@ -133,6 +133,7 @@ class RunActor(Actor[RunMessage]):
         self._runner: TaskRunner | None = None
         self._context: RunContext | None = None
         self._attempt: int | None = None  # the attempt in progress (not finished yet)
+        self._outcome: AttemptOutcome = "lost"  # the attempt's, once the terminal is written
         self._last_attempt = 0
         self._cancel_reason: str | None = None
         self._progress = 0
@@ -197,7 +198,7 @@ class RunActor(Actor[RunMessage]):
         if self._runner is not None:
             await self._runner.cancel_all(FenceReason.STOPPING)
         if self._attempt is not None:
-            await self._finish_attempt("lost", None)
+            await self._finish_attempt(self._outcome, None)
         await self._release()
         if isinstance(reason, Shutdown):
             _log.info("run_released_on_stop", run_id=str(self.run_id))
@@ -243,8 +244,9 @@ class RunActor(Actor[RunMessage]):
             host.counters.runs_resumed += 1
         failures = await self._settle_previous_attempts()
         if run.cancel_requested_at is not None:
-            # Cancelled before it ran: one attempt, recorded as cancelled, runs nothing.
             self._fence.close(FenceReason.CANCEL_REQUESTED)
+        if self._fence.reason is FenceReason.CANCEL_REQUESTED:
+            # Cancelled before it ran: one attempt, recorded as cancelled, runs nothing.
             await self._begin_attempt()
         verdict: _Verdict | None = None
         with anyio.CancelScope() as self._work:
@@ -427,6 +429,8 @@ class RunActor(Actor[RunMessage]):
         if reason is FenceReason.CANCEL_REQUESTED:
             await self._finish_canceled(log)
             return
+        if reason is None:
+            raise RuntimeError(f"run {self.run_id}: the attempts ended with no verdict")
         # The lease is lost or overdue: write nothing more.
         self._host.counters.fenced += 1
         if self._keeper is not None:
@@ -444,6 +448,7 @@ class RunActor(Actor[RunMessage]):
         host = self._host
         if isinstance(verdict, _Succeeded):
             await log.append("run.succeeded", {"result": verdict.result})
+            self._outcome = "succeeded"
             await self._finish_attempt("succeeded", None)
         else:
             failure = verdict.failure
@@ -455,24 +460,41 @@ class RunActor(Actor[RunMessage]):
         self.stop()
 
     async def _finish_canceled(self, log: RunLog) -> None:
-        """Cancel the tasks (grace each), log them and exactly one ``run.canceled``."""
+        """Record the cancel request (first: the database fence closes with it), cancel
+        the tasks (grace each), then log a ``task.canceled`` for every task the log shows
+        started and not ended, and exactly one ``run.canceled``."""
         host = self._host
-        canceled = []
+        store = host.store
+        requested = await store.request_cancel(self.run_id, reason=self._cancel_reason)
+        cut_off: dict[str, bool] = {}
         if self._runner is not None:
-            canceled = await self._runner.cancel_all(FenceReason.CANCEL_REQUESTED)
-        request_seq, request_reason = await self._cancel_request()
-        reason = self._cancel_reason if self._cancel_reason is not None else request_reason
+            for call, stuck in await self._runner.cancel_all(FenceReason.CANCEL_REQUESTED):
+                cut_off[call.tool_call_id] = stuck
+        request_seq, reason = requested.seq, self._cancel_reason
+        started: dict[str, str] = {}
+        for event in await read_log(store, self.run_id):
+            fields = event.payload if isinstance(event.payload, dict) else {}
+            if event.type == CANCEL_REQUESTED_EVENT and request_seq is None:
+                request_seq = event.seq
+                if reason is None:
+                    reason = fields.get("reason")  # type: ignore[assignment]
+            elif event.type == "task.started":
+                started[str(fields["tool_call_id"])] = str(fields["name"])
+            elif event.type in COMPLETION_EVENTS:
+                started.pop(str(fields["tool_call_id"]), None)
         try:
-            for call, cut_off in canceled:
-                outcome = canceled_outcome(call, "run canceled", cut_off=cut_off)
+            for call_id, name in started.items():
+                outcome = canceled_outcome(
+                    call_id, name, "run canceled", cut_off=cut_off.get(call_id, False)
+                )
                 await log.append(outcome.type, outcome.payload, fenced=False)
             await log.append(
                 "run.canceled",
                 {
                     "reason": reason,
                     "cancel_seq": request_seq,
-                    "tasks_canceled": len(canceled),
-                    "tasks_cut_off": sum(cut_off for _, cut_off in canceled),
+                    "tasks_canceled": len(started),
+                    "tasks_cut_off": sum(cut_off.get(call_id, False) for call_id in started),
                 },
                 fenced=False,
             )
@@ -481,35 +503,20 @@ class RunActor(Actor[RunMessage]):
             self._released = True
             self.stop()
             return
+        self._outcome = "canceled"
         host.counters.cancels += 1
         host.counters.runs_finished += 1
         await self._finish_attempt("canceled", None)
         await self._release()
         self.stop()
 
-    async def _cancel_request(self) -> tuple[int | None, JSON]:
-        """The seq and reason of the run's ``run.cancel_requested`` event, recording it
-        first if only a :class:`CancelRun` message asked (so the cancel is durable: a
-        restart mid-way finishes cancelling instead of resuming the run)."""
-        store = self._host.store
-        request = await store.request_cancel(self.run_id, reason=self._cancel_reason)
-        if request.requested:
-            return request.seq, self._cancel_reason
-        for event in await read_log(store, self.run_id):
-            if event.type == CANCEL_REQUESTED_EVENT:
-                payload = event.payload
-                reason = payload.get("reason") if isinstance(payload, dict) else None
-                return event.seq, reason
-        return None, None
-
     async def _finish_attempt(self, outcome: AttemptOutcome, failure: Failure | None) -> None:
         if self._attempt is None:
             return
-        attempt, self._attempt = self._attempt, None
         try:
             await self._host.store.finish_attempt(
                 self.run_id,
-                attempt,
+                self._attempt,
                 outcome=outcome,
                 error_class=failure.error_class if failure else None,
                 error_type=failure.error_type if failure else None,
@@ -517,13 +524,14 @@ class RunActor(Actor[RunMessage]):
             )
         except StoreError as error:
             _log.warning("attempt_not_recorded", run_id=str(self.run_id), error=repr(error))
+        self._attempt = None  # recorded (or given up on): a cancelled call leaves it to on_stop
 
     async def _release(self) -> None:
-        """Stop renewing and release the lease (at most once)."""
+        """Stop renewing and release the lease (once; a cancelled call leaves it to
+        ``on_stop``)."""
         self._keeper_scope.cancel()
         if self._released or self._lease is None:
             return
-        self._released = True
         lease = self._lease
         try:
             await self._host.store.release_lease(
@@ -532,6 +540,7 @@ class RunActor(Actor[RunMessage]):
         except StoreError as error:
             # It expires by itself within one TTL; the janitor takes it from there.
             _log.warning("lease_not_released", run_id=str(self.run_id), error=repr(error))
+        self._released = True
 
     # -- the watchers ------------------------------------------------------------------
 

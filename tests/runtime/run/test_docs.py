@@ -20,7 +20,8 @@ pytestmark = pytest.mark.anyio
 
 DOC = Path(__file__).resolve().parents[3] / "docs" / "runs.md"
 _BLOCK = re.compile(r"```python\n(.*?)```", re.DOTALL)
-_EXPECTED = re.compile(r"^print\(.*\)  # (.*)$")
+# "print(...)  # expected"; a print the formatter wrapped ends with ")  # expected".
+_EXPECTED = re.compile(r"^(?:print\(.*)?\)  # (.*)$")
 
 
 def _script() -> tuple[str, list[str]]:
