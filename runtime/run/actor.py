@@ -324,8 +324,8 @@ class RunActor(Actor[RunMessage]):
         assert self._lease is not None
         while True:
             attempt = await self._begin_attempt()
-            replay = ReplayLog(self.run_id, await read_log(store, self.run_id))
-            log.head = max(log.head, replay.head)
+            # Up to our head: later events can only be others' bookkeeping (a cancel).
+            replay = ReplayLog(self.run_id, await read_log(store, self.run_id, until=log.head))
             assert self._tasks is not None
             runner = self._runner = TaskRunner(
                 supervisor=self._tasks,
@@ -472,7 +472,8 @@ class RunActor(Actor[RunMessage]):
                 cut_off[call.tool_call_id] = stuck
         request_seq, reason = requested.seq, self._cancel_reason
         started: dict[str, str] = {}
-        for event in await read_log(store, self.run_id):
+        head = (await store.get_run(self.run_id)).last_seq
+        for event in await read_log(store, self.run_id, until=head):
             fields = event.payload if isinstance(event.payload, dict) else {}
             if event.type == CANCEL_REQUESTED_EVENT and request_seq is None:
                 request_seq = event.seq

@@ -85,13 +85,16 @@ class RunLog:
         return seq
 
 
-async def read_log(store: Store, run_id: UUID, *, after: int = 0, page: int = 1000) -> list[Event]:
-    """Every event of ``run_id`` with ``seq > after``, oldest first, read page by page."""
+async def read_log(store: Store, run_id: UUID, *, until: int, page: int = 1000) -> list[Event]:
+    """The events of ``run_id`` up to seq ``until`` (the head the caller knows), oldest
+    first, read page by page; nothing at all for ``until=0``."""
     events: list[Event] = []
-    while True:
-        # Pages may come back shorter than asked (the store's read_limit): read to the end.
-        batch = await store.read_events(run_id, after=after, limit=page)
+    after = 0
+    while after < until:
+        # Pages may come back shorter than asked (the store's read_limit): read on.
+        batch = await store.read_events(run_id, after=after, limit=min(page, until - after))
         if not batch:
-            return events
+            break
         events.extend(batch)
         after = batch[-1].seq
+    return events
