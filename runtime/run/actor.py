@@ -31,7 +31,7 @@ lease, so another node resumes it at once.
 
 from __future__ import annotations
 
-from contextlib import asynccontextmanager, suppress
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, final
 
@@ -57,7 +57,6 @@ from runtime.run.messages import (
     CancelRun,
     FramesAvailable,
     LeaseLost,
-    Progress,
     RunMessage,
 )
 from runtime.run.policy import Failure, bad_result, classify, next_attempt
@@ -136,7 +135,6 @@ class RunActor(Actor[RunMessage]):
         self._outcome: AttemptOutcome = "lost"  # the attempt's, once the terminal is written
         self._last_attempt = 0
         self._cancel_reason: str | None = None
-        self._progress = 0
         self._released = False
 
     def __repr__(self) -> str:
@@ -184,8 +182,6 @@ class RunActor(Actor[RunMessage]):
             case FramesAvailable():
                 if self._context is not None:
                     self._context._wake_frames()
-            case Progress(seq=seq):
-                self._progress = max(self._progress, seq)
             case _:
                 raise TypeError(f"{self!r} does not handle {type(message).__qualname__}")
 
@@ -220,7 +216,7 @@ class RunActor(Actor[RunMessage]):
             self._fence,
             host.settings,
             self.ref,
-            lambda: self._progress,
+            lambda: self._log.head if self._log is not None else 0,
             host.counters,
             valid_until=valid_until,
         )
@@ -234,9 +230,7 @@ class RunActor(Actor[RunMessage]):
             lease.epoch,
             self._fence,
             head=run.last_seq,
-            on_commit=self._committed,
         )
-        self._progress = run.last_seq
         self._task_group.start_soon(self._watch_cancel, name=f"cancel watch {self.run_id}")
         self._task_group.start_soon(self._watch_frames, name=f"frames watch {self.run_id}")
         host.counters.runs_started += 1
@@ -544,10 +538,6 @@ class RunActor(Actor[RunMessage]):
         self._released = True
 
     # -- the watchers ------------------------------------------------------------------
-
-    def _committed(self, seq: int) -> None:
-        with suppress(ActorError):
-            self.ref.try_tell(Progress(seq), Lane.TELEMETRY)
 
     async def _watch_cancel(self) -> None:
         """Tell the actor when someone else appended to the log and the run row says a

@@ -15,7 +15,6 @@ from runtime.run import (
     FenceReason,
     FramesAvailable,
     LeaseLost,
-    Progress,
 )
 from runtime.run.messages import lane_of
 
@@ -61,4 +60,3 @@ def test_each_message_has_its_lane() -> None:
     assert lane_of(CancelRun()) is Lane.CONTROL
     assert lane_of(LeaseLost(3, overdue=False)) is Lane.CONTROL
     assert lane_of(FramesAvailable()) is Lane.DATA
-    assert lane_of(Progress(9)) is Lane.TELEMETRY
