@@ -37,7 +37,7 @@ from runtime.run.errors import (
 )
 from runtime.run.fence import EgressFence, FenceReason
 from runtime.run.host import RunCounters, RunHost
-from runtime.run.messages import CancelRun, FramesAvailable, LeaseLost, Progress, RunMessage
+from runtime.run.messages import CancelRun, FramesAvailable, LeaseLost, RunMessage
 from runtime.run.registry import ENTRY_POINT_GROUP, Handler, HandlerRegistry
 from runtime.run.settings import RunSettings
 from runtime.run.subtree import RunSupervisor, run_child_id, run_spec
@@ -58,7 +58,6 @@ __all__ = [
     "LeaseOverdue",
     "MemoryValue",
     "NondeterministicHandler",
-    "Progress",
     "RunActor",
     "RunContext",
     "RunCounters",

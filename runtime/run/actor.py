@@ -31,7 +31,7 @@ lease, so another node resumes it at once.
 
 from __future__ import annotations
 
-from contextlib import asynccontextmanager, suppress
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, final
 
@@ -57,13 +57,13 @@ from runtime.run.messages import (
     CancelRun,
     FramesAvailable,
     LeaseLost,
-    Progress,
     RunMessage,
 )
 from runtime.run.policy import Failure, bad_result, classify, next_attempt
-from runtime.run.replay import ReplayLog
+from runtime.run.replay import COMPLETION_EVENTS, ReplayLog
 from runtime.run.tasks import TaskRunner, canceled_outcome
 from runtime.store import CANCEL_REQUESTED_EVENT, FRAMES_CHANNEL, _codec
+from supervisors import child_ref
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -102,7 +102,8 @@ class RunActor(Actor[RunMessage]):
     Args:
         run_id: the run.
         host: the node's store, listener, handlers and settings.
-        tasks: the ref of the run's task supervisor (a ``DynamicSupervisor``).
+        subtree: the ref of the run's subtree supervisor, whose child ``tasks`` is the
+            run's task supervisor (a ``DynamicSupervisor``).
         lease: a lease already acquired for this actor (the janitor acquires before it
             starts one), or ``None`` to acquire it here.
     """
@@ -112,26 +113,28 @@ class RunActor(Actor[RunMessage]):
         run_id: UUID,
         host: RunHost,
         *,
-        tasks: ActorRef[Any],
+        subtree: ActorRef[Any],
         lease: Lease | None = None,
     ) -> None:
         self.mailbox_config = host.settings.mailbox
         self.run_id = run_id
         self._host = host
-        self._tasks = tasks
+        self._subtree = subtree
+        self._tasks: ActorRef[Any] | None = None
         self._given_lease = lease
         self._fence = EgressFence(run_id)
         self._task_group: anyio.abc.TaskGroup | None = None
         self._work: anyio.CancelScope | None = None
         self._keeper_scope = anyio.CancelScope()
+        self._keeper: LeaseKeeper | None = None
         self._lease: Lease | None = None
         self._log: RunLog | None = None
         self._runner: TaskRunner | None = None
         self._context: RunContext | None = None
         self._attempt: int | None = None  # the attempt in progress (not finished yet)
+        self._outcome: AttemptOutcome = "lost"  # the attempt's, once the terminal is written
         self._last_attempt = 0
         self._cancel_reason: str | None = None
-        self._progress = 0
         self._released = False
 
     def __repr__(self) -> str:
@@ -174,14 +177,11 @@ class RunActor(Actor[RunMessage]):
                 if self._work is not None:
                     self._work.cancel()
             case LeaseLost():
-                self._host.counters.fenced += 1
                 if self._work is not None:
                     self._work.cancel()
             case FramesAvailable():
                 if self._context is not None:
                     self._context._wake_frames()
-            case Progress(seq=seq):
-                self._progress = max(self._progress, seq)
             case _:
                 raise TypeError(f"{self!r} does not handle {type(message).__qualname__}")
 
@@ -194,7 +194,7 @@ class RunActor(Actor[RunMessage]):
         if self._runner is not None:
             await self._runner.cancel_all(FenceReason.STOPPING)
         if self._attempt is not None:
-            await self._finish_attempt("lost", None)
+            await self._finish_attempt(self._outcome, None)
         await self._release()
         if isinstance(reason, Shutdown):
             _log.info("run_released_on_stop", run_id=str(self.run_id))
@@ -210,17 +210,19 @@ class RunActor(Actor[RunMessage]):
         host = self._host
         self._lease = lease
         self._fence.extend(valid_until)
-        keeper = LeaseKeeper(
+        keeper = self._keeper = LeaseKeeper(
             host.store,
             lease,
             self._fence,
             host.settings,
             self.ref,
-            lambda: self._progress,
+            lambda: self._log.head if self._log is not None else 0,
+            host.counters,
             valid_until=valid_until,
         )
         assert self._task_group is not None
         self._task_group.start_soon(self._keep, keeper, name=f"lease keeper {self.run_id}")
+        self._tasks = await child_ref(self._subtree, "tasks")
         run = await host.store.get_run(self.run_id)
         log = self._log = RunLog(
             host.store,
@@ -228,9 +230,7 @@ class RunActor(Actor[RunMessage]):
             lease.epoch,
             self._fence,
             head=run.last_seq,
-            on_commit=self._committed,
         )
-        self._progress = run.last_seq
         self._task_group.start_soon(self._watch_cancel, name=f"cancel watch {self.run_id}")
         self._task_group.start_soon(self._watch_frames, name=f"frames watch {self.run_id}")
         host.counters.runs_started += 1
@@ -239,6 +239,9 @@ class RunActor(Actor[RunMessage]):
         failures = await self._settle_previous_attempts()
         if run.cancel_requested_at is not None:
             self._fence.close(FenceReason.CANCEL_REQUESTED)
+        if self._fence.reason is FenceReason.CANCEL_REQUESTED:
+            # Cancelled before it ran: one attempt, recorded as cancelled, runs nothing.
+            await self._begin_attempt()
         verdict: _Verdict | None = None
         with anyio.CancelScope() as self._work:
             try:
@@ -253,7 +256,6 @@ class RunActor(Actor[RunMessage]):
     async def _keep(self, keeper: LeaseKeeper) -> None:
         with self._keeper_scope:
             await keeper.run()
-        self._host.counters.stalls += keeper.stalls
 
     async def _acquire(self) -> tuple[Lease, float] | None:
         """The run's lease and the time until which it is surely held, or ``None`` when
@@ -315,12 +317,10 @@ class RunActor(Actor[RunMessage]):
         settings = host.settings
         assert self._lease is not None
         while True:
-            attempt = await store.start_attempt(
-                self.run_id, node_id=host.node_id, epoch=self._lease.epoch
-            )
-            self._attempt = self._last_attempt = attempt.attempt
-            replay = ReplayLog(self.run_id, await read_log(store, self.run_id))
-            log.head = max(log.head, replay.head)
+            attempt = await self._begin_attempt()
+            # Up to our head: later events can only be others' bookkeeping (a cancel).
+            replay = ReplayLog(self.run_id, await read_log(store, self.run_id, until=log.head))
+            assert self._tasks is not None
             runner = self._runner = TaskRunner(
                 supervisor=self._tasks,
                 log=log,
@@ -335,7 +335,7 @@ class RunActor(Actor[RunMessage]):
                 owner=run.owner,
                 run_type=run.run_type,
                 input=run.input,
-                attempt=attempt.attempt,
+                attempt=attempt,
                 node_id=host.node_id,
             )
             context = self._context = RunContext(
@@ -366,7 +366,7 @@ class RunActor(Actor[RunMessage]):
             _log.warning(
                 "run_attempt_failed",
                 run_id=str(self.run_id),
-                attempt=attempt.attempt,
+                attempt=attempt,
                 reason=failure.reason,
                 error_type=failure.error_type,
                 retry_in=delay,
@@ -375,9 +375,18 @@ class RunActor(Actor[RunMessage]):
                 return verdict
             await log.append(
                 ATTEMPT_FAILED_EVENT,
-                {"attempt": attempt.attempt, **failure.payload(), "retry_in": round(delay, 3)},
+                {"attempt": attempt, **failure.payload(), "retry_in": round(delay, 3)},
             )
             await anyio.sleep(delay)
+
+    async def _begin_attempt(self) -> int:
+        """Record the start of an attempt by this executor; return its number."""
+        assert self._lease is not None
+        attempt = await self._host.store.start_attempt(
+            self.run_id, node_id=self._host.node_id, epoch=self._lease.epoch
+        )
+        self._attempt = self._last_attempt = attempt.attempt
+        return attempt.attempt
 
     async def _attempt_once(self, context: RunContext, replay: ReplayLog) -> _Verdict:
         """Run the handler once; its exception or its result, judged."""
@@ -414,7 +423,12 @@ class RunActor(Actor[RunMessage]):
         if reason is FenceReason.CANCEL_REQUESTED:
             await self._finish_canceled(log)
             return
+        if reason is None:
+            raise RuntimeError(f"run {self.run_id}: the attempts ended with no verdict")
         # The lease is lost or overdue: write nothing more.
+        self._host.counters.fenced += 1
+        if self._keeper is not None:
+            self._keeper.note_stall()
         if self._runner is not None:
             await self._runner.cancel_all(str(reason))
         self._keeper_scope.cancel()
@@ -428,6 +442,7 @@ class RunActor(Actor[RunMessage]):
         host = self._host
         if isinstance(verdict, _Succeeded):
             await log.append("run.succeeded", {"result": verdict.result})
+            self._outcome = "succeeded"
             await self._finish_attempt("succeeded", None)
         else:
             failure = verdict.failure
@@ -439,24 +454,42 @@ class RunActor(Actor[RunMessage]):
         self.stop()
 
     async def _finish_canceled(self, log: RunLog) -> None:
-        """Cancel the tasks (grace each), log them and exactly one ``run.canceled``."""
+        """Record the cancel request (first: the database fence closes with it), cancel
+        the tasks (grace each), then log a ``task.canceled`` for every task the log shows
+        started and not ended, and exactly one ``run.canceled``."""
         host = self._host
-        canceled = []
+        store = host.store
+        requested = await store.request_cancel(self.run_id, reason=self._cancel_reason)
+        cut_off: dict[str, bool] = {}
         if self._runner is not None:
-            canceled = await self._runner.cancel_all(FenceReason.CANCEL_REQUESTED)
-        request_seq, request_reason = await self._cancel_request()
-        reason = self._cancel_reason if self._cancel_reason is not None else request_reason
+            for call, stuck in await self._runner.cancel_all(FenceReason.CANCEL_REQUESTED):
+                cut_off[call.tool_call_id] = stuck
+        request_seq, reason = requested.seq, self._cancel_reason
+        started: dict[str, str] = {}
+        head = (await store.get_run(self.run_id)).last_seq
+        for event in await read_log(store, self.run_id, until=head):
+            fields = event.payload if isinstance(event.payload, dict) else {}
+            if event.type == CANCEL_REQUESTED_EVENT and request_seq is None:
+                request_seq = event.seq
+                if reason is None:
+                    reason = fields.get("reason")  # type: ignore[assignment]
+            elif event.type == "task.started":
+                started[str(fields["tool_call_id"])] = str(fields["name"])
+            elif event.type in COMPLETION_EVENTS:
+                started.pop(str(fields["tool_call_id"]), None)
         try:
-            for call, cut_off in canceled:
-                outcome = canceled_outcome(call, "run canceled", cut_off=cut_off)
+            for call_id, name in started.items():
+                outcome = canceled_outcome(
+                    call_id, name, "run canceled", cut_off=cut_off.get(call_id, False)
+                )
                 await log.append(outcome.type, outcome.payload, fenced=False)
             await log.append(
                 "run.canceled",
                 {
                     "reason": reason,
                     "cancel_seq": request_seq,
-                    "tasks_canceled": len(canceled),
-                    "tasks_cut_off": sum(cut_off for _, cut_off in canceled),
+                    "tasks_canceled": len(started),
+                    "tasks_cut_off": sum(cut_off.get(call_id, False) for call_id in started),
                 },
                 fenced=False,
             )
@@ -465,29 +498,20 @@ class RunActor(Actor[RunMessage]):
             self._released = True
             self.stop()
             return
+        self._outcome = "canceled"
         host.counters.cancels += 1
         host.counters.runs_finished += 1
         await self._finish_attempt("canceled", None)
         await self._release()
         self.stop()
 
-    async def _cancel_request(self) -> tuple[int | None, JSON]:
-        """The seq and reason of the run's ``run.cancel_requested`` event."""
-        for event in await read_log(self._host.store, self.run_id):
-            if event.type == CANCEL_REQUESTED_EVENT:
-                payload = event.payload
-                reason = payload.get("reason") if isinstance(payload, dict) else None
-                return event.seq, reason
-        return None, None
-
     async def _finish_attempt(self, outcome: AttemptOutcome, failure: Failure | None) -> None:
         if self._attempt is None:
             return
-        attempt, self._attempt = self._attempt, None
         try:
             await self._host.store.finish_attempt(
                 self.run_id,
-                attempt,
+                self._attempt,
                 outcome=outcome,
                 error_class=failure.error_class if failure else None,
                 error_type=failure.error_type if failure else None,
@@ -495,13 +519,14 @@ class RunActor(Actor[RunMessage]):
             )
         except StoreError as error:
             _log.warning("attempt_not_recorded", run_id=str(self.run_id), error=repr(error))
+        self._attempt = None  # recorded (or given up on): a cancelled call leaves it to on_stop
 
     async def _release(self) -> None:
-        """Stop renewing and release the lease (at most once)."""
+        """Stop renewing and release the lease (once; a cancelled call leaves it to
+        ``on_stop``)."""
         self._keeper_scope.cancel()
         if self._released or self._lease is None:
             return
-        self._released = True
         lease = self._lease
         try:
             await self._host.store.release_lease(
@@ -510,12 +535,9 @@ class RunActor(Actor[RunMessage]):
         except StoreError as error:
             # It expires by itself within one TTL; the janitor takes it from there.
             _log.warning("lease_not_released", run_id=str(self.run_id), error=repr(error))
+        self._released = True
 
     # -- the watchers ------------------------------------------------------------------
-
-    def _committed(self, seq: int) -> None:
-        with suppress(ActorError):
-            self.ref.try_tell(Progress(seq), Lane.TELEMETRY)
 
     async def _watch_cancel(self) -> None:
         """Tell the actor when someone else appended to the log and the run row says a

@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 
     from actors import ActorRef
     from runtime.run.fence import EgressFence
+    from runtime.run.host import RunCounters
     from runtime.run.messages import RunMessage
     from runtime.run.settings import RunSettings
     from runtime.store import Lease, Store
@@ -53,13 +54,15 @@ class LeaseKeeper:
     __slots__ = (
         "_actor",
         "_cancel_told",
+        "_counters",
+        "_due",
         "_fence",
         "_progress",
         "_settings",
+        "_stall_noted",
         "_store",
         "lease",
         "renewals",
-        "stalls",
         "valid_until",
     )
 
@@ -71,6 +74,7 @@ class LeaseKeeper:
         settings: RunSettings,
         actor: ActorRef[RunMessage],
         progress: Callable[[], int],
+        counters: RunCounters,
         *,
         valid_until: float,
     ) -> None:
@@ -81,27 +85,20 @@ class LeaseKeeper:
         self._actor = actor
         self._progress = progress
         self._cancel_told = False
+        self._due = anyio.current_time() + settings.heartbeat
+        self._stall_noted = False
         self.valid_until = valid_until
         """The backend-clock time until which the lease is surely held."""
+        self._counters = counters
         self.renewals = 0
-        self.stalls = 0
 
     async def run(self) -> None:
         """Renew until the lease is lost or overdue (then return), or until cancelled."""
         interval = self._settings.heartbeat
-        due = anyio.current_time() + interval
         while True:
-            await anyio.sleep_until(due)
+            await anyio.sleep_until(self._due)
+            self.note_stall()
             sent = anyio.current_time()
-            late = sent - due
-            if late > interval / 2:
-                self.stalls += 1
-                _log.warning(
-                    "event_loop_stalled",
-                    run_id=str(self.lease.run_id),
-                    seconds=round(late, 3),
-                    fenced=sent >= self.valid_until,
-                )
             if sent >= self.valid_until:
                 await self._lost(overdue=True)
                 return
@@ -123,7 +120,7 @@ class LeaseKeeper:
                         epoch=self.lease.epoch,
                         error=type(error).__name__,
                     )
-                    due = sent + interval
+                    self._next(sent + interval)
                     continue
                 if renewal is None:
                     await self._lost(overdue=False)
@@ -137,7 +134,27 @@ class LeaseKeeper:
             if renewal.cancel_requested and not self._cancel_told:
                 self._cancel_told = True
                 await self._tell(CancelRun())
-            due = sent + interval
+            self._next(sent + interval)
+
+    def note_stall(self) -> None:
+        """Log an event-loop stall if the next renewal is overdue by more than half a
+        heartbeat (once per renewal). The keeper calls it when it wakes; the actor calls
+        it when it finds its fence closed for an overdue lease before the keeper ran."""
+        now = anyio.current_time()
+        late = now - self._due
+        if late > self._settings.heartbeat / 2 and not self._stall_noted:
+            self._stall_noted = True
+            self._counters.stalls += 1
+            _log.warning(
+                "event_loop_stalled",
+                run_id=str(self.lease.run_id),
+                seconds=round(late, 3),
+                fenced=now >= self.valid_until,
+            )
+
+    def _next(self, due: float) -> None:
+        self._due = due
+        self._stall_noted = False
 
     async def _lost(self, *, overdue: bool) -> None:
         reason = FenceReason.LEASE_OVERDUE if overdue else FenceReason.LEASE_LOST

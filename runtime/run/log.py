@@ -24,7 +24,6 @@ from runtime.run.errors import EgressFenced
 from runtime.run.fence import FenceReason
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
     from uuid import UUID
 
     from runtime.run.fence import EgressFence
@@ -36,7 +35,7 @@ __all__ = ["RunLog", "read_log"]
 class RunLog:
     """Appends to ``run_id``'s log as the holder of lease ``epoch``."""
 
-    __slots__ = ("_on_commit", "_store", "epoch", "fence", "head", "lock", "run_id")
+    __slots__ = ("_store", "epoch", "fence", "head", "lock", "run_id")
 
     def __init__(
         self,
@@ -46,7 +45,6 @@ class RunLog:
         fence: EgressFence,
         *,
         head: int,
-        on_commit: Callable[[int], None],
     ) -> None:
         self._store = store
         self.run_id = run_id
@@ -55,7 +53,6 @@ class RunLog:
         self.head = head
         """The last seq known to be in the log (ours, or read when the attempt began)."""
         self.lock = asyncio.Lock()
-        self._on_commit = on_commit
 
     async def append(self, type_: str, payload: object = None, *, fenced: bool = True) -> int:
         """Append one event after the ones already queued here; return its seq.
@@ -81,17 +78,19 @@ class RunLog:
             raise EgressFenced(self.run_id, FenceReason.LEASE_LOST) from error
         if seq > self.head:
             self.head = seq
-        self._on_commit(seq)
         return seq
 
 
-async def read_log(store: Store, run_id: UUID, *, after: int = 0, page: int = 1000) -> list[Event]:
-    """Every event of ``run_id`` with ``seq > after``, oldest first, read page by page."""
+async def read_log(store: Store, run_id: UUID, *, until: int, page: int = 1000) -> list[Event]:
+    """The events of ``run_id`` up to seq ``until`` (the head the caller knows), oldest
+    first, read page by page; nothing at all for ``until=0``."""
     events: list[Event] = []
-    while True:
-        # Pages may come back shorter than asked (the store's read_limit): read to the end.
-        batch = await store.read_events(run_id, after=after, limit=page)
+    after = 0
+    while after < until:
+        # Pages may come back shorter than asked (the store's read_limit): read on.
+        batch = await store.read_events(run_id, after=after, limit=min(page, until - after))
         if not batch:
-            return events
+            break
         events.extend(batch)
         after = batch[-1].seq
+    return events

@@ -4,8 +4,9 @@
   any data, and the actor closes its egress fence first thing when it gets one.
 * :class:`FramesAvailable` goes on the data lane: a wake-up saying new frames may be
   stored (the actor re-reads them; the message carries nothing to trust).
-* :class:`Progress` goes on the telemetry lane: the seq the run has written up to, for the
-  lease's ``progress_seq`` and for operators. Never blocks a sender; old ones are dropped.
+
+The run's progress (the seq it has written up to, reported with each lease renewal) needs
+no message: the lease keeper reads it from the actor's log head.
 
 Anyone in the node may send :class:`CancelRun` to a run actor found in the node's
 registry under ``("run", run_id)``; the durable way to cancel a run is still the store's
@@ -25,7 +26,6 @@ __all__ = [
     "CancelRun",
     "FramesAvailable",
     "LeaseLost",
-    "Progress",
     "RunMessage",
     "lane_of",
 ]
@@ -59,15 +59,7 @@ class FramesAvailable:
 FRAMES_AVAILABLE: Final = FramesAvailable()
 
 
-@final
-@dataclass(frozen=True, slots=True)
-class Progress:
-    """The run's log has been written up to ``seq``."""
-
-    seq: int
-
-
-RunMessage = CancelRun | LeaseLost | FramesAvailable | Progress
+RunMessage = CancelRun | LeaseLost | FramesAvailable
 """Every message a run actor accepts."""
 
 
@@ -75,6 +67,4 @@ def lane_of(message: RunMessage) -> Lane:
     """The lane ``message`` belongs on."""
     if isinstance(message, CancelRun | LeaseLost):
         return Lane.CONTROL
-    if isinstance(message, Progress):
-        return Lane.TELEMETRY
     return Lane.DATA

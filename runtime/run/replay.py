@@ -31,7 +31,6 @@ compares calls, and never touches the store.
 from __future__ import annotations
 
 import hashlib
-from collections import deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
@@ -164,11 +163,13 @@ class ReplayLog:
     attempts: each attempt replays from the start with a fresh one.
     """
 
-    __slots__ = ("_commands", "_completions", "head", "run_id")
+    __slots__ = ("_commands", "_completions", "_next", "head", "run_id")
 
     def __init__(self, run_id: UUID, events: Iterable[Event]) -> None:
         self.run_id = run_id
-        self._commands: deque[Event] = deque()
+        # As long as the log itself: the commands are matched one by one from _next.
+        self._commands: list[Event] = []
+        self._next = 0
         self._completions: dict[str, Event] = {}
         self.head = 0
         """The last seq in the log when it was read."""
@@ -185,12 +186,12 @@ class ReplayLog:
     @property
     def replaying(self) -> bool:
         """Whether logged commands remain to be matched (the context is behind the head)."""
-        return bool(self._commands)
+        return self._next < len(self._commands)
 
     @property
     def remaining(self) -> int:
         """How many logged commands remain to be matched."""
-        return len(self._commands)
+        return len(self._commands) - self._next
 
     def match(self, call: Call) -> Event:
         """Match ``call`` against the next logged command; return that event.
@@ -199,19 +200,19 @@ class ReplayLog:
             NondeterministicHandler: the next command differs from ``call``.
             LookupError: no command remains (check :attr:`replaying` first).
         """
-        if not self._commands:
+        if not self.replaying:
             raise LookupError("nothing left to replay")
-        event = self._commands[0]
+        event = self._commands[self._next]
         logged = _call_of(event)
         if logged.signature != call.signature:
             raise NondeterministicHandler(self.run_id, event.seq, logged.text, call.text)
-        self._commands.popleft()
+        self._next += 1
         return event
 
     def unmatched(self, got: str) -> NondeterministicHandler:
         """The error for a handler that did ``got`` where commands remain to replay
         (e.g. it returned early)."""
-        event = self._commands[0]
+        event = self._commands[self._next]
         return NondeterministicHandler(self.run_id, event.seq, _call_of(event).text, got)
 
     def completion(self, tool_call_id: str) -> Event | None:

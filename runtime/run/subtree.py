@@ -19,7 +19,7 @@ More than ``max_restarts`` crashes within ``max_seconds`` and the subtree gives 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from runtime.run.actor import RunActor
 from supervisors import (
@@ -101,8 +101,7 @@ class RunSupervisor(Supervisor):
         )
 
     def _new_run_actor(self) -> RunActor:
-        tasks: Any = self.child_ref("tasks")
-        return RunActor(self.run_id, self._host, tasks=tasks, lease=self._lease.take())
+        return RunActor(self.run_id, self._host, subtree=self.ref, lease=self._lease.take())
 
 
 def run_spec(run_id: UUID, host: RunHost, *, lease: Lease | None = None) -> ChildSpec:

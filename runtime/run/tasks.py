@@ -319,9 +319,15 @@ class TaskRunner:
         return results
 
 
-def canceled_outcome(call: TaskContext, reason: str, *, cut_off: bool) -> TaskOutcome:
+def canceled_outcome(call_id: str, name: str, reason: str, *, cut_off: bool) -> TaskOutcome:
     """The ``task.canceled`` outcome of a task cancelled with its run."""
-    return _outcome("canceled", call, reason=reason, cut_off=cut_off)
+    payload: dict[str, JSON] = {
+        "tool_call_id": call_id,
+        "name": name,
+        "reason": reason,
+        "cut_off": cut_off,
+    }
+    return TaskOutcome("task.canceled", payload)
 
 
 def kill(ref: ActorRef[Any]) -> None:

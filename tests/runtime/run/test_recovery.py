@@ -139,3 +139,40 @@ async def test_killed_and_crashed_mid_stream_the_run_resumes_and_repeats_nothing
     await _check_invariants(node, dsn, events)
     restarts = await query(dsn, "SELECT count(*) FROM run_attempts WHERE run_id = %s", (run_id,))
     assert restarts[0][0] >= 2  # it really was interrupted and resumed
+
+
+async def test_frames_are_consumed_exactly_once_across_kills(node: Node, dsn: str) -> None:
+    frames = 12
+    rng = random.Random(5)
+    run_id = await node.start("echo")
+    faults = dict.fromkeys(rng.sample(range(1, frames), 3), "kill") | dict.fromkeys(
+        rng.sample(range(1, frames), 2), "crash"
+    )
+    for index in range(frames):
+        await node.store.append_frame(run_id, frame_id=f"f{index}", kind="text", payload=index)
+        fault = faults.get(index)
+        if fault is None:
+            continue
+        await node.wait_for(run_id, _at_least(2 * index))
+        ref = node.actor(run_id)
+        assert ref is not None
+        if fault == "kill":
+            kill(ref)
+        else:
+            await ref.tell(_Bug())
+    await node.store.append_frame(run_id, frame_id="end", kind="end")
+    events = await node.wait_terminal(run_id, seconds=60)
+    assert_gap_free(events)
+    # Checkable from the database alone: each frame_seq consumed once, in order.
+    consumed = await query(
+        dsn,
+        "SELECT (payload->>'frame_seq')::bigint FROM run_events"
+        " WHERE run_id = %s AND type = 'frame.consumed' ORDER BY seq",
+        (run_id,),
+    )
+    assert [row[0] for row in consumed] == list(range(1, frames + 2))
+    echoed = [payload(event)["payload"] for event in events if event.type == "echo"]
+    assert echoed == list(range(frames))
+    end = terminal(events)
+    assert end is not None
+    assert payload(end) == {"result": {"echoed": frames}}
