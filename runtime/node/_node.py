@@ -15,7 +15,7 @@ import anyio.to_thread
 import structlog
 from aiohttp import web
 
-from actors import ActorStartFailed, ActorStopped, Registry, spawn
+from actors import ActorStartFailed, ActorStopped, Lane, Registry, spawn
 from runtime.embedded_pg import EmbeddedPostgres
 from runtime.errors import StoreError
 from runtime.listener import Listener
@@ -26,7 +26,14 @@ from runtime.node._hosted import Resource
 from runtime.node._janitor import Janitor, JanitorStatistics, ScanNow, janitor_statistics
 from runtime.node._membership import Membership
 from runtime.node.errors import AdmissionRejected, NodeClosed, NodeStartFailed
-from runtime.run import HandlerRegistry, RunCounters, RunHost, RunSettings, run_spec
+from runtime.run import (
+    CancelRun,
+    HandlerRegistry,
+    RunCounters,
+    RunHost,
+    RunSettings,
+    run_spec,
+)
 from runtime.store import Store
 from supervisors import AdmissionRejected as SupervisorAdmissionRejected
 from supervisors import (
@@ -716,7 +723,13 @@ class Node:
             RunNotFound.
         """
         self._check_open()
-        return await self.store.request_cancel(run_id, reason=reason)
+        request = await self.store.request_cancel(run_id, reason=reason)
+        actor = self._registry.whereis(("run", run_id))
+        if request.requested and actor is not None:
+            # Hosted here: tell the actor at once, on its control lane, rather than wait
+            # for the wake-up. Never blocks: a full lane leaves it to the wake-up.
+            actor.try_tell(CancelRun(reason), lane=Lane.CONTROL)
+        return request
 
     async def wait(self, run_id: uuid.UUID) -> Run:
         """Wait until the run has ended; return its final row.
