@@ -10,7 +10,9 @@ Every ``janitor_interval`` seconds (and on request) one scan:
 3. appends ``run.executor_lost`` with the new epoch for runs whose lease ran out;
    gives up on runs past the loss budget (``run.failed`` with reason
    ``executor_lost_budget``, or ``run.canceled``), releasing their lease;
-4. starts a run actor for each resumed run, which replays the log and goes on.
+4. starts a run actor for each resumed run, which replays the log and goes on;
+5. runs the sweeps other parts registered (``Node.add_janitor_sweep``: the gateway's
+   retention and token-id clean-up), each bounded by the store's own deadlines.
 
 A scan that fails (the database is away) is logged and counted; the next interval
 tries again. Scans take turns through the actor's mailbox, one at a time, and a tick
@@ -67,6 +69,7 @@ class JanitorStatistics:
         executor_losses: ``run.executor_lost`` events appended.
         given_up: runs ended after more than ``executor_lost_budget`` losses.
         skipped: claimed runs left alone (hosted here, or no free run slot).
+        failed_sweeps: registered sweeps that failed (database errors).
     """
 
     scans: int
@@ -75,6 +78,7 @@ class JanitorStatistics:
     executor_losses: int
     given_up: int
     skipped: int
+    failed_sweeps: int
 
 
 class Janitor(HostedActor[Any]):
@@ -92,6 +96,7 @@ class Janitor(HostedActor[Any]):
         budget: int,
         pending_grace: float,
         counters: dict[str, int],
+        sweeps: list[Callable[[], Awaitable[object]]],
     ) -> None:
         self._store = store
         self._node_id = node_id
@@ -101,8 +106,9 @@ class Janitor(HostedActor[Any]):
         self._batch_size = batch_size
         self._budget = budget
         self._pending_grace = pending_grace
-        # Owned by the node, so the counts survive a restart of the janitor.
+        # Owned by the node, so the counts and sweeps survive a restart of the janitor.
         self._counters = counters
+        self._sweeps = sweeps
 
     async def on_start(self) -> None:
         self.tasks.start_soon(self._tick_forever, name="janitor ticks")
@@ -123,6 +129,12 @@ class Janitor(HostedActor[Any]):
             _logger.warning("janitor_scan_failed", error=str(error))
             return 0
         self._count("scans")
+        for sweep in tuple(self._sweeps):
+            try:
+                await sweep()
+            except StoreError as error:
+                self._count("failed_sweeps")
+                _logger.warning("janitor_sweep_failed", sweep=_name(sweep), error=str(error))
         return resumed
 
     def _count(self, name: str, amount: int = 1) -> None:
@@ -237,6 +249,10 @@ class Janitor(HostedActor[Any]):
         )
 
 
+def _name(sweep: object) -> str:
+    return str(getattr(sweep, "__qualname__", None) or type(sweep).__qualname__)
+
+
 def _lost_payload(node_id: str, lease: Lease, losses: int, budget: int) -> dict[str, Any]:
     return {"recovered_by": node_id, "epoch": lease.epoch, "losses": losses, "budget": budget}
 
@@ -250,4 +266,5 @@ def janitor_statistics(counters: dict[str, int]) -> JanitorStatistics:
         executor_losses=counters.get("executor_losses", 0),
         given_up=counters.get("given_up", 0),
         skipped=counters.get("skipped", 0),
+        failed_sweeps=counters.get("failed_sweeps", 0),
     )

@@ -6,7 +6,7 @@ import contextlib
 import enum
 import importlib.metadata
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, Self, final
 
@@ -217,6 +217,7 @@ class Node:
         self._root_ref: ActorRef[Any] | None = None
         self._root_scope: anyio.CancelScope | None = None
         self._janitor_counters: dict[str, int] = {}
+        self._sweeps: list[Callable[[], Awaitable[object]]] = []
         self._runs_started = 0
         self._address: tuple[str, int] | None = None
         self._idle: anyio.Event | None = None
@@ -371,6 +372,7 @@ class Node:
                     budget=config.executor_lost_budget,
                     pending_grace=config.lease_ttl,
                     counters=self._janitor_counters,
+                    sweeps=self._sweeps,
                 ),
             ),
             ChildSpec(
@@ -761,6 +763,13 @@ class Node:
             last = await self.store.read_events(run_id, after=run.last_seq - 1, limit=1)
             terminal = last[0] if last else None
         return RunSnapshot(run, lease, terminal)
+
+    def add_janitor_sweep(self, sweep: Callable[[], Awaitable[object]]) -> None:
+        """Have the janitor call ``sweep()`` after each of its scans (maintenance such as
+        the gateway's retention and expired token ids). A sweep must bound its own work;
+        a ``StoreError`` from it is logged and counted, and the next scan calls it again.
+        """
+        self._sweeps.append(sweep)
 
     async def recover_now(self) -> int:
         """Have the janitor scan at once; return how many runs it resumed here."""

@@ -9,7 +9,7 @@ import anyio
 import pytest
 
 from runtime.node import Node
-from runtime.store import EXECUTOR_LOST_EVENT, NewEvent
+from runtime.store import EXECUTOR_LOST_EVENT, DatabaseUnavailable, NewEvent
 from tests.runtime._helpers import expire_lease
 from tests.runtime.node._helpers import assert_a_clean_log, log_of, payload, wait_for_event
 
@@ -192,3 +192,20 @@ async def test_the_janitor_resumes_no_more_than_admission_allows(
         spans.sort()
         for (_, ended), (next_started, _) in itertools.pairwise(spans):
             assert ended <= next_started
+
+
+async def test_registered_sweeps_run_after_each_scan_and_survive_failures(node: Node) -> None:
+    calls = 0
+
+    async def sweep() -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise DatabaseUnavailable("db.example", "gone for a moment")
+
+    node.add_janitor_sweep(sweep)
+    with anyio.fail_after(20):
+        await node.recover_now()
+        await node.recover_now()
+    assert calls >= 2
+    assert node.statistics().janitor.failed_sweeps == 1
