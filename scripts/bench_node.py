@@ -466,6 +466,7 @@ async def _orchestrate(args: argparse.Namespace) -> list[Row]:
         rows: list[Row] = []
         for loop in loops:
             rows += await anyio.to_thread.run_sync(_run_worker, dsn, loop, args)
+            print(_table(rows), file=sys.stderr, flush=True)  # kept should a later phase fail
         if args.cluster:
             rows += await anyio.to_thread.run_sync(cluster, dsn, args.runs, args.window)
         return rows
