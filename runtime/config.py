@@ -206,6 +206,16 @@ class NodeConfig(BaseSettings):
     log_format: LogFormat = "auto"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
+    @field_validator("dsn", mode="before")
+    @classmethod
+    def _empty_dsn_is_none(cls, value: object) -> object:
+        """``WARDEN_DSN=`` (set but empty) means no DSN: the embedded server."""
+        if isinstance(value, str) and not value.strip():
+            return None
+        if isinstance(value, SecretStr) and not value.get_secret_value().strip():
+            return None
+        return value
+
     @field_validator("handlers", mode="before")
     @classmethod
     def _split_handlers(cls, value: object) -> object:

@@ -121,3 +121,11 @@ def test_bad_node_settings_are_refused_naming_the_field(
 
 def test_the_default_node_name_is_a_valid_name() -> None:
     assert NodeConfig(node_name=default_node_name()).node_name
+
+
+@pytest.mark.parametrize("value", ["", "  "])
+def test_an_empty_dsn_means_the_embedded_server(
+    monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    monkeypatch.setenv("WARDEN_DSN", value)
+    assert NodeConfig().dsn is None
