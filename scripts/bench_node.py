@@ -79,7 +79,6 @@ PAYLOAD: Final[JSON] = {"text": "hello, world", "tokens": [1, 2, 3], "ok": True}
 EMITTERS: Final = 50
 APPENDERS: Final = 20
 CLUSTER_NODES: Final = 3
-CLUSTER_ROUNDS: Final = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -387,12 +386,12 @@ def _spawn(args: list[str]) -> subprocess.Popen[str]:
     )
 
 
-def cluster(dsn: str, runs: int, window: float) -> list[Row]:
+def cluster(dsn: str, runs: int, window: float, rounds: int) -> list[Row]:
     per_node = max(1, runs // CLUSTER_NODES)
     eps: dict[str, list[float]] = {"in_transaction": [], "after_commit": []}
     frames: dict[str, list[float]] = {"in_transaction": [], "after_commit": []}
     modes = list(eps)
-    for round_ in range(CLUSTER_ROUNDS):
+    for round_ in range(rounds):
         # Alternate which placement goes first, so drift in the machine's load cancels.
         for mode in modes if round_ % 2 == 0 else modes[::-1]:
             args = ["--member", mode, "--dsn", dsn, "--runs", str(per_node)]
@@ -413,9 +412,10 @@ def cluster(dsn: str, runs: int, window: float) -> list[Row]:
             eps[mode].append(sum(r["eps"] for r in results))
             frames[mode] += [f for r in results for f in r["frames"]]
     rows = []
-    reference = sum(eps["in_transaction"]) / CLUSTER_ROUNDS
+    reference = sum(eps["in_transaction"]) / rounds
     for mode in modes:
-        mean = sum(eps[mode]) / CLUSTER_ROUNDS
+        print(f"cluster {mode}: {[round(e) for e in eps[mode]]} events/s", file=sys.stderr)
+        mean = sum(eps[mode]) / rounds
         rows.append(Row(f"cluster3_notify_{mode}_eps", mean, "events/s", reference))
     for mode in modes:
         rows.append(Row(f"cluster3_notify_{mode}_frame_p99_ms", _p(frames[mode], 99), "ms", None))
@@ -460,15 +460,17 @@ def _run_worker(dsn: str, loop: str, args: argparse.Namespace) -> list[Row]:
 
 async def _orchestrate(args: argparse.Namespace) -> list[Row]:
     async with scratch_database(args.dsn) as dsn:
-        loops = ["asyncio"]
-        if importlib.util.find_spec("uvloop") is not None and not args.no_uvloop:
+        loops = [] if args.cluster_only else ["asyncio"]
+        if loops and importlib.util.find_spec("uvloop") is not None and not args.no_uvloop:
             loops.append("uvloop")
         rows: list[Row] = []
         for loop in loops:
             rows += await anyio.to_thread.run_sync(_run_worker, dsn, loop, args)
             print(_table(rows), file=sys.stderr, flush=True)  # kept should a later phase fail
-        if args.cluster:
-            rows += await anyio.to_thread.run_sync(cluster, dsn, args.runs, args.window)
+        if args.cluster or args.cluster_only:
+            rows += await anyio.to_thread.run_sync(
+                cluster, dsn, args.runs, args.window, args.rounds
+            )
         return rows
 
 
@@ -481,6 +483,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--restarts", type=int, default=50, help="crashes measured in (e)")
     parser.add_argument("--scale", type=float, default=1.0, help="multiply the baseline's size")
     parser.add_argument("--cluster", action="store_true", help="also measure NOTIFY placement")
+    parser.add_argument("--cluster-only", action="store_true", help="only NOTIFY placement")
+    parser.add_argument("--rounds", type=int, default=2, help="rounds of each placement")
     parser.add_argument("--no-uvloop", action="store_true", help="skip the uvloop figures")
     parser.add_argument("--worker", choices=("asyncio", "uvloop"), help=argparse.SUPPRESS)
     parser.add_argument(
