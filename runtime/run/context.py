@@ -383,15 +383,22 @@ class RunContext:
                 self._check_live()
                 self._tasks.check_capacity()
                 call_id = tool_call_id(self.run.run_id, self._log.head + 1)
-                await self._log.append_locked(
-                    TASK_STARTED,
-                    {
-                        "name": task_name,
-                        "tool_call_id": call_id,
-                        "args_sha256": args_sha,
-                        "timeout": limit,
-                    },
-                )
+                task = TaskContext(self.run.run_id, call_id, task_name, self.fence, float(limit))
+                self._tasks.begin(task)
+                try:
+                    await self._log.append_locked(
+                        TASK_STARTED,
+                        {
+                            "name": task_name,
+                            "tool_call_id": call_id,
+                            "args_sha256": args_sha,
+                            "timeout": limit,
+                        },
+                    )
+                except BaseException:
+                    self._tasks.live.pop(call_id, None)  # never started: not a task
+                    raise
+            return await self._tasks.run(fn, tuple(args), task)
         task = TaskContext(self.run.run_id, call_id, task_name, self.fence, float(limit))
         return await self._tasks.run(fn, tuple(args), task)
 

@@ -233,6 +233,11 @@ class TaskRunner:
         if len(self.live) >= self.max_tasks:
             raise TaskLimitReached(self.log.run_id, self.max_tasks)
 
+    def begin(self, call: TaskContext) -> None:
+        """Count ``call`` as running from now on (before its ``task.started`` commits,
+        so that concurrent spawns see it)."""
+        self.live[call.tool_call_id] = _LiveTask(call)
+
     async def run(
         self,
         fn: Callable[..., Awaitable[object]],
@@ -245,7 +250,9 @@ class TaskRunner:
             TaskFailed, TaskTimedOut, TaskCanceled: the task did not succeed.
             EgressFenced: the run was fenced meanwhile; the result is discarded.
         """
-        live = self.live[call.tool_call_id] = _LiveTask(call)
+        live = self.live.get(call.tool_call_id)
+        if live is None:
+            live = self.live[call.tool_call_id] = _LiveTask(call)
         outcome = await self._execute(fn, args, call, live)
         # Cancelled before this point, the task stays in ``live`` for the run actor to
         # cancel and log; from here on it is settled either way.

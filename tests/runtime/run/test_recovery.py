@@ -176,3 +176,24 @@ async def test_frames_are_consumed_exactly_once_across_kills(node: Node, dsn: st
     end = terminal(events)
     assert end is not None
     assert payload(end) == {"result": {"echoed": frames}}
+
+
+async def test_many_runs_under_random_kills_and_crashes_keep_every_invariant(
+    node: Node, dsn: str
+) -> None:
+    await _side_tables(dsn)
+    node.handlers.register("agent", _agent(dsn))
+    rng = random.Random(2024)
+    run_ids = [await node.start("agent", session_id=f"s-{index}") for index in range(6)]
+    for _ in range(10):
+        run_id = rng.choice(run_ids)
+        events = await node.wait_for(run_id, _at_least(rng.randrange(1, 20)))
+        ref = node.actor(run_id)
+        if terminal(events) is not None or ref is None:
+            continue
+        if rng.random() < 0.5:
+            kill(ref)
+        else:
+            await ref.tell(_Bug())
+    for run_id in run_ids:
+        await _check_invariants(node, dsn, await node.wait_terminal(run_id, seconds=90))
