@@ -36,8 +36,10 @@ run at once — releases any lease left, and stops the tree in reverse order.
 """
 
 from runtime.node._janitor import JanitorStatistics
-from runtime.node._node import GatewayFactory, Node, NodeStatistics, RunSnapshot, run_settings
+from runtime.node._node import GatewayFactory, Node
+from runtime.node._records import NodeStatistics, RunSnapshot
 from runtime.node._serve import serve
+from runtime.node._tree import run_settings
 from runtime.node.errors import AdmissionRejected, NodeClosed, NodeError, NodeStartFailed
 
 __all__ = [

@@ -7,8 +7,7 @@ import enum
 import importlib.metadata
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final, Self, final
+from typing import TYPE_CHECKING, Any, Final, Self
 
 import anyio
 import anyio.to_thread
@@ -18,33 +17,32 @@ from aiohttp import web
 from actors import ActorStartFailed, ActorStopped, Lane, Registry, spawn
 from runtime.embedded_pg import EmbeddedPostgres
 from runtime.errors import StoreError
-from runtime.listener import Listener
-from runtime.migrator import apply_migrations
 from runtime.node._admission import Admission
-from runtime.node._gateway import SHUTDOWN_TIMEOUT, Gateway, health_app
-from runtime.node._hosted import Resource
-from runtime.node._janitor import Janitor, JanitorStatistics, ScanNow, janitor_statistics
-from runtime.node._membership import Membership
-from runtime.node.errors import AdmissionRejected, NodeClosed, NodeStartFailed
+from runtime.node._gateway import SHUTDOWN_TIMEOUT, health_app
+from runtime.node._janitor import ScanNow, janitor_statistics
+from runtime.node._records import NodeStatistics, RunSnapshot
+from runtime.node._tree import (
+    STORE_SHUTDOWN,
+    TreeHooks,
+    node_tree,
+    run_id_of,
+    run_settings,
+    start_failure,
+)
+from runtime.node.errors import AdmissionRejected, NodeClosed
 from runtime.run import (
     CancelRun,
     HandlerRegistry,
     RunCounters,
     RunHost,
-    RunSettings,
     run_spec,
 )
-from runtime.store import Store
 from supervisors import AdmissionRejected as SupervisorAdmissionRejected
 from supervisors import (
     ChildExited,
-    ChildKind,
-    ChildSpec,
     ChildStarted,
     ChildStartError,
     DuplicateChild,
-    DynamicSupervisor,
-    Strategy,
     Supervisor,
     UnknownChild,
     start_child,
@@ -52,49 +50,32 @@ from supervisors import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
     from types import TracebackType
 
     from anyio.abc import TaskStatus
 
     from actors import ActorRef, ExitReason
     from runtime.config import NodeConfig
-    from runtime.store import CancelRequest, Event, FrameAppend, Lease, Run
+    from runtime.listener import Listener
+    from runtime.store import CancelRequest, FrameAppend, Lease, Run, Store
     from runtime.store._codec import JSON
     from supervisors import SupervisionEvent, SupervisorSnapshot
 
-__all__ = ["GatewayFactory", "Node", "NodeStatistics", "RunSnapshot"]
+__all__ = ["GatewayFactory", "Node"]
 
 _logger = structlog.get_logger("runtime.node")
 
 GatewayFactory = Callable[["Node"], web.Application]
 """Builds the aiohttp application a node's gateway slot serves (``transport/``'s)."""
 
-#: Seconds the store's child may take to start: migrations wait up to 60 s for another
-#: node's migrator.
-_STORE_START_TIMEOUT: Final = 90.0
-#: Seconds the store may take to stop (it drains queued appends for up to 10 s).
-_STORE_SHUTDOWN: Final = 15.0
 #: Extra seconds on top of the run actors' own stop budget when the node stops them.
 _STOP_MARGIN: Final = 5.0
 #: Seconds the last release of this node's leases may take.
 _RELEASE_TIMEOUT: Final = 10.0
-#: The root supervisor's intensity: three failures of its children within a minute stop
-#: the node (a node that cannot keep its store or listener up should stop visibly).
-_ROOT_MAX_RESTARTS: Final = 3
-_ROOT_MAX_SECONDS: Final = 60.0
 #: Registry names beyond the run actors' (one each, ``("run", run_id)``).
 _REGISTRY_SPARE: Final = 64
 #: Derives session ids for runs started without one, from owner and idempotency key.
 _SESSION_NAMESPACE: Final = uuid.UUID("5d8e2f2c-7a0e-4f7e-9a57-3c1d5b7e0a11")
-
-
-class StoreHolder(Resource[Store]):
-    """The node's store child: applies migrations, then holds the store open."""
-
-
-class ListenerHolder(Resource[Listener]):
-    """The node's listener child: holds the one LISTEN connection open."""
 
 
 class _State(enum.Enum):
@@ -103,70 +84,6 @@ class _State(enum.Enum):
     OPEN = "open"
     DRAINING = "draining"
     CLOSED = "closed"
-
-
-@final
-@dataclass(frozen=True, slots=True)
-class RunSnapshot:
-    """A run as operators see it (``GET /v1/runs/{id}``).
-
-    Attributes:
-        run: the run row (status, ``last_seq``, ...).
-        lease: its lease row (owner node and epoch), ``None`` if it was never leased.
-        terminal_event: its terminal event once it has ended, else ``None``.
-    """
-
-    run: Run
-    lease: Lease | None
-    terminal_event: Event | None
-
-
-@final
-@dataclass(frozen=True, slots=True)
-class NodeStatistics:
-    """A snapshot of the node's counters, for metrics.
-
-    Attributes:
-        node_id: the node's id.
-        state: ``open``, ``draining``, ...
-        active_runs: runs executing on this node now.
-        starting_runs: starts in progress.
-        max_active_runs: the admission bound.
-        runs_started: run actors started by ``start_run`` and the janitor.
-        admissions_refused: starts refused (bound reached or draining).
-        janitor: the janitor's counters (scans, resumed runs, executor losses, ...).
-        runs: the run actors' counters (runs started and finished, cancels, stalls, ...).
-        supervision: supervision events of the node's root, by name.
-    """
-
-    node_id: str
-    state: str
-    active_runs: int
-    starting_runs: int
-    max_active_runs: int
-    runs_started: int
-    admissions_refused: int
-    janitor: JanitorStatistics
-    runs: dict[str, int]
-    supervision: dict[str, int]
-
-
-def run_settings(config: NodeConfig) -> RunSettings:
-    """The run actors' settings from the node's configuration."""
-    from actors import LaneConfig, MailboxConfig
-
-    return RunSettings(
-        lease_ttl=config.lease_ttl,
-        heartbeat_interval=config.effective_heartbeat_interval,
-        task_cancel_grace=config.task_cancel_grace,
-        attempts=config.run_attempts,
-        executor_lost_budget=config.executor_lost_budget,
-        mailbox=MailboxConfig(
-            control=LaneConfig(config.run_control_capacity),
-            data=LaneConfig(config.run_data_capacity),
-            telemetry=LaneConfig(config.run_telemetry_capacity),
-        ),
-    )
 
 
 class Node:
@@ -312,16 +229,11 @@ class Node:
         self._dsn = dsn
         task_group = await stack.enter_async_context(anyio.create_task_group())
         stack.callback(task_group.cancel_scope.cancel)
-        self._root = Supervisor(
-            self._children(dsn),
-            strategy=Strategy.REST_FOR_ONE,
-            max_restarts=_ROOT_MAX_RESTARTS,
-            max_seconds=_ROOT_MAX_SECONDS,
-        )
+        self._root = node_tree(self.config, dsn, self._hooks())
         try:
             self._root_ref = await task_group.start(self._host_root, self._root)
         except ActorStartFailed as error:
-            raise _start_failure(error) from error
+            raise start_failure(error) from error
         _logger.info(
             "node_started",
             run_types=list(self.handlers.run_types()),
@@ -335,78 +247,22 @@ class Node:
             registry.load(spec, replace=True)
         return registry
 
-    def _children(self, dsn: str) -> list[ChildSpec]:
-        config = self.config
-        return [
-            ChildSpec(
-                "store",
-                lambda: StoreHolder("store", lambda: self._open_store(dsn), self._set_store),
-                shutdown=_STORE_SHUTDOWN,
-                start_timeout=_STORE_START_TIMEOUT,
-            ),
-            ChildSpec(
-                "listener",
-                lambda: ListenerHolder(
-                    "listener", lambda: Listener(dsn, config), self._set_listener
-                ),
-            ),
-            ChildSpec(
-                "membership",
-                lambda: Membership(
-                    store=lambda: self.store,
-                    node_id=self.node_id,
-                    boot_id=self.boot_id,
-                    interval=config.effective_heartbeat_interval,
-                    metadata=self._metadata,
-                ),
-            ),
-            ChildSpec(
-                "janitor",
-                lambda: Janitor(
-                    store=lambda: self.store,
-                    node_id=self.node_id,
-                    admission=self._admission,
-                    start_run=self._start_recovered,
-                    interval=config.janitor_interval,
-                    batch_size=config.janitor_batch_size,
-                    budget=config.executor_lost_budget,
-                    pending_grace=config.lease_ttl,
-                    counters=self._janitor_counters,
-                    sweeps=self._sweeps,
-                ),
-            ),
-            ChildSpec(
-                "sessions",
-                lambda: DynamicSupervisor(max_children=config.max_active_runs),
-                kind=ChildKind.SUPERVISOR,
-            ),
-            ChildSpec(
-                "runs",
-                lambda: DynamicSupervisor(
-                    max_children=config.max_active_runs,
-                    max_restarts=max(10, config.max_active_runs // 10),
-                    max_seconds=10.0,
-                    observer=self._observe_runs,
-                ),
-                kind=ChildKind.SUPERVISOR,
-            ),
-            ChildSpec(
-                "gateway",
-                lambda: Gateway(
-                    app=self._gateway_app,
-                    host=config.host,
-                    port=config.port,
-                    on_bound=self._set_address,
-                ),
-                shutdown=SHUTDOWN_TIMEOUT + 2,
-            ),
-        ]
-
-    @contextlib.asynccontextmanager
-    async def _open_store(self, dsn: str) -> AsyncIterator[Store]:
-        await apply_migrations(dsn, connect_timeout=self.config.connect_timeout)
-        async with Store(dsn, self.config) as store:
-            yield store
+    def _hooks(self) -> TreeHooks:
+        return TreeHooks(
+            node_id=self.node_id,
+            boot_id=self.boot_id,
+            store=lambda: self.store,
+            set_store=self._set_store,
+            set_listener=self._set_listener,
+            set_address=self._set_address,
+            metadata=self._metadata,
+            gateway_app=self._gateway_app,
+            admission=self._admission,
+            start_recovered=self._start_reserved,
+            observe_runs=self._observe_runs,
+            janitor_counters=self._janitor_counters,
+            sweeps=self._sweeps,
+        )
 
     def _set_store(self, store: Store) -> None:
         self._store = store
@@ -533,7 +389,7 @@ class Node:
             await self._root_ref.wait_stopped()
 
     def _stop_budget(self) -> float:
-        return self._settings.stop_timeout + _STORE_SHUTDOWN + SHUTDOWN_TIMEOUT + _STOP_MARGIN
+        return self._settings.stop_timeout + STORE_SHUTDOWN + SHUTDOWN_TIMEOUT + _STOP_MARGIN
 
     async def wait_idle(self) -> None:
         """Wait until no run executes on this node (nor is starting).
@@ -608,9 +464,9 @@ class Node:
 
     def _observe_runs(self, event: SupervisionEvent) -> None:
         if isinstance(event, ChildStarted):
-            self._admission.started(_run_id_of(event.child_id))
+            self._admission.started(run_id_of(event.child_id))
         elif isinstance(event, ChildExited) and not event.will_restart:
-            self._admission.exited(_run_id_of(event.child_id))
+            self._admission.exited(run_id_of(event.child_id))
             if not (self._admission.active or self._admission.starting):
                 assert self._idle is not None
                 self._idle.set()
@@ -642,9 +498,6 @@ class Node:
             await self.store.release_lease(
                 lease.run_id, owner_node=lease.owner_node, epoch=lease.epoch
             )
-
-    async def _start_recovered(self, run_id: uuid.UUID, lease: Lease) -> bool:
-        return await self._start_reserved(run_id, lease)
 
     async def start_run(
         self,
@@ -804,27 +657,8 @@ class Node:
         )
 
 
-def _run_id_of(child_id: str) -> uuid.UUID:
-    """The run a child of the runs supervisor executes (named by ``run_child_id``)."""
-    return uuid.UUID(child_id.rpartition(":")[2])
-
-
 def _version() -> str:
     try:
         return importlib.metadata.version("warden-runtime")
     except importlib.metadata.PackageNotFoundError:
         return "unknown"
-
-
-def _start_failure(error: ActorStartFailed) -> NodeStartFailed:
-    """Name the part of the tree that failed to start, and the error it failed with."""
-    part = "tree"
-    reason: BaseException = error
-    while isinstance(reason, ActorStartFailed | ChildStartError) and reason.__cause__:
-        if isinstance(reason, ChildStartError) and part == "tree":
-            part = reason.child_id
-        reason = reason.__cause__
-    while isinstance(reason, BaseExceptionGroup) and reason.exceptions:
-        reason = reason.exceptions[0]
-    text = reason.strerror if isinstance(reason, OSError) and reason.strerror else str(reason)
-    return NodeStartFailed(part, text or type(reason).__name__)
