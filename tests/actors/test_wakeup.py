@@ -1,18 +1,19 @@
-"""The per-backend one-shot waiters under the mailbox's hot path."""
+"""The running backend's primitives: the one-shot waiters under the mailbox's hot path
+and the clock."""
 
 from __future__ import annotations
 
 import anyio
 import pytest
 
-from actors._wakeup import primitives
+from actors._backend import current_backend
 from actors.testing import wait_all_tasks_blocked
 
 pytestmark = pytest.mark.anyio
 
 
 async def test_wake_before_wait_returns_at_once() -> None:
-    waiter = primitives()[0]()
+    waiter = current_backend().new_waiter()
     woken_before = waiter.woken
     waiter.wake()
     assert not woken_before
@@ -24,7 +25,7 @@ async def test_wake_before_wait_returns_at_once() -> None:
 
 
 async def test_deadline_passes_exactly() -> None:
-    waiter = primitives()[0]()
+    waiter = current_backend().new_waiter()
     start = anyio.current_time()
     assert not await waiter.wait(start + 2.5)
     assert anyio.current_time() - start == 2.5
@@ -32,7 +33,7 @@ async def test_deadline_passes_exactly() -> None:
 
 
 async def test_past_deadline_returns_false_without_waiting() -> None:
-    waiter = primitives()[0]()
+    waiter = current_backend().new_waiter()
     start = anyio.current_time()
     assert not await waiter.wait(start - 1)
     assert anyio.current_time() == start
@@ -40,7 +41,7 @@ async def test_past_deadline_returns_false_without_waiting() -> None:
 
 @pytest.mark.parametrize("with_deadline", [True, False])
 async def test_wake_from_another_task(with_deadline: bool) -> None:
-    waiter = primitives()[0]()
+    waiter = current_backend().new_waiter()
     start = anyio.current_time()
     results: list[tuple[bool, float]] = []
 
@@ -58,7 +59,7 @@ async def test_wake_from_another_task(with_deadline: bool) -> None:
 
 
 async def test_cancellation_propagates_and_a_later_wake_is_harmless() -> None:
-    waiter = primitives()[0]()
+    waiter = current_backend().new_waiter()
     start = anyio.current_time()
     with anyio.move_on_after(3) as scope:
         await waiter.wait(start + 10)
@@ -71,34 +72,43 @@ async def test_cancellation_propagates_and_a_later_wake_is_harmless() -> None:
 
 
 async def test_each_factory_call_gives_a_fresh_waiter() -> None:
-    factory = primitives()[0]
+    factory = current_backend().new_waiter
     first, second = factory(), factory()
     first.wake()
     assert first.woken
     assert not second.woken
 
 
-def test_primitives_need_a_running_event_loop() -> None:
+def test_the_backend_needs_a_running_event_loop() -> None:
     with pytest.raises(RuntimeError):
-        primitives()
+        current_backend()
+
+
+async def test_the_backend_is_the_running_one_and_its_clock_is_anyios() -> None:
+    import sniffio
+
+    backend = current_backend()
+    assert backend.name == sniffio.current_async_library()
+    assert backend.clock() == anyio.current_time()
+    assert current_backend() is backend  # shared: a mailbox keeps two references
 
 
 async def test_wake_reports_whether_it_woke() -> None:
-    waiter = primitives()[0]()
+    waiter = current_backend().new_waiter()
     assert waiter.wake()
     assert not waiter.wake()  # only the first wake counts
     assert await waiter.wait()
 
 
 async def test_wake_after_a_timed_out_wait_fails() -> None:
-    waiter = primitives()[0]()
+    waiter = current_backend().new_waiter()
     assert not await waiter.wait(anyio.current_time() + 1)
     assert not waiter.wake()
     assert not waiter.woken
 
 
 async def test_wake_after_a_cancelled_wait_fails() -> None:
-    waiter = primitives()[0]()
+    waiter = current_backend().new_waiter()
     with anyio.move_on_after(1):
         await waiter.wait()
     assert not waiter.wake()
@@ -110,7 +120,7 @@ async def test_wake_racing_a_cancellation_tells_the_truth() -> None:
     # cancellation already settled the waiter and the wake fails. Either way the
     # cancellation propagates, and ``woken`` agrees with what wake() returned, so the
     # waiter's ``finally`` knows whether it holds something to hand on.
-    waiter = primitives()[0]()
+    waiter = current_backend().new_waiter()
     outcome: list[str] = []
     async with anyio.create_task_group() as tg:
         scope = anyio.CancelScope()

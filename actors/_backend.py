@@ -1,4 +1,4 @@
-"""One-shot wake-ups, native to the running backend.
+"""The running backend's primitives: one-shot wake-ups, its clock and cancel scopes.
 
 The mailbox's hot path parks a task and wakes it from another; anyio's portable
 primitives cost several times more per message than a bare future, so the kernel keeps
@@ -17,15 +17,17 @@ the next one instead of to a task that gave up.
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Any, Protocol
+import functools
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Final, Protocol, final
 
+import anyio
 import sniffio
-import trio
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Generator
 
-__all__ = ["Waiter", "primitives"]
+__all__ = ["Backend", "CancelScope", "Waiter", "current_backend"]
 
 
 class Waiter(Protocol):
@@ -78,59 +80,6 @@ class _AsyncioWaiter:
             timer.cancel()
 
 
-class _TrioWaiter:
-    __slots__ = ("_gave_up", "_task", "_woken")
-
-    def __init__(self) -> None:
-        self._task: trio.lowlevel.Task | None = None
-        self._woken = False
-        self._gave_up = False
-
-    @property
-    def woken(self) -> bool:
-        return self._woken
-
-    def wake(self) -> bool:
-        # A waiter whose deadline or cancellation has fired but whose task has not run
-        # yet can still be woken here: ``wait`` then reports ``True`` and the caller uses
-        # what it was handed.
-        if self._woken or self._gave_up:
-            return False
-        self._woken = True
-        task = self._task
-        if task is not None:
-            self._task = None
-            trio.lowlevel.reschedule(task)
-        return True
-
-    def __await__(self) -> Generator[Any, None, bool]:
-        # A generator rather than wait(): a parked actor holds this one frame, trio's
-        # wait_task_rescheduled and a bound method, instead of two coroutines and a
-        # closure.
-        if not self._woken:
-            self._task = trio.lowlevel.current_task()
-            try:
-                # `yield from ....__await__()` is how a generator awaits.
-                yield from trio.lowlevel.wait_task_rescheduled(self._abort).__await__()  # noqa: ASYNC105
-            finally:
-                # Resumed without a wake-up (deadline or cancellation): later wakes fail.
-                self._gave_up = not self._woken
-        return True
-
-    async def wait(self, deadline: float | None = None) -> bool:
-        if self._woken:
-            return True
-        if deadline is None:
-            return await self
-        with trio.move_on_at(deadline):
-            await self
-        return self._woken
-
-    def _abort(self, _: object) -> trio.lowlevel.Abort:
-        self._task = None
-        return trio.lowlevel.Abort.SUCCEEDED
-
-
 def _asyncio_now() -> float:
     return _get_running_loop().time()
 
@@ -138,19 +87,61 @@ def _asyncio_now() -> float:
 _get_running_loop = asyncio.get_running_loop
 
 
-def primitives() -> tuple[Callable[[], Waiter], Callable[[], float]]:
-    """Return the running backend's waiter factory and clock.
+class CancelScope(Protocol):
+    """What the kernel uses of a cancel scope (anyio's on asyncio, trio's on trio)."""
 
-    The clock is the one ``anyio.current_time()`` reads (the loop's ``time()`` on asyncio,
-    ``trio.current_time()`` on trio), without anyio's per-call backend lookup. Both are
-    shared objects: a mailbox that keeps them costs two references, nothing more.
+    shield: bool
+
+    def cancel(self) -> None: ...
+
+    @property
+    def cancelled_caught(self) -> bool: ...
+
+    def __enter__(self) -> Any: ...
+
+    def __exit__(self, *exc_info: Any) -> bool | None: ...
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class Backend:
+    """The running backend's primitives, shared by every mailbox and incarnation.
+
+    Attributes:
+        name: ``"asyncio"`` or ``"trio"``.
+        new_waiter: builds a one-shot :class:`Waiter`.
+        clock: the clock ``anyio.current_time()`` reads (the loop's ``time()`` on
+            asyncio, ``trio.current_time()`` on trio), without anyio's per-call lookup.
+        new_scope: builds a cancel scope: anyio's on asyncio, trio's own on trio (anyio
+            would wrap it in one more object per actor).
+    """
+
+    name: str
+    new_waiter: Callable[[], Waiter]
+    clock: Callable[[], float]
+    new_scope: Callable[[], CancelScope]
+
+
+_ASYNCIO: Final = Backend("asyncio", _AsyncioWaiter, _asyncio_now, anyio.CancelScope)
+
+
+@functools.cache
+def _trio_backend() -> Backend:
+    # Imported on first use, so that importing the kernel never imports trio on asyncio.
+    from actors import _trio
+
+    return Backend("trio", _trio.TrioWaiter, _trio.current_time, _trio.new_scope)
+
+
+def current_backend() -> Backend:
+    """The running backend's primitives.
 
     Raises:
         RuntimeError: when called outside asyncio or trio.
     """
     library = sniffio.current_async_library()
     if library == "asyncio":
-        return _AsyncioWaiter, _asyncio_now
+        return _ASYNCIO
     if library == "trio":
-        return _TrioWaiter, trio.current_time
+        return _trio_backend()
     raise RuntimeError(f"the actor kernel runs on asyncio or trio, not {library}")
