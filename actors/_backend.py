@@ -3,15 +3,16 @@
 The mailbox's hot path parks a task and wakes it from another; anyio's portable
 primitives cost several times more per message than a bare future, so the kernel keeps
 one small waiter per backend and shares everything else (lane logic, bounds, ordering).
+On asyncio the waiter is a plain ``asyncio.Future``: no wrapper to allocate or call
+through.
 
-A waiter is woken at most once. ``wait(deadline)`` returns ``True`` when it was woken and
-``False`` when the deadline (read from the backend clock, like ``anyio.current_time()``)
-passed first. ``await waiter`` waits without a deadline and, on asyncio, parks on the
-future itself: an idle actor's task then holds no extra coroutine frame. Cancellation
-propagates; the caller inspects ``woken`` in its ``finally`` to hand on a wake-up it can
-no longer use. ``wake()`` returns whether it woke the waiter: ``False`` once the waiter
-has timed out or been cancelled, so whoever hands a resource to a waiter can pass it to
-the next one instead of to a task that gave up.
+A waiter is woken at most once (:func:`wake`). ``wait(waiter, deadline)`` returns
+``True`` when it was woken and ``False`` when the deadline (read from the backend clock,
+like ``anyio.current_time()``) passed first. ``await waiter`` waits without a deadline.
+Cancellation propagates; the caller inspects ``woken(waiter)`` in its ``finally`` to hand
+on a wake-up it can no longer use. :func:`wake` returns whether it woke the waiter:
+``False`` once the waiter has timed out or been cancelled, so whoever hands a resource to
+a waiter can pass it to the next one instead of to a task that gave up.
 """
 
 from __future__ import annotations
@@ -25,22 +26,29 @@ import anyio
 import sniffio
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Generator
+    from collections.abc import Awaitable, Callable, Generator
 
-__all__ = ["Backend", "CancelScope", "Waiter", "current_backend"]
+__all__ = ["Backend", "CancelScope", "Waiter", "current_backend", "wake"]
 
 
 class Waiter(Protocol):
-    """A one-shot wake-up for one parked task."""
+    """A one-shot wake-up for one parked task: the part of ``asyncio.Future``'s API the
+    kernel uses. On asyncio it *is* a future; trio's is :class:`actors._trio.TrioWaiter`."""
 
-    @property
-    def woken(self) -> bool: ...
+    def done(self) -> bool: ...
 
-    def wake(self) -> bool: ...
-
-    async def wait(self, deadline: float | None = None) -> bool: ...
+    def set_result(self, result: bool, /) -> None: ...
 
     def __await__(self) -> Generator[Any, None, object]: ...
+
+
+def wake(waiter: Waiter) -> bool:
+    """Wake ``waiter``; ``False`` when it was already woken, timed out or cancelled (then
+    whatever it was to be handed goes to someone else)."""
+    if waiter.done():
+        return False
+    waiter.set_result(True)
+    return True
 
 
 def _expire(future: asyncio.Future[bool]) -> None:
@@ -48,36 +56,18 @@ def _expire(future: asyncio.Future[bool]) -> None:
         future.set_result(False)
 
 
-class _AsyncioWaiter:
-    __slots__ = ("_future",)
+async def _wait_future(future: asyncio.Future[bool], deadline: float | None) -> bool:
+    if deadline is None or future.done():
+        return await future
+    timer = future.get_loop().call_at(deadline, _expire, future)
+    try:
+        return await future
+    finally:
+        timer.cancel()
 
-    def __init__(self) -> None:
-        # Bound to the running loop, like loop.create_future(), without the method call.
-        self._future: asyncio.Future[bool] = asyncio.Future()
 
-    @property
-    def woken(self) -> bool:
-        future = self._future
-        return future.done() and not future.cancelled() and future.result()
-
-    def wake(self) -> bool:
-        if self._future.done():  # already woken, timed out or cancelled
-            return False
-        self._future.set_result(True)
-        return True
-
-    def __await__(self) -> Generator[Any, None, bool]:
-        return self._future.__await__()
-
-    async def wait(self, deadline: float | None = None) -> bool:
-        future = self._future
-        if deadline is None or future.done():
-            return await future
-        timer = future.get_loop().call_at(deadline, _expire, future)
-        try:
-            return await future
-        finally:
-            timer.cancel()
+def _future_woken(future: asyncio.Future[bool]) -> bool:
+    return future.done() and not future.cancelled() and future.result()
 
 
 def _asyncio_now() -> float:
@@ -110,6 +100,10 @@ class Backend:
     Attributes:
         name: ``"asyncio"`` or ``"trio"``.
         new_waiter: builds a one-shot :class:`Waiter`.
+        wait: ``await wait(waiter, deadline)``: ``True`` once woken, ``False`` when the
+            deadline (backend clock; ``None`` for none) passed first. Cancellation
+            propagates; a waiter that timed out or was cancelled cannot be woken after.
+        woken: whether a waiter was woken (not timed out, not cancelled).
         clock: the clock ``anyio.current_time()`` reads (the loop's ``time()`` on
             asyncio, ``trio.current_time()`` on trio), without anyio's per-call lookup.
         new_scope: builds a cancel scope: anyio's on asyncio, trio's own on trio (anyio
@@ -118,11 +112,15 @@ class Backend:
 
     name: str
     new_waiter: Callable[[], Waiter]
+    wait: Callable[[Any, float | None], Awaitable[bool]]
+    woken: Callable[[Any], bool]
     clock: Callable[[], float]
     new_scope: Callable[[], CancelScope]
 
 
-_ASYNCIO: Final = Backend("asyncio", _AsyncioWaiter, _asyncio_now, anyio.CancelScope)
+_ASYNCIO: Final = Backend(
+    "asyncio", asyncio.Future, _wait_future, _future_woken, _asyncio_now, anyio.CancelScope
+)
 
 
 @functools.cache
@@ -130,7 +128,8 @@ def _trio_backend() -> Backend:
     # Imported on first use, so that importing the kernel never imports trio on asyncio.
     from actors import _trio
 
-    return Backend("trio", _trio.TrioWaiter, _trio.current_time, _trio.new_scope)
+    waiter = _trio.TrioWaiter
+    return Backend("trio", waiter, waiter.wait, waiter.woken, _trio.current_time, _trio.new_scope)
 
 
 def current_backend() -> Backend:

@@ -14,11 +14,14 @@ from typing import TYPE_CHECKING, Protocol, Self
 
 import anyio
 
-from actors._backend import current_backend
+from actors._backend import current_backend, wake
+from actors._deadlines import Deadlines
 from actors._incarnation import run_incarnation
 
 if TYPE_CHECKING:
+    from collections.abc import Callable, Coroutine
     from types import TracebackType
+    from typing import Any
 
     from actors._backend import Waiter
     from actors._incarnation import Incarnation
@@ -30,6 +33,8 @@ class _Group(Protocol):
     async def open(self) -> None: ...
 
     def spawn(self, incarnation: Incarnation, host: ActorHost) -> None: ...
+
+    def spawn_task(self, fn: Callable[[], Coroutine[Any, Any, None]]) -> None: ...
 
     async def close(
         self,
@@ -53,7 +58,7 @@ class ActorHost:
     is itself cancelled).
     """
 
-    __slots__ = ("_body_done", "_group", "_idle", "_live")
+    __slots__ = ("_body_done", "_deadlines", "_group", "_idle", "_live")
 
     def __init__(self) -> None:
         self._group: _Group | None = None
@@ -62,6 +67,7 @@ class ActorHost:
         self._live: dict[Incarnation, object] = {}
         self._body_done = False
         self._idle: Waiter | None = None
+        self._deadlines: Deadlines | None = None
 
     def __repr__(self) -> str:
         return f"<ActorHost of {len(self._live)} incarnations>"
@@ -87,6 +93,8 @@ class ActorHost:
     ) -> bool:
         assert self._group is not None
         self._body_done = True
+        if not self._live:
+            self._retire()
         return await self._group.close(exc_type, exc, traceback)
 
     @property
@@ -94,6 +102,15 @@ class ActorHost:
         """True once the block has been left and every incarnation has ended: nothing
         more can start here."""
         return self._body_done and not self._live
+
+    @property
+    def deadlines(self) -> Deadlines:
+        """The deadlines of asks to this host's actors, kept by one task of the host."""
+        deadlines = self._deadlines
+        if deadlines is None:
+            assert self._group is not None
+            deadlines = self._deadlines = Deadlines(self._group.spawn_task)
+        return deadlines
 
     @property
     def incarnations(self) -> int:
@@ -112,7 +129,7 @@ class ActorHost:
         if group is None or self.closed:
             raise RuntimeError("this ActorHost is not open")
         incarnation.shield = shield
-        incarnation.process.begin(incarnation)
+        incarnation.process.begin(incarnation, self)
         self._live[incarnation] = None
         try:
             group.spawn(incarnation, self)
@@ -135,8 +152,16 @@ class ActorHost:
     def incarnation_ended(self, incarnation: Incarnation) -> None:
         """``incarnation``'s task is ending: forget it (called by its task)."""
         self._live.pop(incarnation, None)
-        if not self._live and self._idle is not None:
-            self._idle.wake()
+        if not self._live:
+            if self._idle is not None:
+                wake(self._idle)
+            if self._body_done:
+                self._retire()
+
+    def _retire(self) -> None:
+        """Nothing runs here any more: the deadline keeper ends too."""
+        if self._deadlines is not None:
+            self._deadlines.close()
 
     def kill_unshielded(self) -> None:
         """Kill every incarnation that cancellation from outside may reach."""
@@ -162,11 +187,13 @@ class _AsyncioGroup:
     for all of them, shielded, before letting the cancellation on.
     """
 
-    __slots__ = ("_host", "_loop")
+    __slots__ = ("_host", "_loop", "_tasks")
 
     def __init__(self, host: ActorHost) -> None:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._host = host
+        #: tasks other than incarnations (the deadline keeper), awaited on close.
+        self._tasks: set[asyncio.Task[None]] = set()
 
     async def open(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -178,6 +205,12 @@ class _AsyncioGroup:
             run_incarnation(incarnation, host), name=incarnation.process.mailbox.label
         )
         host.keep(incarnation, task)
+
+    def spawn_task(self, fn: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        assert self._loop is not None
+        task = self._loop.create_task(fn())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def close(
         self,
@@ -194,5 +227,12 @@ class _AsyncioGroup:
             host.kill_unshielded()
             with anyio.CancelScope(shield=True):
                 await host.wait_idle()
+                await self._join_tasks()
             raise
+        await self._join_tasks()
         return False
+
+    async def _join_tasks(self) -> None:
+        # The keeper was closed when the last incarnation ended; it ends promptly.
+        while self._tasks:
+            await next(iter(self._tasks))

@@ -3,6 +3,12 @@
 An incarnation owns a cancel scope: killing it cancels that scope, so the actor runs no
 cleanup. A graceful stop ends the message loop instead, and ``on_stop`` then runs inside
 the same scope, so a kill (or a budget that runs out) still cuts it short.
+
+The scope is taken when there is something to do: at once for an actor with an
+``on_start`` or a ``lifespan`` and for a shielded (supervised) one, else when its first
+message, notice or stop request arrives. Until then the actor is parked on its mailbox
+and nothing else: a kill wakes it to end there, and cancellation from outside reaches
+it like any parked task. An idle actor that never worked costs no scope.
 """
 
 from __future__ import annotations
@@ -14,7 +20,7 @@ import anyio.lowlevel
 import structlog
 
 from actors._actor import NULL_LIFESPAN, Actor, bind
-from actors._backend import current_backend
+from actors._backend import current_backend, wake
 from actors._mailbox import EMPTY, Ask, Notice, StopRequest
 from actors._messages import IGNORE, Crashed, Killed, Normal
 from actors._text import bounded_repr
@@ -23,7 +29,7 @@ from actors.errors import ActorCrashed, ActorKilled, MessageRefused
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from actors._backend import Waiter
+    from actors._backend import CancelScope, Waiter
     from actors._host import ActorHost
     from actors._mailbox import Mailbox
     from actors._messages import ExitReason
@@ -93,7 +99,7 @@ class Incarnation:
         self.ignored = False
         self.shield = False
         self.reason: ExitReason | None = None
-        self._scope = current_backend().new_scope()
+        self._scope: CancelScope | None = None
         self._starter: Waiter | None = None
         self._done: anyio.Event | None = None
 
@@ -104,7 +110,7 @@ class Incarnation:
         """Cancel the incarnation: it handles no further message and runs no cleanup;
         it ends with ``Killed()`` at its next checkpoint. Idempotent."""
         if self.reason is None:
-            self._scope.cancel()
+            self._take_scope().cancel()
             self.process.mailbox.interrupt()
 
     async def wait_started(self) -> bool:
@@ -138,33 +144,37 @@ class Incarnation:
             assert reason is not None
         return reason
 
-    def _mark_started(self) -> None:
+    def _take_scope(self) -> CancelScope:
+        scope = self._scope
+        if scope is None:
+            scope = self._scope = current_backend().new_scope()
+        return scope
+
+    def _mark_started(self, scope: CancelScope) -> None:
         self.started = True
         if self.shield:
-            self._scope.shield = True
+            scope.shield = True
         starter = self._starter
         if starter is not None:
             self._starter = None
-            starter.wake()
+            wake(starter)
 
     def _finish(self, reason: ExitReason) -> None:
         self.reason = reason
         starter = self._starter
         if starter is not None:
             self._starter = None
-            starter.wake()
+            wake(starter)
         if self._done is not None:
             self._done.set()
         self.process.end(self, reason)
         self._on_exit(self, reason)
 
 
-async def _serve(actor: Actor[Any], mailbox: Mailbox) -> ExitReason | None:
-    """Take messages one at a time, in service order, until asked to stop (return the
-    reason) or until the mailbox is empty (return ``None``: the caller parks).
-
-    Returning to park keeps this frame off an idle actor's stack.
-    """
+async def _serve(actor: Actor[Any], mailbox: Mailbox) -> ExitReason:
+    """Take messages one at a time, in service order, until asked to stop; return the
+    reason. Park on the mailbox whenever it is empty (until something arrives: a
+    message, a notice, a stop request, or the actor's own timer falls due)."""
     take = mailbox.take
     handle = actor.handle
     batch = 0
@@ -175,22 +185,22 @@ async def _serve(actor: Actor[Any], mailbox: Mailbox) -> ExitReason | None:
             try:
                 value = await handle(item.message)
             except MessageRefused as refusal:
-                item.reply.fail(refusal)  # the asker's mistake: the actor carries on
+                item.fail(refusal)  # the asker's mistake: the actor carries on
             except Exception as error:
                 mailbox.discard_on_crash()
                 crashed = ActorCrashed(mailbox.label)
                 crashed.__cause__ = error
-                item.reply.fail(crashed)
+                item.fail(crashed)
                 raise
             except BaseException:
                 # Killed mid-request (its owner's task group cancelled, a kill, a
                 # supervisor restarting its siblings): the asker learns at once instead
                 # of waiting out its whole timeout, and the lost request is counted.
                 mailbox.discard_on_crash()
-                item.reply.fail(ActorKilled(mailbox.label))
+                item.fail(ActorKilled(mailbox.label))
                 raise
             else:
-                item.reply.resolve(value)
+                item.resolve(value)
         elif kind is Notice:
             verdict = await actor.on_notice(item.payload)
             if verdict is not None:
@@ -203,7 +213,17 @@ async def _serve(actor: Actor[Any], mailbox: Mailbox) -> ExitReason | None:
             stop: StopRequest = item
             return stop.reason
         elif item is EMPTY:
-            return None
+            batch = 0
+            waiter = mailbox.park()
+            try:
+                deadline = mailbox.timer_deadline
+                if deadline is None:
+                    await waiter
+                else:
+                    await current_backend().wait(waiter, deadline)
+            finally:
+                mailbox.unpark(waiter)
+            continue
         else:
             try:
                 await handle(item)
@@ -230,10 +250,17 @@ async def run_incarnation(incarnation: Incarnation, host: ActorHost) -> None:
     actor = incarnation.actor
     process = incarnation.process
     mailbox = process.mailbox
-    scope = incarnation._scope
     reason: ExitReason = _KILLED
     lifespan = actor.lifespan() if type(actor).lifespan is not Actor.lifespan else NULL_LIFESPAN
     try:
+        if incarnation.started and not incarnation.shield and mailbox.idle:
+            # Nothing to start and nothing to do yet: park without a scope.
+            waiter = mailbox.park()
+            try:
+                await waiter
+            finally:
+                mailbox.unpark(waiter)
+        scope = incarnation._take_scope()
         with scope:
             try:
                 async with lifespan:
@@ -247,25 +274,12 @@ async def run_incarnation(incarnation: Incarnation, host: ActorHost) -> None:
                                 incarnation.ignored = True
                                 reason = Normal()
                             else:
-                                incarnation._mark_started()
+                                incarnation._mark_started(scope)
                     elif incarnation.shield:
                         scope.shield = True
                     if incarnation.started:
                         try:
-                            while (stopped := await _serve(actor, mailbox)) is None:
-                                # Park until something arrives (a message, notice, stop
-                                # or the timer's deadline): an idle actor holds this
-                                # frame and its waiter, nothing more.
-                                waiter = mailbox.park()
-                                try:
-                                    deadline = mailbox.timer_deadline
-                                    if deadline is None:
-                                        await waiter
-                                    else:
-                                        await waiter.wait(deadline)
-                                finally:
-                                    mailbox.unpark(waiter)
-                            reason = stopped
+                            reason = await _serve(actor, mailbox)
                         except Exception as error:
                             reason = Crashed(error)
             except Exception as error:  # raised by the lifespan's own exit

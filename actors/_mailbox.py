@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any, Final, final
 
 import structlog
 
-from actors._backend import Waiter, current_backend
+from actors._backend import Waiter, current_backend, wake
 from actors._messages import Killed
 from actors._text import bounded_repr
 from actors.errors import ActorStopped, MailboxFull, TooManyWatches
@@ -60,7 +60,6 @@ __all__ = [
     "MailboxStatistics",
     "Notice",
     "PressureSignal",
-    "Reply",
     "StopRequest",
 ]
 
@@ -236,24 +235,17 @@ class _LaneState:
 
 
 class Ask:
-    """A message that expects a reply (what ``ref.ask`` enqueues)."""
+    """A message that expects a reply (what ``ref.ask`` enqueues), and its one-shot
+    reply slot. Settled at most once: a reply that arrives after the asker gave up is
+    dropped without troubling the replier."""
 
-    __slots__ = ("message", "reply")
+    __slots__ = ("error", "expired", "message", "settled", "value", "waiter")
 
-    def __init__(self, message: object, reply: Reply) -> None:
+    def __init__(self, message: object, waiter: Waiter) -> None:
         self.message = message
-        self.reply = reply
-
-
-class Reply:
-    """The one-shot reply slot of an ask. Resolved at most once; a reply that arrives
-    after the asker gave up is dropped without troubling the replier."""
-
-    __slots__ = ("error", "settled", "value", "waiter")
-
-    def __init__(self, waiter: Waiter) -> None:
         self.waiter = waiter
         self.settled = False
+        self.expired = False
         self.value: object = None
         self.error: BaseException | None = None
 
@@ -261,16 +253,20 @@ class Reply:
         if not self.settled:
             self.settled = True
             self.value = value
-            self.waiter.wake()
+            wake(self.waiter)
 
     def fail(self, error: BaseException) -> None:
         if not self.settled:
             self.settled = True
             self.error = error
-            self.waiter.wake()
+            wake(self.waiter)
 
-    def abandon(self) -> None:
-        self.settled = True
+    def expire(self) -> None:
+        """Its deadline passed: wake the asker, who reports the timeout."""
+        if not self.settled:
+            self.settled = True
+            self.expired = True
+            wake(self.waiter)
 
 
 class StopRequest:
@@ -320,11 +316,12 @@ class Mailbox:
         "_stop",
         "_subscribers",
         "_telemetry",
-        "_timer",
+        "_timer_payload",
         "clock",
         "config",
         "label",
         "new_waiter",
+        "timer_deadline",
     )
 
     def __init__(self, label: str, config: MailboxConfig) -> None:
@@ -341,7 +338,9 @@ class Mailbox:
         self._reserved_notices = 0
         self._host_notices = 0
         self._stop: StopRequest | None = None
-        self._timer: _Timer | None = None
+        #: when the actor's own timer (:meth:`notify_at`) fires, or ``None``.
+        self.timer_deadline: float | None = None
+        self._timer_payload: object = None
         self._rx: Waiter | None = None
         self._closed: ExitReason | None = None
         self._subscribers: list[Callable[[PressureSignal], None]] | None = None
@@ -446,7 +445,9 @@ class Mailbox:
         """
         if self._closed is not None:
             self._raise_stopped()
-        state = self._state(lane)
+        state = self._data if lane is Lane.DATA else None
+        if state is None:
+            state = self._state(lane)
         items = state.items
         depth = len(items)
         if depth + state.reserved >= state.capacity or state.waiting:
@@ -457,7 +458,7 @@ class Mailbox:
                 oldest = items[0]
                 if type(oldest) is Ask:
                     # Nobody will answer a dropped request: tell its asker now.
-                    oldest.reply.fail(MailboxFull(self.label, str(lane), state.capacity))
+                    oldest.fail(MailboxFull(self.label, str(lane), state.capacity))
         items.append(message)
         state.sent += 1
         depth = len(items)
@@ -468,7 +469,7 @@ class Mailbox:
         rx = self._rx
         if rx is not None:
             self._rx = None
-            rx.wake()
+            wake(rx)
         return True
 
     async def put(self, message: object, lane: Lane = Lane.DATA) -> None:
@@ -496,14 +497,15 @@ class Mailbox:
             waiting = state.waiting = deque(maxlen=max(1, self.config.max_waiting_senders))
         if len(waiting) >= self.config.max_waiting_senders:
             raise MailboxFull(self.label, str(lane), state.capacity)
+        backend = current_backend()
         waiter = self.new_waiter()
         waiting.append(waiter)
         delivered = False
         try:
-            await waiter.wait(deadline)
+            await backend.wait(waiter, deadline)
             if self._closed is not None:
                 self._raise_stopped()
-            if not waiter.woken:
+            if not backend.woken(waiter):
                 raise MailboxFull(self.label, str(lane), state.capacity)
             # The receiver reserved a slot for us when it woke us.
             state.reserved -= 1
@@ -518,10 +520,10 @@ class Mailbox:
             rx = self._rx
             if rx is not None:
                 self._rx = None
-                rx.wake()
+                wake(rx)
         finally:
             if not delivered and self._closed is None:
-                if waiter.woken:
+                if backend.woken(waiter):
                     # Woken, then cancelled or timed out: pass the reserved slot on.
                     state.reserved -= 1
                     self._hand_off(state)
@@ -537,7 +539,7 @@ class Mailbox:
         """
         waiting = state.waiting
         while waiting and len(state.items) + state.reserved < state.capacity:
-            if waiting.popleft().wake():
+            if wake(waiting.popleft()):
                 state.reserved += 1
 
     # -- notifications (the reserved part of the control lane) ---------------------
@@ -586,7 +588,7 @@ class Mailbox:
         rx = self._rx
         if rx is not None:
             self._rx = None
-            rx.wake()
+            wake(rx)
 
     def withdraw_notice(self, payload: object) -> bool:
         """Remove a delivered notification that has become moot; ``True`` if it was there."""
@@ -600,21 +602,28 @@ class Mailbox:
         """Deliver ``payload`` as a notification once the backend clock reaches
         ``deadline`` (the actor's own timer; it needs no slot). One timer per mailbox:
         a later call replaces an earlier one."""
-        self._timer = _Timer(deadline, payload)
+        self.timer_deadline = deadline
+        self._timer_payload = payload
         rx = self._rx
         if rx is not None:  # re-park with the new deadline
             self._rx = None
-            rx.wake()
+            wake(rx)
 
     def cancel_timer(self) -> None:
         """Disarm the timer set by :meth:`notify_at`, if any."""
-        self._timer = None
+        self.timer_deadline = None
+        self._timer_payload = None
 
     @property
-    def timer_deadline(self) -> float | None:
-        """When the armed timer fires, or ``None``."""
-        timer = self._timer
-        return timer.deadline if timer is not None else None
+    def idle(self) -> bool:
+        """Whether :meth:`take` has nothing to give: no stop request, notice, due timer or
+        lane message."""
+        if self._stop is not None or self._notices or self.timer_deadline is not None:
+            return False
+        return not any(
+            state is not None and state.items
+            for state in (self._control, self._data, self._telemetry)
+        )
 
     def request_stop(self, reason: ExitReason) -> None:
         """Ask the current incarnation to stop, in control-lane FIFO order.
@@ -632,13 +641,17 @@ class Mailbox:
         rx = self._rx
         if rx is not None:
             self._rx = None
-            rx.wake()
+            wake(rx)
 
     def interrupt(self) -> None:
         """Make :meth:`take` return a kill request at once (see :class:`StopRequest`):
         the incarnation being killed handles no further message."""
         if self._closed is None:
             self._stop = _KILL
+            rx = self._rx
+            if rx is not None:
+                self._rx = None
+                wake(rx)
 
     def clear_stop(self) -> None:
         """Forget a stop or kill request that the ended incarnation did not consume."""
@@ -659,10 +672,11 @@ class Mailbox:
         notices = self._notices
         if notices:
             return notices.popleft()
-        timer = self._timer
-        if timer is not None and self.clock() >= timer.deadline:
-            self._timer = None
-            return Notice(timer.payload)
+        due = self.timer_deadline
+        if due is not None and self.clock() >= due:
+            payload = self._timer_payload
+            self.cancel_timer()
+            return Notice(payload)
         state = self._control
         if state is not None and state.items:
             return self._take(state)
@@ -726,14 +740,14 @@ class Mailbox:
             return
         self._closed = reason
         self._stop = None
-        self._timer = None
+        self.cancel_timer()
         self._notices = None
         for state in (self._control, self._data, self._telemetry):
             if state is None:
                 continue
             for item in state.items:
                 if type(item) is Ask:
-                    item.reply.fail(ActorStopped(self.label, reason))
+                    item.fail(ActorStopped(self.label, reason))
             # Asks learn of it; tells queued behind a stop are counted, never lost silently.
             self._discarded_on_stop += len(state.items)
             state.items.clear()
@@ -742,20 +756,12 @@ class Mailbox:
             state.reserved = 0
             if state.waiting:
                 for waiter in state.waiting:
-                    waiter.wake()
+                    wake(waiter)
                 state.waiting.clear()
         rx = self._rx
         if rx is not None:
             self._rx = None
-            rx.wake()
-
-
-class _Timer:
-    __slots__ = ("deadline", "payload")
-
-    def __init__(self, deadline: float, payload: object) -> None:
-        self.deadline = deadline
-        self.payload = payload
+            wake(rx)
 
 
 #: The request a kill makes (see :meth:`Mailbox.interrupt`).

@@ -25,6 +25,8 @@ if TYPE_CHECKING:
     from collections.abc import Hashable
 
     from actors._actor import Actor
+    from actors._deadlines import Deadlines
+    from actors._host import ActorHost
     from actors._incarnation import Incarnation
     from actors._mailbox import MailboxConfig
     from actors._messages import ExitReason
@@ -73,6 +75,7 @@ class Process:
         "_names",
         "_terminated",
         "_watching",
+        "deadlines",
         "mailbox",
         "ref",
         "shutdown",
@@ -85,6 +88,9 @@ class Process:
         self.ref: ActorRef[Any] = ActorRef(self)
         self.shutdown = shutdown
         self._incarnation: Incarnation | None = None
+        #: where askers register their deadlines: the keeper of the host that runs this
+        #: process's incarnations (``None`` before the first one starts).
+        self.deadlines: Deadlines | None = None
         self._actor_type: type[Actor[Any]] | None = None
         self._last_exit: ExitReason | None = None
         # Created on first use.
@@ -120,9 +126,10 @@ class Process:
         """How the last incarnation that started ended, or ``None``."""
         return self._last_exit
 
-    def begin(self, incarnation: Incarnation) -> None:
-        """``incarnation`` is the one running behind this process from now on."""
+    def begin(self, incarnation: Incarnation, host: ActorHost) -> None:
+        """``incarnation``, run by ``host``, is the one behind this process from now on."""
         self._incarnation = incarnation
+        self.deadlines = host.deadlines
         self._actor_type = type(incarnation.actor)
 
     def end(self, incarnation: Incarnation, reason: ExitReason) -> None:

@@ -6,7 +6,8 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
 import anyio
 
-from actors._mailbox import Ask, Lane, MailboxStatistics, PressureSignal, Reply
+from actors._backend import current_backend
+from actors._mailbox import Ask, Lane, MailboxStatistics, PressureSignal
 from actors._messages import ExitReason, Request, Shutdown
 from actors.errors import AskTimeout, MailboxFull, StopTimeout
 
@@ -120,27 +121,37 @@ class ActorRef(Generic[M]):
         if not timeout > 0:
             raise ValueError(f"ask timeout must be positive, got {timeout}")
         mailbox = self._mailbox
-        reply = Reply(mailbox.new_waiter())
-        envelope = Ask(message, reply)
+        request = Ask(message, mailbox.new_waiter())
         deadline = mailbox.clock() + timeout
+        # The actor's host keeps the deadline (one task for all asks in flight); with no
+        # open host, the asker keeps its own timer.
+        keeper = self._process.deadlines
+        if keeper is not None and not keeper.add(request, timeout, deadline):
+            keeper = None
         try:
-            if not mailbox.put_nowait(envelope, lane):
+            if not mailbox.put_nowait(request, lane):
                 send_deadline = mailbox.clock() + mailbox.config.send_timeout
                 try:
-                    await mailbox.put_until(envelope, lane, min(deadline, send_deadline))
+                    await mailbox.put_until(request, lane, min(deadline, send_deadline))
                 except MailboxFull:
                     # Only a wait that ran into the ask's own deadline is a timeout; a
                     # refusal (too many waiting senders) is reported as what it is.
                     if deadline <= send_deadline and mailbox.clock() >= deadline:
                         raise AskTimeout(self.label, timeout) from None
                     raise
-            if not await reply.waiter.wait(deadline):
+            if keeper is not None:
+                await request.waiter
+            elif not await current_backend().wait(request.waiter, deadline):
+                raise AskTimeout(self.label, timeout)
+            if request.expired:
                 raise AskTimeout(self.label, timeout)
         finally:
-            reply.abandon()
-        if reply.error is not None:
-            raise reply.error
-        return reply.value
+            if keeper is not None:
+                keeper.remove(request, timeout)
+            request.settled = True  # a late reply now finds nobody waiting
+        if request.error is not None:
+            raise request.error
+        return request.value
 
     async def stop(
         self, reason: ExitReason | None = None, *, timeout: float | None = None

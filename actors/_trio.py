@@ -10,7 +10,7 @@ import trio
 from actors._incarnation import run_incarnation
 
 if TYPE_CHECKING:
-    from collections.abc import Generator
+    from collections.abc import Callable, Coroutine, Generator
     from types import TracebackType
 
     from actors._host import ActorHost
@@ -23,7 +23,8 @@ new_scope = trio.CancelScope
 
 
 class TrioWaiter:
-    """See :class:`actors._wakeup.Waiter`."""
+    """See :class:`actors._backend.Waiter`: the part of ``asyncio.Future``'s API the
+    kernel uses, on trio's lowest-level park and reschedule."""
 
     __slots__ = ("_gave_up", "_task", "_woken")
 
@@ -32,22 +33,21 @@ class TrioWaiter:
         self._woken = False
         self._gave_up = False
 
-    @property
+    def done(self) -> bool:
+        return self._woken or self._gave_up
+
     def woken(self) -> bool:
         return self._woken
 
-    def wake(self) -> bool:
+    def set_result(self, result: bool, /) -> None:
         # A waiter whose deadline or cancellation has fired but whose task has not run
         # yet can still be woken here: ``wait`` then reports ``True`` and the caller uses
         # what it was handed.
-        if self._woken or self._gave_up:
-            return False
         self._woken = True
         task = self._task
         if task is not None:
             self._task = None
             trio.lowlevel.reschedule(task)
-        return True
 
     def __await__(self) -> Generator[Any, None, object]:
         # No generator of our own: a parked actor holds trio's wait_task_rescheduled
@@ -99,6 +99,10 @@ class TrioGroup:
         self._nursery.start_soon(
             run_incarnation, incarnation, host, name=incarnation.process.mailbox.label
         )
+
+    def spawn_task(self, fn: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        assert self._nursery is not None
+        self._nursery.start_soon(fn)
 
     async def close(
         self,
