@@ -15,7 +15,6 @@ from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, ClassVar, Final
 
 import anyio
-import structlog
 
 from actors import (
     Actor,
@@ -35,6 +34,7 @@ from actors.hosting import ActorHost, Incarnation, Process, bounded_repr, new_la
 from supervisors._check import member
 from supervisors._child import TICK, Child, ChildExit, Tick
 from supervisors._flags import AutoShutdown, SupervisorFlags
+from supervisors._observe import Observation
 from supervisors._protocol import (
     CountChildren,
     DeleteChild,
@@ -72,7 +72,6 @@ from supervisors.events import (
     SupervisorStartedEvent,
     UnexpectedExitEvent,
     UnexpectedMessageEvent,
-    log_fields,
 )
 
 if TYPE_CHECKING:
@@ -83,8 +82,6 @@ if TYPE_CHECKING:
     from supervisors._intensity import Backoff
 
 __all__ = ["Supervisor"]
-
-_log = structlog.get_logger("warden.supervisors")
 
 #: Notification slots a supervisor keeps for links other actors set up with it (its
 #: default ``notification_capacity``). Its children's slots are set aside apart from
@@ -201,7 +198,7 @@ class Supervisor(Actor[Any]):
             self._check_fits(spec, registry)
         self._specs = specs
         self._registry = registry
-        self._observer = observer
+        self._observation = Observation(observer)
         self._intensity = flags.intensity()
         self._rng = flags.backoff.rng() if flags.backoff is not None else None
         # One notification slot per child, set aside by on_start apart from the capacity
@@ -209,7 +206,6 @@ class Supervisor(Actor[Any]):
         # sets that outside capacity only.
         self.mailbox_config = MailboxConfig(notification_capacity=OUTSIDE_WATCH_SLOTS)
         self._children: dict[str, Child] = {}
-        self._counts: dict[str, int] = {}
         self._host: ActorHost | None = None
         self._mailbox: Mailbox | None = None
 
@@ -472,7 +468,7 @@ class Supervisor(Actor[Any]):
                 return None
             return self._start_failed(child, incarnation.reason or Killed())
         child.state = ChildState.RUNNING
-        child.started_at = anyio.current_time()
+        child.started_at = self._now()
         self._emit(ChildStartedEvent(self._label, spec.id, process.label, child.restarts))
         return None
 
@@ -565,7 +561,7 @@ class Supervisor(Actor[Any]):
         child.incarnation = None
         reason = notice.reason
         restart = should_restart(child.spec.restart, reason)
-        now = anyio.current_time()
+        now = self._now()
         allowed = restart and self._intensity.record(now)
         assert child.process is not None
         self._emit(ChildExitedEvent(self._label, child.id, child.process.label, reason, allowed))
@@ -629,7 +625,7 @@ class Supervisor(Actor[Any]):
     async def _start_due(self) -> ExitReason | None:
         """Start every restarting child whose delay has elapsed, in start order."""
         while True:
-            now = anyio.current_time()
+            now = self._now()
             due = [
                 child
                 for child in self._children.values()
@@ -655,7 +651,7 @@ class Supervisor(Actor[Any]):
                     )
                     continue
                 # A failed restart counts as another failure of that child.
-                now = anyio.current_time()
+                now = self._now()
                 if not self._intensity.record(now):
                     return self._escalate(child)
                 child.delay = self._next_delay(child, now)
@@ -679,23 +675,11 @@ class Supervisor(Actor[Any]):
     # -- observation -------------------------------------------------------------------
 
     def _emit(self, event: SupervisionEvent) -> None:
-        name = event.event
-        self._counts[name] = self._counts.get(name, 0) + 1
-        fields = log_fields(event)
-        match event:
-            case SupervisorEscalatedEvent():
-                _log.error(name, **fields)
-            case ChildExitedEvent(reason=reason) if reason.abnormal:
-                _log.warning(name, **fields)
-            case ChildStartFailedEvent() | UnexpectedMessageEvent() | UnexpectedExitEvent():
-                _log.warning(name, **fields)
-            case _:
-                _log.info(name, **fields)
-        if self._observer is not None:
-            try:
-                self._observer(event)
-            except Exception as error:  # a broken observer must not break supervision
-                _log.warning("supervision_observer_failed", error=bounded_repr(error))
+        self._observation.emit(event)
+
+    def _now(self) -> float:
+        assert self._mailbox is not None
+        return self._mailbox.clock()
 
 
 def _snapshot(supervisor: Supervisor, parent_budget: int) -> SupervisorSnapshot:
@@ -728,5 +712,5 @@ def _snapshot(supervisor: Supervisor, parent_budget: int) -> SupervisorSnapshot:
         restarts_in_window=supervisor._intensity.count(anyio.current_time()),
         effective_restart_budget=budget - 1,
         children=tuple(children),
-        events=dict(supervisor._counts),
+        events=dict(supervisor._observation.counts),
     )
