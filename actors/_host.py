@@ -55,7 +55,9 @@ class ActorHost:
     Cancellation of the code around the host reaches every incarnation except those
     started with ``shield=True`` whose ``on_start`` has returned; only a kill ends those
     (a supervisor uses this to stop its children one at a time, in order, even when it
-    is itself cancelled).
+    is itself cancelled). On trio it reaches them at once, as it reaches any task of a
+    nursery; on asyncio, which has no cancel scopes of its own, when it reaches the
+    host's block, which then kills them.
     """
 
     __slots__ = ("_body_done", "_deadlines", "_group", "_idle", "_live")

@@ -240,6 +240,23 @@ async def test_escalation_reason_reaches_whoever_spawned_the_root() -> None:
         assert not a.alive
 
 
+async def test_intensity_zero_escalates_on_the_first_restart() -> None:
+    # OTP allows MaxR = 0: the first failure that would restart a child escalates.
+    journal = Journal()
+    events = Events()
+    async with anyio.create_task_group() as tg:
+        supervisor = Supervisor(
+            [worker("a", journal), worker("b", journal)], max_restarts=0, observer=events
+        )
+        ref = await spawn(tg, supervisor)
+        await (await whereis_child(ref, "a")).tell("crash")
+        assert await ref.wait_stopped() == IntensityExceeded(0, 5.0)
+    assert journal.starts() == ["a", "b"]  # nothing was restarted
+    assert journal.stops() == ["a", "b"]  # a crashed; b was stopped on the way out
+    assert "child_restarted" not in events.names()
+    assert events.names().count("supervisor_escalated") == 1
+
+
 async def test_restarts_spread_wider_than_the_window_never_escalate() -> None:
     journal = Journal()
     async with anyio.create_task_group() as tg:
