@@ -8,9 +8,9 @@ Conventions for the blocks (``docs/design/`` holds notes, not examples, and is n
   test server (a block that needs a database reads it from there, as a deployment
   would; the others ignore it).
 - It must exit with status 0.
-- Lines of the form ``#> text`` state what the block prints: when a block has any, its
-  standard output must be exactly those lines, in order (``#>`` alone for an empty
-  line). A block without them is only run.
+- Lines of the form ``# > text`` state what the block prints: when a block has any, its
+  standard output must be exactly those lines, in order (``# >`` alone for an empty
+  line). A block without them is only run. (``# >`` is the form ``ruff format`` keeps.)
 - A block that cannot run on its own (a shell session shown as Python, a fragment of a
   larger program) starts with ``# docs: not run — <why>``; keep those rare, and say why.
 
@@ -59,13 +59,13 @@ class Block:
 
     @property
     def expected(self) -> list[str] | None:
-        """The ``#>`` lines, or ``None`` when the block states no output."""
+        """The ``# >`` lines, or ``None`` when the block states no output."""
         lines = [
             line.strip()
             for line in self.code.splitlines()
-            if line.strip() == "#>" or line.strip().startswith("#> ")
+            if line.strip() == "# >" or line.strip().startswith("# > ")
         ]
-        return [line[3:] for line in lines] if lines else None
+        return [line[4:] for line in lines] if lines else None
 
     @property
     def not_run(self) -> str | None:
@@ -103,9 +103,7 @@ def test_the_documents_have_examples_to_run() -> None:
 
 
 @pytest.mark.parametrize("block", PYTHON_BLOCKS, ids=lambda block: block.name)
-def test_the_block_runs_and_prints_what_it_says(
-    block: Block, dsn: str, tmp_path: Path
-) -> None:
+def test_the_block_runs_and_prints_what_it_says(block: Block, dsn: str, tmp_path: Path) -> None:
     if block.not_run is not None:
         # Not run, on purpose; the test still holds the block to the convention.
         assert block.expected is None, f"{block.name}: a block that is not run states output"
@@ -137,7 +135,7 @@ def test_an_opt_out_needs_a_reason() -> None:
 def test_the_parser_reads_blocks_their_output_and_opt_outs(tmp_path: Path) -> None:
     document = tmp_path / "doc.md"
     document.write_text(
-        "text\n```python\nprint(1)\n#> 1\n```\n```bash\nls\n```\n"
+        "text\n```python\nprint(1)\n# > 1\n```\n```bash\nls\n```\n"
         "```python\n# docs: not run — a fragment\nx\n```\n",
         encoding="utf-8",
     )

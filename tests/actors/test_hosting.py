@@ -4,6 +4,8 @@ virtual time."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import anyio
 import pytest
 
@@ -15,7 +17,7 @@ from tests.actors.helpers import FailingStart, Nap, Recorder
 pytestmark = pytest.mark.anyio
 
 
-def incarnation_of(actor: Actor[object], ended: list[object]) -> Incarnation:
+def incarnation_of(actor: Actor[Any], ended: list[object]) -> Incarnation:
     process = Process(new_label(actor), MailboxConfig())
     return Incarnation(actor, process, lambda _, reason: ended.append(reason))
 
