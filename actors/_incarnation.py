@@ -64,8 +64,8 @@ class Incarnation:
             with no ``on_start`` or ``lifespan`` of its own: there is nothing to wait for).
         ignored: whether its ``on_start`` returned ``IGNORE``.
         reason: its exit reason once it has ended, else ``None``.
-        shield: whether cancellation of the code around its host reaches it once it
-            started (set by the host: a supervisor's children are shielded, so that it
+        shield: whether, once started, it is shielded from cancellation of the code
+            around its host (set by the host: a supervisor's children are, so that it
             stops them one at a time even when it is cancelled; only a kill ends them).
     """
 
