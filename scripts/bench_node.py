@@ -22,7 +22,7 @@ e. ``run_restart_p50_ms`` / ``_p99_ms`` — the actor of a streaming ``chat`` ru
    next incarnation answering.
 
 With ``uvloop`` installed (``pip install 'warden-runtime[uvloop]'``) the same figures are
-taken on uvloop too, named with a ``_uvloop`` suffix. ``--cluster`` adds the NOTIFY
+taken on uvloop too (rows with ``"backend": "uvloop"``). ``--cluster`` adds the NOTIFY
 placement measurement: 3 node processes on the database, each running ``--runs / 3`` chat
 runs at once, NOTIFY inside the append transaction versus right after commit, in
 alternating rounds: ``cluster3_notify_<mode>_eps`` (all three nodes' events per second)
@@ -50,23 +50,26 @@ import sys
 import time
 import uuid
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 import anyio
 import psycopg
-import structlog
-from _bench_raw import percentile, rss_bytes
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 from pydantic import SecretStr
 
-from actors import Actor, spawn
+from actors import Actor
+from bench.harness import rss_bytes
+from bench.quiet import quiet_logs
+from bench.report import Row, markdown_table, write_json
+from bench.stats import percentile
 from runtime.config import NodeConfig, NotifyMode
 from runtime.embedded_pg import EmbeddedPostgres
 from runtime.migrator import apply_migrations
 from runtime.node import Node
 from runtime.store import Store
-from supervisors import ChildSpec, Supervisor
+from supervisors import ChildSpec, Supervisor, supervise, whereis_child
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -81,31 +84,8 @@ APPENDERS: Final = 20
 CLUSTER_NODES: Final = 3
 
 
-@dataclass(frozen=True, slots=True)
-class Row:
-    """One result row: ``ratio`` is ``value / baseline`` of the same run."""
-
-    metric: str
-    value: float
-    unit: str
-    baseline: float | None
-
-    @property
-    def ratio(self) -> float | None:
-        return None if not self.baseline else self.value / self.baseline
-
-    def as_dict(self) -> dict[str, object]:
-        return {
-            "metric": self.metric,
-            "value": round(self.value, 3),
-            "unit": self.unit,
-            "baseline": None if self.baseline is None else round(self.baseline, 3),
-            "ratio": None if self.ratio is None else round(self.ratio, 3),
-        }
-
-
 def _p(samples: list[float], pct: float) -> float:
-    return percentile(sorted(samples), pct)
+    return percentile(samples, pct)
 
 
 @contextlib.asynccontextmanager
@@ -290,15 +270,13 @@ async def kernel_restart_ms(samples: int) -> list[float]:
     supervisor = Supervisor(
         [ChildSpec("c", _Crashable)], max_restarts=samples + 1, max_seconds=3600
     )
-    async with anyio.create_task_group() as tg:
-        root = await spawn(tg, supervisor)
-        child = supervisor.child_ref("c")
+    async with supervise(supervisor) as root:
+        child = await whereis_child(root, "c")
         for _ in range(samples):
             crashed = time.perf_counter()
             await child.tell(_Crash())
             await child.ask("ping", timeout=10)
             latencies.append((time.perf_counter() - crashed) * 1000)
-        await root.stop()
     return latencies
 
 
@@ -425,21 +403,6 @@ def cluster(dsn: str, runs: int, window: float, rounds: int) -> list[Row]:
 # -- the command line ----------------------------------------------------------------------
 
 
-def _table(rows: list[Row]) -> str:
-    lines = [
-        f"| {'metric':<42} | {'value':>10} | {'unit':<8} | {'baseline':>9} | {'ratio':>6} |",
-        f"|{'-' * 44}|{'-' * 11}:|{'-' * 10}|{'-' * 10}:|{'-' * 7}:|",
-    ]
-    for row in rows:
-        baseline = "" if row.baseline is None else f"{row.baseline:.2f}"
-        ratio = "" if row.ratio is None else f"{row.ratio:.2f}"
-        lines.append(
-            f"| {row.metric:<42} | {row.value:>10.2f} | {row.unit:<8} | {baseline:>9} |"
-            f" {ratio:>6} |"
-        )
-    return "\n".join(lines)
-
-
 def _run_worker(dsn: str, loop: str, args: argparse.Namespace) -> list[Row]:
     command = [
         "--worker", loop, "--dsn", dsn, "--runs", str(args.runs), "--window", str(args.window),
@@ -449,13 +412,10 @@ def _run_worker(dsn: str, loop: str, args: argparse.Namespace) -> list[Row]:
     out, _ = member.communicate(timeout=1800)
     if member.returncode != 0:
         raise RuntimeError(f"the {loop} worker failed ({member.returncode})")
-    rows = [
-        Row(row["metric"], row["value"], row["unit"], row["baseline"])
+    return [
+        Row(row["metric"], row["value"], row["unit"], row["baseline"], backend=loop)
         for row in json.loads(out.strip().splitlines()[-1])
     ]
-    if loop == "asyncio":
-        return rows
-    return [Row(f"{r.metric}_uvloop", r.value, r.unit, r.baseline) for r in rows]
 
 
 async def _orchestrate(args: argparse.Namespace) -> list[Row]:
@@ -466,7 +426,8 @@ async def _orchestrate(args: argparse.Namespace) -> list[Row]:
         rows: list[Row] = []
         for loop in loops:
             rows += await anyio.to_thread.run_sync(_run_worker, dsn, loop, args)
-            print(_table(rows), file=sys.stderr, flush=True)  # kept should a later phase fail
+            # Printed as each phase ends: kept should a later phase fail.
+            print(markdown_table(rows), file=sys.stderr, flush=True)
         if args.cluster or args.cluster_only:
             rows += await anyio.to_thread.run_sync(
                 cluster, dsn, args.runs, args.window, args.rounds
@@ -491,27 +452,23 @@ def main(argv: list[str] | None = None) -> int:
         "--member", choices=("in_transaction", "after_commit"), help=argparse.SUPPRESS
     )
     args = parser.parse_args(argv)
-    structlog.configure(
-        wrapper_class=structlog.make_filtering_bound_logger(40),
-        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
-    )
+    quiet_logs()
     if args.worker:
         options = {"use_uvloop": True} if args.worker == "uvloop" else {}
         rows = anyio.run(
             worker, args.dsn, args.runs, args.window, args.restarts, args.scale,
             backend_options=options,
         )  # fmt: skip
-        print(json.dumps([r.as_dict() for r in rows]))
+        print(json.dumps([r.as_json() for r in rows]))
         return 0
     if args.member:
         result = anyio.run(cluster_member, args.dsn, args.runs, args.window, args.member)
         print(json.dumps(result))
         return 0
     rows = asyncio.run(_orchestrate(args))
-    print(_table(rows))
+    print(markdown_table(rows))
     if args.json:
-        with open(args.json, "w", encoding="utf-8") as out:
-            json.dump([r.as_dict() for r in rows], out, indent=2)
+        write_json(Path(args.json), rows, digits=3)
     return 0
 
 

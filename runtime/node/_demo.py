@@ -23,7 +23,6 @@ from rich.text import Text
 from rich.tree import Tree
 
 from runtime.node._node import Node
-from runtime.run.tasks import kill
 from runtime.store import TERMINAL_EVENTS, TERMINAL_STATUSES
 
 if TYPE_CHECKING:
@@ -172,7 +171,7 @@ async def _kill_mid_stream(node: Node, run: _Run, happenings: list[str]) -> None
         happenings.append(f" #{run.number}  ended before the kill")
         return
     killed_at = run.events[-1].seq
-    kill(actor)  # no cleanup: as if the actor crashed mid-stream
+    actor.kill()  # no cleanup: as if the actor crashed mid-stream
     happenings.append(
         f" [red]#{run.number}  its run actor is killed after seq {killed_at}[/]"
         " (no cleanup, as if it crashed)"

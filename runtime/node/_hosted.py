@@ -4,14 +4,15 @@ The store, the listener, the gateway's socket and the periodic loops of membersh
 the janitor are opened when their actor starts and closed when it stops, in the actor's
 own task: an anyio task group or an ``async with`` resource must be left in the task
 that entered it, around everything that runs inside it. The kernel gives actors that
-scope as their lifespan hook (the one supervisors use for their children's task group);
+scope as their ``lifespan()`` hook (the one supervisors run their children in);
 :class:`HostedActor` is the node's single use of it, so each subclass only says what it
 holds, as an async context manager, and its failures become the actor's exit reason:
 
 * an error while opening fails the actor's start (the node reports which part failed);
 * a background task of the actor that fails cancels the actor and ends it with that
   error (its supervisor restarts it);
-* leaving closes everything in reverse order, also when the actor is killed.
+* leaving closes everything in reverse order, also when the actor is killed (the
+  kernel leaves the lifespan even then, so nothing it opened outlives it).
 """
 
 from __future__ import annotations
@@ -56,11 +57,13 @@ class HostedActor(Actor[M]):
         """What this actor holds while it runs (entered before ``on_start``)."""
         return contextlib.nullcontext()
 
+    def lifespan(self) -> AbstractAsyncContextManager[object]:
+        return self._hold_and_run()
+
     @contextlib.asynccontextmanager
-    async def _lifespan(self) -> AsyncIterator[None]:
-        # The kernel's lifespan hook (see the module docstring). Resources are opened
-        # first and closed last: the background tasks that use them (started from
-        # on_start) are cancelled before anything they use is closed.
+    async def _hold_and_run(self) -> AsyncIterator[None]:
+        # Resources are opened first and closed last: the background tasks that use
+        # them (started from on_start) are cancelled before anything they use is closed.
         async with self.hold(), anyio.create_task_group() as tasks:
             self._tasks = tasks
             try:

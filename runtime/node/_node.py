@@ -14,7 +14,7 @@ import anyio.to_thread
 import structlog
 from aiohttp import web
 
-from actors import ActorStartFailed, ActorStopped, Lane, Registry, spawn
+from actors import ActorStartFailed, ActorStopped, Lane, Registry, StopTimeout, spawn
 from runtime.embedded_pg import EmbeddedPostgres
 from runtime.errors import StoreError
 from runtime.node._admission import Admission
@@ -39,13 +39,14 @@ from runtime.run import (
 )
 from supervisors import AdmissionRejected as SupervisorAdmissionRejected
 from supervisors import (
-    ChildExited,
-    ChildStarted,
+    ChildExitedEvent,
+    ChildStartedEvent,
     ChildStartError,
     DuplicateChild,
     Supervisor,
     UnknownChild,
     start_child,
+    whereis_child,
     which_children,
 )
 
@@ -132,7 +133,7 @@ class Node:
         self._run_counters = RunCounters()
         self._root: Supervisor | None = None
         self._root_ref: ActorRef[Any] | None = None
-        self._root_scope: anyio.CancelScope | None = None
+        self._root_events: dict[str, int] = {}
         self._janitor_counters: dict[str, int] = {}
         self._sweeps: list[Callable[[], Awaitable[object]]] = []
         self._runs_started = 0
@@ -260,6 +261,7 @@ class Node:
             admission=self._admission,
             start_recovered=self._start_reserved,
             observe_runs=self._observe_runs,
+            observe_root=self._observe_root,
             janitor_counters=self._janitor_counters,
             sweeps=self._sweeps,
         )
@@ -293,26 +295,24 @@ class Node:
         return health_app(self._describe)
 
     async def _host_root(self, root: Supervisor, *, task_status: TaskStatus[ActorRef[Any]]) -> None:
-        """Run the root supervisor in a scope of its own: :meth:`abort` cancels it (the
-        tree is killed, as if the process died), and its end is watched."""
+        """Run the root supervisor and watch its end: when it stops by itself (its
+        children failed past its intensity), the node has failed."""
         failed: ActorStartFailed | None = None
-        with anyio.CancelScope() as scope:
-            self._root_scope = scope
-            async with anyio.create_task_group() as owner:
-                try:
-                    ref = await spawn(owner, root)
-                except ActorStartFailed as error:
-                    failed = error  # raised below, not inside the task group's group
-                else:
-                    task_status.started(ref)
-                    reason = await ref.wait_stopped()
-            if failed is not None:
-                raise failed
-            if self._state in (_State.STARTING, _State.OPEN):
-                self._failure = reason
-                _logger.error("node_tree_stopped", reason=str(reason))
-            assert self._stopped is not None
-            self._stopped.set()
+        async with anyio.create_task_group() as owner:
+            try:
+                ref = await spawn(owner, root)
+            except ActorStartFailed as error:
+                failed = error  # raised below, not inside the task group's group
+            else:
+                task_status.started(ref)
+                reason = await ref.wait_stopped()
+        if failed is not None:
+            raise failed
+        if self._state in (_State.STARTING, _State.OPEN):
+            self._failure = reason
+            _logger.error("node_tree_stopped", reason=str(reason))
+        assert self._stopped is not None
+        self._stopped.set()
 
     async def wait_stopped(self) -> ExitReason:
         """Wait until the node's tree stopped by itself — its root gave up after its
@@ -365,8 +365,13 @@ class Node:
         still_active = await self._stop_runs()
         released = await self._release_leases()
         assert self._root_ref is not None
-        with contextlib.suppress(ActorStopped):
+        try:
             await self._root_ref.stop(timeout=self._stop_budget())
+        except ActorStopped:
+            pass  # it had stopped by itself (a failure, reported by wait_stopped)
+        except StopTimeout:
+            # Past its budget the tree was killed: nothing runs on, leases were released.
+            _logger.warning("node_stop_timed_out", budget=self._stop_budget())
         self._state = _State.CLOSED
         _logger.info(
             "node_drained",
@@ -382,9 +387,8 @@ class Node:
             return
         self._state = _State.DRAINING
         self._admission.close()
-        assert self._root_scope is not None
         assert self._root_ref is not None
-        self._root_scope.cancel()
+        self._root_ref.kill()  # no cleanup anywhere in the tree: nothing is released
         with anyio.move_on_after(self._stop_budget()):
             await self._root_ref.wait_stopped()
 
@@ -416,7 +420,7 @@ class Node:
         budget = self._settings.stop_timeout + _STOP_MARGIN
 
         async def stop(ref: ActorRef[Any]) -> None:
-            with contextlib.suppress(ActorStopped, TimeoutError):
+            with contextlib.suppress(ActorStopped, StopTimeout):
                 await ref.stop(timeout=budget)
 
         with anyio.move_on_after(budget):
@@ -436,11 +440,11 @@ class Node:
             return []
 
     async def _runs_ref(self) -> ActorRef[Any] | None:
-        if self._root is None:
+        if self._root_ref is None:
             return None
         try:
-            return self._root.child_ref("runs")
-        except UnknownChild:
+            return await whereis_child(self._root_ref, "runs")
+        except (UnknownChild, ActorStopped):
             return None
 
     # -- runs --------------------------------------------------------------------------
@@ -462,10 +466,13 @@ class Node:
             )
         return self._host
 
+    def _observe_root(self, event: SupervisionEvent) -> None:
+        self._root_events[event.event] = self._root_events.get(event.event, 0) + 1
+
     def _observe_runs(self, event: SupervisionEvent) -> None:
-        if isinstance(event, ChildStarted):
+        if isinstance(event, ChildStartedEvent):
             self._admission.started(run_id_of(event.child_id))
-        elif isinstance(event, ChildExited) and not event.will_restart:
+        elif isinstance(event, ChildExitedEvent) and not event.will_restart:
             self._admission.exited(run_id_of(event.child_id))
             if not (self._admission.active or self._admission.starting):
                 assert self._idle is not None
@@ -627,8 +634,8 @@ class Node:
     async def recover_now(self) -> int:
         """Have the janitor scan at once; return how many runs it resumed here."""
         self._check_open()
-        assert self._root is not None
-        janitor = self._root.child_ref("janitor")
+        assert self._root_ref is not None
+        janitor = await whereis_child(self._root_ref, "janitor")
         resumed: int = await janitor.ask(ScanNow(), timeout=60.0)
         return resumed
 
@@ -639,7 +646,7 @@ class Node:
         mailbox depths; the runs' subtrees included)."""
         if self._root is None:
             raise NodeClosed(self.node_id, self._state.value)
-        return self._root.tree()
+        return self._root.snapshot()
 
     def statistics(self) -> NodeStatistics:
         """A frozen snapshot of the node's counters."""
@@ -653,7 +660,7 @@ class Node:
             admissions_refused=self._admission.refused,
             janitor=janitor_statistics(self._janitor_counters),
             runs=self._run_counters.snapshot(),
-            supervision=self._root.statistics() if self._root is not None else {},
+            supervision=dict(self._root_events),
         )
 
 

@@ -94,6 +94,7 @@ class TreeHooks:
         admission: the node's admission counter, shared with the janitor.
         start_recovered: starts a run the janitor leased, in its reserved slot.
         observe_runs: the ``runs`` supervisor's events (admission follows them).
+        observe_root: the root's events (counted for the node's statistics).
         janitor_counters, sweeps: the janitor's counters and registered sweeps, owned by
             the node so they outlive a restart of the janitor.
     """
@@ -109,6 +110,7 @@ class TreeHooks:
     admission: Admission
     start_recovered: Callable[[UUID, Lease], Awaitable[bool]]
     observe_runs: Callable[[SupervisionEvent], None]
+    observe_root: Callable[[SupervisionEvent], None]
     janitor_counters: dict[str, int]
     sweeps: list[Callable[[], Awaitable[object]]]
 
@@ -207,6 +209,7 @@ def node_tree(config: NodeConfig, dsn: str, hooks: TreeHooks) -> Supervisor:
         strategy=Strategy.REST_FOR_ONE,
         max_restarts=_ROOT_MAX_RESTARTS,
         max_seconds=_ROOT_MAX_SECONDS,
+        observer=hooks.observe_root,
     )
 
 
