@@ -63,7 +63,7 @@ from runtime.run.policy import Failure, bad_result, classify, next_attempt
 from runtime.run.replay import COMPLETION_EVENTS, ReplayLog
 from runtime.run.tasks import TaskRunner, canceled_outcome
 from runtime.store import CANCEL_REQUESTED_EVENT, FRAMES_CHANNEL, _codec
-from supervisors import child_ref
+from supervisors import whereis_child
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -118,7 +118,7 @@ class RunActor(Actor[RunMessage]):
     ) -> None:
         self.mailbox_config = host.settings.mailbox
         self.run_id = run_id
-        self._host = host
+        self._node = host
         self._subtree = subtree
         self._tasks: ActorRef[Any] | None = None
         self._given_lease = lease
@@ -148,7 +148,7 @@ class RunActor(Actor[RunMessage]):
     # -- actor hooks -------------------------------------------------------------------
 
     @asynccontextmanager
-    async def _lifespan(self) -> AsyncIterator[None]:
+    async def lifespan(self) -> AsyncIterator[None]:
         # The driver, the keeper and the watchers live exactly as long as the incarnation.
         try:
             async with anyio.create_task_group() as task_group:
@@ -207,7 +207,7 @@ class RunActor(Actor[RunMessage]):
             self.stop()
             return
         lease, valid_until = acquired
-        host = self._host
+        host = self._node
         self._lease = lease
         self._fence.extend(valid_until)
         keeper = self._keeper = LeaseKeeper(
@@ -222,7 +222,7 @@ class RunActor(Actor[RunMessage]):
         )
         assert self._task_group is not None
         self._task_group.start_soon(self._keep, keeper, name=f"lease keeper {self.run_id}")
-        self._tasks = await child_ref(self._subtree, "tasks")
+        self._tasks = await whereis_child(self._subtree, "tasks")
         run = await host.store.get_run(self.run_id)
         log = self._log = RunLog(
             host.store,
@@ -260,7 +260,7 @@ class RunActor(Actor[RunMessage]):
     async def _acquire(self) -> tuple[Lease, float] | None:
         """The run's lease and the time until which it is surely held, or ``None`` when
         this actor has nothing to do (the run ended, vanished, or another node has it)."""
-        host = self._host
+        host = self._node
         settings = host.settings
         store = host.store
         if self._given_lease is not None:
@@ -301,7 +301,7 @@ class RunActor(Actor[RunMessage]):
     async def _settle_previous_attempts(self) -> int:
         """Mark attempts left unfinished by earlier executors as ``lost``; return how many
         attempts failed so far (the retry budget counts those only)."""
-        store = self._host.store
+        store = self._node.store
         failures = 0
         for attempt in await store.list_attempts(self.run_id):
             if attempt.finished_at is None:
@@ -312,7 +312,7 @@ class RunActor(Actor[RunMessage]):
 
     async def _attempts(self, run: Run, log: RunLog, failures: int) -> _Verdict:
         """Run handler attempts until one succeeds or the policy gives up."""
-        host = self._host
+        host = self._node
         store = host.store
         settings = host.settings
         assert self._lease is not None
@@ -382,15 +382,15 @@ class RunActor(Actor[RunMessage]):
     async def _begin_attempt(self) -> int:
         """Record the start of an attempt by this executor; return its number."""
         assert self._lease is not None
-        attempt = await self._host.store.start_attempt(
-            self.run_id, node_id=self._host.node_id, epoch=self._lease.epoch
+        attempt = await self._node.store.start_attempt(
+            self.run_id, node_id=self._node.node_id, epoch=self._lease.epoch
         )
         self._attempt = self._last_attempt = attempt.attempt
         return attempt.attempt
 
     async def _attempt_once(self, context: RunContext, replay: ReplayLog) -> _Verdict:
         """Run the handler once; its exception or its result, judged."""
-        host = self._host
+        host = self._node
         try:
             handler = host.handlers.get(context.run.run_type)
             result = await handler(context)
@@ -426,7 +426,7 @@ class RunActor(Actor[RunMessage]):
         if reason is None:
             raise RuntimeError(f"run {self.run_id}: the attempts ended with no verdict")
         # The lease is lost or overdue: write nothing more.
-        self._host.counters.fenced += 1
+        self._node.counters.fenced += 1
         if self._keeper is not None:
             self._keeper.note_stall()
         if self._runner is not None:
@@ -439,7 +439,7 @@ class RunActor(Actor[RunMessage]):
         self.stop()
 
     async def _terminal(self, verdict: _Verdict, log: RunLog) -> None:
-        host = self._host
+        host = self._node
         if isinstance(verdict, _Succeeded):
             await log.append("run.succeeded", {"result": verdict.result})
             self._outcome = "succeeded"
@@ -457,7 +457,7 @@ class RunActor(Actor[RunMessage]):
         """Record the cancel request (first: the database fence closes with it), cancel
         the tasks (grace each), then log a ``task.canceled`` for every task the log shows
         started and not ended, and exactly one ``run.canceled``."""
-        host = self._host
+        host = self._node
         store = host.store
         requested = await store.request_cancel(self.run_id, reason=self._cancel_reason)
         cut_off: dict[str, bool] = {}
@@ -509,7 +509,7 @@ class RunActor(Actor[RunMessage]):
         if self._attempt is None:
             return
         try:
-            await self._host.store.finish_attempt(
+            await self._node.store.finish_attempt(
                 self.run_id,
                 self._attempt,
                 outcome=outcome,
@@ -529,7 +529,7 @@ class RunActor(Actor[RunMessage]):
             return
         lease = self._lease
         try:
-            await self._host.store.release_lease(
+            await self._node.store.release_lease(
                 self.run_id, owner_node=lease.owner_node, epoch=lease.epoch
             )
         except StoreError as error:
@@ -542,7 +542,7 @@ class RunActor(Actor[RunMessage]):
     async def _watch_cancel(self) -> None:
         """Tell the actor when someone else appended to the log and the run row says a
         cancel was requested (a NOTIFY wake-up; the lease renewal is the backstop)."""
-        host = self._host
+        host = self._node
         log = self._log
         assert log is not None
         try:
@@ -565,7 +565,7 @@ class RunActor(Actor[RunMessage]):
         """Turn frame wake-ups into ``FramesAvailable`` on the data lane (a full lane
         already holds one: nothing is lost by not adding another)."""
         try:
-            with self._host.listener.watch(self.run_id, channel=FRAMES_CHANNEL) as watch:
+            with self._node.listener.watch(self.run_id, channel=FRAMES_CHANNEL) as watch:
                 while True:
                     if await watch.wait():
                         self.ref.try_tell(FRAMES_AVAILABLE)

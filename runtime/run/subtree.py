@@ -71,7 +71,7 @@ class RunSupervisor(Supervisor):
     def __init__(self, run_id: UUID, host: RunHost, lease: _LeaseSlot) -> None:
         settings = host.settings
         self.run_id = run_id
-        self._host = host
+        self._node = host
         self._lease = lease
         tasks = ChildSpec(
             id="tasks",
@@ -101,7 +101,7 @@ class RunSupervisor(Supervisor):
         )
 
     def _new_run_actor(self) -> RunActor:
-        return RunActor(self.run_id, self._host, subtree=self.ref, lease=self._lease.take())
+        return RunActor(self.run_id, self._node, subtree=self.ref, lease=self._lease.take())
 
 
 def run_spec(run_id: UUID, host: RunHost, *, lease: Lease | None = None) -> ChildSpec:

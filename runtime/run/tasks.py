@@ -60,7 +60,14 @@ if TYPE_CHECKING:
     from runtime.run.log import RunLog
     from runtime.store import JSON, Event
 
-__all__ = ["TaskContext", "TaskOutcome", "TaskRunner", "ToolTask", "tool_call_id"]
+__all__ = [
+    "TaskContext",
+    "TaskOutcome",
+    "TaskRunner",
+    "ToolTask",
+    "canceled_outcome",
+    "tool_call_id",
+]
 
 _log = structlog.get_logger("runtime.run")
 
@@ -281,11 +288,12 @@ class TaskRunner:
         self.counters.tasks_started += 1
         try:
             ref = live.ref = await start_child(self.supervisor, spec)
+            assert ref is not None, "a tool task never declines to start"
             outcome: TaskOutcome = await ref.ask(_EXECUTE, timeout=call.timeout + self.grace)
         except AskTimeout:
             # It ignored its own timeout's cancellation for the whole grace: cut it off.
             if live.ref is not None:
-                kill(live.ref)
+                live.ref.kill()
             self.counters.tasks_cut_off += 1
             return _outcome("timed_out", call, timeout=call.timeout, cut_off=True)
         except (ActorError, SupervisorError) as error:
@@ -301,7 +309,7 @@ class TaskRunner:
         pending = [task for task in self.live.values() if not task.done]
         for task in pending:
             if task.ref is not None:
-                kill(task.ref)
+                task.ref.kill()
         stopped: set[str] = set()
         with anyio.move_on_after(self.grace):
             for task in pending:
@@ -335,15 +343,3 @@ def canceled_outcome(call_id: str, name: str, reason: str, *, cut_off: bool) -> 
         "cut_off": cut_off,
     }
     return TaskOutcome("task.canceled", payload)
-
-
-def kill(ref: ActorRef[Any]) -> None:
-    """Cancel the actor behind ``ref`` at once, without cleanup; returns immediately."""
-    killer = getattr(ref, "kill", None)
-    if killer is not None:
-        killer()
-        return
-    # The kernel's ActorRef.kill() is on its way (issue 7); until then, the incarnation's.
-    incarnation = ref._mailbox._incarnation
-    if incarnation is not None:
-        incarnation.kill()

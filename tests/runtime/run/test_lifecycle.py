@@ -11,7 +11,6 @@ import pytest
 
 from actors import spawn
 from runtime.run import RunSettings, TaskLimitReached, run_spec
-from runtime.run.tasks import kill
 from runtime.store import MemoryScope
 from supervisors import DynamicSupervisor, start_child
 from tests.runtime._helpers import expire_lease
@@ -108,6 +107,7 @@ async def test_a_run_that_is_not_ours_to_run_ends_the_subtree_quietly(
     before = await node.events(run.run_id)
     with anyio.fail_after(10):
         ref = await start_child(node.runs, run_spec(run.run_id, node.host))
+        assert ref is not None
         await ref.wait_stopped()
     assert await node.events(run.run_id) == before
     assert await store.list_attempts(run.run_id) == []
@@ -130,7 +130,7 @@ async def test_memory_reads_and_writes_are_not_repeated_by_a_replay(
     await node.wait_for(run_id, lambda events: any(e.type == "counted" for e in events))
     ref = node.actor(run_id)
     assert ref is not None
-    kill(ref)  # the replay reads "count" again: it must see what the first execution saw
+    ref.kill()  # the replay reads "count" again: it must see what the first execution saw
     await store.append_frame(run_id, frame_id="go", kind="text")
     events = await node.wait_terminal(run_id)
     assert [event.type for event in events] == [

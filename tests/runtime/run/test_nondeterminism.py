@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING
 import anyio
 import pytest
 
-from runtime.run.tasks import kill
 from tests.runtime.run.conftest import Node, payload, terminal
 
 if TYPE_CHECKING:
@@ -71,7 +70,7 @@ async def test_another_payload_after_a_kill_fails_the_run(node: Node, store: Sto
         await waiting.wait()
     ref = node.actor(run_id)
     assert ref is not None
-    kill(ref)
+    ref.kill()
     failed = await _failed_on_replay(node, run_id)
     assert failed["reason"] == "nondeterministic_handler"
     assert failed["seq"] == 1

@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import pytest
 
-from runtime.run.tasks import kill
 from tests.runtime._helpers import query
 from tests.runtime.run.conftest import Node, assert_gap_free, payload, terminal
 
@@ -132,7 +131,7 @@ async def test_killed_and_crashed_mid_stream_the_run_resumes_and_repeats_nothing
         ref = node.actor(run_id)
         assert ref is not None
         if fault == "kill":
-            kill(ref)
+            ref.kill()
         else:
             await ref.tell(_Bug())
     events = await node.wait_terminal(run_id, seconds=60)
@@ -157,7 +156,7 @@ async def test_frames_are_consumed_exactly_once_across_kills(node: Node, dsn: st
         ref = node.actor(run_id)
         assert ref is not None
         if fault == "kill":
-            kill(ref)
+            ref.kill()
         else:
             await ref.tell(_Bug())
     await node.store.append_frame(run_id, frame_id="end", kind="end")
@@ -192,7 +191,7 @@ async def test_many_runs_under_random_kills_and_crashes_keep_every_invariant(
         if terminal(events) is not None or ref is None:
             continue
         if rng.random() < 0.5:
-            kill(ref)
+            ref.kill()
         else:
             await ref.tell(_Bug())
     for run_id in run_ids:
