@@ -122,7 +122,9 @@ def node_config(dsn: str, runs: int, **changes: Any) -> NodeConfig:
         port=0,
         max_active_runs=max(runs, 10),
         pool_min_size=2,
-        pool_max_size=10,
+        # A node hosting many runs needs connections for their lease renewals and frame
+        # reads besides the writer's: 30 for 1,000 runs (docs/node.md, "Sizing").
+        pool_max_size=max(10, min(50, runs // 33)),
         listener_poll_interval=5.0,
         **changes,
     )
@@ -403,6 +405,14 @@ def cluster(dsn: str, runs: int, window: float, rounds: int) -> list[Row]:
 # -- the command line ----------------------------------------------------------------------
 
 
+def _labelled(rows: list[Row]) -> list[Row]:
+    """Rows for the printed table: uvloop figures marked in the metric's name."""
+    return [
+        Row(f"{r.metric} (uvloop)", r.value, r.unit, r.baseline) if r.backend == "uvloop" else r
+        for r in rows
+    ]
+
+
 def _run_worker(dsn: str, loop: str, args: argparse.Namespace) -> list[Row]:
     command = [
         "--worker", loop, "--dsn", dsn, "--runs", str(args.runs), "--window", str(args.window),
@@ -427,7 +437,7 @@ async def _orchestrate(args: argparse.Namespace) -> list[Row]:
         for loop in loops:
             rows += await anyio.to_thread.run_sync(_run_worker, dsn, loop, args)
             # Printed as each phase ends: kept should a later phase fail.
-            print(markdown_table(rows), file=sys.stderr, flush=True)
+            print(markdown_table(_labelled(rows)), file=sys.stderr, flush=True)
         if args.cluster or args.cluster_only:
             rows += await anyio.to_thread.run_sync(
                 cluster, dsn, args.runs, args.window, args.rounds
@@ -466,7 +476,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(result))
         return 0
     rows = asyncio.run(_orchestrate(args))
-    print(markdown_table(rows))
+    print(markdown_table(_labelled(rows)))
     if args.json:
         write_json(Path(args.json), rows, digits=3)
     return 0
