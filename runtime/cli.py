@@ -24,12 +24,9 @@ import psycopg
 import pydantic
 import structlog
 
-from runtime import _db
 from runtime.config import NodeConfig
-from runtime.embedded_pg import EmbeddedPostgres
-from runtime.errors import StoreError
-from runtime.migrator import apply_migrations
-from runtime.store import Store
+from runtime.store import EmbeddedPostgres, Store, StoreError, apply_migrations
+from runtime.store._db import raise_translated
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
@@ -62,11 +59,11 @@ class Command:
 @contextlib.asynccontextmanager
 async def resolve_dsn(config: NodeConfig) -> AsyncIterator[str]:
     """Yield the configured DSN, or start (or join) the embedded server for the block."""
-    dsn = config.dsn_value()
+    dsn = config.store.dsn_value()
     if dsn is not None:
         yield dsn
         return
-    async with EmbeddedPostgres(config.pg_data_dir) as embedded:
+    async with EmbeddedPostgres(config.store.pg_data_dir) as embedded:
         yield embedded.dsn
 
 
@@ -89,7 +86,7 @@ async def _demo(args: argparse.Namespace, config: NodeConfig) -> int:
 
 async def _migrate(args: argparse.Namespace, config: NodeConfig) -> int:
     async with resolve_dsn(config) as dsn:
-        applied = await apply_migrations(dsn, connect_timeout=config.connect_timeout)
+        applied = await apply_migrations(dsn, connect_timeout=config.store.connect_timeout)
     if applied:
         for migration in applied:
             print(f"applied {migration.version:04d}_{migration.name}")
@@ -103,7 +100,7 @@ def _verify_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 async def _verify(args: argparse.Namespace, config: NodeConfig) -> int:
-    async with resolve_dsn(config) as dsn, Store(dsn, config) as store:
+    async with resolve_dsn(config) as dsn, Store(dsn, config.store) as store:
         report = await store.verify_chain(args.run_id)
     if report.ok:
         print(f"run {report.run_id}: chain ok ({report.events} events, last seq {report.last_seq})")
@@ -156,7 +153,7 @@ def _configure_logging(level: int = logging.WARNING) -> None:
 
 def _translate(exc: psycopg.Error, config: NodeConfig) -> Exception:
     try:
-        _db.raise_translated(exc, config.dsn_value() or "host=embedded")
+        raise_translated(exc, config.store.dsn_value() or "host=embedded")
     except Exception as translated:
         return translated
 

@@ -21,7 +21,7 @@ import pytest
 import structlog
 from blockbuster import BlockBuster, blockbuster_ctx
 
-from runtime.embedded_pg import EmbeddedPostgres
+from runtime.store import EmbeddedPostgres
 
 if TYPE_CHECKING:
     from collections.abc import Iterator

@@ -37,7 +37,7 @@ from typing import TypeAlias
 
 import orjson
 
-from runtime.errors import PayloadNotSerializable, PayloadTooLarge
+from runtime.store.errors import PayloadNotSerializable, PayloadTooLarge
 
 __all__ = ["JSON", "canonical", "decode", "encode"]
 

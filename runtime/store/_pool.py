@@ -17,16 +17,16 @@ import psycopg_pool
 from psycopg import AsyncConnection
 from psycopg.types.json import set_json_loads
 
-from runtime import _db
-from runtime.config import dsn_host
-from runtime.errors import DatabaseUnavailable
+from runtime.store import _db
+from runtime.store.dsn import dsn_host
+from runtime.store.errors import DatabaseUnavailable
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
     from psycopg.rows import TupleRow
 
-    from runtime.config import NodeConfig
+    from runtime.store.config import StoreConfig
 
 __all__ = ["Pool", "open_pool"]
 
@@ -40,7 +40,7 @@ async def _configure(conn: AsyncConnection[TupleRow]) -> None:
 
 
 @contextlib.asynccontextmanager
-async def open_pool(dsn: str, config: NodeConfig, *, name: str) -> AsyncIterator[Pool]:
+async def open_pool(dsn: str, config: StoreConfig, *, name: str) -> AsyncIterator[Pool]:
     """Open a pool on ``dsn`` sized by ``config``; close it on exit.
 
     A single probe connection runs first, so an unreachable server fails fast with

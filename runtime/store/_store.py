@@ -11,12 +11,12 @@ from typing import TYPE_CHECKING, Self
 import anyio
 import structlog
 
-from runtime import _db
-from runtime.config import MAX_TTL, dsn_host
-from runtime.errors import StoreClosed
-from runtime.store import _codec, attempts, chain, events, frames, leases, memory, runs
+from runtime.store import _codec, _db, attempts, chain, events, frames, leases, memory, runs
 from runtime.store._notifier import Notifier
 from runtime.store._pool import Pool, open_pool
+from runtime.store.config import MAX_TTL
+from runtime.store.dsn import dsn_host
+from runtime.store.errors import StoreClosed
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Sequence
@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from psycopg import AsyncConnection
     from psycopg.rows import TupleRow
 
-    from runtime.config import NodeConfig
+    from runtime.store.config import StoreConfig
 
 __all__ = ["Store", "StoreStatistics"]
 
@@ -84,10 +84,10 @@ class Store:
             lease = await store.acquire_lease(run.run_id, owner_node="node-a:boot")
             seq = await store.append_event(run.run_id, lease.epoch, "turn.opened", {})
 
-    Migrations are not applied here; run :func:`runtime.migrator.apply_migrations` first.
+    Migrations are not applied here; run :func:`runtime.store.apply_migrations` first.
     """
 
-    def __init__(self, dsn: str, config: NodeConfig) -> None:
+    def __init__(self, dsn: str, config: StoreConfig) -> None:
         self._dsn = dsn
         self._config = config
         self._state = _State.NEW
@@ -106,7 +106,7 @@ class Store:
         return f"<Store host={dsn_host(self._dsn)!r} {self._state.value}>"
 
     @property
-    def config(self) -> NodeConfig:
+    def config(self) -> StoreConfig:
         """The configuration the store was built with."""
         return self._config
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
-from runtime.errors import DeadLetterNotFound, RunNotFound
+from runtime.store.errors import DeadLetterNotFound, RunNotFound
 
 if TYPE_CHECKING:
     from datetime import datetime

@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING
 
 import orjson
 
-from runtime.errors import RunNotFound
 from runtime.store import _codec
+from runtime.store.errors import RunNotFound
 
 if TYPE_CHECKING:
     from uuid import UUID

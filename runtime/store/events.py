@@ -63,8 +63,9 @@ import anyio
 import orjson
 import structlog
 
-from runtime import _db
-from runtime.errors import (
+from runtime.store import _arrays, _codec, _db
+from runtime.store.chain import canonical_parts
+from runtime.store.errors import (
     RunNotFound,
     RunTerminal,
     StaleEpoch,
@@ -73,8 +74,6 @@ from runtime.errors import (
     StoreOverloaded,
     TransactionConflict,
 )
-from runtime.store import _arrays, _codec
-from runtime.store.chain import canonical_parts
 
 if TYPE_CHECKING:
     import random
@@ -85,8 +84,8 @@ if TYPE_CHECKING:
     from psycopg import AsyncConnection, AsyncCursor
     from psycopg.rows import TupleRow
 
-    from runtime.config import NodeConfig
     from runtime.store._notifier import Notifier
+    from runtime.store.config import StoreConfig
 
 __all__ = [
     "EVENTS_CHANNEL",
@@ -565,7 +564,7 @@ class GroupCommitWriter:
     """
 
     def __init__(
-        self, dsn: str, config: NodeConfig, notifier: Notifier, rng: random.Random
+        self, dsn: str, config: StoreConfig, notifier: Notifier, rng: random.Random
     ) -> None:
         self._notifier = notifier
         self._rng = rng

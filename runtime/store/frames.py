@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
-from runtime.errors import RunNotFound, RunTerminal
+from runtime.store.errors import RunNotFound, RunTerminal
 from runtime.store.runs import TERMINAL_STATUSES
 
 if TYPE_CHECKING:

@@ -17,8 +17,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from runtime import _db
-from runtime.errors import LeaseHeld, RunNotFound, RunTerminal, TransactionConflict
+from runtime.store import _db
+from runtime.store.errors import LeaseHeld, RunNotFound, RunTerminal, TransactionConflict
 from runtime.store.runs import TERMINAL_STATUSES
 
 if TYPE_CHECKING:

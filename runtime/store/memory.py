@@ -12,8 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final, Literal, get_args
 
-from runtime.errors import VersionConflict
 from runtime.store._codec import decode
+from runtime.store.errors import VersionConflict
 
 if TYPE_CHECKING:
     from datetime import datetime

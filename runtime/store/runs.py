@@ -6,9 +6,9 @@ import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final, Literal, cast, get_args
 
-from runtime.errors import RunConflict, RunNotFound
 from runtime.store._codec import canonical
 from runtime.store.chain import canonical_bytes, chain_hash
+from runtime.store.errors import RunConflict, RunNotFound
 from runtime.store.events import EVENTS_CHANNEL, SCHEMA_VERSION
 
 if TYPE_CHECKING:

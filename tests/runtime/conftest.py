@@ -18,9 +18,8 @@ import pytest
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
-from runtime.config import NodeConfig
-from runtime.migrator import apply_migrations
-from runtime.store import Store
+from runtime.store import Store, StoreConfig
+from runtime.store.migrator import apply_migrations
 from tests.conftest import private_directory
 
 if TYPE_CHECKING:
@@ -114,9 +113,9 @@ def dsn(server_dsn: str, template_db: str) -> Iterator[str]:
 
 
 @pytest.fixture
-def config() -> NodeConfig:
+def config() -> StoreConfig:
     """Small, fast settings for tests."""
-    return NodeConfig(
+    return StoreConfig(
         dsn=None,
         pool_min_size=1,
         pool_max_size=8,
@@ -126,7 +125,7 @@ def config() -> NodeConfig:
 
 
 @pytest.fixture
-async def store(dsn: str, config: NodeConfig) -> AsyncIterator[Store]:
+async def store(dsn: str, config: StoreConfig) -> AsyncIterator[Store]:
     """An open store on the test's own database."""
     async with Store(dsn, config) as opened:
         yield opened

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import pytest
 from psycopg.conninfo import make_conninfo
 
-from runtime.config import dsn_host
+from runtime.store import dsn_host
 from tests.runtime._helpers import (
     applied_report,
     cli_env,

@@ -37,7 +37,7 @@ if TYPE_CHECKING:
 
     from psycopg.rows import TupleRow
 
-    from runtime.config import NodeConfig
+    from runtime.store import StoreConfig
 
 pytestmark = pytest.mark.anyio
 
@@ -78,7 +78,7 @@ async def test_a_head_moved_by_request_cancel_is_picked_up(store: Store, dsn: st
 
 
 async def test_a_head_moved_by_another_store_is_settled_again_under_lock(
-    store: Store, dsn: str, config: NodeConfig
+    store: Store, dsn: str, config: StoreConfig
 ) -> None:
     # The other store's request_cancel moves the head behind this store's cache: the
     # optimistic statement moves nothing, and the append is settled under the row lock.
@@ -205,7 +205,7 @@ async def test_one_batch_mixing_good_stale_terminal_and_unknown_runs(
         assert (await store.verify_chain(run.run_id)).ok
 
 
-async def test_the_head_cache_is_bounded_and_refills(dsn: str, config: NodeConfig) -> None:
+async def test_the_head_cache_is_bounded_and_refills(dsn: str, config: StoreConfig) -> None:
     small = config.model_copy(update={"append_head_cache_size": 2})
     async with Store(dsn, small) as store:
         runs = [await leased_run(store) for _ in range(5)]
@@ -240,7 +240,7 @@ async def test_a_cancelled_caller_s_append_still_lands_once(store: Store, dsn: s
 
 
 async def test_a_transaction_over_the_append_timeout_fails_and_the_writer_recovers(
-    dsn: str, config: NodeConfig
+    dsn: str, config: StoreConfig
 ) -> None:
     quick = config.model_copy(update={"append_timeout": 0.2})
     async with Store(dsn, quick) as store:

@@ -21,14 +21,13 @@ from typing import TYPE_CHECKING
 import anyio
 import pytest
 
-from runtime.errors import StaleEpoch, TransactionConflict
-from runtime.store import NewEvent, Store
+from runtime.store import NewEvent, StaleEpoch, Store, TransactionConflict
 from tests.runtime._helpers import expire_lease, query
 
 if TYPE_CHECKING:
     import uuid
 
-    from runtime.config import NodeConfig
+    from runtime.store import StoreConfig
 
 pytestmark = pytest.mark.anyio
 
@@ -52,7 +51,7 @@ class _Ledger:
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
 async def test_no_stale_write_lands_while_leases_change_hands(
-    dsn: str, config: NodeConfig, seed: int
+    dsn: str, config: StoreConfig, seed: int
 ) -> None:
     rng = random.Random(seed)
     ledger = _Ledger()

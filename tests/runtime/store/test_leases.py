@@ -10,9 +10,18 @@ import pydantic
 import pytest
 from structlog.testing import capture_logs
 
-from runtime.config import MAX_TTL, NodeConfig
-from runtime.errors import TransactionConflict
-from runtime.store import Lease, LeaseHeld, RunNotFound, RunTerminal, StaleEpoch, Store, leases
+from runtime.store import (
+    MAX_TTL,
+    Lease,
+    LeaseHeld,
+    RunNotFound,
+    RunTerminal,
+    StaleEpoch,
+    Store,
+    StoreConfig,
+    TransactionConflict,
+    leases,
+)
 from tests.runtime._helpers import expire_lease, leased_run, query, wait_blocked_by
 
 pytestmark = pytest.mark.anyio
@@ -267,12 +276,12 @@ async def test_no_ttl_means_the_configured_default(store: Store, dsn: str) -> No
 @pytest.mark.parametrize("ttl", [0, -1, float("inf"), float("nan"), 1e12])
 def test_the_configured_lease_ttl_must_be_positive_and_bounded(ttl: float) -> None:
     with pytest.raises(pydantic.ValidationError):
-        NodeConfig(lease_ttl=ttl)
+        StoreConfig(lease_ttl=ttl)
 
 
 @pytest.mark.parametrize("seed", [7, None])
 async def test_the_retry_pauses_seed_is_the_configured_one_and_is_logged(
-    dsn: str, config: NodeConfig, seed: int | None
+    dsn: str, config: StoreConfig, seed: int | None
 ) -> None:
     # STYLE: randomness is a seeded, logged input. The pauses before deadlock retries
     # draw from the store's RNG, seeded by WARDEN_RETRY_SEED or by a drawn seed, which
@@ -288,7 +297,7 @@ async def test_the_retry_pauses_seed_is_the_configured_one_and_is_logged(
 
 def test_the_retry_seed_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("WARDEN_RETRY_SEED", "42")
-    assert NodeConfig().retry_seed == 42
+    assert StoreConfig().retry_seed == 42
     monkeypatch.setenv("WARDEN_RETRY_SEED", "not a number")
     with pytest.raises(pydantic.ValidationError):
-        NodeConfig()
+        StoreConfig()

@@ -8,8 +8,8 @@ import anyio
 import psycopg
 import pytest
 
-from runtime.config import MAX_TTL
 from runtime.store import (
+    MAX_TTL,
     MemoryScope,
     PayloadNotSerializable,
     PayloadTooLarge,

@@ -25,7 +25,7 @@ _NODE = """
 import asyncio, sys
 from pathlib import Path
 import anyio.to_thread, psycopg, structlog
-from runtime.embedded_pg import EmbeddedPostgres
+from runtime.store import EmbeddedPostgres
 
 structlog.configure(logger_factory=structlog.PrintLoggerFactory(sys.stderr))
 
@@ -46,7 +46,7 @@ _REOPENER = """
 import asyncio, sys
 from pathlib import Path
 import anyio.to_thread, psycopg, structlog
-from runtime.embedded_pg import EmbeddedPostgres
+from runtime.store import EmbeddedPostgres
 
 structlog.configure(logger_factory=structlog.PrintLoggerFactory(sys.stderr))
 
@@ -186,8 +186,7 @@ def test_the_cli_uses_the_embedded_server_when_no_dsn_is_set(private_dir: Path) 
 
 @pytest.mark.anyio
 async def test_an_embedded_handle_is_single_use(private_dir: Path) -> None:
-    from runtime.embedded_pg import EmbeddedPostgres
-    from runtime.errors import StoreClosed
+    from runtime.store import EmbeddedPostgres, StoreClosed
 
     pg = EmbeddedPostgres(private_dir / "pg")
     with pytest.raises(StoreClosed):

@@ -33,9 +33,9 @@ import psycopg
 import structlog
 from psycopg import sql
 
-from runtime import _db
-from runtime.config import dsn_host
-from runtime.errors import DatabaseUnavailable, StoreClosed, StoreOverloaded
+from runtime.store import _db
+from runtime.store.dsn import dsn_host
+from runtime.store.errors import DatabaseUnavailable, StoreClosed, StoreOverloaded
 from runtime.store.events import EVENTS_CHANNEL
 from runtime.store.frames import FRAMES_CHANNEL
 
@@ -46,11 +46,11 @@ if TYPE_CHECKING:
     from anyio.abc import TaskStatus
     from psycopg.rows import TupleRow
 
-    from runtime.config import NodeConfig
+    from runtime.store.config import StoreConfig
 
 __all__ = ["Listener", "ListenerStatistics", "Watch"]
 
-_logger = structlog.get_logger("runtime.listener")
+_logger = structlog.get_logger("runtime.store.listener")
 
 _RECONNECT_BUDGET = 30
 _BACKOFF_FIRST = 0.1
@@ -119,7 +119,7 @@ class Listener:
     group; leaving stops it and closes the connection.
     """
 
-    def __init__(self, dsn: str, config: NodeConfig) -> None:
+    def __init__(self, dsn: str, config: StoreConfig) -> None:
         self._dsn = dsn
         self._config = config
         self._channels = (EVENTS_CHANNEL, FRAMES_CHANNEL)

@@ -7,19 +7,18 @@ from typing import TYPE_CHECKING
 import anyio
 import pytest
 
-from runtime.listener import Listener
-from runtime.store import FRAMES_CHANNEL, Store, StoreClosed, StoreOverloaded
+from runtime.store import FRAMES_CHANNEL, Listener, Store, StoreClosed, StoreOverloaded
 from tests.runtime._helpers import leased_run, query
 
 if TYPE_CHECKING:
-    from runtime.config import NodeConfig
+    from runtime.store import StoreConfig
 
 pytestmark = pytest.mark.anyio
 
 
 @pytest.mark.parametrize("mode", ["in_transaction", "after_commit"])
 async def test_every_committed_append_wakes_a_waiting_reader(
-    dsn: str, config: NodeConfig, mode: str
+    dsn: str, config: StoreConfig, mode: str
 ) -> None:
     # The poll interval (30 s) is far beyond the test's bound: only NOTIFY can wake it.
     config = config.model_copy(update={"notify_mode": mode})
@@ -45,7 +44,7 @@ async def test_every_committed_append_wakes_a_waiting_reader(
 
 
 async def test_group_committed_appends_for_many_runs_wake_each_reader(
-    store: Store, dsn: str, config: NodeConfig
+    store: Store, dsn: str, config: StoreConfig
 ) -> None:
     runs = [await leased_run(store) for _ in range(5)]
     async with Listener(dsn, config) as listener:
@@ -72,7 +71,7 @@ async def test_group_committed_appends_for_many_runs_wake_each_reader(
     assert woken == dict.fromkeys(range(5), 3)
 
 
-async def test_new_frames_wake_frame_watchers(store: Store, dsn: str, config: NodeConfig) -> None:
+async def test_new_frames_wake_frame_watchers(store: Store, dsn: str, config: StoreConfig) -> None:
     run, _ = await leased_run(store)
     async with Listener(dsn, config) as listener:
         with listener.watch(run.run_id, channel=FRAMES_CHANNEL) as watch:
@@ -83,7 +82,7 @@ async def test_new_frames_wake_frame_watchers(store: Store, dsn: str, config: No
 
 
 async def test_a_reader_with_no_notification_wakes_after_the_poll_interval(
-    store: Store, dsn: str, config: NodeConfig
+    store: Store, dsn: str, config: StoreConfig
 ) -> None:
     run, _ = await leased_run(store)
     fast = config.model_copy(update={"listener_poll_interval": 0.05})
@@ -93,7 +92,7 @@ async def test_a_reader_with_no_notification_wakes_after_the_poll_interval(
 
 
 async def test_a_dropped_connection_wakes_everyone_and_reconnects(
-    store: Store, dsn: str, config: NodeConfig
+    store: Store, dsn: str, config: StoreConfig
 ) -> None:
     run, lease = await leased_run(store)
     async with Listener(dsn, config) as listener:
@@ -115,7 +114,7 @@ async def test_a_dropped_connection_wakes_everyone_and_reconnects(
 
 
 async def test_waiters_are_bounded_and_lifecycle_is_single_use(
-    dsn: str, config: NodeConfig, store: Store
+    dsn: str, config: StoreConfig, store: Store
 ) -> None:
     run, _ = await leased_run(store)
     tiny = config.model_copy(update={"listener_max_waiters": 2})

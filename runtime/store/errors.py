@@ -30,7 +30,7 @@ caused ("the world did this": an unreachable database)::
 
 Messages are built in ``__init__`` from typed fields, so handlers can branch on the fields
 rather than on text. Database failures are classified by SQLSTATE class (psycopg's
-exception types), never by parsing message text: see :func:`runtime._db.raise_translated`.
+exception types), never by parsing message text: see :func:`runtime.store._db.raise_translated`.
 No raw psycopg error leaves the store, the migrator or the command line.
 """
 
@@ -329,5 +329,5 @@ for _error in (
     MigrationChecksumMismatch,
     UnknownMigration,
 ):
-    _error.__module__ = "runtime.errors"
+    _error.__module__ = "runtime.store"
 del _error

@@ -40,14 +40,14 @@ import anyio
 import anyio.to_thread
 import structlog
 
-from runtime.errors import StoreClosed, StoreError
+from runtime.store.errors import StoreClosed, StoreError
 
 if TYPE_CHECKING:
     from types import ModuleType, TracebackType
 
 __all__ = ["EmbeddedPostgres"]
 
-_logger = structlog.get_logger("runtime.embedded_pg")
+_logger = structlog.get_logger("runtime.store.embedded")
 
 _HANDLES_FILE = ".handle_pids.json"
 _OPEN_ATTEMPTS = 3

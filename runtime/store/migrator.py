@@ -7,8 +7,8 @@ exactly one of them and the others find it recorded. Each file runs in its own t
 together with the row that records it (version, name, sha256 checksum), so a failed
 migration leaves no trace and a recorded one is complete. Before applying anything, every
 recorded checksum is compared with the shipped file: an edited, already-applied migration
-refuses to start (:class:`~runtime.errors.MigrationChecksumMismatch`), and a database that
-records a migration this build lacks refuses too (:class:`~runtime.errors.UnknownMigration`).
+refuses to start (:class:`~runtime.store.errors.MigrationChecksumMismatch`), and a database that
+records a migration this build lacks refuses too (:class:`~runtime.store.errors.UnknownMigration`).
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ import anyio.to_thread
 import structlog
 from psycopg import errors as pg_errors
 
-from runtime import _db
-from runtime.errors import (
+from runtime.store import _db
+from runtime.store.errors import (
     MigrationChecksumMismatch,
     MigrationError,
     UnknownMigration,
@@ -40,7 +40,7 @@ ADVISORY_LOCK_KEY = 0x5741_5244_454E_0001
 
 _FILE_RE = re.compile(r"^(?P<version>\d{4})_(?P<name>[a-z0-9_]+)\.sql$")
 
-_logger = structlog.get_logger("runtime.migrator")
+_logger = structlog.get_logger("runtime.store.migrator")
 
 _CREATE_LEDGER = """
 CREATE TABLE IF NOT EXISTS warden_migrations (

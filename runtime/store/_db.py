@@ -14,8 +14,8 @@ import psycopg
 import psycopg_pool
 from psycopg import errors as pg_errors
 
-from runtime.config import dsn_host, redact_dsn
-from runtime.errors import (
+from runtime.store.dsn import dsn_host, redact_dsn
+from runtime.store.errors import (
     DatabaseError,
     DatabaseUnavailable,
     SchemaNotMigrated,
