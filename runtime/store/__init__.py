@@ -16,6 +16,7 @@ User guide: ``docs/store.md``.
 
 from runtime.store._codec import JSON
 from runtime.store._store import Store, StoreStatistics
+from runtime.store._writer import WriterStatistics
 from runtime.store.attempts import Attempt, AttemptOutcome, DeadLetter
 from runtime.store.chain import ChainReport
 from runtime.store.config import MAX_TTL, NotifyMode, StoreConfig, default_pg_data_dir
@@ -44,14 +45,7 @@ from runtime.store.errors import (
     UnknownMigration,
     VersionConflict,
 )
-from runtime.store.events import (
-    EVENTS_CHANNEL,
-    SCHEMA_VERSION,
-    TERMINAL_EVENTS,
-    Event,
-    NewEvent,
-    WriterStatistics,
-)
+from runtime.store.events import EVENTS_CHANNEL, SCHEMA_VERSION, TERMINAL_EVENTS, Event, NewEvent
 from runtime.store.frames import FRAMES_CHANNEL, Frame, FrameAppend
 from runtime.store.leases import Lease, LeaseRenewal
 from runtime.store.listener import Listener, ListenerStatistics, Watch

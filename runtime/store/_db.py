@@ -7,7 +7,7 @@ SQLSTATE class and exception type, never by parsing message text.
 from __future__ import annotations
 
 import contextlib
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, Final, NoReturn, TypeVar
 
 import anyio
 import psycopg
@@ -26,15 +26,17 @@ from runtime.store.errors import (
 
 if TYPE_CHECKING:
     import random
-    from collections.abc import AsyncIterator
+    from collections.abc import AsyncIterator, Awaitable, Callable
+    from uuid import UUID
 
     from psycopg.rows import TupleRow
 
 __all__ = [
     "RETRYABLE",
+    "TX_ATTEMPTS",
     "connect",
-    "pause_before_retry",
     "raise_translated",
+    "retry_rolled_back",
     "translated",
     "with_options",
 ]
@@ -42,17 +44,44 @@ __all__ = [
 RETRYABLE = (pg_errors.DeadlockDetected, pg_errors.SerializationFailure)
 """Failures that rolled a transaction back and leave it safe to retry (class 40)."""
 
+TX_ATTEMPTS: Final = 3
+"""Tries of one transaction that deadlocks or serialization failures roll back."""
+
 _RETRY_PAUSE = (0.005, 0.025)
 
+_T = TypeVar("_T")
 
-async def pause_before_retry(rng: random.Random) -> None:
-    """Wait a short random time (5-25 ms, drawn from ``rng``) before retrying a
-    rolled-back transaction.
 
-    Retried at once, a transaction tends to re-take the row locks it just gave up before
-    the other one, woken by the rollback, can take them, and the same deadlock forms again.
+async def retry_rolled_back(
+    attempt: Callable[[], Awaitable[_T]],
+    *,
+    rng: random.Random,
+    run_ids: Callable[[], tuple[UUID, ...]],
+    on_retry: Callable[[], object] | None = None,
+) -> _T:
+    """Await ``attempt()`` again while a deadlock or serialization failure rolls it back,
+    at most :data:`TX_ATTEMPTS` tries; the one retry loop of the store.
+
+    Before each retry it waits a short random time (5-25 ms, drawn from ``rng``): retried
+    at once, a transaction tends to re-take the row locks it just gave up before the other
+    one, woken by the rollback, can take them, and the same deadlock forms again.
+    ``attempt`` must be safe to repeat after a rollback (the rolled-back transaction wrote
+    nothing); ``on_retry`` is called before each retry (for counters).
+
+    Raises:
+        TransactionConflict: still rolled back after the last try; it names ``run_ids()``.
     """
-    await anyio.sleep(rng.uniform(*_RETRY_PAUSE))
+    tries = 1
+    while True:
+        try:
+            return await attempt()
+        except RETRYABLE as exc:
+            if tries >= TX_ATTEMPTS:
+                raise TransactionConflict(run_ids(), exc.sqlstate, tries) from exc
+        tries += 1
+        if on_retry is not None:
+            on_retry()
+        await anyio.sleep(rng.uniform(*_RETRY_PAUSE))
 
 
 # SQLSTATEs meaning an object the schema should have is missing (class 42 otherwise also

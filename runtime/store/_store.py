@@ -14,6 +14,7 @@ import structlog
 from runtime.store import _codec, _db, attempts, chain, events, frames, leases, memory, runs
 from runtime.store._notifier import Notifier
 from runtime.store._pool import Pool, open_pool
+from runtime.store._writer import GroupCommitWriter, WriterStatistics
 from runtime.store.config import MAX_TTL
 from runtime.store.dsn import dsn_host
 from runtime.store.errors import StoreClosed
@@ -66,7 +67,7 @@ class StoreStatistics:
         pool: psycopg_pool's ``get_stats()`` (pool size, available, waiting, ...).
     """
 
-    writer: events.WriterStatistics
+    writer: WriterStatistics
     pool: dict[str, int]
 
 
@@ -93,7 +94,7 @@ class Store:
         self._state = _State.NEW
         self._stack: contextlib.AsyncExitStack | None = None
         self._pool: Pool | None = None
-        self._writer: events.GroupCommitWriter | None = None
+        self._writer: GroupCommitWriter | None = None
         self._notifier: Notifier | None = None
         self._retry_seed = (
             config.retry_seed
@@ -122,9 +123,7 @@ class Store:
             self._notifier = Notifier(
                 self._pool, events.EVENTS_CHANNEL, max_runs=self._config.append_batch_size
             )
-            self._writer = events.GroupCommitWriter(
-                self._dsn, self._config, self._notifier, self._rng
-            )
+            self._writer = GroupCommitWriter(self._dsn, self._config, self._notifier, self._rng)
             task_group = await stack.enter_async_context(anyio.create_task_group())
             stack.callback(task_group.cancel_scope.cancel)
             await task_group.start(self._notifier.run)
@@ -259,7 +258,7 @@ class Store:
     ) -> list[int]:
         """Append events as the holder of lease ``epoch``; return their seqs after commit.
 
-        Group-committed with concurrent appends. See :class:`events.GroupCommitWriter`.
+        Group-committed with concurrent appends (``docs/store.md``, "The append path").
 
         Raises:
             PayloadNotSerializable, PayloadTooLarge, RunNotFound, RunTerminal, StaleEpoch:

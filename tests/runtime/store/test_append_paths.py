@@ -26,9 +26,9 @@ from runtime.store import (
     Store,
     StoreOverloaded,
     TransactionConflict,
-    events,
+    _db,
 )
-from runtime.store.events import WRITER_APPLICATION_NAME
+from runtime.store._writer import WRITER_APPLICATION_NAME
 from runtime.store.leases import acquire_lease
 from tests.runtime._helpers import expire_lease, leased_run, query, wait_blocked_by
 
@@ -357,7 +357,7 @@ async def test_a_batch_chosen_as_deadlock_victim_is_retried(store: Store, dsn: s
         # Usually one. The writer's retry (after a short random pause) can still lock X
         # again before the woken holder does, which closes the same cycle once more:
         # then the writer is the victim again and retries again, within its budget.
-        assert 1 <= retries < events._TX_ATTEMPTS
+        assert 1 <= retries < _db.TX_ATTEMPTS
     for run_id in (runs.low, runs.high):
         assert [seq for seq, _, _ in await _log(dsn, run_id)] == [1, 2]
         assert (await store.verify_chain(run_id)).ok
@@ -369,7 +369,7 @@ async def test_a_batch_out_of_deadlock_retries_fails_with_its_run_ids(
     # The deadlock of the test above, with a retry budget of one try: the callers get a
     # TransactionConflict naming their runs (never psycopg's DeadlockDetected), nothing
     # is written, and the writer carries on.
-    monkeypatch.setattr(events, "_TX_ATTEMPTS", 1)
+    monkeypatch.setattr(_db, "TX_ATTEMPTS", 1)
     runs = await _two_warm_runs(store)
     outcomes: dict[uuid.UUID, object] = {}
 

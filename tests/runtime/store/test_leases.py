@@ -20,7 +20,7 @@ from runtime.store import (
     Store,
     StoreConfig,
     TransactionConflict,
-    leases,
+    _db,
 )
 from tests.runtime._helpers import expire_lease, leased_run, query, wait_blocked_by
 
@@ -226,7 +226,7 @@ async def test_an_acquire_out_of_deadlock_retries_raises_and_changes_nothing(
     store: Store, dsn: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # One try only, so a single real deadlock exhausts the budget.
-    monkeypatch.setattr(leases, "ACQUIRE_ATTEMPTS", 1)
+    monkeypatch.setattr(_db, "TX_ATTEMPTS", 1)
     run, _ = await leased_run(store, node="node-a")
     await expire_lease(dsn, run.run_id)
     for _ in range(3):  # a stall may make the holder the victim; then try again
