@@ -86,7 +86,7 @@ async def _demo(args: argparse.Namespace, config: NodeConfig) -> int:
 
 async def _migrate(args: argparse.Namespace, config: NodeConfig) -> int:
     async with resolve_dsn(config) as dsn:
-        applied = await apply_migrations(dsn, connect_timeout=config.store.connect_timeout)
+        applied = await apply_migrations(dsn, config.store)
     if applied:
         for migration in applied:
             print(f"applied {migration.version:04d}_{migration.name}")

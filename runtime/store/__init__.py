@@ -20,13 +20,15 @@ from runtime.store._writer import WriterStatistics
 from runtime.store.attempts import Attempt, AttemptOutcome, DeadLetter
 from runtime.store.chain import ChainReport
 from runtime.store.config import MAX_TTL, NotifyMode, StoreConfig, default_pg_data_dir
-from runtime.store.dsn import dsn_host, redact_dsn
+from runtime.store.dsn import check_dsn, dsn_host, redact_dsn
 from runtime.store.embedded import EmbeddedPostgres
 from runtime.store.errors import (
     DatabaseError,
     DatabaseUnavailable,
     DeadLetterNotFound,
+    EmbeddedServerError,
     FencingError,
+    InvalidArgument,
     InvalidPayload,
     LeaseHeld,
     MigrationChecksumMismatch,
@@ -41,6 +43,7 @@ from runtime.store.errors import (
     StoreClosed,
     StoreError,
     StoreOverloaded,
+    StoreTimeout,
     TransactionConflict,
     UnknownMigration,
     VersionConflict,
@@ -71,11 +74,13 @@ __all__ = [
     "DeadLetterNotFound",
     "EVENTS_CHANNEL",
     "EmbeddedPostgres",
+    "EmbeddedServerError",
     "Event",
     "FRAMES_CHANNEL",
     "FencingError",
     "Frame",
     "FrameAppend",
+    "InvalidArgument",
     "InvalidPayload",
     "JSON",
     "Lease",
@@ -108,6 +113,7 @@ __all__ = [
     "StoreError",
     "StoreOverloaded",
     "StoreStatistics",
+    "StoreTimeout",
     "TERMINAL_EVENTS",
     "TERMINAL_STATUSES",
     "TransactionConflict",
@@ -116,6 +122,7 @@ __all__ = [
     "Watch",
     "WriterStatistics",
     "apply_migrations",
+    "check_dsn",
     "default_pg_data_dir",
     "discover_migrations",
     "dsn_host",

@@ -12,6 +12,7 @@ committer's business (:mod:`runtime.store._commit`).
 
 from __future__ import annotations
 
+import math
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final, NamedTuple
@@ -101,6 +102,7 @@ class PendingAppend:
     # append is tracked apart from it: the writer still commits a cancelled caller's append.
     outcome: asyncio.Future[list[int] | BaseException]
     settled: bool = False
+    deadline: float = math.inf  # loop time by which it must commit or fail
 
     def resolve(self, seqs: list[int]) -> None:
         """It committed with these seqs."""

@@ -21,20 +21,31 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
-from uuid import UUID
 
 import anyio
-import structlog
+import psycopg
+from psycopg import errors as pg_errors
 
 from runtime.store import _arrays, _db
+from runtime.store._args import integer
+from runtime.store._args import run_id as check_run_id
 from runtime.store._batch import PendingAppend, PreparedEvent, prepare_event
 from runtime.store._commit import BatchCommitter
 from runtime.store._deadline import BatchDeadline
-from runtime.store.errors import StoreClosed, StoreError, StoreOverloaded
+from runtime.store._log import StoreLogger
+from runtime.store.dsn import dsn_host
+from runtime.store.errors import (
+    StoreClosed,
+    StoreError,
+    StoreOverloaded,
+    StoreTimeout,
+    TransactionConflict,
+)
 
 if TYPE_CHECKING:
     import random
     from collections.abc import Sequence
+    from uuid import UUID
 
     from anyio.abc import TaskStatus
     from psycopg import AsyncCursor
@@ -53,8 +64,15 @@ _CONNECT_ATTEMPTS: Final = 3
 """Tries to (re)open the writer's connection for one batch, with a short pause between."""
 _CONNECT_PAUSE: Final = 0.1
 _CLOSE_TIMEOUT: Final = 5.0
+_RETRY_ON: Final = (*_db.RETRYABLE, pg_errors.LockNotAvailable)
+"""Rollbacks the writer retries: deadlocks, serialization failures, and lock timeouts
+(after failing the appends of the runs that stayed locked)."""
+# Which of these run rows no other session holds locked (in autocommit, the locks go at
+# once). The lock taken is the one the append's UPDATE needs, so a share lock that a
+# foreign key check holds does not count as blocking.
+_FREE_RUNS: Final = "SELECT run_id FROM runs WHERE run_id = ANY(%s) FOR NO KEY UPDATE SKIP LOCKED"
 
-_logger = structlog.get_logger("runtime.store")
+_logger = StoreLogger("runtime.store")
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,8 +92,11 @@ class WriterStatistics:
         head_cache_capacity: the head cache's bound.
         head_reads: reads of run heads the cache lacked (one per batch at most).
         contested: runs settled again under row locks because their head had not moved.
-        retries: transactions retried after a deadlock or serialization failure.
+        retries: transactions retried after a deadlock, a serialization failure or a
+            lock timeout.
         connects: connections the writer opened (1 unless one was lost).
+        locked_runs: runs whose appends failed because another session held their row
+            locked past ``append_lock_timeout``.
     """
 
     queued: int
@@ -92,6 +113,7 @@ class WriterStatistics:
     contested: int
     retries: int
     connects: int
+    locked_runs: int
 
 
 class GroupCommitWriter:
@@ -120,6 +142,7 @@ class GroupCommitWriter:
         self._failed_batches = 0
         self._retries = 0
         self._connects = 0
+        self._locked_runs = 0
 
     def statistics(self) -> WriterStatistics:
         """Return a frozen snapshot of the writer's counters."""
@@ -139,6 +162,7 @@ class GroupCommitWriter:
             contested=committer.contested,
             retries=self._retries,
             connects=self._connects,
+            locked_runs=self._locked_runs,
         )
 
     def forget_head(self, run_id: UUID) -> None:
@@ -164,8 +188,8 @@ class GroupCommitWriter:
             DatabaseUnavailable: the transaction failed (its outcome may be unknown).
             StoreClosed: the store is not open.
         """
-        if not isinstance(run_id, UUID):
-            raise TypeError(f"run_id must be a UUID, not {type(run_id).__name__}")
+        check_run_id(run_id)
+        integer(epoch, "epoch")
         if not events:
             raise ValueError("append needs at least one event")
         limit = self._config.payload_limit
@@ -180,8 +204,8 @@ class GroupCommitWriter:
 
     async def append_one(self, run_id: UUID, epoch: int, type_: str, payload: object) -> int:
         """:meth:`append` of one event; return its seq."""
-        if not isinstance(run_id, UUID):
-            raise TypeError(f"run_id must be a UUID, not {type(run_id).__name__}")
+        check_run_id(run_id)
+        integer(epoch, "epoch")
         event = prepare_event(run_id, epoch, type_, payload, self._config.payload_limit, True)
         (seq,) = await self._submit(run_id, epoch, [event], len(event.payload))
         return seq
@@ -205,6 +229,8 @@ class GroupCommitWriter:
                 raise StoreOverloaded(
                     f"append queue full ({self._config.append_queue_size} appends)"
                 ) from None
+        # From here on the append has append_timeout to commit (or to fail).
+        item.deadline = asyncio.get_running_loop().time() + self._config.append_timeout
         queued = queue.qsize()
         if queued > self._queue_peak:
             self._queue_peak = queued
@@ -295,16 +321,22 @@ class GroupCommitWriter:
             return cursor
         await self._drop_connection()
         attempt = 1
-        # The pool's settings (autocommit, from connect; the server-side timeout), and a
-        # name that tells the writer's backend apart in pg_stat_activity.
-        dsn = _db.with_options(
+        config = self._config
+        # The pool's settings (autocommit, the server-side timeout), a lock timeout below
+        # the append timeout, and a name that tells the writer's backend apart in
+        # pg_stat_activity.
+        info = _db.conninfo(
             self._dsn,
-            f"-c statement_timeout={int(self._config.statement_timeout * 1000)}",
+            config,
+            settings={
+                "statement_timeout": config.statement_timeout,
+                "lock_timeout": min(config.append_lock_timeout, config.append_timeout / 2),
+            },
             application_name=WRITER_APPLICATION_NAME,
         )
         while True:
             try:
-                conn = await _db.connect(dsn, connect_timeout=self._config.connect_timeout)
+                conn = await _db.connect(info)
             except StoreError:
                 if attempt == _CONNECT_ATTEMPTS:
                     raise
@@ -316,19 +348,57 @@ class GroupCommitWriter:
             await anyio.sleep(_CONNECT_PAUSE * attempt)
             attempt += 1
 
+    async def _live_cursor(self) -> AsyncCursor[TupleRow]:
+        """The cursor, on a connection the server has not closed while it was idle.
+
+        A backend terminated while idle (a failover, a pooler, an operator) would fail
+        the next batch after it was sent, its outcome unknown; found before sending, the
+        connection is replaced and the batch goes out on the new one.
+        """
+        cursor = await self._connection()
+        try:
+            await _db.check_idle(cursor.connection)
+        except psycopg.Error:
+            await self._drop_connection()
+            cursor = await self._connection()
+        return cursor
+
     async def _drop_connection(self) -> None:
         cursor, self._cursor = self._cursor, None
         if cursor is not None:
             await cursor.connection.close()
 
+    async def _refuse_locked(self, cur: AsyncCursor[TupleRow], batch: list[PendingAppend]) -> None:
+        """After a lock timeout: fail the appends of the runs whose rows are locked by
+        another session, so the rest of the batch can go again without them."""
+        unsettled = sorted({item.run_id for item in batch if not item.settled})
+        await cur.execute(_FREE_RUNS, (unsettled,))
+        free = {run_id for (run_id,) in await cur.fetchall()}
+        locked = [run_id for run_id in unsettled if run_id not in free]
+        for run_id in locked:
+            error = TransactionConflict((run_id,), "55P03", 1)
+            for item in batch:
+                if item.run_id == run_id and not item.settled:
+                    item.fail(error)
+        if locked:
+            self._locked_runs += len(locked)
+            _logger.warning("append_run_locked", runs=[str(run_id) for run_id in locked])
+
     async def _commit_guarded(self, batch: list[PendingAppend], deadline: BatchDeadline) -> None:
         error: BaseException
 
         async def attempt() -> None:
-            cur = self._cursor
-            if cur is None or cur.connection.closed:
-                cur = await self._connection()
-            await self._committer.commit(cur, [item for item in batch if not item.settled])
+            pending = [item for item in batch if not item.settled]
+            if not pending:
+                return
+            cur = await self._live_cursor()
+            try:
+                await self._committer.commit(cur, pending)
+            except pg_errors.LockNotAvailable:
+                # Rolled back whole: nothing of the batch was written. The runs still
+                # locked fail alone; the others are retried at once.
+                await self._refuse_locked(cur, pending)
+                raise
 
         def retried() -> None:
             self._retries += 1
@@ -336,15 +406,29 @@ class GroupCommitWriter:
         def unsettled_runs() -> tuple[UUID, ...]:
             return tuple(sorted({item.run_id for item in batch if not item.settled}))
 
-        deadline.start()
+        now = asyncio.get_running_loop().time()
+        late = [item for item in batch if item.deadline <= now]
+        if late:
+            # They waited out their time behind a batch that hung: never sent.
+            timeout = StoreTimeout(dsn_host(self._dsn), "append", self._config.append_timeout)
+            for item in late:
+                item.fail(timeout)
+            batch = [item for item in batch if not item.settled]
+            if not batch:
+                return
+        deadline.start(min(item.deadline for item in batch))
         try:
             await _db.retry_rolled_back(
-                attempt, rng=self._rng, run_ids=unsettled_runs, on_retry=retried
+                attempt,
+                rng=self._rng,
+                run_ids=unsettled_runs,
+                on_retry=retried,
+                retry_on=_RETRY_ON,
             )
         except asyncio.CancelledError:
             if not deadline.expired():
                 raise
-            error = StoreOverloaded(f"append transaction over {self._config.append_timeout:g} s")
+            error = StoreTimeout(dsn_host(self._dsn), "append", self._config.append_timeout)
         except StoreError as exc:
             error = exc
         except Exception as exc:
@@ -357,12 +441,15 @@ class GroupCommitWriter:
         finally:
             deadline.stop()
         self._failed_batches += 1
-        _logger.warning("append_batch_failed", appends=len(batch), error=type(error).__name__)
+        failed = 0
         for item in batch:
             # The outcome may be unknown, and a cached head may be wrong either way.
             self._committer.forget(item.run_id)
             if not item.settled:
                 item.fail(error)
+                failed += 1
+        # The callers know; now the log (which can never raise into the writer).
+        _logger.warning("append_batch_failed", appends=failed, error=type(error).__name__)
         # The connection may be mid-transaction or broken: open a fresh one next time.
         with anyio.move_on_after(_CLOSE_TIMEOUT, shield=True):
             await self._drop_connection()

@@ -38,8 +38,8 @@ from typing import TYPE_CHECKING, Any, Self
 
 import anyio
 import anyio.to_thread
-import structlog
 
+from runtime.store._log import StoreLogger
 from runtime.store.errors import StoreClosed, StoreError
 
 if TYPE_CHECKING:
@@ -47,7 +47,7 @@ if TYPE_CHECKING:
 
 __all__ = ["EmbeddedPostgres"]
 
-_logger = structlog.get_logger("runtime.store.embedded")
+_logger = StoreLogger("runtime.store.embedded")
 
 _HANDLES_FILE = ".handle_pids.json"
 _OPEN_ATTEMPTS = 3

@@ -121,6 +121,9 @@ def config() -> StoreConfig:
         pool_max_size=8,
         connect_timeout=5.0,
         listener_poll_interval=30.0,
+        # Tests that hold row locks on purpose wait for the writer; they need more than
+        # the default lock timeout on a busy machine. Tests of the lock timeout set theirs.
+        append_lock_timeout=10.0,
     )
 
 

@@ -77,11 +77,13 @@ async def test_migrating_a_read_only_database_is_a_store_error(empty_dsn: str) -
 
 @pytest.mark.parametrize("kind", ["bogus", "", "Session", "runs"])
 def test_a_memory_scope_of_an_unknown_kind_is_refused_at_construction(kind: str) -> None:
-    with pytest.raises(ValueError, match="memory scope kind must be one of 'run', 'session'"):
+    with pytest.raises(
+        ValueError, match="invalid memory scope kind: must be one of 'run', 'session'"
+    ):
         MemoryScope(kind, "x")  # type: ignore[arg-type]
 
 
 def test_a_memory_scope_needs_an_id() -> None:
-    with pytest.raises(ValueError, match="memory scope id must not be empty"):
+    with pytest.raises(ValueError, match="invalid memory scope id: must not be empty"):
         MemoryScope("run", "")
     assert not issubclass(ValueError, StoreError)  # a caller's bug, not a store failure
