@@ -90,9 +90,7 @@ async def _database(dsn: str | None) -> AsyncIterator[str]:
     """A scratch database on the server (dropped afterwards), or the DSN's own."""
     async with contextlib.AsyncExitStack() as stack:
         if dsn is None:
-            data_dir = StoreConfig().pg_data_dir
-            data_dir.parent.mkdir(parents=True, exist_ok=True)
-            embedded = await stack.enter_async_context(EmbeddedPostgres(data_dir))
+            embedded = await stack.enter_async_context(EmbeddedPostgres.for_config(StoreConfig()))
             dsn = embedded.dsn
         name = f"warden_bench_{uuid.uuid4().hex[:8]}"
         try:

@@ -61,6 +61,9 @@ def private_directory(prefix: str) -> Iterator[Path]:
     same user) would delete a running server's data directory.
     """
     path = Path(tempfile.mkdtemp(prefix=prefix))
+    # Traversable, as an embedded server's parent must be: run as root, the server runs
+    # as its own user, and Warden refuses to widen a parent's permissions itself.
+    path.chmod(0o755)
     try:
         yield path
     finally:

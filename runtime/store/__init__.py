@@ -19,7 +19,13 @@ from runtime.store._store import Store, StoreStatistics
 from runtime.store._writer import WriterStatistics
 from runtime.store.attempts import Attempt, AttemptOutcome, DeadLetter
 from runtime.store.chain import ChainReport
-from runtime.store.config import MAX_TTL, NotifyMode, StoreConfig, default_pg_data_dir
+from runtime.store.config import (
+    MAX_TTL,
+    ROOT_DATA_DIR,
+    NotifyMode,
+    StoreConfig,
+    default_pg_data_dir,
+)
 from runtime.store.dsn import check_dsn, dsn_host, redact_dsn
 from runtime.store.embedded import EmbeddedPostgres
 from runtime.store.errors import (
@@ -98,6 +104,7 @@ __all__ = [
     "NotifyMode",
     "PayloadNotSerializable",
     "PayloadTooLarge",
+    "ROOT_DATA_DIR",
     "Run",
     "RunConflict",
     "RunNotFound",

@@ -19,6 +19,7 @@ import psycopg_pool
 from psycopg import errors as pg_errors
 
 from runtime.store.dsn import check_dsn, dsn_host
+from runtime.store.embedded import embedded_server_load
 from runtime.store.errors import (
     DatabaseError,
     DatabaseUnavailable,
@@ -96,11 +97,12 @@ async def retry_rolled_back(
 
 
 # SQLSTATEs meaning an object the schema should have is missing (class 42 otherwise also
-# holds syntax errors and privilege failures, which are not a migration problem).
+# holds syntax errors and privilege failures, which are not a migration problem). Not
+# 42883: an operator that does not exist for the types given (uuid = integer) is a bad
+# argument, and the store checks arguments before sending them.
 _MISSING_OBJECT = (
     pg_errors.UndefinedTable,  # 42P01
     pg_errors.UndefinedColumn,  # 42703
-    pg_errors.UndefinedFunction,  # 42883
     pg_errors.UndefinedObject,  # 42704
 )
 
@@ -123,11 +125,10 @@ def raise_translated(exc: BaseException, dsn: str) -> NoReturn:
 
     * pool saturation → :class:`StoreOverloaded` (the pool itself tells a busy pool from
       an unreachable database first: :mod:`runtime.store._pool`);
-    * no free connection on the server (53300) → :class:`DatabaseUnavailable` saying so;
     * connection-level failures (class 08, 57P, 53 insufficient resources,
       ``OperationalError`` without a SQLSTATE, a broken connection) and the server-side
       statement timeout → :class:`DatabaseUnavailable`;
-    * a missing table, column, function or type (42P01, 42703, 42883, 42704) →
+    * a missing table, column or type (42P01, 42703, 42704) →
       :class:`SchemaNotMigrated`;
     * a deadlock or serialization failure (class 40) that reaches here unretried →
       :class:`TransactionConflict`;
@@ -147,12 +148,6 @@ def raise_translated(exc: BaseException, dsn: str) -> NoReturn:
         # statement_timeout: the server took too long; the world did this.
         raise DatabaseUnavailable(host, "statement timed out") from exc
     sqlstate = exc.sqlstate
-    if isinstance(exc, pg_errors.TooManyConnections):
-        raise DatabaseUnavailable(
-            host,
-            "no free connection: all of the server's max_connections are in use; lower"
-            " WARDEN_POOL_MAX_SIZE or run fewer processes against it",
-        ) from exc
     if isinstance(exc, psycopg.InterfaceError) or (
         isinstance(exc, psycopg.OperationalError)
         and (
@@ -263,4 +258,9 @@ async def connect(info: str, *, autocommit: bool = True) -> psycopg.AsyncConnect
     try:
         return await psycopg.AsyncConnection.connect(info, autocommit=autocommit)
     except psycopg.Error as exc:
-        raise DatabaseUnavailable(dsn_host(info), describe(exc)) from exc
+        host = dsn_host(info)
+        reason = describe(exc)
+        # A local server that refuses (all its connections taken, say) is likely the
+        # embedded one: say how busy it is. (libpq gives no SQLSTATE at connect time.)
+        load = await anyio.to_thread.run_sync(embedded_server_load, host)
+        raise DatabaseUnavailable(host, f"{reason}; {load}" if load else reason) from exc

@@ -16,8 +16,9 @@ PostgreSQL in ``pg_data_dir``.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Self
+from typing import TYPE_CHECKING, Any, Final, Literal, Self
 
 import platformdirs
 from pydantic import Field, SecretStr, field_validator, model_validator
@@ -28,7 +29,7 @@ from runtime.store.dsn import check_dsn, redact_dsn
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
-__all__ = ["MAX_TTL", "NotifyMode", "StoreConfig", "default_pg_data_dir"]
+__all__ = ["MAX_TTL", "NotifyMode", "ROOT_DATA_DIR", "StoreConfig", "default_pg_data_dir"]
 
 NotifyMode = Literal["in_transaction", "after_commit"]
 """Where an append sends its wake-up NOTIFY; see ``docs/store.md`` for the measurements."""
@@ -40,8 +41,17 @@ MAX_TTL = 1e9
 timestamp that PostgreSQL and Python can both hold (before the year 10000)."""
 
 
-def default_pg_data_dir() -> Path:
-    """The embedded server's default data directory, e.g. ``~/.local/share/warden/pg``."""
+ROOT_DATA_DIR: Final = Path("/var/lib/warden/pg")
+"""The embedded server's default data directory when running as root."""
+
+
+def default_pg_data_dir(uid: int | None = None) -> Path:
+    """The embedded server's default data directory: the user's data directory, e.g.
+    ``~/.local/share/warden/pg``, or :data:`ROOT_DATA_DIR` for root (``uid`` 0; the
+    current user's by default), whose parents are traversable by PostgreSQL's own user
+    without widening anyone's home directory (see :mod:`runtime.store.embedded`)."""
+    if (os.geteuid() if uid is None else uid) == 0:
+        return ROOT_DATA_DIR
     return platformdirs.user_data_path("warden", appauthor=False) / "pg"
 
 

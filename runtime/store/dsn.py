@@ -34,7 +34,7 @@ def _parse(dsn: str) -> dict[str, str]:
         raise InvalidArgument("dsn", f"must be a str, not {type(dsn).__name__}")
     try:
         params = conninfo_to_dict(dsn)
-    except ProgrammingError:
+    except (ProgrammingError, UnicodeError):  # e.g. a raw "%80" decodes to no UTF-8
         # libpq's message quotes the DSN around the fault, password included: not shown.
         raise InvalidArgument(
             "dsn", "cannot be parsed as a libpq connection string or postgresql:// URL"

@@ -1,7 +1,9 @@
 """Run leases on the database clock, with fencing epochs (DESIGN §6).
 
 * **acquire** succeeds when the run has no lease row or its lease expired by the
-  database's ``now()``; it increments the epoch. It first locks the run row, so it waits
+  database's ``now()``; it grants the next epoch after the run's high-water mark
+  (``runs.max_epoch``, which never decreases, even when a lease row is deleted; migration
+  ``0003_epoch_high_water_mark.sql``). It first locks the run row, so it waits
   for any append in flight, and in the same statement it copies the new epoch into
   ``runs.lease_epoch``, the column appends are fenced on: every later append by the
   previous owner, including one already waiting for the row, sees the new epoch and fails
@@ -38,14 +40,17 @@ _COLUMNS = "run_id, owner_node, epoch, acquired_at, renewed_at, expires_at, prog
 # The lease columns come after the run's status, in Lease's field order.
 _ACQUIRE = f"""
 WITH run AS (
-    SELECT run_id, status FROM runs WHERE run_id = %(run_id)s FOR UPDATE
+    SELECT run_id, status, max_epoch FROM runs WHERE run_id = %(run_id)s FOR UPDATE
 ), lease AS (
+    -- The next epoch comes from the run's high-water mark, which a deleted lease row
+    -- does not take along (migration 0003): an epoch is never granted twice.
     INSERT INTO run_leases AS l
         (run_id, owner_node, epoch, acquired_at, renewed_at, expires_at)
-    SELECT run_id, %(owner)s, 1, now(), now(), now() + make_interval(secs => %(ttl)s)
+    SELECT run_id, %(owner)s, max_epoch + 1, now(), now(),
+           now() + make_interval(secs => %(ttl)s)
     FROM run WHERE status NOT IN ({TERMINAL_SQL})
     ON CONFLICT (run_id) DO UPDATE
-        SET owner_node = excluded.owner_node, epoch = l.epoch + 1,
+        SET owner_node = excluded.owner_node, epoch = excluded.epoch,
             acquired_at = now(), renewed_at = now(), expires_at = excluded.expires_at
         WHERE l.expires_at <= now()
     RETURNING {_COLUMNS}
@@ -53,7 +58,7 @@ WITH run AS (
     -- The run row carries the epoch appends are fenced on; this row is locked above, so
     -- the new epoch is visible to every append that waited for it (migration 0002).
     UPDATE runs AS r
-    SET lease_epoch = lease.epoch, updated_at = now(),
+    SET lease_epoch = lease.epoch, max_epoch = lease.epoch, updated_at = now(),
         status = CASE WHEN r.status = 'pending' THEN 'running' ELSE r.status END
     FROM lease WHERE r.run_id = lease.run_id
 )

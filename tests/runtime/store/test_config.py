@@ -62,3 +62,16 @@ def test_the_password_never_shows(dsn: str, shown: str, host: str) -> None:
 def test_out_of_range_values_are_refused() -> None:
     with pytest.raises(ValueError, match="pool_min_size"):
         StoreConfig(pool_min_size=0)
+
+
+@pytest.mark.parametrize("empty", ["", "   "])
+def test_an_empty_dsn_means_no_dsn(monkeypatch: pytest.MonkeyPatch, empty: str) -> None:
+    # Not libpq's defaults (the local socket's database): the embedded server.
+    monkeypatch.setenv("WARDEN_DSN", empty)
+    assert StoreConfig().dsn is None
+    assert StoreConfig(dsn=empty).dsn is None  # type: ignore[arg-type]
+
+
+def test_a_lock_timeout_must_be_below_the_append_timeout() -> None:
+    with pytest.raises(ValueError, match="append_lock_timeout"):
+        StoreConfig(append_timeout=1.0, append_lock_timeout=1.0)

@@ -170,6 +170,35 @@ async def test_any_other_write_of_the_lease_epoch_moves_the_fence_too(
     ]
 
 
+async def test_epochs_never_go_back_when_a_lease_row_is_deleted(store: Store, dsn: str) -> None:
+    # An operator or a cleanup job deletes the lease row. The next acquire must not hand
+    # out epoch 1 again: a zombie still holding epoch 1 would write under it.
+    run, zombie = await leased_run(store, node="node-a")
+    assert await store.append_event(run.run_id, zombie.epoch, "a") == 1
+    await query(dsn, "DELETE FROM run_leases WHERE run_id = %s", (run.run_id,))
+    fresh = await store.acquire_lease(run.run_id, owner_node="node-b")
+    assert fresh.epoch == zombie.epoch + 1
+    with pytest.raises(StaleEpoch) as stale:
+        await store.append_event(run.run_id, zombie.epoch, "zombie")
+    assert (stale.value.epoch, stale.value.current_epoch) == (zombie.epoch, fresh.epoch)
+    assert await store.append_event(run.run_id, fresh.epoch, "b") == 2
+    # A writer on the previous build inserts the row with epoch 1 itself: it gets the
+    # next epoch, never an old one.
+    await query(dsn, "DELETE FROM run_leases WHERE run_id = %s", (run.run_id,))
+    [(epoch,)] = await query(
+        dsn,
+        "INSERT INTO run_leases (run_id, owner_node, epoch, acquired_at, renewed_at,"
+        " expires_at) VALUES (%s, 'old-build', 1, now(), now(), now() + interval '1 minute')"
+        " RETURNING epoch",
+        (run.run_id,),
+    )
+    assert epoch == fresh.epoch + 1
+    assert await query(
+        dsn, "SELECT lease_epoch, max_epoch FROM runs WHERE run_id = %s", (run.run_id,)
+    ) == [(epoch, epoch)]
+    assert [e.epoch for e in await store.read_events(run.run_id)] == [zombie.epoch, fresh.epoch]
+
+
 async def _acquire_as_deadlock_victim(store: Store, dsn: str, run_id: uuid.UUID) -> object:
     """Acquire ``run_id`` for node-b while a holder makes it a deadlock victim once.
 
