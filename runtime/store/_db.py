@@ -226,7 +226,7 @@ def is_readable(conn: psycopg.AsyncConnection[TupleRow]) -> bool:
     """
     poller = select.poll()
     poller.register(conn.pgconn.socket, select.POLLIN)
-    return bool(poller.poll(0))
+    return bool(poller.poll(0))  # a few microseconds: no round trip
 
 
 async def check_idle(conn: psycopg.AsyncConnection[TupleRow]) -> None:

@@ -215,9 +215,8 @@ class GroupCommitWriter:
     ) -> list[int]:
         if not self._accepting:
             raise StoreClosed("store", "not open")
-        item = PendingAppend(
-            run_id, epoch, prepared, size, asyncio.get_running_loop().create_future()
-        )
+        loop = asyncio.get_running_loop()
+        item = PendingAppend(run_id, epoch, prepared, size, loop.create_future())
         queue = self._queue
         try:
             queue.put_nowait(item)
@@ -230,7 +229,7 @@ class GroupCommitWriter:
                     f"append queue full ({self._config.append_queue_size} appends)"
                 ) from None
         # From here on the append has append_timeout to commit (or to fail).
-        item.deadline = asyncio.get_running_loop().time() + self._config.append_timeout
+        item.deadline = loop.time() + self._config.append_timeout
         queued = queue.qsize()
         if queued > self._queue_peak:
             self._queue_peak = queued
@@ -353,14 +352,18 @@ class GroupCommitWriter:
 
         A backend terminated while idle (a failover, a pooler, an operator) would fail
         the next batch after it was sent, its outcome unknown; found before sending, the
-        connection is replaced and the batch goes out on the new one.
+        connection is replaced and the batch goes out on the new one. (The check costs a
+        poll of the socket; a round trip only when the server sent something unprompted.)
         """
-        cursor = await self._connection()
-        try:
-            await _db.check_idle(cursor.connection)
-        except psycopg.Error:
-            await self._drop_connection()
-            cursor = await self._connection()
+        cursor = self._cursor
+        if cursor is None or cursor.connection.closed:
+            return await self._connection()
+        if _db.is_readable(cursor.connection):
+            try:
+                await _db.check_idle(cursor.connection)
+            except psycopg.Error:
+                await self._drop_connection()
+                return await self._connection()
         return cursor
 
     async def _drop_connection(self) -> None:
@@ -406,17 +409,19 @@ class GroupCommitWriter:
         def unsettled_runs() -> tuple[UUID, ...]:
             return tuple(sorted({item.run_id for item in batch if not item.settled}))
 
-        now = asyncio.get_running_loop().time()
-        late = [item for item in batch if item.deadline <= now]
-        if late:
-            # They waited out their time behind a batch that hung: never sent.
+        due = batch[0].deadline if len(batch) == 1 else min(item.deadline for item in batch)
+        if due <= asyncio.get_running_loop().time():
+            # Some waited out their time behind a batch that hung: never sent.
+            now = asyncio.get_running_loop().time()
             timeout = StoreTimeout(dsn_host(self._dsn), "append", self._config.append_timeout)
-            for item in late:
-                item.fail(timeout)
+            for item in batch:
+                if item.deadline <= now:
+                    item.fail(timeout)
             batch = [item for item in batch if not item.settled]
             if not batch:
                 return
-        deadline.start(min(item.deadline for item in batch))
+            due = min(item.deadline for item in batch)
+        deadline.start(due)
         try:
             await _db.retry_rolled_back(
                 attempt,
