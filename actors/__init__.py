@@ -1,7 +1,8 @@
 """The actor kernel: actors, refs, three-lane mailboxes, monitors, links and a registry.
 
-Backend-neutral: runs on asyncio and trio through anyio, and never imports runtime/ or
-transport/. Time comes from the running backend's clock (``anyio.current_time()``).
+Backend-neutral: runs on asyncio and trio, and never imports runtime/ or transport/
+(nor trio, unless trio is the running backend). Time comes from the running backend's
+clock (``anyio.current_time()``). Kernel extensions build on :mod:`actors.hosting`.
 
     async with anyio.create_task_group() as tg:
         ref = await spawn(tg, Counter())
@@ -10,33 +11,33 @@ transport/. Time comes from the running backend's clock (``anyio.current_time()`
         await ref.stop()
 """
 
-from actors._actor import Actor, Incarnation, StartFailure, new_label, run_incarnation, spawn
-from actors._links import Monitor
+from actors._actor import Actor
 from actors._mailbox import (
     Lane,
     LaneConfig,
     LaneStatistics,
-    Mailbox,
     MailboxConfig,
     MailboxStatistics,
     PressureSignal,
 )
 from actors._messages import (
-    Cancel,
+    IGNORE,
     Crashed,
     Down,
     Exit,
     ExitReason,
-    IntensityExceeded,
+    Ignore,
     Killed,
-    LeaseLost,
     LinkedExit,
     Normal,
     Request,
     Shutdown,
 )
+from actors._process import Monitor
+from actors._public import fixup_module_metadata as _fixup_module_metadata
 from actors._ref import ActorRef
 from actors._registry import Registry
+from actors._spawn import spawn
 from actors.errors import (
     ActorCrashed,
     ActorError,
@@ -48,6 +49,8 @@ from actors.errors import (
     MessageRefused,
     NameTaken,
     RegistryFull,
+    StartIgnored,
+    StopTimeout,
     TooManyWatches,
     WardenError,
 )
@@ -61,20 +64,17 @@ __all__ = [
     "ActorStartFailed",
     "ActorStopped",
     "AskTimeout",
-    "Cancel",
     "Crashed",
     "Down",
     "Exit",
     "ExitReason",
-    "Incarnation",
-    "IntensityExceeded",
+    "IGNORE",
+    "Ignore",
     "Killed",
     "Lane",
     "LaneConfig",
     "LaneStatistics",
-    "LeaseLost",
     "LinkedExit",
-    "Mailbox",
     "MailboxConfig",
     "MailboxFull",
     "MailboxStatistics",
@@ -87,16 +87,11 @@ __all__ = [
     "RegistryFull",
     "Request",
     "Shutdown",
-    "StartFailure",
+    "StartIgnored",
+    "StopTimeout",
     "TooManyWatches",
     "WardenError",
-    "new_label",
-    "run_incarnation",
     "spawn",
 ]
 
-for _name in __all__:
-    _obj = globals()[_name]
-    if isinstance(_obj, type) and _obj.__module__.startswith("actors."):
-        _obj.__module__ = "actors"
-del _name, _obj
+_fixup_module_metadata("actors", globals())

@@ -1,6 +1,6 @@
 """The three-lane mailbox: bounded lanes served in strict priority.
 
-``CONTROL`` (stop, cancel, exits, lease loss) is served first, ``DATA`` (work) only when
+``CONTROL`` (stop and cancel requests, urgent commands) is served first, ``DATA`` (work) only when
 control is empty, ``TELEMETRY`` (metrics, progress) only when both are empty.
 
 - control is never dropped; a sender that finds it full waits a bounded time, then
@@ -23,6 +23,9 @@ Waiting senders queue FIFO (at most ``max_waiting_senders`` per lane; more fail 
 A slot freed by the receiver is reserved for the first waiting sender, so a newcomer
 never overtakes a sender that was already waiting, and a cancelled sender hands its slot
 on. Storage is created on first use: an idle actor's mailbox holds no buffers at all.
+
+The mailbox holds lanes only; who runs behind it, who watches it and which names it has
+are the business of its :class:`~actors.hosting.Process`.
 """
 
 from __future__ import annotations
@@ -34,29 +37,30 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final, final
 
-import anyio
 import structlog
 
-from actors._links import release_watches
-from actors._wakeup import Waiter, primitives
+from actors._backend import Waiter, current_backend, wake
+from actors._messages import Killed
+from actors._text import bounded_repr
 from actors.errors import ActorStopped, MailboxFull, TooManyWatches
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from actors._actor import Actor, Incarnation
     from actors._messages import ExitReason
-    from actors._ref import ActorRef
-    from actors._registry import Registry
 
 __all__ = [
+    "EMPTY",
+    "Ask",
     "Lane",
     "LaneConfig",
     "LaneStatistics",
     "Mailbox",
     "MailboxConfig",
     "MailboxStatistics",
+    "Notice",
     "PressureSignal",
+    "StopRequest",
 ]
 
 _log = structlog.get_logger("warden.actors")
@@ -230,25 +234,18 @@ class _LaneState:
         self.recovery_signals = 0
 
 
-class _Ask:
-    """A message that expects a reply."""
+class Ask:
+    """A message that expects a reply (what ``ref.ask`` enqueues), and its one-shot
+    reply slot. Settled at most once: a reply that arrives after the asker gave up is
+    dropped without troubling the replier."""
 
-    __slots__ = ("message", "reply")
+    __slots__ = ("error", "expired", "message", "settled", "value", "waiter")
 
-    def __init__(self, message: object, reply: _Reply) -> None:
+    def __init__(self, message: object, waiter: Waiter) -> None:
         self.message = message
-        self.reply = reply
-
-
-class _Reply:
-    """The one-shot reply slot of an ask. Resolved at most once; a reply that arrives
-    after the asker gave up is dropped without troubling the replier."""
-
-    __slots__ = ("error", "settled", "value", "waiter")
-
-    def __init__(self, waiter: Waiter) -> None:
         self.waiter = waiter
         self.settled = False
+        self.expired = False
         self.value: object = None
         self.error: BaseException | None = None
 
@@ -256,93 +253,99 @@ class _Reply:
         if not self.settled:
             self.settled = True
             self.value = value
-            self.waiter.wake()
+            wake(self.waiter)
 
     def fail(self, error: BaseException) -> None:
         if not self.settled:
             self.settled = True
             self.error = error
-            self.waiter.wake()
+            wake(self.waiter)
 
-    def abandon(self) -> None:
-        self.settled = True
+    def expire(self) -> None:
+        """Its deadline passed: wake the asker, who reports the timeout."""
+        if not self.settled:
+            self.settled = True
+            self.expired = True
+            wake(self.waiter)
 
 
-class _StopRequest:
+class StopRequest:
     """A graceful stop, due once the control lane has served ``after`` messages: it
-    takes its place in control-lane FIFO order without occupying a slot there."""
+    takes its place in control-lane FIFO order without occupying a slot there.
 
-    __slots__ = ("after", "reason")
+    ``kill`` marks the request a kill makes: due at once, so that the incarnation stops
+    taking messages and reaches its next checkpoint, where its cancellation lands.
+    """
 
-    def __init__(self, reason: ExitReason, after: int) -> None:
+    __slots__ = ("after", "kill", "reason")
+
+    def __init__(self, reason: ExitReason, after: int, *, kill: bool = False) -> None:
         self.reason = reason
         self.after = after
+        self.kill = kill
+
+
+class Notice:
+    """A kernel notification taken from the reserved part of the control lane."""
+
+    __slots__ = ("payload",)
+
+    def __init__(self, payload: object) -> None:
+        self.payload = payload
 
 
 class Mailbox:
-    """The bounded, three-lane mailbox behind an :class:`~actors.ActorRef`.
+    """The bounded, three-lane mailbox behind an :class:`~actors.ActorRef` (hosting API).
 
     A mailbox outlives the incarnations of a supervised actor: queued messages wait for
-    the restarted actor. It is created by ``spawn`` or a supervisor, inside the event
-    loop it belongs to. Use :meth:`statistics` and :meth:`subscribe` to observe it.
+    the restarted actor. It is created inside the event loop it belongs to, by its
+    :class:`~actors.hosting.Process`. Senders use :meth:`put_nowait` and :meth:`put`;
+    the actor's loop uses :meth:`take`, :meth:`park` and :meth:`unpark`.
     """
 
     __slots__ = (
-        "_actor_type",
-        "_clock",
         "_closed",
         "_control",
         "_data",
         "_discarded_on_stop",
         "_dropped_on_crash",
         "_host_notices",
-        "_incarnation",
-        "_last_exit",
-        "_links",
-        "_monitored_by",
-        "_names",
-        "_new_waiter",
         "_notices",
         "_reserved_notices",
         "_rx",
         "_stop",
-        "_stopped_event",
         "_subscribers",
         "_telemetry",
-        "_watching",
+        "_timer_payload",
+        "clock",
         "config",
         "label",
-        "ref",
+        "new_waiter",
+        "timer_deadline",
     )
 
     def __init__(self, label: str, config: MailboxConfig) -> None:
-        from actors._ref import ActorRef
-
+        backend = current_backend()
         self.label = label
         self.config = config
-        self.ref: ActorRef[Any] = ActorRef(self)
-        self._new_waiter, self._clock = primitives()
+        #: the backend's waiter factory and clock (shared objects, see ``Backend``).
+        self.new_waiter = backend.new_waiter
+        self.clock = backend.clock
         self._control: _LaneState | None = None
         self._data: _LaneState | None = None
         self._telemetry: _LaneState | None = None
-        self._notices: deque[object] | None = None
+        self._notices: deque[Notice] | None = None
         self._reserved_notices = 0
         self._host_notices = 0
-        self._stop: _StopRequest | None = None
+        self._stop: StopRequest | None = None
+        #: when the actor's own timer (:meth:`notify_at`) fires, or ``None``.
+        self.timer_deadline: float | None = None
+        self._timer_payload: object = None
         self._rx: Waiter | None = None
         self._closed: ExitReason | None = None
         self._subscribers: list[Callable[[PressureSignal], None]] | None = None
         self._dropped_on_crash = 0
         self._discarded_on_stop = 0
-        # Ref-level bookkeeping, all created on first use.
-        self._incarnation: Incarnation | None = None
-        self._actor_type: type[Actor[Any]] | None = None
-        self._last_exit: ExitReason | None = None
-        self._monitored_by: dict[object, Mailbox] | None = None
-        self._watching: dict[object, Mailbox] | None = None
-        self._links: set[Mailbox] | None = None
-        self._names: list[tuple[Registry, object]] | None = None
-        self._stopped_event: anyio.Event | None = None
 
     def __repr__(self) -> str:
         return f"<Mailbox {self.label}>"
@@ -408,13 +411,8 @@ class Mailbox:
 
     @property
     def exit_reason(self) -> ExitReason | None:
+        """The reason the mailbox was closed with, or ``None`` while it is open."""
         return self._closed
-
-    @property
-    def incarnation(self) -> Incarnation | None:
-        """The incarnation running behind this mailbox, or ``None`` between two
-        incarnations of a supervised actor and after it stopped for good."""
-        return self._incarnation
 
     # -- sending -------------------------------------------------------------------
 
@@ -435,7 +433,7 @@ class Mailbox:
 
     def _raise_stopped(self) -> None:
         assert self._closed is not None
-        raise ActorStopped(self.label, str(self._closed))
+        raise ActorStopped(self.label, self._closed)
 
     def put_nowait(self, message: object, lane: Lane = Lane.DATA) -> bool:
         """Enqueue without waiting. Returns ``False`` when control or data is full.
@@ -447,7 +445,9 @@ class Mailbox:
         """
         if self._closed is not None:
             self._raise_stopped()
-        state = self._state(lane)
+        state = self._data if lane is Lane.DATA else None
+        if state is None:
+            state = self._state(lane)
         items = state.items
         depth = len(items)
         if depth + state.reserved >= state.capacity or state.waiting:
@@ -456,9 +456,9 @@ class Mailbox:
             if depth >= state.capacity:
                 state.dropped += 1  # the deque's maxlen evicts the oldest on append
                 oldest = items[0]
-                if type(oldest) is _Ask:
+                if type(oldest) is Ask:
                     # Nobody will answer a dropped request: tell its asker now.
-                    oldest.reply.fail(MailboxFull(self.label, str(lane), state.capacity))
+                    oldest.fail(MailboxFull(self.label, str(lane), state.capacity))
         items.append(message)
         state.sent += 1
         depth = len(items)
@@ -469,24 +469,43 @@ class Mailbox:
         rx = self._rx
         if rx is not None:
             self._rx = None
-            rx.wake()
+            wake(rx)
         return True
 
-    async def _put_slow(self, message: object, lane: Lane, deadline: float) -> None:
+    async def put(self, message: object, lane: Lane = Lane.DATA) -> None:
+        """Enqueue, waiting for room on a full control or data lane for at most the
+        mailbox's ``send_timeout``.
+
+        Raises:
+            MailboxFull: the lane stayed full, or too many senders were waiting.
+            ActorStopped: the actor has stopped.
+        """
+        if not self.put_nowait(message, lane):
+            await self.put_until(message, lane, self.clock() + self.config.send_timeout)
+
+    async def put_until(self, message: object, lane: Lane, deadline: float) -> None:
+        """Wait in FIFO order for room on ``lane`` until ``deadline`` (backend clock),
+        then enqueue. For a sender whose ``put_nowait`` found the lane full.
+
+        Raises:
+            MailboxFull: the deadline passed, or too many senders were waiting.
+            ActorStopped: the actor has stopped.
+        """
         state = self._state(lane)
         waiting = state.waiting
         if waiting is None:
             waiting = state.waiting = deque(maxlen=max(1, self.config.max_waiting_senders))
         if len(waiting) >= self.config.max_waiting_senders:
             raise MailboxFull(self.label, str(lane), state.capacity)
-        waiter = self._new_waiter()
+        backend = current_backend()
+        waiter = self.new_waiter()
         waiting.append(waiter)
         delivered = False
         try:
-            await waiter.wait(deadline)
+            await backend.wait(waiter, deadline)
             if self._closed is not None:
                 self._raise_stopped()
-            if not waiter.woken:
+            if not backend.woken(waiter):
                 raise MailboxFull(self.label, str(lane), state.capacity)
             # The receiver reserved a slot for us when it woke us.
             state.reserved -= 1
@@ -501,10 +520,10 @@ class Mailbox:
             rx = self._rx
             if rx is not None:
                 self._rx = None
-                rx.wake()
+                wake(rx)
         finally:
             if not delivered and self._closed is None:
-                if waiter.woken:
+                if backend.woken(waiter):
                     # Woken, then cancelled or timed out: pass the reserved slot on.
                     state.reserved -= 1
                     self._hand_off(state)
@@ -520,7 +539,7 @@ class Mailbox:
         """
         waiting = state.waiting
         while waiting and len(state.items) + state.reserved < state.capacity:
-            if waiting.popleft().wake():
+            if wake(waiting.popleft()):
                 state.reserved += 1
 
     # -- notifications (the reserved part of the control lane) ---------------------
@@ -541,7 +560,7 @@ class Mailbox:
 
     def reserve_host_notices(self, count: int) -> None:
         """Set aside ``count`` slots for notifications the hosted actor arranges for
-        itself (hosting API: a supervisor's child exits and its backoff timer).
+        itself (a supervisor's child exits).
 
         They lie outside ``notification_capacity``, which bounds the monitors and links
         set up through refs, so no watcher can take them; and they are kept across
@@ -558,28 +577,53 @@ class Mailbox:
     def _notice_bound(self) -> int:
         return self.config.notification_capacity + self._host_notices
 
-    def put_notice(self, notice: object) -> None:
+    def put_notice(self, payload: object) -> None:
         """Deliver a notification into a slot reserved earlier; dropped if closed."""
         if self._closed is not None:
             return
         notices = self._notices
         if notices is None:
             notices = self._notices = deque(maxlen=self._notice_bound())
-        notices.append(notice)
+        notices.append(Notice(payload))
         rx = self._rx
         if rx is not None:
             self._rx = None
-            rx.wake()
+            wake(rx)
 
-    def withdraw_notice(self, notice: object) -> bool:
+    def withdraw_notice(self, payload: object) -> bool:
         """Remove a delivered notification that has become moot; ``True`` if it was there."""
-        if self._notices is None:
+        for notice in self._notices or ():
+            if notice.payload is payload:
+                self._notices.remove(notice)  # type: ignore[union-attr]
+                return True
+        return False
+
+    def notify_at(self, deadline: float, payload: object) -> None:
+        """Deliver ``payload`` as a notification once the backend clock reaches
+        ``deadline`` (the actor's own timer; it needs no slot). One timer per mailbox:
+        a later call replaces an earlier one."""
+        self.timer_deadline = deadline
+        self._timer_payload = payload
+        rx = self._rx
+        if rx is not None:  # re-park with the new deadline
+            self._rx = None
+            wake(rx)
+
+    def cancel_timer(self) -> None:
+        """Disarm the timer set by :meth:`notify_at`, if any."""
+        self.timer_deadline = None
+        self._timer_payload = None
+
+    @property
+    def idle(self) -> bool:
+        """Whether :meth:`take` has nothing to give: no stop request, notice, due timer or
+        lane message."""
+        if self._stop is not None or self._notices or self.timer_deadline is not None:
             return False
-        try:
-            self._notices.remove(notice)
-        except ValueError:
-            return False
-        return True
+        return not any(
+            state is not None and state.items
+            for state in (self._control, self._data, self._telemetry)
+        )
 
     def request_stop(self, reason: ExitReason) -> None:
         """Ask the current incarnation to stop, in control-lane FIFO order.
@@ -593,25 +637,56 @@ class Mailbox:
         if self._closed is not None or self._stop is not None:
             return
         control = self._control
-        self._stop = _StopRequest(reason, control.sent if control is not None else 0)
+        self._stop = StopRequest(reason, control.sent if control is not None else 0)
         rx = self._rx
         if rx is not None:
             self._rx = None
-            rx.wake()
+            wake(rx)
+
+    def interrupt(self) -> None:
+        """Make :meth:`take` return a kill request at once (see :class:`StopRequest`):
+        the incarnation being killed handles no further message."""
+        if self._closed is None:
+            self._stop = _KILL
+            rx = self._rx
+            if rx is not None:
+                self._rx = None
+                wake(rx)
+
+    def clear_stop(self) -> None:
+        """Forget a stop or kill request that the ended incarnation did not consume."""
+        self._stop = None
 
     # -- receiving -----------------------------------------------------------------
 
-    def take_due_stop(self) -> ExitReason | None:
-        """The reason of a stop request that is due (every control message enqueued
-        before it has been served), consuming it; ``None`` otherwise."""
+    def take(self) -> object:
+        """The next thing for the actor, in service order: a due :class:`StopRequest`,
+        a :class:`Notice`, then lane messages (an :class:`Ask` or a told message) in
+        lane priority; :data:`EMPTY` when there is nothing."""
         stop = self._stop
-        if stop is None:
-            return None
-        control = self._control
-        if control is not None and control.received < stop.after and control.items:
-            return None
-        self._stop = None
-        return stop.reason
+        if stop is not None:
+            control = self._control
+            if stop.kill or control is None or control.received >= stop.after or not control.items:
+                self._stop = None
+                return stop
+        notices = self._notices
+        if notices:
+            return notices.popleft()
+        due = self.timer_deadline
+        if due is not None and self.clock() >= due:
+            payload = self._timer_payload
+            self.cancel_timer()
+            return Notice(payload)
+        state = self._control
+        if state is not None and state.items:
+            return self._take(state)
+        state = self._data
+        if state is not None and state.items:
+            return self._take(state)
+        state = self._telemetry
+        if state is not None and state.items:
+            return self._take(state)
+        return EMPTY
 
     def _take(self, state: _LaneState) -> object:
         message = state.items.popleft()
@@ -622,18 +697,16 @@ class Mailbox:
             self._hand_off(state)
         return message
 
-    def pop_message(self) -> object:
-        """Take the next lane message in priority order, or ``_EMPTY``."""
-        state = self._control
-        if state is not None and state.items:
-            return self._take(state)
-        state = self._data
-        if state is not None and state.items:
-            return self._take(state)
-        state = self._telemetry
-        if state is not None and state.items:
-            return self._take(state)
-        return _EMPTY
+    def park(self) -> Waiter:
+        """A waiter that the next send, notice or stop request wakes: the receiver
+        awaits it when :meth:`take` returned :data:`EMPTY`, then calls :meth:`unpark`."""
+        waiter = self._rx = self.new_waiter()
+        return waiter
+
+    def unpark(self, waiter: Waiter) -> None:
+        """Forget ``waiter`` (woken, timed out or cancelled)."""
+        if self._rx is waiter:
+            self._rx = None
 
     # -- lifecycle -----------------------------------------------------------------
 
@@ -654,16 +727,12 @@ class Mailbox:
                 callback(signal)
             except Exception as error:  # a broken observer must not break the sender
                 _log.warning(
-                    "pressure_subscriber_failed", actor=self.label, error=repr(error)[:200]
+                    "pressure_subscriber_failed", actor=self.label, error=bounded_repr(error)
                 )
 
     def discard_on_crash(self) -> None:
         """Count the message whose handling failed or was killed (it is lost)."""
         self._dropped_on_crash += 1
-
-    def clear_stop(self) -> None:
-        """Forget a stop request that the ended incarnation did not consume."""
-        self._stop = None
 
     def close(self, reason: ExitReason) -> None:
         """Close for good: fail queued asks and waiting senders with ``ActorStopped``."""
@@ -671,14 +740,14 @@ class Mailbox:
             return
         self._closed = reason
         self._stop = None
+        self.cancel_timer()
         self._notices = None
-        error_text = str(reason)
         for state in (self._control, self._data, self._telemetry):
             if state is None:
                 continue
             for item in state.items:
-                if type(item) is _Ask:
-                    item.reply.fail(ActorStopped(self.label, error_text))
+                if type(item) is Ask:
+                    item.fail(ActorStopped(self.label, reason))
             # Asks learn of it; tells queued behind a stop are counted, never lost silently.
             self._discarded_on_stop += len(state.items)
             state.items.clear()
@@ -687,31 +756,16 @@ class Mailbox:
             state.reserved = 0
             if state.waiting:
                 for waiter in state.waiting:
-                    waiter.wake()
+                    wake(waiter)
                 state.waiting.clear()
         rx = self._rx
         if rx is not None:
             self._rx = None
-            rx.wake()
-        if self._stopped_event is not None:
-            self._stopped_event.set()
+            wake(rx)
 
-    def terminate(self, reason: ExitReason) -> None:
-        """The actor stopped for good: :meth:`close` the mailbox, then deliver ``Down``
-        and ``Exit`` to its monitors and links and free its registered names."""
-        if self._closed is not None:
-            return
-        self.close(reason)
-        release_watches(self, reason)
 
-    async def wait_closed(self) -> ExitReason:
-        """Wait until the mailbox is closed for good; return the final exit reason."""
-        if self._closed is None:
-            if self._stopped_event is None:
-                self._stopped_event = anyio.Event()
-            await self._stopped_event.wait()
-        assert self._closed is not None
-        return self._closed
+#: The request a kill makes (see :meth:`Mailbox.interrupt`).
+_KILL: Final = StopRequest(Killed(), 0, kill=True)
 
 
 class _Empty:
@@ -721,4 +775,5 @@ class _Empty:
         return "<empty>"
 
 
-_EMPTY: Final = _Empty()
+#: What :meth:`Mailbox.take` returns when there is nothing to take.
+EMPTY: Final = _Empty()

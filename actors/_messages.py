@@ -1,4 +1,4 @@
-"""Exit reasons and the messages the kernel itself delivers.
+"""Exit reasons, the notifications the kernel delivers, and the start verdict ``IGNORE``.
 
 Exit reasons follow OTP: ``normal`` and ``shutdown`` are normal exits (a ``transient``
 child is not restarted after one); everything else is abnormal.
@@ -7,20 +7,21 @@ child is not restarted after one); everything else is abnormal.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar, Generic, TypeVar, final
+from typing import TYPE_CHECKING, ClassVar, Final, Generic, TypeVar, final
+
+from actors._text import bounded
 
 if TYPE_CHECKING:
     from actors._ref import ActorRef
 
 __all__ = [
-    "Cancel",
+    "IGNORE",
     "Crashed",
     "Down",
     "Exit",
     "ExitReason",
-    "IntensityExceeded",
+    "Ignore",
     "Killed",
-    "LeaseLost",
     "LinkedExit",
     "Normal",
     "Request",
@@ -29,19 +30,13 @@ __all__ = [
 
 R = TypeVar("R")
 
-#: Longest text an exit reason keeps of an error message; error reports stay bounded.
-_MAX_DETAIL = 200
-
-
-def _truncate(text: str, limit: int = _MAX_DETAIL) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
 
 class ExitReason:
     """Why an actor stopped. Subclasses are frozen and compare by value.
 
     ``abnormal`` decides restarts: a ``transient`` child is restarted only after an
-    abnormal exit, and links propagate only abnormal exits.
+    abnormal exit, and links propagate only abnormal exits. Kernel extensions define
+    their own reasons by subclassing (``supervisors.IntensityExceeded``).
     """
 
     __slots__ = ()
@@ -62,7 +57,8 @@ class Normal(ExitReason):
 @final
 @dataclass(frozen=True, slots=True)
 class Shutdown(ExitReason):
-    """The actor was asked to stop (by its supervisor, its owner or ``ref.stop()``)."""
+    """The actor was asked to stop gracefully (by its supervisor, its owner or
+    ``ref.stop()``) and did."""
 
     detail: str = ""
     abnormal: ClassVar[bool] = False
@@ -73,23 +69,9 @@ class Shutdown(ExitReason):
 
 @final
 @dataclass(frozen=True, slots=True)
-class IntensityExceeded(ExitReason):
-    """A supervisor gave up: more than ``max_restarts`` within ``max_seconds``.
-
-    Abnormal on purpose, so the parent supervisor sees a failed child (escalation).
-    """
-
-    max_restarts: int
-    max_seconds: float
-
-    def __str__(self) -> str:
-        return "shutdown: intensity"
-
-
-@final
-@dataclass(frozen=True, slots=True)
 class Killed(ExitReason):
-    """The actor was cancelled before it could stop on its own (brutal kill or timeout)."""
+    """The actor was cancelled and ran no cleanup: ``ref.kill()``, a ``brutal`` child, a
+    shutdown budget that ran out, or its owner's task group being cancelled."""
 
     def __str__(self) -> str:
         return "killed"
@@ -103,7 +85,7 @@ class Crashed(ExitReason):
     error: BaseException
 
     def __str__(self) -> str:
-        return f"crashed: {type(self.error).__name__}: {_truncate(str(self.error))}"
+        return f"crashed: {type(self.error).__name__}: {bounded(str(self.error))}"
 
 
 @final
@@ -116,6 +98,21 @@ class LinkedExit(ExitReason):
 
     def __str__(self) -> str:
         return f"linked: {self.peer} exited ({self.reason})"
+
+
+@final
+class Ignore:
+    """The type of :data:`IGNORE`, for annotations (``-> Ignore | None``)."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "IGNORE"
+
+
+#: Returned by ``on_start`` to decline to start (OTP's ``ignore``): nothing runs, and a
+#: supervisor keeps the child's spec with no process behind it.
+IGNORE: Final = Ignore()
 
 
 class Request(Generic[R]):
@@ -144,20 +141,3 @@ class Exit:
 
     ref: ActorRef[object]
     reason: ExitReason
-
-
-@final
-@dataclass(frozen=True, slots=True)
-class Cancel:
-    """Asks an actor to abandon its current work. Sent on the control lane."""
-
-    reason: str = ""
-
-
-@final
-@dataclass(frozen=True, slots=True)
-class LeaseLost:
-    """Tells an actor that it no longer owns ``resource``: it must stop writing at once."""
-
-    resource: str
-    epoch: int

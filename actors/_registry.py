@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from actors._ref import process_of
 from actors.errors import ActorStopped, NameTaken, RegistryFull
 
 if TYPE_CHECKING:
@@ -48,9 +49,10 @@ class Registry:
             ActorStopped: ``ref``'s actor has already stopped.
             RegistryFull: the registry is at capacity.
         """
-        mailbox = ref._mailbox
-        if mailbox.closed:
-            raise ActorStopped(mailbox.label, str(mailbox.exit_reason))
+        process = process_of(ref)
+        reason = process.exit_reason
+        if reason is not None:
+            raise ActorStopped(process.label, reason)
         holder = self._names.get(name)
         if holder is not None:
             if holder is ref:
@@ -59,20 +61,14 @@ class Registry:
         if len(self._names) >= self._capacity:
             raise RegistryFull(self._capacity)
         self._names[name] = ref
-        if mailbox._names is None:
-            mailbox._names = []
-        mailbox._names.append((self, name))
+        process.remember_name(self, name)
 
     def unregister(self, name: Hashable) -> None:
         """Free ``name``; no error if it is not registered."""
         ref = self._names.pop(name, None)
-        if ref is not None and ref._mailbox._names is not None:
-            ref._mailbox._names.remove((self, name))
+        if ref is not None:
+            process_of(ref).forget_name(self, name)
 
     def whereis(self, name: Hashable) -> ActorRef[Any] | None:
         """The live actor registered under ``name``, or ``None``."""
         return self._names.get(name)
-
-    def _forget(self, name: Hashable, ref: ActorRef[Any]) -> None:
-        if self._names.get(name) is ref:
-            del self._names[name]

@@ -8,9 +8,11 @@ branch in it. The kernel's branch::
         ├── ActorStopped        the actor is gone: sends and asks fail at once (closed)
         ├── MailboxFull         a lane stayed full for the whole bounded wait
         ├── AskTimeout          no reply within the ask's timeout (also a TimeoutError)
+        ├── StopTimeout         the actor did not stop within the wait (also a TimeoutError)
         ├── ActorCrashed        the actor raised while handling this ask (broken)
         ├── ActorKilled         the actor was killed while handling this ask (broken)
         ├── ActorStartFailed    ``on_start`` raised; nothing was started (cause attached)
+        ├── StartIgnored        ``on_start`` returned ``IGNORE``; nothing was started
         ├── MessageRefused      the handler refused this message; the actor carries on
         ├── NameTaken           the registry already maps this name to a live actor
         ├── RegistryFull        the registry holds as many names as it may
@@ -27,6 +29,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from collections.abc import Hashable
 
+    from actors._messages import ExitReason
+
 __all__ = [
     "ActorCrashed",
     "ActorError",
@@ -38,6 +42,8 @@ __all__ = [
     "MessageRefused",
     "NameTaken",
     "RegistryFull",
+    "StartIgnored",
+    "StopTimeout",
     "TooManyWatches",
     "WardenError",
 ]
@@ -56,10 +62,10 @@ class ActorStopped(ActorError):
 
     Attributes:
         actor: the label of the stopped actor (``Class#id``).
-        reason: why it stopped, as text.
+        reason: its final exit reason.
     """
 
-    def __init__(self, actor: str, reason: str) -> None:
+    def __init__(self, actor: str, reason: ExitReason) -> None:
         self.actor = actor
         self.reason = reason
         super().__init__(f"actor {actor} has stopped ({reason})")
@@ -93,6 +99,21 @@ class AskTimeout(ActorError, TimeoutError):
         self.actor = actor
         self.timeout = timeout
         super().__init__(f"{actor} did not reply within {timeout:g}s")
+
+
+class StopTimeout(ActorError, TimeoutError):
+    """The actor did not stop within the wait; it is still running (kill it with
+    ``ref.kill()``).
+
+    Attributes:
+        actor: the label of the actor asked to stop.
+        timeout: the wait in seconds.
+    """
+
+    def __init__(self, actor: str, timeout: float) -> None:
+        self.actor = actor
+        self.timeout = timeout
+        super().__init__(f"{actor} did not stop within {timeout:g}s")
 
 
 class ActorCrashed(ActorError):
@@ -147,13 +168,27 @@ class ActorStartFailed(ActorError):
 
     Attributes:
         actor: the label of the actor that failed to start.
-        reason: why, as text.
+        reason: the exit reason of its start (``Crashed(error)``, ``Killed()``).
     """
 
-    def __init__(self, actor: str, reason: str) -> None:
+    def __init__(self, actor: str, reason: ExitReason) -> None:
         self.actor = actor
         self.reason = reason
         super().__init__(f"{actor} failed to start ({reason})")
+
+
+class StartIgnored(ActorError):
+    """The actor's ``on_start`` returned ``IGNORE``: it declined to start and nothing
+    is running (OTP's ``ignore``). Not a failure; ``spawn`` reports it this way because
+    it has no ref to return.
+
+    Attributes:
+        actor: the label the actor would have had.
+    """
+
+    def __init__(self, actor: str) -> None:
+        self.actor = actor
+        super().__init__(f"{actor} declined to start (on_start returned IGNORE)")
 
 
 class NameTaken(ActorError):
@@ -193,19 +228,3 @@ class TooManyWatches(ActorError):
         self.actor = actor
         self.capacity = capacity
         super().__init__(f"{actor} already watches {capacity} actors or children")
-
-
-for _error in (
-    WardenError,
-    ActorError,
-    ActorStopped,
-    MailboxFull,
-    AskTimeout,
-    ActorCrashed,
-    ActorKilled,
-    ActorStartFailed,
-    NameTaken,
-    RegistryFull,
-    TooManyWatches,
-):
-    _error.__module__ = "actors"

@@ -19,15 +19,16 @@ import asyncio
 import selectors
 from typing import Any
 
+import anyio
 import sniffio
-import trio.testing
 
 __all__ = ["VirtualTimeEventLoop", "virtual_time_backend", "wait_all_tasks_blocked"]
 
 
 class _JumpingSelector(selectors.BaseSelector):
-    """Polls real I/O without blocking; when the loop would sleep until a timer, the
-    loop's virtual clock jumps there instead."""
+    """Polls real I/O without blocking. When the loop would sleep (nothing is ready), it
+    first wakes whoever waits for every task to be blocked; with nobody waiting, the
+    loop's virtual clock jumps to the next timer instead."""
 
     def __init__(self, loop: VirtualTimeEventLoop) -> None:
         self._real = selectors.DefaultSelector()
@@ -37,6 +38,8 @@ class _JumpingSelector(selectors.BaseSelector):
         events = self._real.select(0)
         if events or (timeout is not None and timeout <= 0):
             return events
+        if self._loop.wake_idle_waiters():
+            return []  # they run next, at the same virtual time
         if timeout is None:
             # No timer pending: block on real I/O, as a real loop would.
             return self._real.select(None)
@@ -64,6 +67,7 @@ class VirtualTimeEventLoop(asyncio.SelectorEventLoop):
 
     def __init__(self) -> None:
         self._virtual_now = 0.0
+        self._idle_waiters: list[asyncio.Future[None]] = []
         super().__init__(_JumpingSelector(self))
 
     def time(self) -> float:
@@ -75,10 +79,33 @@ class VirtualTimeEventLoop(asyncio.SelectorEventLoop):
             raise ValueError("time only moves forward")
         self._virtual_now += seconds
 
+    async def wait_all_tasks_blocked(self) -> None:
+        """Return once nothing else is ready to run, without moving the virtual clock."""
+        waiter = self.create_future()
+        self._idle_waiters.append(waiter)
+        try:
+            await waiter
+        finally:
+            if waiter in self._idle_waiters:
+                self._idle_waiters.remove(waiter)
+
+    def wake_idle_waiters(self) -> bool:
+        """Wake whoever waits in :meth:`wait_all_tasks_blocked`; ``True`` if anyone did
+        (called by the selector when nothing is ready)."""
+        waiters, self._idle_waiters = self._idle_waiters, []
+        woken = False
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+                woken = True
+        return woken
+
 
 def virtual_time_backend(name: str) -> tuple[str, dict[str, Any]]:
     """An ``anyio_backend`` value for ``name`` ("asyncio" or "trio") on virtual time."""
     if name == "trio":
+        import trio.testing  # only when trio is wanted: importing actors never imports trio
+
         return "trio", {"clock": trio.testing.MockClock(autojump_threshold=0)}
     if name == "asyncio":
         return "asyncio", {"loop_factory": VirtualTimeEventLoop}
@@ -90,22 +117,18 @@ async def wait_all_tasks_blocked() -> None:
 
     Use it instead of ``anyio.wait_all_tasks_blocked()`` in tests that assert exact
     virtual time: anyio's asyncio version polls with ``sleep(0.1)``, which a virtual
-    clock turns into 0.1 s of elapsed time whenever another task is still runnable. This
-    one only yields. On trio it is ``trio.testing.wait_all_tasks_blocked()``, which wakes
-    before ``MockClock`` autojumps.
+    clock turns into 0.1 s of elapsed time whenever another task is still runnable. On a
+    :class:`VirtualTimeEventLoop` it returns when the loop finds nothing ready to run;
+    on trio it is ``trio.testing.wait_all_tasks_blocked()``, which wakes before
+    ``MockClock`` autojumps. On any other loop it falls back to anyio's.
     """
     if sniffio.current_async_library() == "trio":
+        import trio.testing
+
         await trio.testing.wait_all_tasks_blocked()
         return
-    this = asyncio.current_task()
-    while True:
-        await asyncio.sleep(0)
-        if all(task is this or _blocked(task) for task in asyncio.all_tasks()):
-            return
-
-
-def _blocked(task: asyncio.Task[Any]) -> bool:
-    # A task parked on a pending future is blocked; one whose future is done (its
-    # wake-up is scheduled) or that has no future (it is ready) will still run.
-    waiter: asyncio.Future[Any] | None = getattr(task, "_fut_waiter", None)
-    return waiter is not None and not waiter.done()
+    loop = asyncio.get_running_loop()
+    if isinstance(loop, VirtualTimeEventLoop):
+        await loop.wait_all_tasks_blocked()
+        return
+    await anyio.wait_all_tasks_blocked()

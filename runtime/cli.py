@@ -6,6 +6,8 @@ Expected failures print one line, ``warden: error: ...``, on stderr and exit non
 1 for an operational failure (database unreachable, broken chain), 2 for bad usage or
 configuration. A database error names the DSN's host, never its password.
 
+``warden`` with no arguments prints this help; ``warden --version`` prints the version.
+
 Exit codes: 0 success, 1 failure, 2 usage or configuration error.
 """
 
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib.metadata
 import logging
 import sys
 import uuid
@@ -131,10 +134,20 @@ def _parser() -> argparse.ArgumentParser:
         epilog="Settings come from WARDEN_* environment variables (e.g. WARDEN_DSN); "
         "with no WARDEN_DSN an embedded PostgreSQL is used.",
     )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    parser.add_argument(
+        "--version", action="version", version=f"%(prog)s {_version()}", help="print the version"
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, command in COMMANDS.items():
         command.add_arguments(sub.add_parser(name, help=command.help, description=command.help))
     return parser
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("warden-runtime")
+    except importlib.metadata.PackageNotFoundError:  # run from a checkout, not installed
+        return "unknown (not installed)"
 
 
 def _fail(message: str, code: int) -> int:
@@ -160,7 +173,11 @@ def _config_problem(error: Mapping[str, Any]) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``warden`` command line; return the process exit code."""
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return EXIT_OK
     _configure_logging()
     try:
         config = NodeConfig()

@@ -11,18 +11,21 @@ import sys
 from dataclasses import dataclass
 from typing import TextIO
 
-import anyio
 import sniffio
 
-from actors import Actor, Cancel, IntensityExceeded, Lane, spawn
+from actors import Actor, Lane
 from supervisors import (
-    ChildExited,
-    ChildRestarted,
+    ChildExitedEvent,
+    ChildRestartedEvent,
     ChildSpec,
+    IntensityExceeded,
     SupervisionEvent,
     Supervisor,
-    SupervisorEscalated,
+    SupervisorEscalatedEvent,
     SupervisorSnapshot,
+    supervise,
+    tree,
+    whereis_child,
 )
 
 __all__ = ["run_demo"]
@@ -38,6 +41,13 @@ class Total:
     pass
 
 
+@dataclass(frozen=True, slots=True)
+class Urgent:
+    """A control message: it overtakes the data queued before it."""
+
+    note: str
+
+
 class Counter(Actor[Add | Total]):
     """Keeps a running total."""
 
@@ -50,16 +60,16 @@ class Counter(Actor[Add | Total]):
         return self.total
 
 
-class Flaky(Actor[int | Cancel]):
-    """Echoes numbers, but crashes on every multiple of 5; a Cancel on the control lane
-    jumps the queue."""
+class Flaky(Actor[int | Urgent]):
+    """Echoes numbers, but crashes on every multiple of 5; an Urgent message on the
+    control lane jumps the queue."""
 
     def __init__(self, log: list[str]) -> None:
         self.log = log
 
-    async def handle(self, message: int | Cancel) -> int | None:
-        if isinstance(message, Cancel):
-            self.log.append(f"cancel ({message.reason})")
+    async def handle(self, message: int | Urgent) -> int | None:
+        if isinstance(message, Urgent):
+            self.log.append(f"urgent ({message.note})")
             return None
         if message % 5 == 0:
             raise RuntimeError(f"cannot handle {message}")
@@ -88,16 +98,18 @@ async def run_demo(out: TextIO = sys.stdout) -> int:
     log: list[str] = []
 
     def narrate(event: SupervisionEvent) -> None:
-        if isinstance(event, ChildExited) and event.abnormal:
-            print(f"  ! {event.child_id} exited: {event.reason}", file=out)
-        elif isinstance(event, ChildRestarted):
-            print(f"  ↻ {event.child_id} restarted (restart #{event.restarts})", file=out)
-        elif isinstance(event, SupervisorEscalated):
-            print(
-                f"  ⇑ {event.supervisor} gave up: more than {event.max_restarts} restarts "
-                f"in {event.max_seconds:g}s — escalating",
-                file=out,
-            )
+        match event:
+            case ChildExitedEvent(child_id=child_id, reason=reason) if reason.abnormal:
+                print(f"  ! {child_id} exited: {reason}", file=out)
+            case ChildRestartedEvent(child_id=child_id, restarts=restarts):
+                print(f"  ↻ {child_id} restarted (restart #{restarts})", file=out)
+            case SupervisorEscalatedEvent(supervisor=label, max_restarts=most, max_seconds=window):
+                print(
+                    f"  ⇑ {label} gave up: more than {most} restarts in {window:g}s — escalating",
+                    file=out,
+                )
+            case _:
+                pass
 
     supervisor = Supervisor(
         [
@@ -109,22 +121,21 @@ async def run_demo(out: TextIO = sys.stdout) -> int:
         observer=narrate,
     )
     print(f"Warden demo on {sniffio.current_async_library()}", file=out)
-    async with anyio.create_task_group() as tg:
-        root = await spawn(tg, supervisor)
-        counter = supervisor.child_ref("counter")
-        flaky = supervisor.child_ref("flaky")
+    async with supervise(supervisor) as root:
+        counter = await whereis_child(root, "counter")
+        flaky = await whereis_child(root, "flaky")
         print("\n1. A supervisor starts two children in order:", file=out)
-        _draw(supervisor.tree(), out)
+        _draw(await tree(root), out)
 
         print("\n2. Send 1..9 to flaky; message 5 crashes it. Its ref survives:", file=out)
         for number in range(1, 10):
             await flaky.tell(number)
             await counter.tell(Add(number))
-        await flaky.tell(Cancel("jumps the queue"), lane=Lane.CONTROL)
-        assert await flaky.ask(11) == 11
+        await flaky.tell(Urgent("jumps the queue"), lane=Lane.CONTROL)
+        echoed = await flaky.ask(11)
         print(f"  flaky handled, in order: {', '.join(log)}", file=out)
         print(f"  counter never noticed: total = {await counter.ask(Total())}", file=out)
-        _draw(supervisor.tree(), out)
+        _draw(await tree(root), out)
 
         print("\n3. Crash flaky three more times within 5 s: the supervisor escalates.", file=out)
         for number in (10, 15, 20):
@@ -133,8 +144,9 @@ async def run_demo(out: TextIO = sys.stdout) -> int:
         print(f"  root supervisor exited with: {reason}", file=out)
         print(f"  counter stopped too (in reverse order): alive = {counter.alive}", file=out)
     ok = (
-        isinstance(reason, IntensityExceeded)
-        and log[0].startswith("cancel")
+        echoed == 11
+        and isinstance(reason, IntensityExceeded)
+        and log[0].startswith("urgent")
         and log[1:] == ["1", "2", "3", "4", "6", "7", "8", "9", "11"]
     )
     print("\nDone." if ok else "\nUnexpected outcome.", file=out)

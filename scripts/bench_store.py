@@ -33,7 +33,7 @@ import os
 import sys
 import time
 import uuid
-from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import orjson
@@ -42,8 +42,16 @@ import structlog
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
-from runtime.store import EmbeddedPostgres, Listener, NotifyMode, Store, StoreConfig
-from runtime.store.migrator import apply_migrations
+from bench.report import Row, markdown_table, write_json
+from bench.stats import percentile
+from runtime.store import (
+    EmbeddedPostgres,
+    Listener,
+    NotifyMode,
+    Store,
+    StoreConfig,
+    apply_migrations,
+)
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -54,35 +62,6 @@ PAYLOAD = {"text": "hello, world", "tokens": [1, 2, 3], "ok": True}
 ROUNDS = 5
 WRITER_ROUNDS = 4
 SLOW_COMMIT_US = 5000
-
-
-@dataclass(frozen=True, slots=True)
-class Row:
-    """One result row."""
-
-    metric: str
-    value: float
-    unit: str
-    baseline: float | None
-
-    @property
-    def ratio(self) -> float | None:
-        return None if not self.baseline else self.value / self.baseline
-
-    def as_dict(self) -> dict[str, object]:
-        return {
-            "metric": self.metric,
-            "value": round(self.value, 3),
-            "unit": self.unit,
-            "baseline": None if self.baseline is None else round(self.baseline, 3),
-            "ratio": None if self.ratio is None else round(self.ratio, 3),
-        }
-
-
-def _percentile(samples: list[float], q: float) -> float:
-    ordered = sorted(samples)
-    index = min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))
-    return ordered[index]
 
 
 @contextlib.asynccontextmanager
@@ -349,18 +328,18 @@ async def run(dsn: str | None, scale: float, writers: int = 50) -> tuple[list[Ro
 
     raw = results["raw"]
     chosen = latency[config.notify_mode]
-    raw_p50, raw_p99 = _percentile(raw_notify, 0.5), _percentile(raw_notify, 0.99)
+    raw_p50, raw_p99 = percentile(raw_notify, 50), percentile(raw_notify, 99)
     chosen_from_call = latency_from_call[config.notify_mode]
-    raw_call_p50 = _percentile(raw_notify_from_call, 0.5)
-    raw_call_p99 = _percentile(raw_notify_from_call, 0.99)
+    raw_call_p50 = percentile(raw_notify_from_call, 50)
+    raw_call_p99 = percentile(raw_notify_from_call, 99)
     rows = [
         Row("raw_insert_eps", raw, "events/s", raw),
         Row("fenced_append_eps", results["fenced"], "events/s", raw),
         Row("group_commit_eps", results["group"], "events/s", raw),
-        Row("notify_p50_ms", _percentile(chosen, 0.5), "ms", raw_p50),
-        Row("notify_p99_ms", _percentile(chosen, 0.99), "ms", raw_p99),
-        Row("notify_from_call_p50_ms", _percentile(chosen_from_call, 0.5), "ms", raw_call_p50),
-        Row("notify_from_call_p99_ms", _percentile(chosen_from_call, 0.99), "ms", raw_call_p99),
+        Row("notify_p50_ms", percentile(chosen, 50), "ms", raw_p50),
+        Row("notify_p99_ms", percentile(chosen, 99), "ms", raw_p99),
+        Row("notify_from_call_p50_ms", percentile(chosen_from_call, 50), "ms", raw_call_p50),
+        Row("notify_from_call_p99_ms", percentile(chosen_from_call, 99), "ms", raw_call_p99),
     ]
 
     def writer_rows(label: str, mode: str) -> list[Row]:
@@ -369,19 +348,19 @@ async def run(dsn: str | None, scale: float, writers: int = 50) -> tuple[list[Ro
             return []
         return [Row(f"writers{writers}{label}_notify_{mode}_eps", results[key], "events/s", raw)]
 
-    def notify(mode: str, q: float) -> Row:
-        name = f"notify_{mode}_p{round(q * 100)}_ms"
-        return Row(name, _percentile(latency[mode], q), "ms", raw_p50 if q == 0.5 else raw_p99)
+    def notify(mode: str, pct: int) -> Row:
+        name = f"notify_{mode}_p{pct}_ms"
+        return Row(name, percentile(latency[mode], pct), "ms", raw_p50 if pct == 50 else raw_p99)
 
     extra = [
         *writer_rows("", "in_transaction"),
         *writer_rows("", "after_commit"),
         *writer_rows("_slow_commit", "in_transaction"),
         *writer_rows("_slow_commit", "after_commit"),
-        notify("in_transaction", 0.5),
-        notify("in_transaction", 0.99),
-        notify("after_commit", 0.5),
-        notify("after_commit", 0.99),
+        notify("in_transaction", 50),
+        notify("in_transaction", 99),
+        notify("after_commit", 50),
+        notify("after_commit", 99),
         Row(
             "group_commit_mean_batch", group_events / max(1, group_transactions), "events/tx", None
         ),
@@ -393,19 +372,6 @@ async def run(dsn: str | None, scale: float, writers: int = 50) -> tuple[list[Ro
         file=sys.stderr,
     )
     return rows, extra
-
-
-def _table(rows: list[Row]) -> str:
-    lines = [
-        f"| {'metric':<48} | {'value':>10} | {'unit':<9} | {'baseline':>9} | {'ratio':>6} |",
-        f"|{'-' * 50}|{'-' * 11}:|{'-' * 11}|{'-' * 10}:|{'-' * 7}:|",
-    ]
-    for row in rows:
-        baseline = "" if row.baseline is None else f"{row.baseline:.2f}"
-        ratio = "" if row.ratio is None else f"{row.ratio:.2f}"
-        value = f"{row.value:>10.2f}"
-        lines.append(f"| {row.metric:<48} | {value} | {row.unit:<9} | {baseline:>9} | {ratio:>6} |")
-    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -425,10 +391,9 @@ def main(argv: list[str] | None = None) -> int:
         logger_factory=structlog.PrintLoggerFactory(sys.stderr),
     )
     rows, extra = asyncio.run(run(args.dsn, args.scale, args.writers))
-    print(_table(rows + extra))
+    print(markdown_table(rows + extra))
     if args.json:
-        with open(args.json, "wb") as out:
-            out.write(orjson.dumps([r.as_dict() for r in rows + extra], option=orjson.OPT_INDENT_2))
+        write_json(Path(args.json), rows + extra, digits=3)
     return 0 if extra[-1].value == 0 else 1
 
 

@@ -6,13 +6,13 @@ Both read time only through the ``now`` they are given (the supervisor passes
 
 from __future__ import annotations
 
-import math
 import random
 from collections import deque
 from dataclasses import dataclass
 from typing import final
 
-from supervisors.errors import InvalidChildSpec
+from supervisors._check import is_count, is_seconds
+from supervisors.errors import InvalidFlags
 
 __all__ = ["Backoff", "RestartIntensity"]
 
@@ -21,24 +21,17 @@ class RestartIntensity:
     """A sliding window of restart times (OTP's intensity and period).
 
     ``record(now)`` notes one restart and says whether it is allowed: more than
-    ``max_restarts`` restarts with times in ``[now - max_seconds, now]`` are not.
+    ``max_restarts`` restarts with times in ``[now - max_seconds, now]`` are not. As in
+    OTP, ``max_restarts`` may be 0: then no restart at all is allowed.
     """
 
     __slots__ = ("_history", "max_restarts", "max_seconds")
 
     def __init__(self, max_restarts: int, max_seconds: float) -> None:
-        if isinstance(max_restarts, bool) or not isinstance(max_restarts, int):
-            raise InvalidChildSpec(f"max_restarts must be an integer, got {max_restarts!r}")
-        if max_restarts < 1:
-            raise InvalidChildSpec(f"max_restarts must be at least 1, got {max_restarts}")
-        seconds: object = max_seconds
-        if (
-            isinstance(seconds, bool)
-            or not isinstance(seconds, int | float)
-            or not math.isfinite(seconds)
-            or seconds <= 0
-        ):
-            raise InvalidChildSpec(f"max_seconds must be positive, finite seconds, got {seconds!r}")
+        if not is_count(max_restarts, minimum=0):
+            raise InvalidFlags(f"max_restarts must be an integer >= 0, got {max_restarts!r}")
+        if not is_seconds(max_seconds):
+            raise InvalidFlags(f"max_seconds must be positive, finite seconds, got {max_seconds!r}")
         self.max_restarts = max_restarts
         self.max_seconds = max_seconds
         self._history: deque[float] = deque(maxlen=max_restarts + 1)
@@ -87,14 +80,23 @@ class Backoff:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if not self.initial > 0 or not self.maximum >= self.initial:
-            raise InvalidChildSpec("backoff needs 0 < initial <= maximum")
-        if not self.factor >= 1:
-            raise InvalidChildSpec("backoff factor must be at least 1")
-        if not 0 <= self.jitter < 1:
-            raise InvalidChildSpec("backoff jitter must be in [0, 1)")
-        if not self.reset_after > 0:
-            raise InvalidChildSpec("backoff reset_after must be positive")
+        if not (
+            is_seconds(self.initial) and is_seconds(self.maximum) and self.maximum >= self.initial
+        ):
+            raise InvalidFlags(
+                f"backoff needs 0 < initial <= maximum (finite seconds), got "
+                f"initial={self.initial!r} maximum={self.maximum!r}"
+            )
+        if not (is_seconds(self.factor) and self.factor >= 1):
+            raise InvalidFlags(f"backoff factor must be at least 1, got {self.factor!r}")
+        if not (is_seconds(self.jitter, zero=True) and self.jitter < 1):
+            raise InvalidFlags(f"backoff jitter must be in [0, 1), got {self.jitter!r}")
+        if not is_seconds(self.reset_after):
+            raise InvalidFlags(
+                f"backoff reset_after must be positive seconds, got {self.reset_after!r}"
+            )
+        if not is_count(self.seed, minimum=0):
+            raise InvalidFlags(f"backoff seed must be an integer >= 0, got {self.seed!r}")
 
     def rng(self) -> random.Random:
         """A fresh RNG for one supervisor, seeded with ``seed``."""

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import enum
-import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, Literal, final
 
 from actors import MailboxConfig
+from supervisors._check import is_seconds, member
 from supervisors.errors import InvalidChildSpec
 
 if TYPE_CHECKING:
@@ -44,13 +44,6 @@ class ChildKind(enum.StrEnum):
     SUPERVISOR = "supervisor"
 
 
-def _coerce(enum_type: type[enum.StrEnum], value: object, what: str) -> Any:
-    if isinstance(value, str) and value in enum_type._value2member_map_:
-        return enum_type(value)
-    allowed = ", ".join(member.value for member in enum_type)
-    raise InvalidChildSpec(f"unknown {what} {value!r}; expected one of: {allowed}")
-
-
 @final
 @dataclass(frozen=True, slots=True)
 class ChildSpec:
@@ -60,9 +53,11 @@ class ChildSpec:
         id: mandatory; unique among the supervisor's children.
         start: mandatory; a factory returning a *fresh* actor for each incarnation.
         restart: optional, defaults to ``permanent``.
-        shutdown: optional; seconds to wait after the stop request before cancelling,
-            ``"brutal"`` to cancel at once, or ``"infinity"`` (supervisors only).
-            Defaults to 5 seconds for workers and ``"infinity"`` for supervisors.
+        shutdown: optional; the whole budget of a graceful stop in seconds (the stop
+            request, the message in progress, ``on_stop``), after which the child is
+            killed with no cleanup; ``"brutal"`` to kill it at once; or ``"infinity"``
+            (supervisors only: their own children's budgets bound them). Defaults to 5
+            seconds for workers and ``"infinity"`` for supervisors.
         kind: optional, defaults to ``worker``.
         significant: optional, defaults to ``False``; with the supervisor's
             ``auto_shutdown``, this child's exit can end the supervisor. Only for
@@ -93,8 +88,11 @@ class ChildSpec:
             raise InvalidChildSpec(f"child id must be a non-empty string, got {self.id!r}")
         if not callable(self.start):
             raise InvalidChildSpec(f"child {self.id!r}: start must be a callable factory")
-        object.__setattr__(self, "restart", _coerce(Restart, self.restart, "restart type"))
-        object.__setattr__(self, "kind", _coerce(ChildKind, self.kind, "child kind"))
+        restart = member(Restart, self.restart, "restart type", InvalidChildSpec)
+        object.__setattr__(self, "restart", restart)
+        object.__setattr__(
+            self, "kind", member(ChildKind, self.kind, "child kind", InvalidChildSpec)
+        )
         if self.shutdown is None:
             default = INFINITY if self.kind is ChildKind.SUPERVISOR else 5.0
             object.__setattr__(self, "shutdown", default)
@@ -105,12 +103,7 @@ class ChildSpec:
                     f"child {self.id!r}: shutdown 'infinity' is only for supervisors; "
                     "give a worker a bounded shutdown in seconds"
                 )
-        elif shutdown != BRUTAL and (
-            isinstance(shutdown, bool)
-            or not isinstance(shutdown, int | float)
-            or not math.isfinite(shutdown)
-            or shutdown <= 0
-        ):
+        elif shutdown != BRUTAL and not is_seconds(shutdown):
             raise InvalidChildSpec(
                 f"child {self.id!r}: shutdown must be positive seconds, 'brutal' or "
                 f"'infinity', got {shutdown!r}"
@@ -125,12 +118,7 @@ class ChildSpec:
                 f"child {self.id!r}: a significant child must be transient or temporary"
             )
         start_timeout: object = self.start_timeout
-        if (
-            isinstance(start_timeout, bool)
-            or not isinstance(start_timeout, int | float)
-            or not math.isfinite(start_timeout)
-            or start_timeout <= 0
-        ):
+        if not is_seconds(start_timeout):
             raise InvalidChildSpec(
                 f"child {self.id!r}: start_timeout must be positive, finite seconds, "
                 f"got {start_timeout!r}"

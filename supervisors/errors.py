@@ -4,18 +4,24 @@
 
     WardenError
     └── SupervisorError
-        ├── InvalidChildSpec     a child spec or supervisor flag is invalid (also a ValueError)
+        ├── InvalidChildSpec     a child spec is invalid or does not fit its supervisor (ValueError)
+        ├── InvalidFlags         a supervisor flag is invalid (also a ValueError)
         ├── AdmissionRejected    a DynamicSupervisor is at max_children; nothing was started
         ├── DuplicateChild       a child with this id is already supervised
         ├── UnknownChild         no child with this id or ref
         ├── ChildNotStopped      restart_child/delete_child of a child that is not stopped
         ├── NotASupervisor       a supervisor admin call reached an actor that is not one
-        └── ChildStartError     the child's factory or on_start failed (cause attached)
+        └── ChildStartError      the child's factory or on_start failed (cause attached)
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from actors import WardenError
+
+if TYPE_CHECKING:
+    from actors import ExitReason
 
 __all__ = [
     "AdmissionRejected",
@@ -23,6 +29,7 @@ __all__ = [
     "ChildStartError",
     "DuplicateChild",
     "InvalidChildSpec",
+    "InvalidFlags",
     "NotASupervisor",
     "SupervisorError",
     "UnknownChild",
@@ -34,7 +41,12 @@ class SupervisorError(WardenError):
 
 
 class InvalidChildSpec(SupervisorError, ValueError):
-    """A child spec or supervisor flag is invalid; nothing was started."""
+    """A child spec is invalid, or does not fit its supervisor; nothing was started."""
+
+
+class InvalidFlags(SupervisorError, ValueError):
+    """A supervisor flag (strategy, intensity, backoff, ...) is invalid; nothing was
+    started."""
 
 
 class AdmissionRejected(SupervisorError):
@@ -102,24 +114,12 @@ class ChildStartError(SupervisorError):
     Attributes:
         supervisor: the supervisor's label.
         child_id: the child spec's id.
-        reason: why, as text.
+        reason: the exit reason of the failed start (``Crashed(error)``, ``Killed()``
+            for a start that ran out of ``start_timeout``).
     """
 
-    def __init__(self, supervisor: str, child_id: str, reason: str) -> None:
+    def __init__(self, supervisor: str, child_id: str, reason: ExitReason) -> None:
         self.supervisor = supervisor
         self.child_id = child_id
         self.reason = reason
         super().__init__(f"{supervisor} could not start child {child_id!r} ({reason})")
-
-
-for _error in (
-    SupervisorError,
-    InvalidChildSpec,
-    AdmissionRejected,
-    DuplicateChild,
-    UnknownChild,
-    ChildNotStopped,
-    NotASupervisor,
-    ChildStartError,
-):
-    _error.__module__ = "supervisors"

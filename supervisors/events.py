@@ -1,45 +1,68 @@
-"""Supervision events: every step a supervisor takes, as a typed, loggable record.
+"""Supervision events: every step a supervisor takes, as a typed record.
 
-Each supervisor logs its events through structlog (logger ``warden.supervisors``, the
-event name is the class's ``event``), counts them (``Supervisor.statistics()``), and
-passes them to the optional ``observer`` given at construction (for metrics or tests).
+Each supervisor logs its events through structlog (logger ``warden.supervisors``; the
+log event name is the class's ``event``, e.g. ``child_exited``), counts them (the
+``events`` of its snapshot), and passes them to the optional ``observer`` given at
+construction (for metrics or tests). :data:`SupervisionEvent` is a union of frozen
+dataclasses, so ``match`` narrows it::
+
+    def observe(event: SupervisionEvent) -> None:
+        match event:
+            case ChildExitedEvent(child_id=child, reason=Crashed(error=error)):
+                print(f"{child} crashed: {error!r}")
+            case SupervisorEscalatedEvent(supervisor=label):
+                print(f"{label} gave up")
+            case _:
+                pass
+
+Reasons are the structured :class:`~actors.ExitReason` objects; logs show them as text.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
-from typing import ClassVar, final
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, ClassVar, final
+
+from actors import ExitReason
+from actors.hosting import bounded_repr
+
+if TYPE_CHECKING:
+    from supervisors._strategy import Strategy
 
 __all__ = [
-    "ChildExited",
-    "ChildRestarted",
-    "ChildStartFailed",
-    "ChildStarted",
+    "ChildExitedEvent",
+    "ChildIgnoredEvent",
+    "ChildRestartedEvent",
+    "ChildStartFailedEvent",
+    "ChildStartedEvent",
     "SupervisionEvent",
     "SupervisionObserver",
-    "SupervisorEscalated",
-    "SupervisorShutDown",
-    "UnexpectedExitIgnored",
-    "UnexpectedMessageIgnored",
+    "SupervisorEscalatedEvent",
+    "SupervisorShutDownEvent",
+    "SupervisorStartedEvent",
+    "UnexpectedExitEvent",
+    "UnexpectedMessageEvent",
+    "log_fields",
 ]
-
-
-class SupervisionEvent:
-    """Base of supervision events; ``event`` is the snake_case log event name."""
-
-    __slots__ = ()
-    event: ClassVar[str]
-
-    def fields(self) -> dict[str, object]:
-        """The event's fields, for structured logs."""
-        return asdict(self)  # type: ignore[call-overload, no-any-return]
 
 
 @final
 @dataclass(frozen=True, slots=True)
-class ChildStarted(SupervisionEvent):
-    """A child's incarnation finished ``on_start``."""
+class SupervisorStartedEvent:
+    """The supervisor started all its static children (``children`` of them)."""
+
+    event: ClassVar[str] = "supervisor_started"
+    supervisor: str
+    strategy: Strategy
+    children: int
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class ChildStartedEvent:
+    """A child's incarnation finished ``on_start``; ``restarts`` so far."""
 
     event: ClassVar[str] = "child_started"
     supervisor: str
@@ -50,21 +73,35 @@ class ChildStarted(SupervisionEvent):
 
 @final
 @dataclass(frozen=True, slots=True)
-class ChildExited(SupervisionEvent):
-    """A child's incarnation ended; ``reason`` is its exit reason as text."""
+class ChildIgnoredEvent:
+    """A child's ``on_start`` returned ``IGNORE``: nothing runs for it."""
+
+    event: ClassVar[str] = "child_ignored"
+    supervisor: str
+    child_id: str
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class ChildExitedEvent:
+    """A child's incarnation ended with ``reason``; ``will_restart`` says whether the
+    supervisor starts it again."""
 
     event: ClassVar[str] = "child_exited"
     supervisor: str
     child_id: str
     actor: str
-    reason: str
-    abnormal: bool
+    reason: ExitReason
     will_restart: bool
+
+    @property
+    def abnormal(self) -> bool:
+        return self.reason.abnormal
 
 
 @final
 @dataclass(frozen=True, slots=True)
-class ChildRestarted(SupervisionEvent):
+class ChildRestartedEvent:
     """A child was started again; ``delay`` is the backoff it waited."""
 
     event: ClassVar[str] = "child_restarted"
@@ -77,18 +114,18 @@ class ChildRestarted(SupervisionEvent):
 
 @final
 @dataclass(frozen=True, slots=True)
-class ChildStartFailed(SupervisionEvent):
-    """A child's factory or ``on_start`` failed."""
+class ChildStartFailedEvent:
+    """A child's factory or ``on_start`` failed, or its start ran out of time."""
 
     event: ClassVar[str] = "child_start_failed"
     supervisor: str
     child_id: str
-    reason: str
+    reason: ExitReason
 
 
 @final
 @dataclass(frozen=True, slots=True)
-class SupervisorEscalated(SupervisionEvent):
+class SupervisorEscalatedEvent:
     """Restart intensity was exceeded: the supervisor stops its children and exits with
     ``shutdown: intensity``, which its parent sees as a failed child."""
 
@@ -101,19 +138,19 @@ class SupervisorEscalated(SupervisionEvent):
 
 @final
 @dataclass(frozen=True, slots=True)
-class SupervisorShutDown(SupervisionEvent):
-    """The supervisor stopped all its children and exited (``reason`` as text)."""
+class SupervisorShutDownEvent:
+    """The supervisor stopped all its children and exited with ``reason``."""
 
     event: ClassVar[str] = "supervisor_shut_down"
     supervisor: str
-    reason: str
+    reason: ExitReason
 
 
 @final
 @dataclass(frozen=True, slots=True)
-class UnexpectedMessageIgnored(SupervisionEvent):
+class UnexpectedMessageEvent:
     """The supervisor got a message that is not an admin request and ignored it (as
-    OTP's supervisor does); ``message`` is its repr, truncated."""
+    OTP's supervisor does); ``message`` is its repr, bounded."""
 
     event: ClassVar[str] = "unexpected_message_ignored"
     supervisor: str
@@ -122,14 +159,45 @@ class UnexpectedMessageIgnored(SupervisionEvent):
 
 @final
 @dataclass(frozen=True, slots=True)
-class UnexpectedExitIgnored(SupervisionEvent):
+class UnexpectedExitEvent:
     """An actor linked to the supervisor, not one of its children, exited; supervisors
-    trap exits, so it was ignored. ``reason`` is its exit reason as text."""
+    trap exits, so it was ignored."""
 
     event: ClassVar[str] = "unexpected_exit_ignored"
     supervisor: str
     actor: str
-    reason: str
+    reason: ExitReason
 
+
+SupervisionEvent = (
+    SupervisorStartedEvent
+    | ChildStartedEvent
+    | ChildIgnoredEvent
+    | ChildExitedEvent
+    | ChildRestartedEvent
+    | ChildStartFailedEvent
+    | SupervisorEscalatedEvent
+    | SupervisorShutDownEvent
+    | UnexpectedMessageEvent
+    | UnexpectedExitEvent
+)
+"""Every supervision event."""
 
 SupervisionObserver = Callable[[SupervisionEvent], None]
+"""Called with every supervision event; it must not block (exceptions are logged)."""
+
+
+def log_fields(event: SupervisionEvent) -> dict[str, object]:
+    """The event's fields for a structured log line: reasons as text (with
+    ``abnormal``), anything else that is not a plain value as a bounded repr."""
+    fields: dict[str, object] = {}
+    for field in dataclasses.fields(event):
+        value = getattr(event, field.name)
+        if isinstance(value, ExitReason):
+            fields[field.name] = str(value)
+            fields["abnormal"] = value.abnormal
+        elif isinstance(value, str | int | float | bool) or value is None:
+            fields[field.name] = value
+        else:
+            fields[field.name] = bounded_repr(value)
+    return fields

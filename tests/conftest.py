@@ -1,10 +1,14 @@
 """Suite-wide fixtures. Async tests run through anyio's pytest plugin.
 
-The default backend is asyncio, which runtime/ and transport/ need; the kernel's test
-folders override ``anyio_backend`` to run every test on asyncio and trio.
+The default backend is asyncio, which runtime/ and transport/ need. Tests under the
+kernel's folders (``tests/actors``, ``tests/supervisors``) run on asyncio *and* trio,
+both on virtual time that autojumps (``actors.testing.virtual_time_backend``).
 
-``server_dsn`` is the PostgreSQL server every database test shares: ``WARDEN_TEST_DSN``
-when set, otherwise one embedded pgserver per session in a temporary directory.
+Databases: ``server_dsn`` is the PostgreSQL server every database test shares
+(``WARDEN_TEST_DSN`` when set, otherwise one embedded pgserver per session in a
+temporary directory). The schema is migrated once into ``template_db``; ``dsn`` is a
+fresh ``CREATE DATABASE ... TEMPLATE`` copy per test and ``empty_dsn`` a fresh database
+with no schema, both dropped afterwards.
 """
 
 from __future__ import annotations
@@ -14,22 +18,49 @@ import contextlib
 import os
 import shutil
 import tempfile
+import time
+import uuid
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Final
 
+import psycopg
 import pytest
 import structlog
 from blockbuster import BlockBuster, blockbuster_ctx
+from psycopg import sql
+from psycopg.conninfo import make_conninfo
 
-from runtime.store import EmbeddedPostgres
+from actors.testing import virtual_time_backend
+from runtime.store import EmbeddedPostgres, apply_migrations
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
+TESTS = Path(__file__).resolve().parent
+
+#: Test folders whose async tests run on both backends, on virtual time.
+KERNEL_FOLDERS: Final = (TESTS / "actors", TESTS / "supervisors")
+
+_CLONE_ATTEMPTS = 5
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Run every async test of the kernel's folders on asyncio and on trio."""
+    if "anyio_backend" not in metafunc.fixturenames:
+        return
+    path = metafunc.definition.path
+    if any(folder in path.parents for folder in KERNEL_FOLDERS):
+        metafunc.parametrize("anyio_backend", ["asyncio", "trio"], indirect=True)
+
 
 @pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
+def anyio_backend(request: pytest.FixtureRequest) -> Any:
+    """asyncio by default; a parametrized backend (the kernel's folders) on virtual
+    time, with a fresh clock for every test."""
+    backend: str | None = getattr(request, "param", None)
+    if backend is None:
+        return "asyncio"
+    return virtual_time_backend(backend)
 
 
 @pytest.fixture(autouse=True)
@@ -89,3 +120,69 @@ def server_dsn() -> Iterator[str]:
             yield dsn
         finally:
             asyncio.run(pg.close())
+
+
+def dsn_for(server_dsn: str, dbname: str) -> str:
+    """``server_dsn`` pointed at another database on the same server."""
+    return make_conninfo(server_dsn, dbname=dbname)
+
+
+def _admin(server_dsn: str, statement: sql.Composed) -> None:
+    with psycopg.connect(server_dsn, autocommit=True) as conn:
+        conn.execute(statement)
+
+
+def _drop(server_dsn: str, name: str) -> None:
+    _admin(
+        server_dsn, sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+    )
+
+
+@pytest.fixture(scope="session")
+def template_db(server_dsn: str) -> Iterator[str]:
+    """A database migrated once, cloned by every test."""
+    name = f"warden_tmpl_{uuid.uuid4().hex[:12]}"
+    _admin(server_dsn, sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        asyncio.run(apply_migrations(dsn_for(server_dsn, name)))
+        # No session may use the template while it is cloned; this keeps autovacuum out.
+        _admin(
+            server_dsn,
+            sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS false").format(sql.Identifier(name)),
+        )
+        yield name
+    finally:
+        _drop(server_dsn, name)
+
+
+@pytest.fixture
+def empty_dsn(server_dsn: str) -> Iterator[str]:
+    """DSN of a fresh, empty database (no schema), dropped after the test."""
+    name = f"warden_t_{uuid.uuid4().hex[:12]}"
+    _admin(server_dsn, sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        yield dsn_for(server_dsn, name)
+    finally:
+        _drop(server_dsn, name)
+
+
+@pytest.fixture
+def dsn(server_dsn: str, template_db: str) -> Iterator[str]:
+    """DSN of a fresh, migrated database, dropped after the test."""
+    name = f"warden_t_{uuid.uuid4().hex[:12]}"
+    statement = sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
+        sql.Identifier(name), sql.Identifier(template_db)
+    )
+    for attempt in range(_CLONE_ATTEMPTS):
+        try:
+            _admin(server_dsn, statement)
+            break
+        except psycopg.errors.ObjectInUse:
+            # A clone made at the same moment by another session holds the template.
+            if attempt == _CLONE_ATTEMPTS - 1:
+                raise
+            time.sleep(0.05 * (attempt + 1))
+    try:
+        yield dsn_for(server_dsn, name)
+    finally:
+        _drop(server_dsn, name)

@@ -14,7 +14,7 @@ import types
 
 import pytest
 
-PACKAGES = ("actors", "supervisors", "runtime", "transport")
+PACKAGES = ("actors", "actors.hosting", "supervisors", "runtime", "transport")
 
 
 def exporting_packages() -> list[str]:
@@ -60,7 +60,9 @@ def test_public_classes_live_in_the_package(name: str) -> None:
     assert misplaced == []
 
 
-@pytest.mark.parametrize("name", ["actors.errors", "actors.testing"])
+@pytest.mark.parametrize(
+    "name", ["actors.errors", "actors.testing", "supervisors.errors", "supervisors.events"]
+)
 def test_public_submodules_declare_a_sorted_all(name: str) -> None:
     module = importlib.import_module(name)
     exported = list(module.__all__)
@@ -70,10 +72,52 @@ def test_public_submodules_declare_a_sorted_all(name: str) -> None:
         attr
         for attr, value in vars(module).items()
         if not attr.startswith("_")
-        and isinstance(value, type | types.FunctionType)
-        and value.__module__ in {name, name.rpartition(".")[0]}
+        and (
+            # Classes and functions defined here, and the type aliases that name them.
+            (
+                isinstance(value, type | types.FunctionType)
+                and value.__module__ in {name, name.rpartition(".")[0]}
+            )
+            or (isinstance(value, types.UnionType | types.GenericAlias) and attr[0].isupper())
+        )
     ]
     assert sorted(defined_here) == exported
+
+
+def test_the_application_api_leaves_hosting_to_actors_hosting() -> None:
+    """Issue 7: ``actors`` exports what application code uses; kernel extensions' API is
+    ``actors.hosting``; names the kernel never acts on are not exported at all."""
+    import actors
+    import actors.hosting
+
+    hosting = {"ActorHost", "Incarnation", "Mailbox", "Process", "new_label", "process_of"}
+    assert hosting <= set(actors.hosting.__all__)
+    assert not hosting & set(actors.__all__)
+    assert not {"Cancel", "LeaseLost", "IntensityExceeded", "run_incarnation"} & set(actors.__all__)
+
+
+def test_importing_the_kernel_does_not_import_trio() -> None:
+    """Issue 7: trio is imported only when it is the running backend."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, actors, actors.hosting, supervisors\n"
+        "import anyio\n"
+        "from actors import spawn\n"
+        "async def main():\n"
+        "    async with anyio.create_task_group() as tg:\n"
+        "        ref = await spawn(tg, actors.Actor())\n"
+        "        await ref.stop()\n"
+        "anyio.run(main)\n"
+        "assert 'trio' not in sys.modules, sorted(m for m in sys.modules if 'trio' in m)\n"
+        "print('ok')\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "ok"
 
 
 def test_the_scan_sees_an_accidental_export() -> None:

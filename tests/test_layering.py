@@ -72,8 +72,12 @@ def test_kernel_layers_never_import_the_asyncio_layers(layer: str) -> None:
 
 
 def test_the_actor_kernel_is_really_scanned() -> None:
-    imports = imported_modules((ROOT / "actors" / "_actor.py").read_text(), "actors._actor")
+    source = (ROOT / "actors" / "_incarnation.py").read_text()
+    imports = imported_modules(source, "actors._incarnation")
     assert {"anyio", "actors._mailbox", "actors.errors"} <= imports
+    assert private_crossings(source) == []
+    # The scan sees the module's own private names at work, so it is not vacuous.
+    assert {"_scope", "_mark_started"} <= owned_private_names(ast.parse(source))
 
 
 @pytest.mark.parametrize(
@@ -161,10 +165,118 @@ def test_supervisors_use_only_the_public_kernel_api() -> None:
         ("from actors import _EMPTY", ["actors._EMPTY"]),
         ("import actors._mailbox", ["actors._mailbox"]),
         ("from actors.errors import ActorError", []),
-        ("from actors import Incarnation, run_incarnation", []),
+        ("from actors.hosting import Incarnation, ActorHost", []),
         ("from supervisors._spec import ChildSpec", []),
         ("def f():\n    from actors._links import link\n", ["actors._links"]),
     ],
 )
 def test_private_kernel_imports_are_caught(source: str, expected: list[str]) -> None:
     assert private_kernel_imports(source, "supervisors._x") == expected
+
+
+# -- no module reaches into another's private names or slots ---------------------------
+
+#: The kernel: every module here may touch only its own private names.
+KERNEL = ("actors", "supervisors")
+
+
+def owned_private_names(tree: ast.Module) -> set[str]:
+    """Underscore names a module defines: its module-level names, and its classes'
+    slots, methods, class attributes and the ``self._x`` attributes they assign."""
+    owned: set[str] = set()
+
+    def private(name: str) -> bool:
+        return name.startswith("_") and not (name.startswith("__") and name.endswith("__"))
+
+    for node in ast.walk(tree):
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            if private(node.name):
+                owned.add(node.name)
+        elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+            if private(node.id):
+                owned.add(node.id)
+        elif (
+            isinstance(node, ast.Attribute)
+            and isinstance(node.ctx, ast.Store)
+            and isinstance(node.value, ast.Name)
+            and node.value.id in {"self", "cls"}
+            and private(node.attr)
+        ):
+            owned.add(node.attr)
+        elif isinstance(node, ast.Assign | ast.AnnAssign):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            slots = any(isinstance(t, ast.Name) and t.id == "__slots__" for t in targets)
+            if slots and node.value is not None:
+                owned.update(
+                    element.value
+                    for element in ast.walk(node.value)
+                    if isinstance(element, ast.Constant)
+                    and isinstance(element.value, str)
+                    and private(element.value)
+                )
+    return owned
+
+
+def private_crossings(source: str) -> list[str]:
+    """Accesses of another module's private names: ``x._name`` (read or written) and
+    ``getattr(x, "_name")`` where ``_name`` is not one this module defines. ``self``
+    and ``cls`` reach their own class; dunder names are Python's protocol."""
+    tree = ast.parse(source)
+    owned = owned_private_names(tree)
+    found = []
+
+    def check(name: str, line: int) -> None:
+        dunder = name.startswith("__") and name.endswith("__")
+        if name.startswith("_") and not dunder and name not in owned:
+            found.append(f"line {line}: {name}")
+
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute):
+            if isinstance(node.value, ast.Name) and node.value.id in {"self", "cls"}:
+                continue
+            check(node.attr, node.lineno)
+        elif (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Name)
+            and node.func.id in {"getattr", "setattr", "hasattr", "delattr"}
+            and len(node.args) >= 2
+            and isinstance(node.args[1], ast.Constant)
+            and isinstance(node.args[1].value, str)
+        ):
+            check(node.args[1].value, node.lineno)
+    return found
+
+
+def test_no_kernel_module_reaches_into_another_modules_private_names() -> None:
+    """STYLE §5: no overriding another module's private hooks, no reaching into another
+    type's private slots. A hook another module needs is public and documented."""
+    found = []
+    for layer in KERNEL:
+        for path in sorted((ROOT / layer).rglob("*.py")):
+            found += [
+                f"{path.relative_to(ROOT)} {crossing}"
+                for crossing in private_crossings(path.read_text())
+            ]
+    assert found == []
+
+
+@pytest.mark.parametrize(
+    ("source", "expected"),
+    [
+        ("def f(box):\n    return box._control\n", ["line 2: _control"]),
+        ("def f(ref):\n    ref._mailbox = None\n", ["line 2: _mailbox"]),
+        ("def f(task):\n    return getattr(task, '_fut_waiter', None)\n", ["line 2: _fut_waiter"]),
+        ("import trio\ntrio._core.current_task()\n", ["line 2: _core"]),
+        # A module's own private names are its business, on any instance of its classes.
+        (
+            "class P:\n    __slots__ = ('_links',)\n    def link(self, other):\n"
+            "        other._links = self._links\n",
+            [],
+        ),
+        ("class A:\n    def _hook(self):\n        pass\n\ndef f(a):\n    a._hook()\n", []),
+        ("_CACHE = {}\ndef f(m):\n    return m._CACHE\n", []),
+        ("def f(x):\n    return x.__class__, x.__dict__\n", []),
+    ],
+)
+def test_the_crossing_scan_sees_attribute_access(source: str, expected: list[str]) -> None:
+    assert private_crossings(source) == expected

@@ -3,10 +3,35 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import anyio
 
-from actors import Actor, Down, Exit, ExitReason
+from actors import Actor, ActorRef, Down, Exit, ExitReason, MailboxConfig
+from actors.hosting import Mailbox, Process
+
+
+class Box:
+    """A mailbox driven directly, through the process that owns it: ``ref`` sends to it
+    and :meth:`pop_message` takes what an actor's loop would take next. Everything else
+    is the mailbox's own API."""
+
+    def __init__(self, label: str, config: MailboxConfig) -> None:
+        self.process = Process(label, config)
+        self.mailbox: Mailbox = self.process.mailbox
+        self.ref: ActorRef[object] = self.process.ref
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.mailbox, name)
+
+    def pop_message(self) -> object:
+        return self.mailbox.take()
+
+    def close(self, reason: ExitReason) -> None:
+        self.process.terminate(reason)
+
+    async def wait_closed(self) -> ExitReason:
+        return await self.process.wait_terminated()
 
 
 @dataclass(frozen=True, eq=False)
@@ -22,6 +47,13 @@ class Hold:
 
     def __repr__(self) -> str:
         return f"Hold({self.name!r})"
+
+
+@dataclass(frozen=True)
+class Urgent:
+    """An application's control message (the kernel defines none of its own)."""
+
+    reason: str
 
 
 @dataclass(frozen=True)

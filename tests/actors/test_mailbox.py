@@ -18,23 +18,24 @@ from actors import (
     ActorStopped,
     Lane,
     LaneConfig,
-    Mailbox,
     MailboxConfig,
     MailboxFull,
+    MailboxStatistics,
     PressureSignal,
     Shutdown,
     TooManyWatches,
 )
-from actors._mailbox import _EMPTY
+from actors._mailbox import EMPTY
 from actors.testing import wait_all_tasks_blocked
+from tests.actors.helpers import Box
 
 pytestmark = pytest.mark.anyio
 
 
-def drain(box: Mailbox) -> list[object]:
+def drain(box: Box) -> list[object]:
     """Take every queued lane message, in the order the actor would get them."""
     taken = []
-    while (item := box.pop_message()) is not _EMPTY:
+    while (item := box.pop_message()) is not EMPTY:
         taken.append(item)
     return taken
 
@@ -60,7 +61,7 @@ def small(
 
 class TestLanes:
     async def test_served_in_strict_priority_control_data_telemetry(self) -> None:
-        box = Mailbox("box", MailboxConfig())
+        box = Box("box", MailboxConfig())
         box.put_nowait("t1", Lane.TELEMETRY)
         box.put_nowait("d1", Lane.DATA)
         box.put_nowait("c1", Lane.CONTROL)
@@ -70,7 +71,7 @@ class TestLanes:
         assert drain(box) == ["c1", "c2", "d1", "d2", "t1", "t2"]
 
     async def test_higher_lane_arriving_later_is_served_next(self) -> None:
-        box = Mailbox("box", MailboxConfig())
+        box = Box("box", MailboxConfig())
         for i in range(3):
             box.put_nowait(f"d{i}")
         assert box.pop_message() == "d0"
@@ -78,17 +79,17 @@ class TestLanes:
         assert drain(box) == ["c", "d1", "d2"]
 
     async def test_default_lane_is_data(self) -> None:
-        box = Mailbox("box", MailboxConfig())
+        box = Box("box", MailboxConfig())
         assert box.put_nowait("m")
         assert box.statistics().lane(Lane.DATA).depth == 1
 
     async def test_empty_mailbox_yields_nothing(self) -> None:
-        box = Mailbox("box", MailboxConfig())
-        assert box.pop_message() is _EMPTY
+        box = Box("box", MailboxConfig())
+        assert box.pop_message() is EMPTY
 
     async def test_idle_mailbox_allocates_no_lane_storage(self) -> None:
         # The RSS-per-idle-actor budget depends on lanes being created on first use.
-        box = Mailbox("box", MailboxConfig())
+        box = Box("box", MailboxConfig())
         assert (box._control, box._data, box._telemetry, box._notices) == (None,) * 4
         box.put_nowait("t", Lane.TELEMETRY)
         assert box._control is None
@@ -97,7 +98,7 @@ class TestLanes:
 
     @pytest.mark.parametrize("lane", [Lane.CONTROL, Lane.DATA])
     async def test_put_nowait_refuses_when_full_and_enqueues_nothing(self, lane: Lane) -> None:
-        box = Mailbox("box", small())
+        box = Box("box", small())
         assert box.put_nowait("a", lane)
         assert box.put_nowait("b", lane)
         assert not box.put_nowait("c", lane)
@@ -113,7 +114,7 @@ class TestLanes:
 class TestBoundedWait:
     @pytest.mark.parametrize("lane", [Lane.CONTROL, Lane.DATA])
     async def test_full_lane_waits_exactly_send_timeout_then_mailbox_full(self, lane: Lane) -> None:
-        box = Mailbox("box", small(send_timeout=3.0))
+        box = Box("box", small(send_timeout=3.0))
         box.put_nowait("a", lane)
         box.put_nowait("b", lane)
         start = anyio.current_time()
@@ -131,14 +132,14 @@ class TestBoundedWait:
 
     @pytest.mark.parametrize("lane", [Lane.CONTROL, Lane.DATA])
     async def test_put_with_room_returns_without_waiting(self, lane: Lane) -> None:
-        box = Mailbox("box", small())
+        box = Box("box", small())
         start = anyio.current_time()
         await box.ref.tell("a", lane)
         assert anyio.current_time() == start
         assert drain(box) == ["a"]
 
     async def test_waiting_sender_gets_in_as_soon_as_room_frees(self) -> None:
-        box = Mailbox("box", small(send_timeout=10.0))
+        box = Box("box", small(send_timeout=10.0))
         box.put_nowait("a")
         box.put_nowait("b")
         start = anyio.current_time()
@@ -157,7 +158,7 @@ class TestBoundedWait:
         assert drain(box) == ["b", "c"]
 
     async def test_telemetry_put_never_waits(self) -> None:
-        box = Mailbox("box", small(telemetry=1))
+        box = Box("box", small(telemetry=1))
         start = anyio.current_time()
         for i in range(5):
             await box.ref.tell(i, Lane.TELEMETRY)
@@ -165,7 +166,7 @@ class TestBoundedWait:
         assert drain(box) == [4]
 
     async def test_blocked_sender_gets_actor_stopped_when_mailbox_closes(self) -> None:
-        box = Mailbox("box", small(send_timeout=10.0))
+        box = Box("box", small(send_timeout=10.0))
         box.put_nowait("a", Lane.CONTROL)
         box.put_nowait("b", Lane.CONTROL)
         start = anyio.current_time()
@@ -186,7 +187,7 @@ class TestBoundedWait:
 
 class TestWaitingSenders:
     async def _start_waiting(
-        self, tg: anyio.abc.TaskGroup, box: Mailbox, names: list[str], done: list[str]
+        self, tg: anyio.abc.TaskGroup, box: Box, names: list[str], done: list[str]
     ) -> None:
         """Start one sender per name, each parked before the next starts."""
         for name in names:
@@ -199,7 +200,7 @@ class TestWaitingSenders:
             await wait_all_tasks_blocked()
 
     async def test_served_fifo_and_newcomers_never_overtake(self) -> None:
-        box = Mailbox("box", small(data=1, send_timeout=100.0))
+        box = Box("box", small(data=1, send_timeout=100.0))
         box.put_nowait("x")
         done: list[str] = []
         received: list[object] = []
@@ -220,7 +221,7 @@ class TestWaitingSenders:
         assert anyio.current_time() == start
 
     async def test_newcomer_put_queues_behind_waiting_senders(self) -> None:
-        box = Mailbox("box", small(data=1, send_timeout=100.0))
+        box = Box("box", small(data=1, send_timeout=100.0))
         box.put_nowait("x")
         done: list[str] = []
         async with anyio.create_task_group() as tg:
@@ -234,7 +235,7 @@ class TestWaitingSenders:
         assert received == ["A", "B", "late"]
 
     async def test_cancelled_waiting_sender_leaves_the_queue(self) -> None:
-        box = Mailbox("box", small(data=1, send_timeout=100.0))
+        box = Box("box", small(data=1, send_timeout=100.0))
         box.put_nowait("x")
         done: list[str] = []
         start = anyio.current_time()
@@ -268,7 +269,7 @@ class TestWaitingSenders:
         # runtime/ code uses) lands first, so A must pass the reserved slot on to B. On
         # trio (and under anyio's scopes on asyncio) the wake-up wins and A delivers.
         # Either way no slot is lost: B gets in without waiting, capacity stays intact.
-        box = Mailbox("box", small(data=1, send_timeout=100.0))
+        box = Box("box", small(data=1, send_timeout=100.0))
         box.put_nowait("x")
         done: list[str] = []
         cancelled: list[str] = []
@@ -305,7 +306,7 @@ class TestWaitingSenders:
             while "B" not in received:
                 await wait_all_tasks_blocked()
                 item = box.pop_message()
-                assert item is not _EMPTY, "a reserved slot was lost: B is stuck"
+                assert item is not EMPTY, "a reserved slot was lost: B is stuck"
                 received.append(item)
         if native:
             assert (cancelled, done, received) == (["A"], ["B"], ["B"])
@@ -321,7 +322,7 @@ class TestWaitingSenders:
     async def test_sender_cancelled_in_the_same_tick_as_a_pop_loses_no_slot(self) -> None:
         # A is cancelled and, before it gets to run, the receiver frees a slot. The slot
         # must go to B at once; it must not be reserved for A, who will never use it.
-        box = Mailbox("box", small(data=1, send_timeout=100.0))
+        box = Box("box", small(data=1, send_timeout=100.0))
         box.put_nowait("x")
         done: list[str] = []
         start = anyio.current_time()
@@ -350,7 +351,7 @@ class TestWaitingSenders:
         # receiver scheduled first. Whoever wins, the freed slot is used at once: either
         # A delivers (its wake-up won) or A times out and B gets the slot. It is never
         # reserved for a sender that gave up, which would shrink the lane for good.
-        box = Mailbox("box", small(data=1, send_timeout=5.0))
+        box = Box("box", small(data=1, send_timeout=5.0))
         box.put_nowait("x")
         outcome: dict[str, tuple[str, float]] = {}
         start = anyio.current_time()
@@ -382,7 +383,7 @@ class TestWaitingSenders:
         assert not box.put_nowait("z")
 
     async def test_timed_out_sender_leaves_the_queue_for_the_next(self) -> None:
-        box = Mailbox("box", small(data=1, send_timeout=5.0))
+        box = Box("box", small(data=1, send_timeout=5.0))
         box.put_nowait("x")
         start = anyio.current_time()
         outcome: dict[str, float] = {}
@@ -406,7 +407,7 @@ class TestWaitingSenders:
         assert drain(box) == ["B"]
 
     async def test_max_waiting_senders_overflow_fails_at_once(self) -> None:
-        box = Mailbox("box", small(data=1, max_waiting_senders=2, send_timeout=50.0))
+        box = Box("box", small(data=1, max_waiting_senders=2, send_timeout=50.0))
         box.put_nowait("x")
         done: list[str] = []
         async with anyio.create_task_group() as tg:
@@ -422,7 +423,7 @@ class TestWaitingSenders:
         assert done == ["A", "B"]
 
     async def test_zero_waiting_senders_means_put_never_waits(self) -> None:
-        box = Mailbox("box", small(data=1, max_waiting_senders=0))
+        box = Box("box", small(data=1, max_waiting_senders=0))
         box.put_nowait("x")
         start = anyio.current_time()
         with pytest.raises(MailboxFull):
@@ -432,7 +433,7 @@ class TestWaitingSenders:
 
 class TestTelemetry:
     async def test_full_telemetry_drops_the_oldest_and_counts(self) -> None:
-        box = Mailbox("box", small(telemetry=3))
+        box = Box("box", small(telemetry=3))
         for i in range(7):
             assert box.put_nowait(i, Lane.TELEMETRY)
         stats = box.statistics().lane(Lane.TELEMETRY)
@@ -440,7 +441,7 @@ class TestTelemetry:
         assert drain(box) == [4, 5, 6]
 
     async def test_drops_only_when_full(self) -> None:
-        box = Mailbox("box", small(telemetry=3))
+        box = Box("box", small(telemetry=3))
         for i in range(3):
             box.put_nowait(i, Lane.TELEMETRY)
         assert box.pop_message() == 0
@@ -449,7 +450,7 @@ class TestTelemetry:
         assert drain(box) == [1, 2, 3]
 
     async def test_telemetry_is_served_only_when_control_and_data_are_empty(self) -> None:
-        box = Mailbox("box", MailboxConfig())
+        box = Box("box", MailboxConfig())
         box.put_nowait("t", Lane.TELEMETRY)
         box.put_nowait("d")
         assert box.pop_message() == "d"
@@ -460,7 +461,7 @@ class TestTelemetry:
 class TestStatistics:
     async def test_snapshot_of_an_untouched_mailbox(self) -> None:
         config = small(control=4, data=8, telemetry=16)
-        stats = Mailbox("box", config).statistics()
+        stats = Box("box", config).statistics()
         assert stats.actor == "box"
         assert [s.lane for s in stats.lanes] == [Lane.CONTROL, Lane.DATA, Lane.TELEMETRY]
         assert [s.capacity for s in stats.lanes] == [4, 8, 16]
@@ -475,7 +476,7 @@ class TestStatistics:
         assert (stats.notifications, stats.dropped_on_crash, stats.closed) == (0, 0, False)
 
     async def test_counts_depth_peak_sent_received(self) -> None:
-        box = Mailbox("box", small(data=4))
+        box = Box("box", small(data=4))
         for i in range(3):
             box.put_nowait(i)
         box.pop_message()
@@ -485,7 +486,7 @@ class TestStatistics:
         assert (stats.depth, stats.peak, stats.sent, stats.received) == (2, 3, 4, 2)
 
     async def test_snapshot_is_frozen(self) -> None:
-        stats = Mailbox("box", MailboxConfig()).statistics()
+        stats: MailboxStatistics = Box("box", MailboxConfig()).statistics()
         with pytest.raises(AttributeError):
             stats.closed = True  # type: ignore[misc]
         with pytest.raises(AttributeError):
@@ -498,7 +499,7 @@ class TestWatermarks:
         config = MailboxConfig(
             data=LaneConfig(8, high=6, low=2), on_pressure=seen.append, send_timeout=1.0
         )
-        box = Mailbox("box", config)
+        box = Box("box", config)
         for i in range(5):
             box.put_nowait(i)
         assert seen == []
@@ -521,9 +522,7 @@ class TestWatermarks:
 
     async def test_oscillating_above_low_emits_nothing_more(self) -> None:
         seen: list[PressureSignal] = []
-        box = Mailbox(
-            "box", MailboxConfig(data=LaneConfig(8, high=4, low=1), on_pressure=seen.append)
-        )
+        box = Box("box", MailboxConfig(data=LaneConfig(8, high=4, low=1), on_pressure=seen.append))
         for i in range(4):
             box.put_nowait(i)
         for _ in range(10):  # bounce between depth 3 and 4: pressure stays on, once
@@ -539,7 +538,7 @@ class TestWatermarks:
             telemetry=LaneConfig(4, high=3, low=1),
             on_pressure=seen.append,
         )
-        box = Mailbox("box", config)
+        box = Box("box", config)
         box.put_nowait("c", Lane.CONTROL)
         box.put_nowait("d1")
         box.put_nowait("d2")
@@ -565,7 +564,7 @@ class TestWatermarks:
         from_config: list[PressureSignal] = []
         first: list[PressureSignal] = []
         second: list[PressureSignal] = []
-        box = Mailbox(
+        box = Box(
             "box",
             MailboxConfig(data=LaneConfig(4, high=2, low=0), on_pressure=from_config.append),
         )
@@ -586,7 +585,7 @@ class TestWatermarks:
         def broken(signal: PressureSignal) -> None:
             raise RuntimeError("observer bug")
 
-        box = Mailbox("box", MailboxConfig(data=LaneConfig(4, high=1, low=0), on_pressure=broken))
+        box = Box("box", MailboxConfig(data=LaneConfig(4, high=1, low=0), on_pressure=broken))
         box.subscribe(broken)
         box.subscribe(seen.append)
         with capture_logs() as logs:
@@ -601,7 +600,7 @@ class TestWatermarks:
         assert (stats.pressure_signals, stats.recovery_signals) == (1, 1)
 
     async def test_subscriber_count_is_bounded(self) -> None:
-        box = Mailbox("box", MailboxConfig())
+        box = Box("box", MailboxConfig())
         for _ in range(16):
             box.subscribe(lambda signal: None)
         with pytest.raises(ValueError, match="16 subscribers"):
@@ -610,7 +609,7 @@ class TestWatermarks:
 
 class TestNotificationSlots:
     async def test_reservations_are_bounded_by_notification_capacity(self) -> None:
-        box = Mailbox("box", MailboxConfig(notification_capacity=2))
+        box = Box("box", MailboxConfig(notification_capacity=2))
         box.reserve_notice()
         box.reserve_notice()
         with pytest.raises(TooManyWatches) as caught:
@@ -620,7 +619,7 @@ class TestNotificationSlots:
         box.reserve_notice()
 
     async def test_notices_do_not_use_the_control_lane(self) -> None:
-        box = Mailbox("box", small(control=1))
+        box = Box("box", small(control=1))
         box.put_nowait("c", Lane.CONTROL)
         box.reserve_notice()
         box.put_notice("down")
@@ -630,7 +629,7 @@ class TestNotificationSlots:
 
 class TestClose:
     async def test_close_empties_lanes_and_refuses_sends(self) -> None:
-        box = Mailbox("box", MailboxConfig())
+        box = Box("box", MailboxConfig())
         box.put_nowait("d")
         box.put_nowait("t", Lane.TELEMETRY)
         box.close(Shutdown("test"))
@@ -646,14 +645,14 @@ class TestClose:
             await box.ref.tell("late")
 
     async def test_first_close_wins(self) -> None:
-        box = Mailbox("box", MailboxConfig())
+        box = Box("box", MailboxConfig())
         box.close(Shutdown("first"))
         box.close(Shutdown("second"))
         assert box.exit_reason == Shutdown("first")
         assert await box.wait_closed() == Shutdown("first")
 
     async def test_wait_closed_waits_for_close(self) -> None:
-        box = Mailbox("box", MailboxConfig())
+        box = Box("box", MailboxConfig())
         start = anyio.current_time()
         async with anyio.create_task_group() as tg:
 
@@ -669,7 +668,7 @@ class TestClose:
         # Closing empties the lanes: the depth falls below low, so observers that track
         # pressure (metrics, load shedding) see the pair completed, not a stuck gauge.
         seen: list[PressureSignal] = []
-        box = Mailbox(
+        box = Box(
             "box",
             MailboxConfig(
                 data=LaneConfig(4, high=2, low=1),
@@ -690,7 +689,7 @@ class TestClose:
         assert not stats.under_pressure
 
     async def test_notices_are_dropped_after_close(self) -> None:
-        box = Mailbox("box", MailboxConfig())
+        box = Box("box", MailboxConfig())
         box.reserve_notice()
         box.close(Shutdown())
         box.put_notice("down")

@@ -22,15 +22,14 @@ from hypothesis import strategies as st
 from actors import (
     Lane,
     LaneConfig,
-    Mailbox,
     MailboxConfig,
     MailboxFull,
     PressureSignal,
     spawn,
 )
-from actors._mailbox import _EMPTY
+from actors._mailbox import EMPTY
 from actors.testing import virtual_time_backend, wait_all_tasks_blocked
-from tests.actors.helpers import Hold, Recorder
+from tests.actors.helpers import Box, Hold, Recorder
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -117,7 +116,7 @@ def test_receive_order_is_strict_priority_then_fifo(
     backend: str, ops: list[Op], capacities: tuple[int, int, int]
 ) -> None:
     async def body() -> tuple[list[object], list[bool], list[int]]:
-        box = Mailbox("box", config_for(capacities))
+        box = Box("box", config_for(capacities))
         seqs: dict[tuple[Lane, int], int] = {}
         received: list[object] = []
         accepted: list[bool] = []
@@ -128,8 +127,8 @@ def test_receive_order_is_strict_priority_then_fifo(
                 accepted.append(box.put_nowait(Msg(op.lane, op.sender, seq), op.lane))
             else:
                 item = box.pop_message()
-                received.append(None if item is _EMPTY else item)
-        while (item := box.pop_message()) is not _EMPTY:
+                received.append(None if item is EMPTY else item)
+        while (item := box.pop_message()) is not EMPTY:
             received.append(item)
         return received, accepted, [lane.dropped for lane in box.statistics().lanes]
 
@@ -192,7 +191,7 @@ def test_blocking_senders_keep_per_sender_fifo_and_lose_nothing(
             data=LaneConfig(capacity),
             send_timeout=10_000.0,
         )
-        box = Mailbox("box", config)
+        box = Box("box", config)
         total = sum(sizes)
         received: list[Msg] = []
         start = anyio.current_time()
@@ -211,7 +210,7 @@ def test_blocking_senders_keep_per_sender_fifo_and_lose_nothing(
                 step += 1
                 control_depth = box.statistics().lane(Lane.CONTROL).depth
                 item = box.pop_message()
-                if item is _EMPTY:
+                if item is EMPTY:
                     # Let the senders run; the clock cannot jump while this task is
                     # runnable, so a sender's timeout can never expire here.
                     await anyio.lowlevel.checkpoint()
@@ -239,16 +238,16 @@ def test_telemetry_keeps_exactly_the_newest_and_counts_every_drop(
     backend: str, capacity: int, ops: list[bool]
 ) -> None:
     async def body() -> tuple[list[object], list[object], int, int]:
-        box = Mailbox("box", MailboxConfig(telemetry=LaneConfig(capacity)))
+        box = Box("box", MailboxConfig(telemetry=LaneConfig(capacity)))
         taken: list[object] = []
         for n, send in enumerate(ops):
             if send:
                 assert box.put_nowait(n, Lane.TELEMETRY)
-            elif (item := box.pop_message()) is not _EMPTY:
+            elif (item := box.pop_message()) is not EMPTY:
                 taken.append(item)
         stats = box.statistics().lane(Lane.TELEMETRY)
         kept = []
-        while (item := box.pop_message()) is not _EMPTY:
+        while (item := box.pop_message()) is not EMPTY:
             kept.append(item)
         return taken, kept, stats.dropped, stats.sent
 
@@ -273,11 +272,11 @@ def test_telemetry_keeps_exactly_the_newest_and_counts_every_drop(
 
     # Without receives at all, the kept messages are exactly the newest `capacity` ones.
     async def only_sends() -> tuple[list[object], int]:
-        box = Mailbox("box", MailboxConfig(telemetry=LaneConfig(capacity)))
+        box = Box("box", MailboxConfig(telemetry=LaneConfig(capacity)))
         for n in sends:
             box.put_nowait(n, Lane.TELEMETRY)
         kept = []
-        while (item := box.pop_message()) is not _EMPTY:
+        while (item := box.pop_message()) is not EMPTY:
             kept.append(item)
         return kept, box.statistics().lane(Lane.TELEMETRY).dropped
 
@@ -330,7 +329,7 @@ def test_watermarks_fire_exactly_at_high_and_low_deterministically(
 ) -> None:
     async def body() -> tuple[list[list[PressureSignal]], list[PressureSignal], tuple[int, int]]:
         from_config: list[PressureSignal] = []
-        box = Mailbox(
+        box = Box(
             "box",
             MailboxConfig(
                 control=config if lane is Lane.CONTROL else LaneConfig(4),
@@ -408,9 +407,7 @@ def test_senders_giving_up_never_leak_room_or_lose_wake_ups(
     no abandoned put was, FIFO per sender holds, and the lane keeps its full capacity."""
 
     async def body() -> tuple[dict[tuple[int, int], str], list[Msg], int, int]:
-        box = Mailbox(
-            "box", MailboxConfig(data=LaneConfig(capacity), send_timeout=float(send_timeout))
-        )
+        box = Box("box", MailboxConfig(data=LaneConfig(capacity), send_timeout=float(send_timeout)))
         outcome: dict[tuple[int, int], str] = {}
         received: list[Msg] = []
 
@@ -435,17 +432,17 @@ def test_senders_giving_up_never_leak_room_or_lose_wake_ups(
             for pause, count in receiver:
                 await anyio.sleep(pause)
                 for _ in range(count):
-                    if (item := box.pop_message()) is not _EMPTY:
+                    if (item := box.pop_message()) is not EMPTY:
                         assert isinstance(item, Msg)
                         received.append(item)
             # Keep receiving until every sender is done.
             total = sum(len(plan.pauses) for plan in senders)
             while len(outcome) < total:
                 await anyio.sleep(1)
-                while (item := box.pop_message()) is not _EMPTY:
+                while (item := box.pop_message()) is not EMPTY:
                     assert isinstance(item, Msg)
                     received.append(item)
-        while (item := box.pop_message()) is not _EMPTY:
+        while (item := box.pop_message()) is not EMPTY:
             assert isinstance(item, Msg)
             received.append(item)
         stats = box.statistics().lane(Lane.DATA)

@@ -8,12 +8,11 @@ from typing import assert_type
 import pytest
 
 from actors import (
-    Cancel,
+    IGNORE,
     Crashed,
     ExitReason,
-    IntensityExceeded,
+    Ignore,
     Killed,
-    LeaseLost,
     LinkedExit,
     Normal,
     Request,
@@ -27,7 +26,6 @@ REASONS: list[ExitReason] = [
     Killed(),
     Crashed(ValueError("bad")),
     LinkedExit("Peer#1", Killed()),
-    IntensityExceeded(3, 5.0),
 ]
 
 
@@ -40,7 +38,6 @@ REASONS: list[ExitReason] = [
         (Killed(), True),
         (Crashed(ValueError()), True),
         (LinkedExit("Peer#1", Normal()), True),
-        (IntensityExceeded(3, 5.0), True),
     ],
     ids=str,
 )
@@ -58,7 +55,6 @@ def test_only_normal_and_shutdown_are_normal_exits(reason: ExitReason, abnormal:
         (Killed(), "killed"),
         (Crashed(KeyError("k")), "crashed: KeyError: 'k'"),
         (LinkedExit("Peer#1", Killed()), "linked: Peer#1 exited (killed)"),
-        (IntensityExceeded(3, 5.0), "shutdown: intensity"),
     ],
     ids=str,
 )
@@ -88,13 +84,12 @@ def test_reasons_compare_by_value_and_hash() -> None:
     assert Killed() != Normal()  # type: ignore[comparison-overlap]
     assert Crashed(error) == Crashed(error)
     assert Crashed(ValueError("x")) != Crashed(ValueError("x"))  # errors compare by identity
-    assert IntensityExceeded(3, 5.0) == IntensityExceeded(3, 5.0)
     assert len({Normal(), Normal(), Shutdown(), Shutdown("x"), Killed()}) == 4
 
 
 @pytest.mark.parametrize(
     "value",
-    [*REASONS, Cancel("user"), LeaseLost("run:1", 3)],
+    REASONS,
     ids=lambda value: type(value).__name__,
 )
 def test_reasons_and_messages_are_frozen(value: object) -> None:
@@ -109,12 +104,18 @@ def test_reasons_and_messages_are_frozen(value: object) -> None:
     assert repr(value) == before
 
 
-def test_kernel_messages_carry_their_fields() -> None:
-    assert Cancel().reason == ""
-    assert Cancel("user asked").reason == "user asked"
-    lost = LeaseLost("run:7", epoch=12)
-    assert (lost.resource, lost.epoch) == ("run:7", 12)
-    assert lost == LeaseLost("run:7", 12)
+def test_ignore_is_one_value_that_reads_as_itself() -> None:
+    assert isinstance(IGNORE, Ignore)
+    assert repr(IGNORE) == "IGNORE"
+    with pytest.raises(AttributeError):
+        IGNORE.extra = 1  # type: ignore[attr-defined]
+
+
+def test_the_kernel_defines_no_application_messages() -> None:
+    import actors
+
+    # Cancel and LeaseLost belong to the node's run actor, not to the kernel.
+    assert not {"Cancel", "LeaseLost"} & set(actors.__all__)
 
 
 def test_request_types_the_reply() -> None:

@@ -17,6 +17,7 @@ from actors import (
     AskTimeout,
     Crashed,
     ExitReason,
+    Killed,
     Lane,
     LaneConfig,
     MailboxConfig,
@@ -26,6 +27,7 @@ from actors import (
     PressureSignal,
     Request,
     Shutdown,
+    StopTimeout,
     spawn,
 )
 from actors.testing import wait_all_tasks_blocked
@@ -513,13 +515,33 @@ class TestStop:
             await ref.tell(Nap(10))
             await wait_all_tasks_blocked()
             start = anyio.current_time()
-            with pytest.raises(TimeoutError):
+            with pytest.raises(StopTimeout) as caught:
                 await ref.stop(timeout=4)
+            assert isinstance(caught.value, TimeoutError)
+            assert (caught.value.actor, caught.value.timeout) == (ref.label, 4)
+            assert str(caught.value) == f"{ref.label} did not stop within 4s"
             assert anyio.current_time() - start == 4
             assert ref.alive
             assert await ref.wait_stopped() == Shutdown()
             assert anyio.current_time() - start == 10
         assert actor.stop_reasons == [Shutdown()]
+
+    async def test_the_default_timeout_is_the_actors_shutdown_budget(self) -> None:
+        async with anyio.create_task_group() as tg:
+            ref = await spawn(tg, Recorder(), shutdown=6)
+            await ref.tell(Nap(30))
+            await wait_all_tasks_blocked()
+            start = anyio.current_time()
+            with pytest.raises(StopTimeout):
+                await ref.stop()
+            assert anyio.current_time() - start == 6
+            ref.kill()
+            assert await ref.wait_stopped() == Killed()
+
+    async def test_spawn_refuses_a_shutdown_budget_that_is_not_positive(self) -> None:
+        async with anyio.create_task_group() as tg:
+            with pytest.raises(ValueError, match="shutdown"):
+                await spawn(tg, Recorder(), shutdown=0)
 
     async def test_wait_stopped_returns_the_final_reason(self) -> None:
         actor = Recorder()
@@ -545,6 +567,83 @@ class TestStop:
             ref = await spawn(tg, Quitter())
             await ref.tell("quit")
             assert await ref.wait_stopped() == Normal()
+
+
+class TestKill:
+    async def test_kill_of_an_idle_actor_ends_it_at_once_with_no_cleanup(self) -> None:
+        actor = Recorder()
+        async with anyio.create_task_group() as tg:
+            ref = await spawn(tg, actor)
+            start = anyio.current_time()
+            ref.kill()
+            assert await ref.wait_stopped() == Killed()
+            assert anyio.current_time() == start
+        assert actor.stop_reasons == []
+
+    async def test_kill_mid_message_fails_its_asker_and_handles_nothing_queued(self) -> None:
+        actor = Recorder()
+        outcome: list[BaseException] = []
+        async with anyio.create_task_group() as tg:
+            ref = await spawn(tg, actor)
+
+            async def asker() -> None:
+                try:
+                    await ref.ask(Nap(10), timeout=60)
+                except ActorKilled as error:
+                    outcome.append(error)
+
+            tg.start_soon(asker)
+            await wait_all_tasks_blocked()
+            await ref.tell("queued")
+            await ref.tell("control", Lane.CONTROL)
+            start = anyio.current_time()
+            ref.kill()
+            assert await ref.wait_stopped() == Killed()
+            assert anyio.current_time() == start
+        assert [type(error) for error in outcome] == [ActorKilled]
+        assert actor.log == [Nap(10)]
+        assert actor.stop_reasons == []
+        stats = ref.statistics()
+        assert (stats.dropped_on_crash, stats.discarded_on_stop) == (1, 2)
+
+    async def test_kill_right_after_spawn_runs_nothing(self) -> None:
+        actor = Recorder()
+        async with anyio.create_task_group() as tg:
+            ref = await spawn(tg, actor)
+            await ref.tell("never handled")
+            ref.kill()
+            assert await ref.wait_stopped() == Killed()
+        assert actor.log == []
+        assert actor.stop_reasons == []
+
+    async def test_a_kill_cannot_be_trapped_by_a_handler_that_catches_it(self) -> None:
+        attempts: list[str] = []
+
+        class Stubborn(Actor[str]):
+            async def handle(self, message: str) -> None:
+                try:
+                    await anyio.sleep(10)
+                except BaseException:
+                    attempts.append("caught")
+                await anyio.sleep(10)  # still cancelled: the kill stays in force
+                attempts.append("survived")
+
+        async with anyio.create_task_group() as tg:
+            ref = await spawn(tg, Stubborn())
+            await ref.tell("work")
+            await wait_all_tasks_blocked()
+            start = anyio.current_time()
+            ref.kill()
+            assert await ref.wait_stopped() == Killed()
+            assert anyio.current_time() == start
+        assert attempts == ["caught"]
+
+    async def test_kill_of_a_stopped_actor_changes_nothing(self) -> None:
+        async with anyio.create_task_group() as tg:
+            ref = await spawn(tg, Recorder())
+            await ref.stop()
+            ref.kill()
+            assert ref.exit_reason == Shutdown()
 
 
 class TestIdentity:

@@ -3,10 +3,24 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import anyio
 
-from actors import Actor, ExitReason
+from actors import Actor, ActorRef, ExitReason, Ignore
+from supervisors import ChildSpec, start_child
+
+
+def worker(child_id: str, journal: Journal, **spec: Any) -> ChildSpec:
+    """The spec of a :class:`Worker` named ``child_id``."""
+    return ChildSpec(child_id, lambda: Worker(child_id, journal), **spec)
+
+
+async def start(supervisor: ActorRef[Any], spec: ChildSpec) -> ActorRef[Any]:
+    """``start_child`` for a child that does not decline to start: its ref."""
+    child = await start_child(supervisor, spec)
+    assert child is not None, f"{spec.id} declined to start"
+    return child
 
 
 @dataclass
@@ -31,7 +45,8 @@ class Crash(Exception):
 
 class Worker(Actor[str]):
     """Replies with its name; ``"crash"`` raises, ``"quit"`` stops normally,
-    ``"hang"`` blocks for an hour, ``"count"`` returns how many messages it handled."""
+    ``"hang"`` blocks for an hour, ``"nap"`` for three seconds, ``"count"`` returns how
+    many messages it handled."""
 
     def __init__(self, name: str, journal: Journal, *, fail_start: bool = False) -> None:
         self.name = name
@@ -39,10 +54,11 @@ class Worker(Actor[str]):
         self.fail_start = fail_start
         self.handled = 0
 
-    async def on_start(self) -> None:
+    async def on_start(self) -> Ignore | None:
         if self.fail_start:
             raise Crash(f"{self.name} refuses to start")
         self.journal.entries.append(("start", self.name))
+        return None
 
     async def handle(self, message: str) -> object:
         self.handled += 1
@@ -52,6 +68,8 @@ class Worker(Actor[str]):
             self.stop()
         elif message == "hang":
             await anyio.sleep(3600)
+        elif message == "nap":
+            await anyio.sleep(3)
         elif message == "count":
             return self.handled
         return self.name

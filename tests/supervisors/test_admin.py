@@ -1,9 +1,7 @@
-"""The supervisor admin API: through the stable ref (``supervisors.start_child(ref, ...)``)
-and the instance wrappers. Every test runs on asyncio and trio, on virtual time."""
+"""The supervisor admin API, through the stable ref (``supervisors.start_child(ref, ...)``).
+Every test runs on asyncio and trio, on virtual time."""
 
 from __future__ import annotations
-
-from typing import Any
 
 import anyio
 import pytest
@@ -23,22 +21,18 @@ from supervisors import (
     Restart,
     Supervisor,
     UnknownChild,
-    child_ref,
     count_children,
     delete_child,
     restart_child,
     start_child,
     terminate_child,
     tree,
+    whereis_child,
     which_children,
 )
-from tests.supervisors._workers import Journal, Worker
+from tests.supervisors._workers import Journal, Worker, start, worker
 
 pytestmark = pytest.mark.anyio
-
-
-def worker(child_id: str, journal: Journal, **spec: Any) -> ChildSpec:
-    return ChildSpec(child_id, lambda: Worker(child_id, journal), **spec)
 
 
 async def test_the_ref_api_sees_the_new_incarnation_of_a_restarted_supervisor() -> None:
@@ -48,19 +42,19 @@ async def test_the_ref_api_sees_the_new_incarnation_of_a_restarted_supervisor() 
             [ChildSpec("dyn", lambda: DynamicSupervisor(max_children=4), kind=ChildKind.SUPERVISOR)]
         )
         root_ref = await spawn(tg, root)
-        dyn = await child_ref(root_ref, "dyn")
-        first = await start_child(dyn, worker("a", journal))
+        dyn = await whereis_child(root_ref, "dyn")
+        first = await start(dyn, worker("a", journal))
         assert await which_children(dyn) == [("a", first, ChildState.RUNNING)]
         # Stopping the permanent nested supervisor makes its parent start a new one,
         # built by the factory: its children are gone, its ref is the same.
         assert await dyn.stop() == Shutdown()
         assert not first.alive
-        assert await child_ref(root_ref, "dyn") is dyn
+        assert await whereis_child(root_ref, "dyn") is dyn
         assert await which_children(dyn) == []
         assert await count_children(dyn) == 0
         second = await start_child(dyn, worker("b", journal))
         assert await which_children(dyn) == [("b", second, ChildState.RUNNING)]
-        assert await child_ref(dyn, "b") is second
+        assert await whereis_child(dyn, "b") is second
         assert await second.ask("name") == "b"
         snapshot = await tree(root_ref)
         [dyn_snapshot] = snapshot.children
@@ -80,7 +74,7 @@ async def test_admin_calls_on_an_actor_that_is_not_a_supervisor_fail_in_the_call
             which_children(ref),
             count_children(ref),
             tree(ref),
-            child_ref(ref, "a"),
+            whereis_child(ref, "a"),
             delete_child(ref, "a"),
             restart_child(ref, "a"),
             terminate_child(ref, "a"),
@@ -107,7 +101,7 @@ async def test_admin_calls_on_a_worker_waiting_to_restart_raise_not_a_supervisor
             observer=lambda event: events.append(event.event),
         )
         root_ref = await spawn(tg, root)
-        w = await child_ref(root_ref, "w")
+        w = await whereis_child(root_ref, "w")
         await w.tell("crash")
         await wait_all_tasks_blocked()
         assert await which_children(root_ref) == [("w", w, ChildState.RESTARTING)]
@@ -133,7 +127,7 @@ async def test_static_terminate_restart_and_delete_child() -> None:
     async with anyio.create_task_group() as tg:
         supervisor = Supervisor([worker("a", journal), worker("b", journal)])
         ref = await spawn(tg, supervisor)
-        a = await child_ref(ref, "a")
+        a = await whereis_child(ref, "a")
         await terminate_child(ref, "a")
         # A static supervisor keeps the stopped child's spec; its ref has stopped.
         assert not a.alive
@@ -144,20 +138,23 @@ async def test_static_terminate_restart_and_delete_child() -> None:
             ("b", ChildState.RUNNING),
         ]
         with pytest.raises(UnknownChild):
-            await child_ref(ref, "a")
+            await whereis_child(ref, "a")
         with pytest.raises(ChildNotStopped, match=r"child 'b' of .* is not stopped") as caught:
             await restart_child(ref, "b")
         assert caught.value.child_id == "b"
         with pytest.raises(ChildNotStopped):
             await delete_child(ref, "b")
         again = await restart_child(ref, "a")
+        assert again is not None
         assert again is not a
         assert await again.ask("name") == "a"
         assert journal.starts() == ["a", "b", "a"]
-        # By ref, through the instance wrapper this time.
-        await supervisor.terminate_child(again)
-        await supervisor.delete_child("a")
-        assert await which_children(ref) == [("b", await child_ref(ref, "b"), ChildState.RUNNING)]
+        # By ref this time.
+        await terminate_child(ref, again)
+        await delete_child(ref, "a")
+        assert await which_children(ref) == [
+            ("b", await whereis_child(ref, "b"), ChildState.RUNNING)
+        ]
         with pytest.raises(UnknownChild):
             await restart_child(ref, "a")
         with pytest.raises(UnknownChild):
@@ -181,8 +178,8 @@ async def test_restart_child_reports_a_failed_start() -> None:
         await terminate_child(ref, "f")
         fail = True
         with pytest.raises(Exception, match="could not start child 'f'"):
-            await supervisor.restart_child("f")
-        assert [state for _, _, state in supervisor.which_children()] == [ChildState.STOPPED]
+            await restart_child(ref, "f")
+        assert [state for _, _, state in await which_children(ref)] == [ChildState.STOPPED]
         assert ref.alive
         await ref.stop()
 

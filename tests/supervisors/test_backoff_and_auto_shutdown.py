@@ -11,16 +11,18 @@ from supervisors import (
     AutoShutdown,
     Backoff,
     ChildKind,
+    ChildRestartedEvent,
     ChildSpec,
     ChildState,
     DynamicSupervisor,
     Restart,
     SupervisionEvent,
     Supervisor,
-    child_ref,
-    start_child,
+    count_children,
+    whereis_child,
+    which_children,
 )
-from tests.supervisors._workers import Journal, Worker
+from tests.supervisors._workers import Journal, Worker, start
 
 pytestmark = pytest.mark.anyio
 
@@ -33,8 +35,8 @@ async def test_restart_waits_exactly_the_seeded_backoff_delay() -> None:
     delays: list[float] = []
 
     def observe(event: SupervisionEvent) -> None:
-        if event.event == "child_restarted":
-            delays.append(event.delay)  # type: ignore[attr-defined]
+        if isinstance(event, ChildRestartedEvent):
+            delays.append(event.delay)
 
     async with anyio.create_task_group() as tg:
         supervisor = Supervisor(
@@ -45,7 +47,7 @@ async def test_restart_waits_exactly_the_seeded_backoff_delay() -> None:
             observer=observe,
         )
         ref = await spawn(tg, supervisor)
-        a = supervisor.child_ref("a")
+        a = await whereis_child(ref, "a")
         for attempt in range(3):
             crashed_at = anyio.current_time()
             await a.tell("crash")
@@ -65,12 +67,12 @@ async def test_supervisor_keeps_serving_while_a_child_backs_off() -> None:
             max_children=3, backoff=Backoff(initial=50.0, maximum=50.0, jitter=0.0)
         )
         ref = await spawn(tg, dynamic)
-        slow = await dynamic.start_child(ChildSpec("slow", lambda: Worker("slow", journal)))
+        slow = await start(ref, ChildSpec("slow", lambda: Worker("slow", journal)))
         await slow.tell("crash")
         await anyio.wait_all_tasks_blocked()
-        assert dynamic.which_children()[0][2] is ChildState.RESTARTING
+        assert (await which_children(ref))[0][2] is ChildState.RESTARTING
         started = anyio.current_time()
-        other = await dynamic.start_child(ChildSpec("other", lambda: Worker("other", journal)))
+        other = await start(ref, ChildSpec("other", lambda: Worker("other", journal)))
         assert await other.ask("name") == "other"
         assert anyio.current_time() == started  # not held up by the 50 s backoff
         assert await slow.ask("name", timeout=60) == "slow"
@@ -84,7 +86,7 @@ async def test_sends_during_a_backoff_obey_the_lane_bounds() -> None:
     async with anyio.create_task_group() as tg:
         supervisor = Supervisor([spec], backoff=Backoff(initial=10.0, jitter=0.0))
         ref = await spawn(tg, supervisor)
-        a = supervisor.child_ref("a")
+        a = await whereis_child(ref, "a")
         await a.tell("crash")
         await anyio.wait_all_tasks_blocked()
         await a.tell("one")
@@ -132,16 +134,16 @@ async def test_a_run_subtree_ends_with_its_significant_child_and_leaves_no_orpha
     async with anyio.create_task_group() as tg:
         runs = DynamicSupervisor(max_children=4)
         ref = await spawn(tg, runs)
-        subtree = await runs.start_child(ChildSpec("run-1", run_subtree, restart=Restart.TRANSIENT))
-        tasks = await child_ref(subtree, "tasks")
-        tool = await start_child(tasks, ChildSpec("tool", lambda: Worker("tool", journal)))
-        await (await child_ref(subtree, "run")).tell("done")
+        subtree = await start(ref, ChildSpec("run-1", run_subtree, restart=Restart.TRANSIENT))
+        tasks = await whereis_child(subtree, "tasks")
+        tool = await start(tasks, ChildSpec("tool", lambda: Worker("tool", journal)))
+        await (await whereis_child(subtree, "run")).tell("done")
         assert await subtree.wait_stopped() == Shutdown("auto_shutdown")
         assert not tasks.alive
         assert not tool.alive
         assert journal.stops() == ["tool"]
         await anyio.wait_all_tasks_blocked()
-        assert runs.count_children() == 0
+        assert await count_children(ref) == 0
         await ref.stop()
 
 
@@ -155,10 +157,10 @@ async def test_all_significant_waits_for_every_significant_child() -> None:
     async with anyio.create_task_group() as tg:
         supervisor = Supervisor(specs, auto_shutdown="all_significant")
         ref = await spawn(tg, supervisor)
-        await supervisor.child_ref("x").tell("done")
+        await (await whereis_child(ref, "x")).tell("done")
         await anyio.wait_all_tasks_blocked()
         assert ref.alive
-        await supervisor.child_ref("y").tell("done")
+        await (await whereis_child(ref, "y")).tell("done")
         assert await ref.wait_stopped() == Shutdown("auto_shutdown")
     assert journal.stops() == ["z"]
 
@@ -173,10 +175,10 @@ async def test_stop_during_a_backoff_returns_at_once_and_leaves_no_request_behin
             observer=lambda event: events.append(event.event),
         )
         ref = await spawn(tg, supervisor)
-        a = supervisor.child_ref("a")
+        a = await whereis_child(ref, "a")
         await a.tell("crash")
         await wait_all_tasks_blocked()
-        assert supervisor.which_children() == [("a", a, ChildState.RESTARTING)]
+        assert await which_children(ref) == [("a", a, ChildState.RESTARTING)]
         crashed_at = anyio.current_time()
         # No incarnation is running: stop() used to hang until its timeout here.
         reason = await a.stop()

@@ -14,8 +14,10 @@ from supervisors import (
     DynamicSupervisor,
     Restart,
     UnknownChild,
+    count_children,
+    terminate_child,
 )
-from tests.supervisors._workers import Journal, Worker
+from tests.supervisors._workers import Journal, Worker, start
 
 pytestmark = pytest.mark.anyio
 
@@ -25,10 +27,10 @@ async def test_start_child_returns_a_ref_after_on_start() -> None:
     async with anyio.create_task_group() as tg:
         dynamic = DynamicSupervisor(max_children=4)
         ref = await spawn(tg, dynamic)
-        child = await dynamic.start_child(ChildSpec("w", lambda: Worker("w", journal)))
+        child = await start(ref, ChildSpec("w", lambda: Worker("w", journal)))
         assert journal.starts() == ["w"]
         assert await child.ask("name") == "w"
-        assert dynamic.count_children() == 1
+        assert await count_children(ref) == 1
         await ref.stop()
     assert not child.alive
 
@@ -44,16 +46,16 @@ async def test_over_max_children_is_rejected_and_nothing_starts() -> None:
     async with anyio.create_task_group() as tg:
         dynamic = DynamicSupervisor(max_children=2)
         ref = await spawn(tg, dynamic)
-        await dynamic.start_child(ChildSpec("a", lambda: factory("a")))
-        await dynamic.start_child(ChildSpec("b", lambda: factory("b")))
+        await start(ref, ChildSpec("a", lambda: factory("a")))
+        await start(ref, ChildSpec("b", lambda: factory("b")))
         with pytest.raises(AdmissionRejected) as caught:
-            await dynamic.start_child(ChildSpec("c", lambda: factory("c")))
+            await start(ref, ChildSpec("c", lambda: factory("c")))
         assert caught.value.max_children == 2
         assert built == ["a", "b"]
-        assert dynamic.count_children() == 2
+        assert await count_children(ref) == 2
         # Room again once a child is terminated.
-        await dynamic.terminate_child("a")
-        await dynamic.start_child(ChildSpec("c", lambda: factory("c")))
+        await terminate_child(ref, "a")
+        await start(ref, ChildSpec("c", lambda: factory("c")))
         assert built == ["a", "b", "c"]
         await ref.stop()
 
@@ -63,9 +65,9 @@ async def test_duplicate_ids_are_rejected_without_starting_anything() -> None:
     async with anyio.create_task_group() as tg:
         dynamic = DynamicSupervisor(max_children=4)
         ref = await spawn(tg, dynamic)
-        await dynamic.start_child(ChildSpec("a", lambda: Worker("a", journal)))
+        await start(ref, ChildSpec("a", lambda: Worker("a", journal)))
         with pytest.raises(DuplicateChild):
-            await dynamic.start_child(ChildSpec("a", lambda: Worker("a2", journal)))
+            await start(ref, ChildSpec("a", lambda: Worker("a2", journal)))
         assert journal.starts() == ["a"]
         await ref.stop()
 
@@ -75,15 +77,15 @@ async def test_terminate_child_by_ref_stops_and_forgets_it() -> None:
     async with anyio.create_task_group() as tg:
         dynamic = DynamicSupervisor(max_children=4)
         ref = await spawn(tg, dynamic)
-        child = await dynamic.start_child(ChildSpec("a", lambda: Worker("a", journal)))
-        await dynamic.terminate_child(child)
+        child = await start(ref, ChildSpec("a", lambda: Worker("a", journal)))
+        await terminate_child(ref, child)
         assert not child.alive
-        assert dynamic.count_children() == 0
+        assert await count_children(ref) == 0
         assert journal.stops() == ["a"]
         with pytest.raises(ActorStopped):
             await child.tell("x")
         with pytest.raises(UnknownChild):
-            await dynamic.terminate_child("a")
+            await terminate_child(ref, "a")
         await ref.stop()
 
 
@@ -92,16 +94,16 @@ async def test_crashing_children_are_restarted_and_normal_exits_forgotten() -> N
     async with anyio.create_task_group() as tg:
         dynamic = DynamicSupervisor(max_children=4)
         ref = await spawn(tg, dynamic)
-        permanent = await dynamic.start_child(ChildSpec("p", lambda: Worker("p", journal)))
-        transient = await dynamic.start_child(
-            ChildSpec("t", lambda: Worker("t", journal), restart=Restart.TRANSIENT)
+        permanent = await start(ref, ChildSpec("p", lambda: Worker("p", journal)))
+        transient = await start(
+            ref, ChildSpec("t", lambda: Worker("t", journal), restart=Restart.TRANSIENT)
         )
         await permanent.tell("crash")
         assert await permanent.ask("name") == "p"
         await transient.tell("quit")
         await transient.wait_stopped()
         await anyio.wait_all_tasks_blocked()
-        assert dynamic.count_children() == 1
+        assert await count_children(ref) == 1
         assert journal.starts() == ["p", "t", "p"]
         await ref.stop()
 
@@ -113,13 +115,13 @@ async def test_a_failed_start_leaves_nothing_behind() -> None:
         dynamic = DynamicSupervisor(max_children=1, registry=registry)
         ref = await spawn(tg, dynamic)
         with pytest.raises(ChildStartError):
-            await dynamic.start_child(
-                ChildSpec("bad", lambda: Worker("bad", journal, fail_start=True), name="bad")
+            await start(
+                ref, ChildSpec("bad", lambda: Worker("bad", journal, fail_start=True), name="bad")
             )
-        assert dynamic.count_children() == 0
+        assert await count_children(ref) == 0
         assert registry.whereis("bad") is None
         # The slot is free again.
-        await dynamic.start_child(ChildSpec("ok", lambda: Worker("ok", journal), name="ok"))
+        await start(ref, ChildSpec("ok", lambda: Worker("ok", journal), name="ok"))
         assert registry.whereis("ok") is not None
         await ref.stop()
     assert registry.whereis("ok") is None
@@ -131,8 +133,8 @@ async def test_named_children_keep_their_name_across_restarts() -> None:
     async with anyio.create_task_group() as tg:
         dynamic = DynamicSupervisor(max_children=2, registry=registry)
         ref = await spawn(tg, dynamic)
-        child = await dynamic.start_child(
-            ChildSpec("run-1", lambda: Worker("run-1", journal), name=("run", 1))
+        child = await start(
+            ref, ChildSpec("run-1", lambda: Worker("run-1", journal), name=("run", 1))
         )
         await child.tell("crash")
         assert await child.ask("name") == "run-1"

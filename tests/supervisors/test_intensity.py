@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from supervisors import Backoff, InvalidChildSpec, RestartIntensity
+from supervisors import Backoff, InvalidFlags, RestartIntensity
 
 
 def test_more_than_max_restarts_within_the_window_is_refused() -> None:
@@ -26,7 +26,7 @@ def test_the_window_is_inclusive_like_otp() -> None:
 
 
 @given(
-    st.integers(min_value=1, max_value=5),
+    st.integers(min_value=0, max_value=5),
     st.floats(min_value=0.1, max_value=10),
     st.lists(st.floats(min_value=0, max_value=5), min_size=1, max_size=40),
 )
@@ -46,11 +46,18 @@ def test_record_matches_a_brute_force_count(
             return  # the supervisor gives up here
 
 
+def test_intensity_zero_allows_no_restart_at_all() -> None:
+    # OTP allows intensity 0: the first restart is already one too many.
+    intensity = RestartIntensity(max_restarts=0, max_seconds=5)
+    assert intensity.record(0.0) is False
+
+
 @pytest.mark.parametrize(
-    ("max_restarts", "max_seconds"), [(0, 5), (-1, 5), (1, 0), (1, -1), (True, 5)]
+    ("max_restarts", "max_seconds"),
+    [(-1, 5), (1, 0), (1, -1), (True, 5), (1.5, 5), (1, "5"), (1, float("nan"))],
 )
-def test_non_positive_intensity_is_refused(max_restarts: int, max_seconds: float) -> None:
-    with pytest.raises(InvalidChildSpec):
+def test_invalid_intensity_is_refused(max_restarts: int, max_seconds: float) -> None:
+    with pytest.raises(InvalidFlags):
         RestartIntensity(max_restarts, max_seconds)
 
 
@@ -74,8 +81,13 @@ def test_backoff_is_bounded_and_reproducible(attempt: int, seed: int) -> None:
         {"jitter": 1.0},
         {"jitter": -0.1},
         {"reset_after": 0},
+        {"initial": "0.1"},
+        {"maximum": float("inf")},
+        {"factor": float("nan")},
+        {"seed": -1},
+        {"seed": 1.5},
     ],
 )
-def test_invalid_backoff_is_refused(kwargs: dict[str, float]) -> None:
-    with pytest.raises(ValueError, match="backoff"):
+def test_invalid_backoff_is_refused(kwargs: dict[str, object]) -> None:
+    with pytest.raises(InvalidFlags, match="backoff"):
         Backoff(**kwargs)  # type: ignore[arg-type]
