@@ -27,18 +27,14 @@ import anyio
 import psycopg
 import pydantic
 
-from runtime import _db
 from runtime.config import NodeConfig
-from runtime.embedded_pg import EmbeddedPostgres
-from runtime.errors import StoreError
 from runtime.logs import LEVELS, configure_logging
-from runtime.migrator import apply_migrations
 from runtime.node.errors import NodeError
 from runtime.run.errors import HandlerLoadError
-from runtime.store import Store
+from runtime.store import EmbeddedPostgres, Store, StoreConfig, StoreError, apply_migrations
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
+    from collections.abc import AsyncIterator, Callable, Coroutine, Mapping, Sequence
 
 __all__ = [
     "COMMANDS",
@@ -80,11 +76,11 @@ class Command:
 @contextlib.asynccontextmanager
 async def resolve_dsn(config: NodeConfig) -> AsyncIterator[str]:
     """Yield the configured DSN, or start (or join) the embedded server for the block."""
-    dsn = config.dsn_value()
+    dsn = config.store.dsn_value()
     if dsn is not None:
         yield dsn
         return
-    async with EmbeddedPostgres(config.pg_data_dir) as embedded:
+    async with EmbeddedPostgres.for_config(config.store) as embedded:
         yield embedded.dsn
 
 
@@ -195,7 +191,7 @@ async def _node(args: argparse.Namespace, config: NodeConfig) -> int:
 
 async def _migrate(args: argparse.Namespace, config: NodeConfig) -> int:
     async with resolve_dsn(config) as dsn:
-        applied = await apply_migrations(dsn, connect_timeout=config.connect_timeout)
+        applied = await apply_migrations(dsn, config.store)
     if applied:
         for migration in applied:
             print(f"applied {migration.version:04d}_{migration.name}")
@@ -209,7 +205,7 @@ def _verify_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 async def _verify(args: argparse.Namespace, config: NodeConfig) -> int:
-    async with resolve_dsn(config) as dsn, Store(dsn, config) as store:
+    async with resolve_dsn(config) as dsn, Store(dsn, config.store) as store:
         report = await store.verify_chain(args.run_id)
     if report.ok:
         print(f"run {report.run_id}: chain ok ({report.events} events, last seq {report.last_seq})")
@@ -270,22 +266,28 @@ def _fail(message: str, code: int) -> int:
 def _configure_logging(level: int = logging.WARNING) -> None:
     # The command line is an application entry point, so it (not the library) decides
     # where logs go: warnings and errors as one line each on stderr, stdout stays clean.
+    # A closed stderr (piped into `head`) drops log lines, never fails a command.
     configure_logging(level=level, log_format="console")
 
 
-def _translate(exc: psycopg.Error, config: NodeConfig) -> Exception:
-    try:
-        _db.raise_translated(exc, config.dsn_value() or "host=embedded")
-    except Exception as translated:
-        return translated
+def _config_problem(error: Mapping[str, Any], flags: Mapping[str, Any]) -> str:
+    """One problem of a configuration, named by the flag that set it, else its variable
+    (the store's settings are nested under ``store`` but read from flat variables)."""
+    loc = [str(part) for part in error["loc"] if str(part) != "store"]
+    message = str(error["msg"]).removeprefix("Value error, ")
+    if loc and loc[0] in flags:
+        return f"{NODE_FLAGS.get(loc[0], loc[0])}: {message}"
+    return f"WARDEN_{'_'.join(loc).upper()}: {message}"
 
 
-def _setting_name(loc: tuple[Any, ...], flags: dict[str, Any]) -> str:
-    """The flag or environment variable a validation error is about."""
-    field_name = str(loc[0]) if loc else ""
-    if field_name in flags:
-        return NODE_FLAGS.get(field_name, field_name)
-    return f"WARDEN_{'_'.join(str(p) for p in loc).upper()}"
+def _config(settings: dict[str, Any]) -> NodeConfig:
+    """The node's configuration: the environment, then the flags' ``settings`` on top
+    (those of the store's fields go to its ``StoreConfig``)."""
+    fields = StoreConfig.model_fields
+    store = {name: settings.pop(name) for name in list(settings) if name in fields}
+    if store:
+        settings["store"] = StoreConfig(**store)
+    return NodeConfig(**settings)
 
 
 def _backend(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
@@ -304,14 +306,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_OK
     command = COMMANDS[args.command]
     _configure_logging()
-    settings: dict[str, Any] = {}
+    flags: dict[str, Any] = {}
     try:
-        settings = command.settings(args)
-        config = NodeConfig(**settings)
+        flags = command.settings(args)
+        config = _config(dict(flags))
     except pydantic.ValidationError as exc:
-        problems = "; ".join(
-            f"{_setting_name(e['loc'], settings)}: {e['msg']}" for e in exc.errors()
-        )
+        problems = "; ".join(_config_problem(error, flags) for error in exc.errors())
         return _fail(f"invalid configuration: {problems}", EXIT_USAGE)
     backend, options = _backend(args)
     if options.get("use_uvloop") and importlib.util.find_spec("uvloop") is None:
@@ -324,7 +324,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(str(exc), EXIT_FAILURE)
     except psycopg.Error as exc:
         # The store translates every database failure; this is the last line, so a
-        # missed one still reads as one line naming the host, never as a traceback.
-        return _fail(str(_translate(exc, config)), EXIT_FAILURE)
+        # missed one still reads as one line, never as a traceback.
+        reason = exc.diag.message_primary or str(exc)
+        return _fail(f"database error ({type(exc).__name__}): {reason}", EXIT_FAILURE)
     except KeyboardInterrupt:
         return _fail("interrupted", 130)

@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Literal
 
 import structlog
 
+from runtime.store.logs import DroppingLoggerFactory
+
 if TYPE_CHECKING:
     from typing import TextIO
 
@@ -61,6 +63,7 @@ def configure_logging(
     structlog.configure(
         processors=processors,
         wrapper_class=structlog.make_filtering_bound_logger(level),
-        logger_factory=structlog.PrintLoggerFactory(out),
+        # A closed stream (stderr piped into `head`) drops lines, never fails the caller.
+        logger_factory=DroppingLoggerFactory(out),
         cache_logger_on_first_use=False,
     )

@@ -64,11 +64,9 @@ from bench.harness import rss_bytes
 from bench.quiet import quiet_logs
 from bench.report import Row, markdown_table, write_json
 from bench.stats import percentile
-from runtime.config import NodeConfig, NotifyMode
-from runtime.embedded_pg import EmbeddedPostgres
-from runtime.migrator import apply_migrations
+from runtime.config import NodeConfig
 from runtime.node import Node
-from runtime.store import Store
+from runtime.store import EmbeddedPostgres, NotifyMode, Store, StoreConfig, apply_migrations
 from supervisors import ChildSpec, Supervisor, supervise, whereis_child
 
 if TYPE_CHECKING:
@@ -93,8 +91,7 @@ async def scratch_database(dsn: str | None) -> AsyncIterator[str]:
     """A migrated scratch database on the server (dropped afterwards), or the DSN's own."""
     async with contextlib.AsyncExitStack() as stack:
         if dsn is None:
-            data_dir = NodeConfig().pg_data_dir
-            embedded = await stack.enter_async_context(EmbeddedPostgres(data_dir))
+            embedded = await stack.enter_async_context(EmbeddedPostgres.for_config(StoreConfig()))
             dsn = embedded.dsn
         name = f"warden_bench_node_{uuid.uuid4().hex[:8]}"
         try:
@@ -116,25 +113,23 @@ async def scratch_database(dsn: str | None) -> AsyncIterator[str]:
 
 
 def node_config(dsn: str, runs: int, **changes: Any) -> NodeConfig:
-    return NodeConfig(
+    store = StoreConfig(
         dsn=SecretStr(dsn),
-        node_name="bench",
-        port=0,
-        max_active_runs=max(runs, 10),
         pool_min_size=2,
         # A node hosting many runs needs connections for their lease renewals and frame
         # reads besides the writer's: 30 for 1,000 runs (docs/node.md, "Sizing").
         pool_max_size=max(10, min(50, runs // 33)),
         listener_poll_interval=5.0,
-        **changes,
     )
+    config = NodeConfig(store=store, node_name="bench", port=0, max_active_runs=max(runs, 10))
+    return config.with_changes(**changes)
 
 
 # -- (a) the baseline: group commit --------------------------------------------------------
 
 
 async def group_commit_eps(dsn: str, per_emitter: int) -> float:
-    async with Store(dsn, NodeConfig(pool_min_size=2, pool_max_size=4)) as store:
+    async with Store(dsn, StoreConfig(pool_min_size=2, pool_max_size=4)) as store:
         leased = []
         for _ in range(10):
             run, _ = await store.create_run(owner="bench", session_id="b", run_type="bench")

@@ -236,11 +236,11 @@ async def run_demo(config: NodeConfig, console: Console | None = None) -> int:
     out = console if console is not None else Console()
     # A short lease: a run actor restarted after the kill takes its lease over from the
     # killed one once that lease runs out.
-    config = config.model_copy(update={"node_name": "demo", "port": 0, "lease_ttl": _LEASE_TTL})
+    config = config.with_changes(node_name="demo", port=0, lease_ttl=_LEASE_TTL)
     where = (
-        f"PostgreSQL at {config.redacted_dsn()}"
-        if config.dsn is not None
-        else f"the embedded PostgreSQL in {config.pg_data_dir}"
+        f"PostgreSQL at {config.store.redacted_dsn()}"
+        if config.store.dsn is not None
+        else f"the embedded PostgreSQL in {config.store.pg_data_dir}"
     )
     out.rule("[bold]Warden demo[/]: one node, five chat runs, a crash and a cancel")
     out.print(f"Starting a node on {where} (the very first start creates it: a few seconds).")

@@ -28,11 +28,10 @@ from typing import TYPE_CHECKING, Any, final
 import anyio
 import structlog
 
-from runtime.errors import StoreError
 from runtime.node._admission import free_slots
 from runtime.node._hosted import HostedActor
 from runtime.node._recovery import GiveUp, Resume, plan_recovery
-from runtime.store import EXECUTOR_LOST_EVENT, NewEvent
+from runtime.store import EXECUTOR_LOST_EVENT, NewEvent, StoreError
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Collection, Sequence

@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import structlog
 
-from runtime.errors import StoreError
 from runtime.node._hosted import HostedActor
+from runtime.store import StoreError
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable

@@ -15,8 +15,6 @@ import structlog
 from aiohttp import web
 
 from actors import ActorStartFailed, ActorStopped, Lane, Registry, StopTimeout, spawn
-from runtime.embedded_pg import EmbeddedPostgres
-from runtime.errors import StoreError
 from runtime.node._admission import Admission
 from runtime.node._gateway import SHUTDOWN_TIMEOUT, health_app
 from runtime.node._janitor import ScanNow, janitor_statistics
@@ -37,6 +35,7 @@ from runtime.run import (
     RunHost,
     run_spec,
 )
+from runtime.store import EmbeddedPostgres, StoreError
 from supervisors import AdmissionRejected as SupervisorAdmissionRejected
 from supervisors import (
     ChildExitedEvent,
@@ -57,8 +56,7 @@ if TYPE_CHECKING:
 
     from actors import ActorRef, ExitReason
     from runtime.config import NodeConfig
-    from runtime.listener import Listener
-    from runtime.store import CancelRequest, FrameAppend, Lease, Run, Store
+    from runtime.store import CancelRequest, FrameAppend, Lease, Listener, Run, Store
     from runtime.store._codec import JSON
     from supervisors import SupervisionEvent, SupervisorSnapshot
 
@@ -223,9 +221,11 @@ class Node:
         self._version = await anyio.to_thread.run_sync(_version)
         if self._handlers is None:
             self._handlers = await anyio.to_thread.run_sync(self._load_handlers)
-        dsn = self.config.dsn_value()
+        dsn = self.config.store.dsn_value()
         if dsn is None:
-            embedded = await stack.enter_async_context(EmbeddedPostgres(self.config.pg_data_dir))
+            embedded = await stack.enter_async_context(
+                EmbeddedPostgres.for_config(self.config.store)
+            )
             dsn = embedded.dsn
         self._dsn = dsn
         task_group = await stack.enter_async_context(anyio.create_task_group())

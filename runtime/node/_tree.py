@@ -23,15 +23,13 @@ from typing import TYPE_CHECKING, Any, Final
 from uuid import UUID
 
 from actors import ActorStartFailed, LaneConfig, MailboxConfig
-from runtime.listener import Listener
-from runtime.migrator import apply_migrations
 from runtime.node._gateway import SHUTDOWN_TIMEOUT, Gateway
 from runtime.node._hosted import Resource
 from runtime.node._janitor import Janitor
 from runtime.node._membership import Membership
 from runtime.node.errors import NodeStartFailed
 from runtime.run import RunSettings
-from runtime.store import Store
+from runtime.store import Listener, Store, apply_migrations
 from supervisors import (
     ChildKind,
     ChildSpec,
@@ -118,7 +116,7 @@ class TreeHooks:
 def run_settings(config: NodeConfig) -> RunSettings:
     """The run actors' settings from the node's configuration."""
     return RunSettings(
-        lease_ttl=config.lease_ttl,
+        lease_ttl=config.store.lease_ttl,
         heartbeat_interval=config.effective_heartbeat_interval,
         task_cancel_grace=config.task_cancel_grace,
         attempts=config.run_attempts,
@@ -133,8 +131,8 @@ def run_settings(config: NodeConfig) -> RunSettings:
 
 @contextlib.asynccontextmanager
 async def _migrated_store(dsn: str, config: NodeConfig) -> AsyncIterator[Store]:
-    await apply_migrations(dsn, connect_timeout=config.connect_timeout)
-    async with Store(dsn, config) as store:
+    await apply_migrations(dsn, config.store)
+    async with Store(dsn, config.store) as store:
         yield store
 
 
@@ -149,7 +147,9 @@ def node_tree(config: NodeConfig, dsn: str, hooks: TreeHooks) -> Supervisor:
         ),
         ChildSpec(
             "listener",
-            lambda: ListenerHolder("listener", lambda: Listener(dsn, config), hooks.set_listener),
+            lambda: ListenerHolder(
+                "listener", lambda: Listener(dsn, config.store), hooks.set_listener
+            ),
         ),
         ChildSpec(
             "membership",
@@ -171,7 +171,7 @@ def node_tree(config: NodeConfig, dsn: str, hooks: TreeHooks) -> Supervisor:
                 interval=config.janitor_interval,
                 batch_size=config.janitor_batch_size,
                 budget=config.executor_lost_budget,
-                pending_grace=config.lease_ttl,
+                pending_grace=config.store.lease_ttl,
                 counters=hooks.janitor_counters,
                 sweeps=hooks.sweeps,
             ),

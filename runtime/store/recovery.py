@@ -22,8 +22,8 @@ import enum
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
-from runtime.errors import LeaseHeld, RunTerminal
 from runtime.store import leases
+from runtime.store.errors import LeaseHeld, RunTerminal
 
 if TYPE_CHECKING:
     import random

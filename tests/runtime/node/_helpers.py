@@ -9,8 +9,7 @@ from runtime.store import TERMINAL_EVENTS
 if TYPE_CHECKING:
     from uuid import UUID
 
-    from runtime.listener import Listener
-    from runtime.store import JSON, Event, Store
+    from runtime.store import JSON, Event, Listener, Store
 
 
 async def log_of(store: Store, run_id: UUID) -> list[Event]:

@@ -5,9 +5,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import pytest
+from pydantic import SecretStr
 
 from runtime.config import NodeConfig
 from runtime.node import Node
+from runtime.store import StoreConfig
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -17,15 +19,17 @@ if TYPE_CHECKING:
 def node_config(dsn: str) -> NodeConfig:
     """A node on the test's database: any free port, short leases, quick janitor."""
     return NodeConfig(
-        dsn=dsn,  # type: ignore[arg-type]  # pydantic coerces str to SecretStr
+        store=StoreConfig(
+            dsn=SecretStr(dsn),
+            pool_min_size=1,
+            pool_max_size=8,
+            lease_ttl=3.0,
+            listener_poll_interval=1.0,
+        ),
         node_name="test-node",
         port=0,
-        pool_min_size=1,
-        pool_max_size=8,
-        lease_ttl=3.0,
         janitor_interval=0.2,
         drain_timeout=5.0,
-        listener_poll_interval=1.0,
     )
 
 

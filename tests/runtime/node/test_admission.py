@@ -20,7 +20,7 @@ pytestmark = pytest.mark.anyio
 async def test_run_number_max_active_runs_plus_one_is_refused_and_nothing_starts(
     node_config: NodeConfig,
 ) -> None:
-    config = node_config.model_copy(update={"max_active_runs": 2})
+    config = node_config.with_changes(max_active_runs=2)
     async with Node(config) as node:
         active = [(await node.start_run(owner="alice", run_type="echo"))[0] for _ in range(2)]
         with pytest.raises(AdmissionRejected) as refused:
@@ -54,7 +54,7 @@ async def test_run_number_max_active_runs_plus_one_is_refused_and_nothing_starts
 
 
 async def test_concurrent_starts_never_overshoot_the_bound(node_config: NodeConfig) -> None:
-    config = node_config.model_copy(update={"max_active_runs": 3})
+    config = node_config.with_changes(max_active_runs=3)
     outcomes: list[str] = []
     async with Node(config) as node:
 

@@ -12,9 +12,8 @@ import anyio
 import pytest
 from anyio.streams.text import TextReceiveStream
 
-from runtime.listener import Listener
 from runtime.node import Node
-from runtime.store import EXECUTOR_LOST_EVENT, Store
+from runtime.store import EXECUTOR_LOST_EVENT, Listener, Store
 from tests.runtime._helpers import cli_env, query, run_cli
 from tests.runtime.node._helpers import assert_a_clean_log, log_of, wait_for_event
 
@@ -26,6 +25,7 @@ if TYPE_CHECKING:
     from anyio.abc import Process
 
     from runtime.config import NodeConfig
+    from runtime.store import StoreConfig
 
 pytestmark = pytest.mark.anyio
 
@@ -102,7 +102,7 @@ async def lease_states(dsn: str, run_ids: list[UUID]) -> dict[UUID, str]:
 
 
 async def test_sigterm_drains_releases_and_a_second_node_resumes_at_once(
-    dsn: str, config: NodeConfig, store: Store, node_config: NodeConfig
+    dsn: str, config: StoreConfig, store: Store, node_config: NodeConfig
 ) -> None:
     runs = await pending_chats(store, 3)
     env = node_env(dsn, WARDEN_LEASE_TTL="1.5", WARDEN_DRAIN_TIMEOUT="0.3")
@@ -122,7 +122,7 @@ async def test_sigterm_drains_releases_and_a_second_node_resumes_at_once(
     assert handed_over, "the runs stream for seconds: the drain must have handed some over"
 
     # A second node with a lease TTL far beyond the test resumes them at once.
-    later = node_config.model_copy(update={"node_name": "later", "lease_ttl": 120.0})
+    later = node_config.with_changes(node_name="later", lease_ttl=120.0)
     async with Node(later) as second:
         with anyio.fail_after(30):
             for run_id in runs:
@@ -134,7 +134,7 @@ async def test_sigterm_drains_releases_and_a_second_node_resumes_at_once(
         assert second.statistics().janitor.resumed == len(handed_over)
 
 
-async def test_a_second_signal_exits_at_once(dsn: str, config: NodeConfig, store: Store) -> None:
+async def test_a_second_signal_exits_at_once(dsn: str, config: StoreConfig, store: Store) -> None:
     [run_id] = await pending_chats(store, 1)
     env = node_env(dsn, WARDEN_LEASE_TTL="1.5", WARDEN_DRAIN_TIMEOUT="600")
     async with Listener(dsn, config) as listener, node_process(env=env) as node:

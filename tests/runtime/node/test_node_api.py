@@ -70,8 +70,7 @@ async def test_an_unknown_run_type_is_refused_listing_the_registered_ones(
     assert refused.value.run_type == "no-such-type"
     assert {"chat", "echo"} <= set(refused.value.registered)
     assert "chat" in str(refused.value)
-    assert node.config.dsn_value() is not None
-    assert await query(node.config.dsn_value() or "", "SELECT count(*) FROM runs") == [(0,)]
+    assert await query(node.dsn, "SELECT count(*) FROM runs") == [(0,)]
 
 
 async def test_a_frame_for_a_finished_run_is_refused(node: Node) -> None:
@@ -192,7 +191,7 @@ async def test_a_port_in_use_fails_the_start_naming_the_gateway(
     node: Node, node_config: NodeConfig
 ) -> None:
     assert node.address is not None
-    taken = node_config.model_copy(update={"port": node.address[1]})
+    taken = node_config.with_changes(port=node.address[1])
     second = Node(taken)
     with pytest.raises(NodeStartFailed) as failed:
         await second.__aenter__()
@@ -206,11 +205,8 @@ async def test_a_port_in_use_fails_the_start_naming_the_gateway(
 async def test_an_unreachable_database_fails_the_start_naming_the_store(
     node_config: NodeConfig,
 ) -> None:
-    bad = node_config.model_copy(
-        update={
-            "dsn": SecretStr("postgresql://nobody:pw@127.0.0.1:1/none"),
-            "connect_timeout": 1.0,
-        }
+    bad = node_config.with_changes(
+        dsn=SecretStr("postgresql://nobody:pw@127.0.0.1:1/none"), connect_timeout=1.0
     )
     with pytest.raises(NodeStartFailed) as failed:
         async with Node(bad):

@@ -28,7 +28,7 @@ QUICK_CHAT: JSON = {"prompt": "hi", "tokens": 3, "tools": 1, "tool_delay": 0.01}
 
 
 def named(config: NodeConfig, name: str, **changes: object) -> NodeConfig:
-    return config.model_copy(update={"node_name": name, **changes})
+    return config.with_changes(node_name=name, **changes)
 
 
 async def wait_streaming(node: Node, run_ids: list[UUID]) -> None:
@@ -45,7 +45,7 @@ def assert_each_token_once(events: list[Event]) -> None:
 async def test_a_dead_nodes_runs_are_resumed_by_another_within_one_lease_ttl(
     node_config: NodeConfig,
 ) -> None:
-    ttl = node_config.lease_ttl
+    ttl = node_config.store.lease_ttl
     async with Node(named(node_config, "survivor")) as survivor:
         doomed = Node(named(node_config, "doomed"))
         await doomed.__aenter__()

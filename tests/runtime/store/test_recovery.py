@@ -22,8 +22,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Collection, Sequence
     from uuid import UUID
 
-    from runtime.config import NodeConfig
-    from runtime.store import Lease
+    from runtime.store import Lease, StoreConfig
 
 pytestmark = pytest.mark.anyio
 
@@ -147,7 +146,7 @@ async def test_a_run_locked_by_another_janitor_is_skipped(store: Store, dsn: str
 
 
 async def test_concurrent_janitors_claim_disjoint_runs(
-    store: Store, dsn: str, config: NodeConfig
+    store: Store, dsn: str, config: StoreConfig
 ) -> None:
     runs = [(await leased_run(store, node="dead"))[0] for _ in range(40)]
     await query(dsn, "UPDATE run_leases SET expires_at = now() - interval '1 second'")
