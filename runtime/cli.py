@@ -27,15 +27,12 @@ import psycopg
 import pydantic
 import structlog
 
-from runtime import _db
 from runtime.config import NodeConfig
-from runtime.embedded_pg import EmbeddedPostgres
-from runtime.errors import StoreError
-from runtime.migrator import apply_migrations
-from runtime.store import Store
+from runtime.store import EmbeddedPostgres, Store, StoreError, apply_migrations
+from runtime.store.logs import DroppingLoggerFactory
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
+    from collections.abc import AsyncIterator, Callable, Coroutine, Mapping, Sequence
 
 __all__ = ["COMMANDS", "Command", "EXIT_FAILURE", "EXIT_OK", "EXIT_USAGE", "main", "resolve_dsn"]
 
@@ -65,11 +62,11 @@ class Command:
 @contextlib.asynccontextmanager
 async def resolve_dsn(config: NodeConfig) -> AsyncIterator[str]:
     """Yield the configured DSN, or start (or join) the embedded server for the block."""
-    dsn = config.dsn_value()
+    dsn = config.store.dsn_value()
     if dsn is not None:
         yield dsn
         return
-    async with EmbeddedPostgres(config.pg_data_dir) as embedded:
+    async with EmbeddedPostgres.for_config(config.store) as embedded:
         yield embedded.dsn
 
 
@@ -92,7 +89,7 @@ async def _demo(args: argparse.Namespace, config: NodeConfig) -> int:
 
 async def _migrate(args: argparse.Namespace, config: NodeConfig) -> int:
     async with resolve_dsn(config) as dsn:
-        applied = await apply_migrations(dsn, connect_timeout=config.connect_timeout)
+        applied = await apply_migrations(dsn, config.store)
     if applied:
         for migration in applied:
             print(f"applied {migration.version:04d}_{migration.name}")
@@ -106,7 +103,7 @@ def _verify_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 async def _verify(args: argparse.Namespace, config: NodeConfig) -> int:
-    async with resolve_dsn(config) as dsn, Store(dsn, config) as store:
+    async with resolve_dsn(config) as dsn, Store(dsn, config.store) as store:
         report = await store.verify_chain(args.run_id)
     if report.ok:
         print(f"run {report.run_id}: chain ok ({report.events} events, last seq {report.last_seq})")
@@ -161,17 +158,17 @@ def _fail(message: str, code: int) -> int:
 def _configure_logging(level: int = logging.WARNING) -> None:
     # The command line is an application entry point, so it (not the library) decides
     # where logs go: warnings and errors as one line each on stderr, stdout stays clean.
+    # A closed stderr (piped into `head`) drops log lines, never fails a command.
     structlog.configure(
         wrapper_class=structlog.make_filtering_bound_logger(level),
-        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+        logger_factory=DroppingLoggerFactory(sys.stderr),
     )
 
 
-def _translate(exc: psycopg.Error, config: NodeConfig) -> Exception:
-    try:
-        _db.raise_translated(exc, config.dsn_value() or "host=embedded")
-    except Exception as translated:
-        return translated
+def _config_problem(error: Mapping[str, Any]) -> str:
+    field = "_".join(str(part) for part in error["loc"]).upper()
+    message = str(error["msg"]).removeprefix("Value error, ")
+    return f"WARDEN_{field}: {message}"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -185,9 +182,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         config = NodeConfig()
     except pydantic.ValidationError as exc:
-        problems = "; ".join(
-            f"WARDEN_{'_'.join(str(p) for p in e['loc']).upper()}: {e['msg']}" for e in exc.errors()
-        )
+        problems = "; ".join(_config_problem(error) for error in exc.errors())
         return _fail(f"invalid configuration: {problems}", EXIT_USAGE)
     try:
         backend = getattr(args, "backend", "asyncio")
@@ -196,7 +191,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(str(exc), EXIT_FAILURE)
     except psycopg.Error as exc:
         # The store translates every database failure; this is the last line, so a
-        # missed one still reads as one line naming the host, never as a traceback.
-        return _fail(str(_translate(exc, config)), EXIT_FAILURE)
+        # missed one still reads as one line, never as a traceback.
+        reason = exc.diag.message_primary or str(exc)
+        return _fail(f"database error ({type(exc).__name__}): {reason}", EXIT_FAILURE)
     except KeyboardInterrupt:
         return _fail("interrupted", 130)

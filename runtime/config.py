@@ -1,152 +1,38 @@
-"""Node configuration, read from ``WARDEN_*`` environment variables.
+"""The node's configuration, read from ``WARDEN_*`` environment variables.
 
-Every bound the store relies on (pool sizes, queue sizes, batch sizes, timeouts, payload
-limit) lives here, so operators can see and change them in one place. The DSN is kept as a
-secret: ``repr()``, logs and error messages show it with the password redacted.
+A node is built from one :class:`NodeConfig`. The data layer's settings are its own
+:class:`runtime.store.StoreConfig`, held as ``NodeConfig.store``; both read the same flat
+variables (``WARDEN_DSN``, ``WARDEN_LEASE_TTL``, ...), so an operator never needs to know
+which part of the node a setting belongs to.
 
 Example::
 
     WARDEN_DSN=postgresql://warden:secret@db.internal:5432/warden warden migrate
 
-With no ``WARDEN_DSN`` the node starts an embedded PostgreSQL in ``WARDEN_PG_DATA_DIR``.
+With no ``WARDEN_DSN`` (or an empty one) the node starts an embedded PostgreSQL in
+``WARDEN_PG_DATA_DIR``.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
-from urllib.parse import urlsplit, urlunsplit
-
-import platformdirs
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
-from pydantic import Field, SecretStr
+from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-if TYPE_CHECKING:
-    from collections.abc import Iterator
+from runtime.store import StoreConfig
 
-__all__ = ["MAX_TTL", "NodeConfig", "NotifyMode", "default_pg_data_dir", "dsn_host", "redact_dsn"]
-
-NotifyMode = Literal["in_transaction", "after_commit"]
-"""Where an append sends its wake-up NOTIFY; see ``docs/store.md`` for the measurements."""
-
-_MIB = 1024 * 1024
-
-MAX_TTL = 1e9
-"""Longest lease or memory TTL in seconds (about 31 years): ``now() + ttl`` must stay a
-timestamp that PostgreSQL and Python can both hold (before the year 10000)."""
-
-
-def default_pg_data_dir() -> Path:
-    """The embedded server's default data directory, e.g. ``~/.local/share/warden/pg``."""
-    return platformdirs.user_data_path("warden", appauthor=False) / "pg"
-
-
-def _is_url(dsn: str) -> bool:
-    return dsn.startswith(("postgresql://", "postgres://"))
-
-
-def redact_dsn(dsn: str) -> str:
-    """Return ``dsn`` with its password replaced by ``***`` (URL or key=value form).
-
-    A DSN that cannot be parsed is redacted entirely: it may hold a password we cannot see.
-    """
-    try:
-        if _is_url(dsn):
-            parts = urlsplit(dsn)
-            if parts.password is None:
-                return dsn
-            netloc = parts.netloc.rsplit("@", 1)
-            userinfo = parts.username or ""
-            netloc_new = f"{userinfo}:***@{netloc[1]}"
-            return urlunsplit(parts._replace(netloc=netloc_new))
-        params = conninfo_to_dict(dsn)
-        if "password" in params:
-            params["password"] = "***"
-        return make_conninfo("", **params)
-    except Exception:
-        return "<unparsable dsn>"
-
-
-def dsn_host(dsn: str) -> str:
-    """The host a DSN points at (a socket directory for local sockets), for messages.
-
-    Never includes the password. Falls back to ``localhost``, libpq's own default.
-    """
-    try:
-        host = conninfo_to_dict(dsn).get("host")
-    except Exception:
-        return "<unparsable dsn>"
-    return str(host) if host else "localhost"
+__all__ = ["NodeConfig"]
 
 
 class NodeConfig(BaseSettings):
     """Settings of one node, from ``WARDEN_<FIELD>`` environment variables.
 
     Attributes:
-        dsn: libpq connection string or URL of the cluster's PostgreSQL. ``None`` starts the
-            embedded server instead.
-        pg_data_dir: data directory of the embedded server (shared by the node processes of
-            one machine).
-        pool_min_size: connections the store keeps open.
-        pool_max_size: connections the store may open.
-        pool_timeout: seconds to wait for a pooled connection before ``StoreOverloaded``.
-        pool_max_waiting: callers allowed to wait for a connection at once.
-        connect_timeout: seconds to wait for PostgreSQL when opening.
-        statement_timeout: server-side limit for one statement, in seconds.
-        lease_ttl: seconds a lease lives without renewal (renew every ``lease_ttl / 3``).
-        payload_limit: largest serialised event, frame or memory payload, in bytes.
-        append_queue_size: appends that may wait for the group-commit writer.
-        append_queue_timeout: seconds an append waits for room in that queue.
-        append_batch_size: most appends committed in one transaction.
-        append_batch_bytes: most payload bytes committed in one transaction.
-        append_timeout: seconds one group-commit transaction may take.
-        append_head_cache_size: runs whose log head (last seq and hash, lease epoch) the
-            group-commit writer remembers, least recently used first out.
-        notify_mode: NOTIFY inside the append transaction or right after its commit.
-        retry_seed: seed of the random pauses before retrying a transaction that a
-            deadlock rolled back; ``None`` draws one, which the store logs when it opens.
-        listener_poll_interval: seconds a waiter sleeps at most before re-reading anyway.
-        listener_max_waiters: waiters the listener fans wake-ups out to.
-        read_limit: largest page of events or frames one read returns.
+        store: the data layer's settings (:class:`runtime.store.StoreConfig`), read from
+            the same environment.
     """
 
-    model_config = SettingsConfigDict(env_prefix="WARDEN_", frozen=True, extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="WARDEN_", frozen=True, extra="ignore", hide_input_in_errors=True
+    )
 
-    dsn: SecretStr | None = None
-    pg_data_dir: Path = Field(default_factory=default_pg_data_dir)
-    pool_min_size: int = Field(default=2, ge=1, le=100)
-    pool_max_size: int = Field(default=10, ge=1, le=200)
-    pool_timeout: float = Field(default=10.0, gt=0)
-    pool_max_waiting: int = Field(default=1024, ge=1)
-    connect_timeout: float = Field(default=5.0, gt=0)
-    statement_timeout: float = Field(default=30.0, gt=0)
-    lease_ttl: float = Field(default=15.0, gt=0, le=MAX_TTL, allow_inf_nan=False)
-    payload_limit: int = Field(default=_MIB, ge=1)
-    append_queue_size: int = Field(default=4096, ge=1)
-    append_queue_timeout: float = Field(default=5.0, gt=0)
-    append_batch_size: int = Field(default=64, ge=1, le=128)
-    append_batch_bytes: int = Field(default=8 * _MIB, ge=1)
-    append_timeout: float = Field(default=30.0, gt=0)
-    append_head_cache_size: int = Field(default=10_000, ge=1)
-    notify_mode: NotifyMode = "in_transaction"
-    retry_seed: int | None = None
-    listener_poll_interval: float = Field(default=1.0, gt=0)
-    listener_max_waiters: int = Field(default=10_000, ge=1)
-    read_limit: int = Field(default=1000, ge=1)
-
-    def dsn_value(self) -> str | None:
-        """The DSN in clear text, for connecting only (never log it)."""
-        return None if self.dsn is None else self.dsn.get_secret_value()
-
-    def redacted_dsn(self) -> str | None:
-        """The DSN with its password redacted, for logs and messages."""
-        return None if self.dsn is None else redact_dsn(self.dsn.get_secret_value())
-
-    def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
-        """Show the DSN redacted (not as an opaque secret) so operators can see the host."""
-        for name, value in super().__repr_args__():
-            if name == "dsn" and self.dsn is not None:
-                yield name, redact_dsn(self.dsn.get_secret_value())
-            else:
-                yield name, value
+    store: StoreConfig = Field(default_factory=StoreConfig)

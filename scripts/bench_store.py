@@ -44,11 +44,14 @@ from psycopg.conninfo import make_conninfo
 
 from bench.report import Row, markdown_table, write_json
 from bench.stats import percentile
-from runtime.config import NodeConfig, NotifyMode
-from runtime.embedded_pg import EmbeddedPostgres
-from runtime.listener import Listener
-from runtime.migrator import apply_migrations
-from runtime.store import Store
+from runtime.store import (
+    EmbeddedPostgres,
+    Listener,
+    NotifyMode,
+    Store,
+    StoreConfig,
+    apply_migrations,
+)
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -66,9 +69,7 @@ async def _database(dsn: str | None) -> AsyncIterator[str]:
     """A scratch database on the server (dropped afterwards), or the DSN's own."""
     async with contextlib.AsyncExitStack() as stack:
         if dsn is None:
-            data_dir = NodeConfig().pg_data_dir
-            data_dir.parent.mkdir(parents=True, exist_ok=True)
-            embedded = await stack.enter_async_context(EmbeddedPostgres(data_dir))
+            embedded = await stack.enter_async_context(EmbeddedPostgres.for_config(StoreConfig()))
             dsn = embedded.dsn
         name = f"warden_bench_{uuid.uuid4().hex[:8]}"
         try:
@@ -196,7 +197,7 @@ async def bench_notify_latency(
 
 
 async def bench_concurrent_writers(
-    dsn: str, config: NodeConfig, mode: NotifyMode, writers: int, per_writer: int
+    dsn: str, config: StoreConfig, mode: NotifyMode, writers: int, per_writer: int
 ) -> float:
     """(e) ``writers`` stores (as many nodes), one emitter each: concurrent transactions.
 
@@ -264,7 +265,7 @@ async def run(dsn: str | None, scale: float, writers: int = 50) -> tuple[list[Ro
     n = max(50, int(2000 * scale))
     async with _database(dsn) as db:
         await apply_migrations(db)
-        config = NodeConfig(pool_min_size=2, pool_max_size=4)
+        config = StoreConfig(pool_min_size=2, pool_max_size=4)
         results: dict[str, float] = {}
         per_emitter = max(ROUNDS, int(200 * scale))
         async with (
@@ -367,7 +368,7 @@ async def run(dsn: str | None, scale: float, writers: int = 50) -> tuple[list[Ro
     ]
     print(f"notify placement measured faster under 50 writers: {winner}", file=sys.stderr)
     print(
-        f"notify placement configured (NodeConfig.notify_mode): {config.notify_mode}",
+        f"notify placement configured (StoreConfig.notify_mode): {config.notify_mode}",
         file=sys.stderr,
     )
     return rows, extra

@@ -31,8 +31,7 @@ from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
 from actors.testing import virtual_time_backend
-from runtime.embedded_pg import EmbeddedPostgres
-from runtime.migrator import apply_migrations
+from runtime.store import EmbeddedPostgres, apply_migrations
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -93,6 +92,9 @@ def private_directory(prefix: str) -> Iterator[Path]:
     same user) would delete a running server's data directory.
     """
     path = Path(tempfile.mkdtemp(prefix=prefix))
+    # Traversable, as an embedded server's parent must be: run as root, the server runs
+    # as its own user, and Warden refuses to widen a parent's permissions itself.
+    path.chmod(0o755)
     try:
         yield path
     finally:

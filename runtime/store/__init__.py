@@ -1,17 +1,44 @@
-"""The durable store: runs, the fenced event log, frames, leases, memory, attempts.
+"""The data layer: runs, the fenced event log, frames, leases, memory, attempts.
 
-Open one :class:`Store` per node with ``async with Store(dsn, config) as store``. The
-schema comes from :func:`runtime.migrator.apply_migrations`; wake-ups for readers come
-from :class:`runtime.listener.Listener`. Design notes: ``docs/store.md``.
+Everything Warden keeps in PostgreSQL goes through this package, which stands on its
+own: it imports nothing from the node above it (``runtime/``), only from the kernel's
+error root. Its parts:
+
+* :class:`Store` — one per process: ``async with Store(dsn, StoreConfig()) as store``.
+* :class:`StoreConfig` — its settings, from ``WARDEN_*`` environment variables.
+* :func:`apply_migrations` — brings a database's schema up to date (``warden migrate``).
+* :class:`Listener` — one LISTEN connection fanning wake-ups out to readers.
+* :class:`EmbeddedPostgres` — a local PostgreSQL for a machine with no DSN.
+* the :class:`StoreError` tree (drawn in :mod:`runtime.store.errors`).
+
+User guide: ``docs/store.md``.
 """
 
-from runtime.errors import (
+from runtime.store._codec import JSON
+from runtime.store._store import Store, StoreStatistics
+from runtime.store._writer import WriterStatistics
+from runtime.store.attempts import Attempt, AttemptOutcome, DeadLetter
+from runtime.store.chain import ChainReport
+from runtime.store.config import (
+    MAX_TTL,
+    ROOT_DATA_DIR,
+    NotifyMode,
+    StoreConfig,
+    default_pg_data_dir,
+)
+from runtime.store.dsn import check_dsn, dsn_host, redact_dsn
+from runtime.store.embedded import EmbeddedPostgres
+from runtime.store.errors import (
     DatabaseError,
     DatabaseUnavailable,
     DeadLetterNotFound,
+    EmbeddedServerError,
     FencingError,
+    InvalidArgument,
     InvalidPayload,
     LeaseHeld,
+    MigrationChecksumMismatch,
+    MigrationError,
     PayloadNotSerializable,
     PayloadTooLarge,
     RunConflict,
@@ -22,24 +49,17 @@ from runtime.errors import (
     StoreClosed,
     StoreError,
     StoreOverloaded,
+    StoreTimeout,
     TransactionConflict,
+    UnknownMigration,
     VersionConflict,
 )
-from runtime.store._codec import JSON
-from runtime.store._store import Store, StoreStatistics
-from runtime.store.attempts import Attempt, AttemptOutcome, DeadLetter
-from runtime.store.chain import ChainReport
-from runtime.store.events import (
-    EVENTS_CHANNEL,
-    SCHEMA_VERSION,
-    TERMINAL_EVENTS,
-    Event,
-    NewEvent,
-    WriterStatistics,
-)
+from runtime.store.events import EVENTS_CHANNEL, SCHEMA_VERSION, TERMINAL_EVENTS, Event, NewEvent
 from runtime.store.frames import FRAMES_CHANNEL, Frame, FrameAppend
 from runtime.store.leases import Lease, LeaseRenewal
+from runtime.store.listener import Listener, ListenerStatistics, Watch
 from runtime.store.memory import MemoryItem, MemoryScope, ScopeKind
+from runtime.store.migrator import Migration, apply_migrations, discover_migrations
 from runtime.store.runs import (
     CANCEL_REQUESTED_EVENT,
     TERMINAL_STATUSES,
@@ -59,21 +79,32 @@ __all__ = [
     "DeadLetter",
     "DeadLetterNotFound",
     "EVENTS_CHANNEL",
+    "EmbeddedPostgres",
+    "EmbeddedServerError",
     "Event",
     "FRAMES_CHANNEL",
     "FencingError",
     "Frame",
     "FrameAppend",
+    "InvalidArgument",
     "InvalidPayload",
     "JSON",
     "Lease",
     "LeaseHeld",
     "LeaseRenewal",
+    "Listener",
+    "ListenerStatistics",
+    "MAX_TTL",
     "MemoryItem",
     "MemoryScope",
+    "Migration",
+    "MigrationChecksumMismatch",
+    "MigrationError",
     "NewEvent",
+    "NotifyMode",
     "PayloadNotSerializable",
     "PayloadTooLarge",
+    "ROOT_DATA_DIR",
     "Run",
     "RunConflict",
     "RunNotFound",
@@ -85,12 +116,30 @@ __all__ = [
     "StaleEpoch",
     "Store",
     "StoreClosed",
+    "StoreConfig",
     "StoreError",
     "StoreOverloaded",
     "StoreStatistics",
+    "StoreTimeout",
     "TERMINAL_EVENTS",
     "TERMINAL_STATUSES",
     "TransactionConflict",
+    "UnknownMigration",
     "VersionConflict",
+    "Watch",
     "WriterStatistics",
+    "apply_migrations",
+    "check_dsn",
+    "default_pg_data_dir",
+    "discover_migrations",
+    "dsn_host",
+    "redact_dsn",
 ]
+
+# Tracebacks and reprs name the public path (``runtime.store.StaleEpoch``), not the
+# private module a class happens to live in.
+for _name in __all__:
+    _obj = globals()[_name]
+    if isinstance(_obj, type) and _obj.__module__.startswith("runtime.store."):
+        _obj.__module__ = "runtime.store"
+del _name, _obj

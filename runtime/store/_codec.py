@@ -37,7 +37,7 @@ from typing import TypeAlias
 
 import orjson
 
-from runtime.errors import PayloadNotSerializable, PayloadTooLarge
+from runtime.store.errors import PayloadNotSerializable, PayloadTooLarge
 
 __all__ = ["JSON", "canonical", "decode", "encode"]
 
@@ -134,7 +134,7 @@ def encode(value: object, *, what: str, limit: int, of: str | None = None) -> by
         PayloadNotSerializable: the value is not JSON (a type other than dict, list,
             tuple, str, int, float, bool and None; NaN or ±Infinity; a non-string key; an
             integer over 64 bits; a lone surrogate) or it holds a NUL character.
-        PayloadTooLarge: the serialised form exceeds ``limit``.
+        PayloadTooLarge: the canonical form (the bytes stored) exceeds ``limit``.
     """
     try:
         data = orjson.dumps(value, option=_STRICT, default=_refuse)
@@ -143,7 +143,10 @@ def encode(value: object, *, what: str, limit: int, of: str | None = None) -> by
         # type (an oversized integer or a lone surrogate keeps orjson's own words).
         found = _not_json(value, "$") or str(exc)
         raise PayloadNotSerializable(_what(what, of), found) from None
-    if len(data) > limit:
+    # The limit is judged on the bytes stored: these, unless integral floats are still
+    # to be written as integers (1.0 is stored as 1).
+    risky = _INTEGRAL_FLOAT_RISK.search(data) is not None
+    if len(data) > limit and not risky:
         # Before the checks below, so a refusal costs one serialisation, whatever the size.
         raise PayloadTooLarge(_what(what, of), len(data), limit)
     if orjson.loads(data) != value:
@@ -152,10 +155,10 @@ def encode(value: object, *, what: str, limit: int, of: str | None = None) -> by
         reason = _not_json(value, "$")
         if reason is not None:
             raise PayloadNotSerializable(_what(what, of), reason)
-    if _INTEGRAL_FLOAT_RISK.search(data):
+    if risky:
         data = orjson.dumps(_integral_floats_to_int(value), option=_OPTIONS)
-    if len(data) > limit:
-        raise PayloadTooLarge(_what(what, of), len(data), limit)
+        if len(data) > limit:
+            raise PayloadTooLarge(_what(what, of), len(data), limit)
     # orjson writes U+0000 as the escape \u0000; confirm on the value before refusing,
     # since an escaped backslash followed by "u0000" produces the same bytes.
     if b"\\u0000" in data and _has_nul(value):

@@ -16,28 +16,34 @@ import asyncio
 from typing import TYPE_CHECKING, Final
 
 import anyio
-import structlog
+
+from runtime.store._log import StoreLogger
 
 if TYPE_CHECKING:
     from uuid import UUID
 
     from anyio.abc import TaskStatus
 
-    from runtime.store._pool import Pool
+    from runtime.store._pool import StorePool
 
 __all__ = ["Notifier"]
 
-_logger = structlog.get_logger("runtime.store")
+_logger = StoreLogger("runtime.store")
 
 _NOTIFY: Final = "SELECT set_config('synchronous_commit', 'off', true), pg_notify(%s, %s)"
 _EVERYONE: Final = "*"
 
 
+def _too_slow() -> TimeoutError:
+    return TimeoutError("the NOTIFY took too long")
+
+
 class Notifier:
     """Coalescing sender of ``run_id:seq`` wake-ups on one channel."""
 
-    def __init__(self, pool: Pool, channel: str, *, max_runs: int) -> None:
+    def __init__(self, pool: StorePool, channel: str, *, max_runs: int, timeout: float) -> None:
         self._pool = pool
+        self._timeout = timeout
         self._channel = channel
         self._max_runs = max_runs
         self._pending: dict[UUID, int] = {}
@@ -75,8 +81,9 @@ class Notifier:
                 payload = ",".join(f"{run_id}:{seq}" for run_id, seq in self._pending.items())
             self._pending = {}
             self._everyone = False
+            deadline = asyncio.get_running_loop().time() + self._timeout
             try:
-                async with self._pool.connection() as conn:
+                async with self._pool.connection(deadline, _too_slow) as conn:
                     await conn.execute(_NOTIFY, (self._channel, payload))
                 self.sent += 1
             except Exception as exc:

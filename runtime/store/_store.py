@@ -1,39 +1,52 @@
-"""The :class:`Store` facade: one object, one pool, one group-commit writer."""
+"""The :class:`Store` facade: one object, one pool, one group-commit writer.
+
+Every call is checked before anything is sent (:mod:`runtime.store._args`), and bounded
+by a client-side deadline (``call_timeout``; a lease renewal's is also below the time its
+lease has left), past which it raises ``StoreTimeout`` without waiting for psycopg's own
+cancellation (:mod:`runtime.store._deadline`).
+"""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import enum
 import random
+from collections import OrderedDict
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Self
+from datetime import datetime
+from typing import TYPE_CHECKING, Final, Self, get_args
 
 import anyio
-import structlog
 
-from runtime import _db
-from runtime.config import MAX_TTL, dsn_host
-from runtime.errors import StoreClosed
-from runtime.store import _codec, attempts, chain, events, frames, leases, memory, runs
+from runtime.store import _args, _codec, _db, attempts, chain, events, frames, leases, memory, runs
+from runtime.store._args import INT32, MAX_ID_LENGTH, identifier, integer, text
+from runtime.store._log import StoreLogger
 from runtime.store._notifier import Notifier
-from runtime.store._pool import Pool, open_pool
+from runtime.store._pool import StorePool
+from runtime.store._status import RunStatus
+from runtime.store._writer import GroupCommitWriter, WriterStatistics
+from runtime.store.config import MAX_TTL
+from runtime.store.dsn import check_dsn, dsn_host
+from runtime.store.errors import InvalidArgument, StoreClosed, StoreTimeout
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Sequence
-    from datetime import datetime
+    from collections.abc import AsyncIterator, Callable, Sequence
     from types import TracebackType
     from uuid import UUID
 
     from psycopg import AsyncConnection
     from psycopg.rows import TupleRow
 
-    from runtime.config import NodeConfig
+    from runtime.store.config import StoreConfig
 
 __all__ = ["Store", "StoreStatistics"]
 
-_logger = structlog.get_logger("runtime.store")
+_logger = StoreLogger("runtime.store")
 
 _DRAIN_TIMEOUT = 10.0
+_RUN_STATUSES: Final = frozenset(get_args(RunStatus))
+_OUTCOMES: Final = frozenset(get_args(attempts.AttemptOutcome))
 
 
 def _positive_ttl(ttl: object, what: str) -> float:
@@ -51,10 +64,41 @@ def _positive_ttl(ttl: object, what: str) -> float:
     return float(ttl)
 
 
+def _optional_text(value: object, name: str, max_length: int | None) -> str | None:
+    return None if value is None else text(value, name, max_length=max_length)
+
+
 class _State(enum.Enum):
     NEW = "not open yet"
     OPEN = "open"
     CLOSED = "closed"
+
+
+class _LeaseClocks:
+    """When each lease this store acquired or renewed expires at the latest, by the
+    event loop's clock: a renewal's deadline stays below the time its lease has left.
+
+    The database sets ``expires_at = now() + ttl`` after the call was sent, so "sent at +
+    ttl" is never later than the real expiry. A bounded LRU: a lease it forgot renews
+    with the plain call deadline.
+    """
+
+    def __init__(self, capacity: int) -> None:
+        self._capacity = capacity
+        self._ends: OrderedDict[tuple[UUID, str, int], float] = OrderedDict()
+
+    def held(self, key: tuple[UUID, str, int], sent_at: float, ttl: float) -> None:
+        self._ends[key] = sent_at + ttl
+        self._ends.move_to_end(key)
+        if len(self._ends) > self._capacity:
+            self._ends.popitem(last=False)
+
+    def lost(self, key: tuple[UUID, str, int]) -> None:
+        self._ends.pop(key, None)
+
+    def left(self, key: tuple[UUID, str, int], now: float) -> float | None:
+        end = self._ends.get(key)
+        return None if end is None else end - now
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,10 +107,11 @@ class StoreStatistics:
 
     Attributes:
         writer: the group-commit writer's counters.
-        pool: psycopg_pool's ``get_stats()`` (pool size, available, waiting, ...).
+        pool: psycopg_pool's ``get_stats()`` (pool size, available, waiting, ...), and
+            ``connection_failures``: failed attempts to open a pooled connection.
     """
 
-    writer: events.WriterStatistics
+    writer: WriterStatistics
     pool: dict[str, int]
 
 
@@ -78,23 +123,31 @@ class Store:
     leaving the block drains queued appends (bounded), stops the writer and closes the
     pool. A closed store is never reopened::
 
-        async with Store(dsn, config) as store:
+        async with Store(dsn, StoreConfig()) as store:
             run, created = await store.create_run(owner="alice", session_id="s1",
                                                    run_type="chat")
             lease = await store.acquire_lease(run.run_id, owner_node="node-a:boot")
             seq = await store.append_event(run.run_id, lease.epoch, "turn.opened", {})
 
-    Migrations are not applied here; run :func:`runtime.migrator.apply_migrations` first.
+    Migrations are not applied here; run :func:`runtime.store.apply_migrations` first.
+
+    Raises (any call):
+        TypeError, InvalidArgument: a bad argument; nothing was sent.
+        DatabaseUnavailable: the database cannot be reached (``StoreTimeout``: the call
+            ran out of its deadline; its outcome is unknown).
+        StoreOverloaded: every pooled connection stayed in use.
+        StoreClosed: the store is not open.
     """
 
-    def __init__(self, dsn: str, config: NodeConfig) -> None:
+    def __init__(self, dsn: str, config: StoreConfig) -> None:
         self._dsn = dsn
         self._config = config
         self._state = _State.NEW
         self._stack: contextlib.AsyncExitStack | None = None
-        self._pool: Pool | None = None
-        self._writer: events.GroupCommitWriter | None = None
+        self._pool: StorePool | None = None
+        self._writer: GroupCommitWriter | None = None
         self._notifier: Notifier | None = None
+        self._leases = _LeaseClocks(config.append_head_cache_size)
         self._retry_seed = (
             config.retry_seed
             if config.retry_seed is not None
@@ -106,27 +159,31 @@ class Store:
         return f"<Store host={dsn_host(self._dsn)!r} {self._state.value}>"
 
     @property
-    def config(self) -> NodeConfig:
+    def config(self) -> StoreConfig:
         """The configuration the store was built with."""
         return self._config
 
     async def __aenter__(self) -> Self:
         if self._state is not _State.NEW:
             raise StoreClosed("store", self._state.value)
+        check_dsn(self._dsn)
         self._state = _State.OPEN
         stack = contextlib.AsyncExitStack()
+        config = self._config
         try:
             self._pool = await stack.enter_async_context(
-                open_pool(self._dsn, self._config, name="warden-store")
+                StorePool(self._dsn, config, name="warden-store").opened()
             )
             self._notifier = Notifier(
-                self._pool, events.EVENTS_CHANNEL, max_runs=self._config.append_batch_size
+                self._pool,
+                events.EVENTS_CHANNEL,
+                max_runs=config.append_batch_size,
+                timeout=config.call_timeout,
             )
-            self._writer = events.GroupCommitWriter(
-                self._dsn, self._config, self._notifier, self._rng
-            )
+            self._writer = GroupCommitWriter(self._dsn, config, self._notifier, self._rng)
             task_group = await stack.enter_async_context(anyio.create_task_group())
             stack.callback(task_group.cancel_scope.cancel)
+            await task_group.start(self._pool.run_doctor)
             await task_group.start(self._notifier.run)
             await task_group.start(self._writer.run)
         except BaseException:
@@ -160,14 +217,25 @@ class Store:
         """Return a frozen snapshot of the writer's and the pool's counters."""
         if self._writer is None or self._pool is None:
             raise StoreClosed("store", self._state.value)
-        return StoreStatistics(self._writer.statistics(), dict(self._pool.get_stats()))
+        return StoreStatistics(self._writer.statistics(), self._pool.statistics())
 
     @contextlib.asynccontextmanager
-    async def _connection(self) -> AsyncIterator[AsyncConnection[TupleRow]]:
+    async def _connection(
+        self, operation: str, seconds: float | None = None
+    ) -> AsyncIterator[AsyncConnection[TupleRow]]:
+        """A pooled connection for one call, all of it bounded by ``seconds`` (default
+        ``call_timeout``): the wait for a connection, the statements, cancelling them."""
         if self._state is not _State.OPEN or self._pool is None:
             raise StoreClosed("store", self._state.value)
-        async with _db.translated(self._dsn), self._pool.connection() as conn:
+        limit = self._config.call_timeout if seconds is None else seconds
+        deadline = asyncio.get_running_loop().time() + limit
+        expired = self._expired(operation, limit)
+        async with self._pool.connection(deadline, expired) as conn, _db.translated(self._dsn):
             yield conn
+
+    def _expired(self, operation: str, seconds: float) -> Callable[[], StoreTimeout]:
+        host = dsn_host(self._dsn)
+        return lambda: StoreTimeout(host, operation, seconds)
 
     def _encode(self, value: object, what: str) -> bytes:
         return _codec.encode(value, what=what, limit=self._config.payload_limit)
@@ -176,6 +244,7 @@ class Store:
         return self._config.lease_ttl if ttl is None else _positive_ttl(ttl, "lease ttl")
 
     def _limit(self, limit: int) -> int:
+        integer(limit, "limit")
         if limit < 1:
             raise ValueError("limit must be at least 1")
         return min(limit, self._config.read_limit)
@@ -203,8 +272,15 @@ class Store:
                 (another owner's run is never returned); nothing written.
             PayloadNotSerializable, PayloadTooLarge: bad ``input``; nothing written.
         """
+        identifier(owner, "owner")
+        identifier(session_id, "session_id")
+        identifier(run_type, "run_type")
+        if idempotency_key is not None:
+            identifier(idempotency_key, "idempotency_key")
+        if run_id is not None:
+            _args.run_id(run_id)
         data = self._encode(input, "run input")
-        async with self._connection() as conn:
+        async with self._connection("create_run") as conn:
             return await runs.create_run(
                 conn,
                 owner=owner,
@@ -217,13 +293,14 @@ class Store:
 
     async def get_run(self, run_id: UUID) -> runs.Run:
         """The run's current row. Raises ``RunNotFound``."""
-        async with self._connection() as conn:
+        _args.run_id(run_id)
+        async with self._connection("get_run") as conn:
             return await runs.get_run(conn, run_id)
 
     async def list_runs(
         self,
         *,
-        status: runs.RunStatus | None = None,
+        status: RunStatus | None = None,
         run_type: str | None = None,
         session_id: str | None = None,
         owner: str | None = None,
@@ -231,7 +308,13 @@ class Store:
         limit: int = 100,
     ) -> list[runs.Run]:
         """Runs matching the filters, newest first; page with ``before=last.created_at``."""
-        async with self._connection() as conn:
+        if status is not None and status not in _RUN_STATUSES:
+            raise InvalidArgument("status", f"{status!r} is not a run status")
+        for value, name in ((run_type, "run_type"), (session_id, "session_id"), (owner, "owner")):
+            _optional_text(value, name, MAX_ID_LENGTH)
+        if before is not None and not isinstance(before, datetime):
+            raise TypeError(f"before must be a datetime, not {type(before).__name__}")
+        async with self._connection("list_runs") as conn:
             return await runs.list_runs(
                 conn,
                 status=status,
@@ -244,8 +327,9 @@ class Store:
 
     async def request_cancel(self, run_id: UUID, *, reason: object = None) -> runs.CancelRequest:
         """Record a cancel request and append ``run.cancel_requested`` (idempotent)."""
+        _args.run_id(run_id)
         data = self._encode({"reason": reason}, "cancel reason")
-        async with self._connection() as conn:
+        async with self._connection("request_cancel") as conn:
             request = await runs.request_cancel(conn, run_id, reason=data)
         if request.requested and self._writer is not None:
             # It moved the run's log head: spare the writer a refused first try.
@@ -259,12 +343,15 @@ class Store:
     ) -> list[int]:
         """Append events as the holder of lease ``epoch``; return their seqs after commit.
 
-        Group-committed with concurrent appends. See :class:`events.GroupCommitWriter`.
+        Group-committed with concurrent appends (``docs/store.md``, "Appending events").
+        Bounded by ``append_queue_timeout`` to get into the writer's queue, then by
+        ``append_timeout`` (``StoreTimeout``, outcome unknown).
 
         Raises:
             PayloadNotSerializable, PayloadTooLarge, RunNotFound, RunTerminal, StaleEpoch:
                 refused; nothing written.
-            StoreOverloaded, DatabaseUnavailable, StoreClosed.
+            TransactionConflict: rolled back (deadlocks, or the run's row stayed locked by
+                another session); nothing written.
         """
         if self._writer is None or self._state is not _State.OPEN:
             raise StoreClosed("store", self._state.value)
@@ -286,12 +373,16 @@ class Store:
         self, run_id: UUID, *, after: int = 0, limit: int = 100
     ) -> list[events.Event]:
         """Committed events with ``seq > after``, oldest first (at most ``read_limit``)."""
-        async with self._connection() as conn:
-            return await events.read_events(conn, run_id, after=after, limit=self._limit(limit))
+        _args.run_id(run_id)
+        integer(after, "after")
+        limit = self._limit(limit)
+        async with self._connection("read_events") as conn:
+            return await events.read_events(conn, run_id, after=after, limit=limit)
 
     async def verify_chain(self, run_id: UUID) -> chain.ChainReport:
         """Recompute the run's hash chain; the report names the first bad seq, if any."""
-        async with self._connection() as conn:
+        _args.run_id(run_id)
+        async with self._connection("verify_chain") as conn:
             return await chain.verify_chain(conn, run_id)
 
     # -- frames -------------------------------------------------------------------------
@@ -304,10 +395,11 @@ class Store:
         Raises:
             PayloadNotSerializable, PayloadTooLarge, RunNotFound, RunTerminal.
         """
-        if not frame_id:
-            raise ValueError("frame_id must be a non-empty string")
+        _args.run_id(run_id)
+        identifier(frame_id, "frame_id")
+        identifier(kind, "kind")
         data = self._encode(payload, f"frame {frame_id!r}")
-        async with self._connection() as conn:
+        async with self._connection("append_frame") as conn:
             return await frames.append_frame(
                 conn, run_id, frame_id=frame_id, kind=kind, payload=data
             )
@@ -316,8 +408,11 @@ class Store:
         self, run_id: UUID, *, after: int = 0, limit: int = 100
     ) -> list[frames.Frame]:
         """Frames with ``frame_seq > after``, in order (at most ``read_limit``)."""
-        async with self._connection() as conn:
-            return await frames.read_frames(conn, run_id, after=after, limit=self._limit(limit))
+        _args.run_id(run_id)
+        integer(after, "after")
+        limit = self._limit(limit)
+        async with self._connection("read_frames") as conn:
+            return await frames.read_frames(conn, run_id, after=after, limit=limit)
 
     # -- leases -------------------------------------------------------------------------
 
@@ -329,10 +424,15 @@ class Store:
         Raises:
             RunNotFound, RunTerminal, LeaseHeld.
         """
-        async with self._connection() as conn:
+        _args.run_id(run_id)
+        identifier(owner_node, "owner_node")
+        ttl = self._lease_ttl(ttl)
+        sent_at = asyncio.get_running_loop().time()
+        async with self._connection("acquire_lease") as conn:
             lease = await leases.acquire_lease(
-                conn, run_id, owner_node=owner_node, ttl=self._lease_ttl(ttl), rng=self._rng
+                conn, run_id, owner_node=owner_node, ttl=ttl, rng=self._rng
             )
+        self._leases.held((run_id, owner_node, lease.epoch), sent_at, ttl)
         if self._writer is not None:
             # The run row's epoch changed: spare the writer a refused first try.
             self._writer.forget_head(run_id)
@@ -347,32 +447,68 @@ class Store:
         ttl: float | None = None,
         progress_seq: int | None = None,
     ) -> leases.LeaseRenewal | None:
-        """Extend the lease; ``None`` means it is lost (fence yourself at once)."""
-        async with self._connection() as conn:
-            return await leases.renew_lease(
+        """Extend the lease; ``None`` means it is lost (fence yourself at once).
+
+        Its deadline is ``call_timeout``, and below the time the lease has left (as this
+        store knows it from its last acquire or renewal): a renewal never outlives the
+        lease it renews. When that time is already up, the lease is lost (``None``)
+        without asking the database.
+
+        Raises:
+            StoreTimeout: no answer before the deadline; the lease may or may not have
+                been renewed (fence yourself unless a later renewal succeeds in time).
+        """
+        _args.run_id(run_id)
+        identifier(owner_node, "owner_node")
+        integer(epoch, "epoch")
+        if progress_seq is not None:
+            integer(progress_seq, "progress_seq", low=0)
+        ttl = self._lease_ttl(ttl)
+        key = (run_id, owner_node, epoch)
+        now = asyncio.get_running_loop().time()
+        seconds = self._config.call_timeout
+        left = self._leases.left(key, now)
+        if left is not None:
+            if left <= 0:
+                self._leases.lost(key)
+                return None
+            seconds = min(seconds, left)
+        async with self._connection("renew_lease", seconds) as conn:
+            renewal = await leases.renew_lease(
                 conn,
                 run_id,
                 owner_node=owner_node,
                 epoch=epoch,
-                ttl=self._lease_ttl(ttl),
+                ttl=ttl,
                 progress_seq=progress_seq,
             )
+        if renewal is None:
+            self._leases.lost(key)
+        else:
+            self._leases.held(key, now, ttl)
+        return renewal
 
     async def release_lease(self, run_id: UUID, *, owner_node: str, epoch: int) -> bool:
         """Expire the lease now if still held by ``owner_node`` at ``epoch``."""
-        async with self._connection() as conn:
+        _args.run_id(run_id)
+        identifier(owner_node, "owner_node")
+        integer(epoch, "epoch")
+        self._leases.lost((run_id, owner_node, epoch))
+        async with self._connection("release_lease") as conn:
             return await leases.release_lease(conn, run_id, owner_node=owner_node, epoch=epoch)
 
     async def get_lease(self, run_id: UUID) -> leases.Lease | None:
         """The run's lease row (possibly expired), or ``None`` if never leased."""
-        async with self._connection() as conn:
+        _args.run_id(run_id)
+        async with self._connection("get_lease") as conn:
             return await leases.get_lease(conn, run_id)
 
     # -- memory -------------------------------------------------------------------------
 
     async def get_memory(self, scope: memory.MemoryScope, key: str) -> memory.MemoryItem | None:
         """The live value, or ``None`` if absent or expired."""
-        async with self._connection() as conn:
+        memory.check_key(scope, key)
+        async with self._connection("get_memory") as conn:
             return await memory.get_memory(conn, scope, key)
 
     async def put_memory(
@@ -389,10 +525,13 @@ class Store:
         Raises:
             VersionConflict, PayloadNotSerializable, PayloadTooLarge: nothing written.
         """
+        memory.check_key(scope, key)
+        if expected_version is not None:
+            integer(expected_version, "expected_version", low=0)
         if ttl is not None:
             _positive_ttl(ttl, "memory ttl")
         data = self._encode(value, f"memory value {key!r}")
-        async with self._connection() as conn:
+        async with self._connection("put_memory") as conn:
             return await memory.put_memory(
                 conn, scope, key, data, expected_version=expected_version, ttl=ttl
             )
@@ -401,19 +540,26 @@ class Store:
         self, scope: memory.MemoryScope, key: str, *, expected_version: int | None = None
     ) -> bool:
         """Delete the live value; raises ``VersionConflict`` on a version mismatch."""
-        async with self._connection() as conn:
+        memory.check_key(scope, key)
+        if expected_version is not None:
+            integer(expected_version, "expected_version", low=0)
+        async with self._connection("delete_memory") as conn:
             return await memory.delete_memory(conn, scope, key, expected_version=expected_version)
 
     async def purge_expired_memory(self, *, limit: int = 1000) -> int:
         """Delete up to ``limit`` expired memory rows; return how many."""
-        async with self._connection() as conn:
+        integer(limit, "limit", low=1)
+        async with self._connection("purge_expired_memory") as conn:
             return await memory.purge_expired_memory(conn, limit=limit)
 
     # -- attempts and dead letters ------------------------------------------------------
 
     async def start_attempt(self, run_id: UUID, *, node_id: str, epoch: int) -> attempts.Attempt:
         """Record the start of the run's next attempt."""
-        async with self._connection() as conn:
+        _args.run_id(run_id)
+        identifier(node_id, "node_id")
+        integer(epoch, "epoch", low=0)
+        async with self._connection("start_attempt") as conn:
             return await attempts.start_attempt(conn, run_id, node_id=node_id, epoch=epoch)
 
     async def finish_attempt(
@@ -427,7 +573,16 @@ class Store:
         error_message: str | None = None,
     ) -> attempts.Attempt:
         """Record how an attempt ended (the first record wins)."""
-        async with self._connection() as conn:
+        _args.run_id(run_id)
+        integer(attempt, "attempt", low=1, high=INT32[1])
+        if outcome not in _OUTCOMES:
+            raise InvalidArgument("outcome", f"{outcome!r} is not an attempt outcome")
+        _optional_text(error_class, "error_class", MAX_ID_LENGTH)
+        _optional_text(error_type, "error_type", MAX_ID_LENGTH)
+        if error_message is not None:
+            # Error reports are bounded (DESIGN §11): cut, never refused for their length.
+            text(error_message, "error_message", max_length=None)
+        async with self._connection("finish_attempt") as conn:
             return await attempts.finish_attempt(
                 conn,
                 run_id,
@@ -440,7 +595,8 @@ class Store:
 
     async def list_attempts(self, run_id: UUID) -> list[attempts.Attempt]:
         """The run's attempts, first to last."""
-        async with self._connection() as conn:
+        _args.run_id(run_id)
+        async with self._connection("list_attempts") as conn:
             return await attempts.list_attempts(conn, run_id)
 
     async def record_dead_letter(
@@ -453,7 +609,13 @@ class Store:
         error_message: str | None = None,
     ) -> tuple[attempts.DeadLetter, bool]:
         """Dead-letter a run (idempotent while its dead letter is open)."""
-        async with self._connection() as conn:
+        _args.run_id(run_id)
+        text(reason, "reason")
+        integer(attempts_made, "attempts_made", low=0, high=INT32[1])
+        _optional_text(error_class, "error_class", MAX_ID_LENGTH)
+        if error_message is not None:
+            text(error_message, "error_message", max_length=None)
+        async with self._connection("record_dead_letter") as conn:
             return await attempts.record_dead_letter(
                 conn,
                 run_id,
@@ -467,16 +629,24 @@ class Store:
         self, *, include_replayed: bool = False, after_id: int = 0, limit: int = 100
     ) -> list[attempts.DeadLetter]:
         """Dead letters after ``after_id``, oldest first."""
-        async with self._connection() as conn:
+        if not isinstance(include_replayed, bool):
+            raise TypeError(
+                f"include_replayed must be a bool, not {type(include_replayed).__name__}"
+            )
+        integer(after_id, "after_id")
+        limit = self._limit(limit)
+        async with self._connection("list_dead_letters") as conn:
             return await attempts.list_dead_letters(
-                conn, include_replayed=include_replayed, after_id=after_id, limit=self._limit(limit)
+                conn, include_replayed=include_replayed, after_id=after_id, limit=limit
             )
 
     async def mark_dead_letter_replayed(
         self, dead_letter_id: int, *, replayed_by: str
     ) -> tuple[attempts.DeadLetter, bool]:
         """Mark a dead letter replayed once; ``False`` if it already was."""
-        async with self._connection() as conn:
+        integer(dead_letter_id, "dead_letter_id")
+        identifier(replayed_by, "replayed_by")
+        async with self._connection("mark_dead_letter_replayed") as conn:
             return await attempts.mark_dead_letter_replayed(
                 conn, dead_letter_id, replayed_by=replayed_by
             )

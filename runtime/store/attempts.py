@@ -10,7 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
-from runtime.errors import DeadLetterNotFound, RunNotFound
+from psycopg.rows import class_row
+
+from runtime.store._status import TerminalStatus
+from runtime.store.errors import DeadLetterNotFound, RunNotFound
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -31,7 +34,8 @@ __all__ = [
     "start_attempt",
 ]
 
-AttemptOutcome = Literal["succeeded", "failed", "canceled", "timed_out", "lost"]
+AttemptOutcome = Literal[TerminalStatus, "lost"]
+"""How an attempt ended: like its run, or ``lost`` (its executor went away)."""
 
 _ATTEMPT_COLUMNS = (
     "run_id, attempt, node_id, epoch, started_at, finished_at, outcome, error_class,"
@@ -75,12 +79,8 @@ class DeadLetter:
     replayed_by: str | None
 
 
-def _attempt(row: TupleRow) -> Attempt:
-    return Attempt(row[0], int(row[1]), row[2], int(row[3]), *row[4:])
-
-
-def _dead_letter(row: TupleRow) -> DeadLetter:
-    return DeadLetter(int(row[0]), row[1], row[2], row[3], row[4], int(row[5]), *row[6:])
+_ATTEMPT_ROWS = class_row(Attempt)
+_DL_ROWS = class_row(DeadLetter)
 
 
 def _bounded(message: str | None) -> str | None:
@@ -99,7 +99,8 @@ async def start_attempt(
         lock = await conn.execute("SELECT 1 FROM runs WHERE run_id = %s FOR UPDATE", (run_id,))
         if await lock.fetchone() is None:
             raise RunNotFound(run_id)
-        cur = await conn.execute(
+        cur = conn.cursor(row_factory=_ATTEMPT_ROWS)
+        await cur.execute(
             f"INSERT INTO run_attempts (run_id, attempt, node_id, epoch)"
             f" SELECT %s, coalesce(max(attempt), 0) + 1, %s, %s FROM run_attempts"
             f" WHERE run_id = %s RETURNING {_ATTEMPT_COLUMNS}",
@@ -107,7 +108,7 @@ async def start_attempt(
         )
         row = await cur.fetchone()
     assert row is not None
-    return _attempt(row)
+    return row
 
 
 async def finish_attempt(
@@ -125,7 +126,8 @@ async def finish_attempt(
     Raises:
         RunNotFound: no such attempt.
     """
-    cur = await conn.execute(
+    cur = conn.cursor(row_factory=_ATTEMPT_ROWS)
+    await cur.execute(
         f"UPDATE run_attempts SET finished_at = now(), outcome = %s, error_class = %s,"
         f" error_type = %s, error_message = %s"
         f" WHERE run_id = %s AND attempt = %s AND finished_at IS NULL"
@@ -134,23 +136,25 @@ async def finish_attempt(
     )
     row = await cur.fetchone()
     if row is None:
-        cur = await conn.execute(
+        cur = conn.cursor(row_factory=_ATTEMPT_ROWS)
+        await cur.execute(
             f"SELECT {_ATTEMPT_COLUMNS} FROM run_attempts WHERE run_id = %s AND attempt = %s",
             (run_id, attempt),
         )
         row = await cur.fetchone()
         if row is None:
             raise RunNotFound(run_id)
-    return _attempt(row)
+    return row
 
 
 async def list_attempts(conn: AsyncConnection[TupleRow], run_id: UUID) -> list[Attempt]:
     """The run's attempts, first to last (bounded by the retry policy)."""
-    cur = await conn.execute(
+    cur = conn.cursor(row_factory=_ATTEMPT_ROWS)
+    await cur.execute(
         f"SELECT {_ATTEMPT_COLUMNS} FROM run_attempts WHERE run_id = %s ORDER BY attempt",
         (run_id,),
     )
-    return [_attempt(row) for row in await cur.fetchall()]
+    return await cur.fetchall()
 
 
 async def record_dead_letter(
@@ -170,7 +174,8 @@ async def record_dead_letter(
     Raises:
         RunNotFound: no such run.
     """
-    cur = await conn.execute(
+    cur = conn.cursor(row_factory=_DL_ROWS)
+    await cur.execute(
         f"INSERT INTO dead_letters (run_id, reason, error_class, error_message, attempts)"
         f" SELECT run_id, %s, %s, %s, %s FROM runs WHERE run_id = %s"
         f" ON CONFLICT (run_id) WHERE replayed_at IS NULL DO NOTHING RETURNING {_DL_COLUMNS}",
@@ -178,27 +183,29 @@ async def record_dead_letter(
     )
     row = await cur.fetchone()
     if row is not None:
-        return _dead_letter(row), True
-    cur = await conn.execute(
+        return row, True
+    cur = conn.cursor(row_factory=_DL_ROWS)
+    await cur.execute(
         f"SELECT {_DL_COLUMNS} FROM dead_letters WHERE run_id = %s AND replayed_at IS NULL",
         (run_id,),
     )
     row = await cur.fetchone()
     if row is None:
         raise RunNotFound(run_id)
-    return _dead_letter(row), False
+    return row, False
 
 
 async def list_dead_letters(
     conn: AsyncConnection[TupleRow], *, include_replayed: bool, after_id: int, limit: int
 ) -> list[DeadLetter]:
     """Dead letters with ``dead_letter_id > after_id``, oldest first, at most ``limit``."""
-    cur = await conn.execute(
+    cur = conn.cursor(row_factory=_DL_ROWS)
+    await cur.execute(
         f"SELECT {_DL_COLUMNS} FROM dead_letters WHERE dead_letter_id > %s"
         f" AND (%s OR replayed_at IS NULL) ORDER BY dead_letter_id LIMIT %s",
         (after_id, include_replayed, limit),
     )
-    return [_dead_letter(row) for row in await cur.fetchall()]
+    return await cur.fetchall()
 
 
 async def mark_dead_letter_replayed(
@@ -213,18 +220,20 @@ async def mark_dead_letter_replayed(
     Raises:
         DeadLetterNotFound: no such dead letter.
     """
-    cur = await conn.execute(
+    cur = conn.cursor(row_factory=_DL_ROWS)
+    await cur.execute(
         f"UPDATE dead_letters SET replayed_at = now(), replayed_by = %s"
         f" WHERE dead_letter_id = %s AND replayed_at IS NULL RETURNING {_DL_COLUMNS}",
         (replayed_by, dead_letter_id),
     )
     row = await cur.fetchone()
     if row is not None:
-        return _dead_letter(row), True
-    cur = await conn.execute(
+        return row, True
+    cur = conn.cursor(row_factory=_DL_ROWS)
+    await cur.execute(
         f"SELECT {_DL_COLUMNS} FROM dead_letters WHERE dead_letter_id = %s", (dead_letter_id,)
     )
     row = await cur.fetchone()
     if row is None:
         raise DeadLetterNotFound(dead_letter_id)
-    return _dead_letter(row), False
+    return row, False

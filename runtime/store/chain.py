@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING
 
 import orjson
 
-from runtime.errors import RunNotFound
 from runtime.store import _codec
+from runtime.store.errors import RunNotFound
 
 if TYPE_CHECKING:
     from uuid import UUID
@@ -34,7 +34,7 @@ __all__ = [
     "ChainReport",
     "canonical_bytes",
     "canonical_parts",
-    "chain_hash",
+    "link",
     "verify_chain",
 ]
 
@@ -49,9 +49,8 @@ def canonical_bytes(
 ) -> bytes:
     """The canonical serialisation of one event (see the module docstring).
 
-    The group-commit writer in :mod:`runtime.store.events` builds the same bytes from
-    :func:`canonical_parts` once the seq is known; tests check both agree through
-    :func:`verify_chain`.
+    The same bytes as ``head + b"%d" % seq + tail`` from :func:`canonical_parts`, which is
+    what the writer and :func:`verify_chain` hash (through :func:`link`).
 
     Args:
         payload: the payload's canonical bytes, as produced by :func:`_codec.encode`.
@@ -87,9 +86,14 @@ def canonical_parts(
     return head, b',"type":%s}' % type_json
 
 
-def chain_hash(prev_hash: bytes, canonical: bytes) -> bytes:
-    """``sha256(prev_hash || canonical)``."""
-    return hashlib.sha256(prev_hash + canonical).digest()
+def link(prev_hash: bytes, head: bytes, seq: int, tail: bytes) -> bytes:
+    """The hash of event ``seq`` that follows ``prev_hash``: ``sha256(prev_hash ||
+    canonical bytes)``, the canonical bytes given as :func:`canonical_parts` of it.
+
+    The one place a hash is chained: the group-commit writer, ``request_cancel`` and
+    :func:`verify_chain` all call it.
+    """
+    return hashlib.sha256(b"%s%s%d%s" % (prev_hash, head, seq, tail)).digest()
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,16 +161,14 @@ async def verify_chain(conn: AsyncConnection[TupleRow], run_id: UUID) -> ChainRe
                 elif bytes(prev_o) != prev:
                     problem = "prev_hash does not match the previous event's hash"
                 else:
-                    payload = _codec.canonical(_codec.decode(str(payload_o)))
-                    canonical = canonical_bytes(
+                    head_bytes, tail = canonical_parts(
                         run_id=run_id,
-                        seq=seq,
-                        type_=str(type_o),
+                        type_json=orjson.dumps(str(type_o)),
                         epoch=int(epoch_o),
                         schema_version=int(version_o),
-                        payload=payload,
+                        payload=_codec.canonical(_codec.decode(str(payload_o))),
                     )
-                    if chain_hash(prev, canonical) != bytes(hash_o):
+                    if link(prev, head_bytes, seq, tail) != bytes(hash_o):
                         problem = "hash does not match the event's content"
                 if problem is not None:
                     return ChainReport(run_id, count, last_seq, seq, problem)

@@ -11,8 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
-from runtime.errors import RunNotFound, RunTerminal
-from runtime.store.runs import TERMINAL_STATUSES
+from psycopg.rows import class_row
+
+from runtime.store._status import TERMINAL_STATUSES
+from runtime.store.errors import RunNotFound, RunTerminal
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -60,17 +62,6 @@ class FrameAppend:
     created: bool
 
 
-def _frame(row: TupleRow) -> Frame:
-    return Frame(
-        run_id=row[0],
-        frame_seq=int(row[1]),
-        frame_id=row[2],
-        kind=row[3],
-        payload=row[4],
-        created_at=row[5],
-    )
-
-
 async def append_frame(
     conn: AsyncConnection[TupleRow],
     run_id: UUID,
@@ -89,7 +80,8 @@ async def append_frame(
         lock = await conn.execute(
             "SELECT status, last_frame_seq FROM runs WHERE run_id = %s FOR UPDATE", (run_id,)
         )
-        existing = await conn.execute(
+        existing = conn.cursor(row_factory=class_row(Frame))
+        await existing.execute(
             f"SELECT {_COLUMNS} FROM run_frames WHERE run_id = %s AND frame_id = %s",
             (run_id, frame_id),
         )
@@ -100,11 +92,12 @@ async def append_frame(
         # frame committed by the appender we waited for.
         found = await existing.fetchone()
         if found is not None:
-            return FrameAppend(_frame(found), False)
+            return FrameAppend(found, False)
         status, last = str(head[0]), int(head[1])
         if status in TERMINAL_STATUSES:
             raise RunTerminal(run_id, status)
-        inserted = await conn.execute(
+        inserted = conn.cursor(row_factory=class_row(Frame))
+        await inserted.execute(
             f"INSERT INTO run_frames (run_id, frame_seq, frame_id, kind, payload)"
             f" VALUES (%s, %s, %s, %s, %s::jsonb) RETURNING {_COLUMNS}",
             (run_id, last + 1, frame_id, kind, payload.decode()),
@@ -114,9 +107,9 @@ async def append_frame(
             (last + 1, run_id),
         )
         await conn.execute("SELECT pg_notify(%s, %s)", (FRAMES_CHANNEL, f"{run_id}:{last + 1}"))
-        row = await inserted.fetchone()
-        assert row is not None
-    return FrameAppend(_frame(row), True)
+        frame = await inserted.fetchone()
+        assert frame is not None
+    return FrameAppend(frame, True)
 
 
 async def read_frames(
@@ -127,14 +120,15 @@ async def read_frames(
     Raises:
         RunNotFound: no such run (checked only when the page is empty).
     """
-    cur = await conn.execute(
+    cur = conn.cursor(row_factory=class_row(Frame))
+    await cur.execute(
         f"SELECT {_COLUMNS} FROM run_frames WHERE run_id = %s AND frame_seq > %s"
         " ORDER BY frame_seq LIMIT %s",
         (run_id, after, limit),
     )
-    rows = await cur.fetchall()
-    if not rows:
+    frames = await cur.fetchall()
+    if not frames:
         exists = await conn.execute("SELECT 1 FROM runs WHERE run_id = %s", (run_id,))
         if await exists.fetchone() is None:
             raise RunNotFound(run_id)
-    return [_frame(row) for row in rows]
+    return frames

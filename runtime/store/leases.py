@@ -1,7 +1,9 @@
 """Run leases on the database clock, with fencing epochs (DESIGN §6).
 
 * **acquire** succeeds when the run has no lease row or its lease expired by the
-  database's ``now()``; it increments the epoch. It first locks the run row, so it waits
+  database's ``now()``; it grants the next epoch after the run's high-water mark
+  (``runs.max_epoch``, which never decreases, even when a lease row is deleted; migration
+  ``0003_epoch_high_water_mark.sql``). It first locks the run row, so it waits
   for any append in flight, and in the same statement it copies the new epoch into
   ``runs.lease_epoch``, the column appends are fenced on: every later append by the
   previous owner, including one already waiting for the row, sees the new epoch and fails
@@ -17,9 +19,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from runtime import _db
-from runtime.errors import LeaseHeld, RunNotFound, RunTerminal, TransactionConflict
-from runtime.store.runs import TERMINAL_STATUSES
+from psycopg.rows import class_row
+
+from runtime.store import _db
+from runtime.store._status import TERMINAL_SQL, TERMINAL_STATUSES
+from runtime.store.errors import LeaseHeld, RunNotFound, RunTerminal
 
 if TYPE_CHECKING:
     import random
@@ -31,27 +35,22 @@ if TYPE_CHECKING:
 
 __all__ = ["Lease", "LeaseRenewal", "acquire_lease", "get_lease", "release_lease", "renew_lease"]
 
-ACQUIRE_ATTEMPTS = 3
-"""Tries of one acquire that a deadlock or serialization failure rolled back.
-
-Acquire locks the run row, then the lease row; the group-commit writer's multi-run
-statements lock run rows in their plan's order, so under frequent takeovers an acquire
-can be picked as a deadlock victim. Its statement is one autocommit transaction that was
-rolled back whole, so trying again is safe.
-"""
-
 _COLUMNS = "run_id, owner_node, epoch, acquired_at, renewed_at, expires_at, progress_seq"
 
+# The lease columns come after the run's status, in Lease's field order.
 _ACQUIRE = f"""
 WITH run AS (
-    SELECT run_id, status FROM runs WHERE run_id = %(run_id)s FOR UPDATE
+    SELECT run_id, status, max_epoch FROM runs WHERE run_id = %(run_id)s FOR UPDATE
 ), lease AS (
+    -- The next epoch comes from the run's high-water mark, which a deleted lease row
+    -- does not take along (migration 0003): an epoch is never granted twice.
     INSERT INTO run_leases AS l
         (run_id, owner_node, epoch, acquired_at, renewed_at, expires_at)
-    SELECT run_id, %(owner)s, 1, now(), now(), now() + make_interval(secs => %(ttl)s)
-    FROM run WHERE status NOT IN ('succeeded', 'failed', 'canceled', 'timed_out')
+    SELECT run_id, %(owner)s, max_epoch + 1, now(), now(),
+           now() + make_interval(secs => %(ttl)s)
+    FROM run WHERE status NOT IN ({TERMINAL_SQL})
     ON CONFLICT (run_id) DO UPDATE
-        SET owner_node = excluded.owner_node, epoch = l.epoch + 1,
+        SET owner_node = excluded.owner_node, epoch = excluded.epoch,
             acquired_at = now(), renewed_at = now(), expires_at = excluded.expires_at
         WHERE l.expires_at <= now()
     RETURNING {_COLUMNS}
@@ -59,7 +58,7 @@ WITH run AS (
     -- The run row carries the epoch appends are fenced on; this row is locked above, so
     -- the new epoch is visible to every append that waited for it (migration 0002).
     UPDATE runs AS r
-    SET lease_epoch = lease.epoch, updated_at = now(),
+    SET lease_epoch = lease.epoch, max_epoch = lease.epoch, updated_at = now(),
         status = CASE WHEN r.status = 'pending' THEN 'running' ELSE r.status END
     FROM lease WHERE r.run_id = lease.run_id
 )
@@ -117,23 +116,11 @@ class LeaseRenewal:
     cancel_requested: bool
 
 
-def _lease(row: TupleRow) -> Lease:
-    return Lease(
-        run_id=row[0],
-        owner_node=row[1],
-        epoch=int(row[2]),
-        acquired_at=row[3],
-        renewed_at=row[4],
-        expires_at=row[5],
-        progress_seq=int(row[6]),
-    )
-
-
 async def get_lease(conn: AsyncConnection[TupleRow], run_id: UUID) -> Lease | None:
     """The run's lease row, expired or not, or ``None`` if it was never leased."""
-    cur = await conn.execute(f"SELECT {_COLUMNS} FROM run_leases WHERE run_id = %s", (run_id,))
-    row = await cur.fetchone()
-    return None if row is None else _lease(row)
+    cur = conn.cursor(row_factory=class_row(Lease))
+    await cur.execute(f"SELECT {_COLUMNS} FROM run_leases WHERE run_id = %s", (run_id,))
+    return await cur.fetchone()
 
 
 async def acquire_lease(
@@ -144,34 +131,34 @@ async def acquire_lease(
     ttl: float,
     rng: random.Random,
 ) -> Lease:
-    """Take the run's lease for ``ttl`` seconds, with the next epoch; a deadlocked try is
-    retried after a pause drawn from ``rng``.
+    """Take the run's lease for ``ttl`` seconds, with the next epoch.
+
+    Acquire locks the run row, then the lease row; the group-commit writer's multi-run
+    statements lock run rows in their plan's order, so under frequent takeovers an acquire
+    can be picked as a deadlock victim. Its statement is one autocommit transaction that
+    was rolled back whole, so it is retried (:func:`runtime.store._db.retry_rolled_back`,
+    pauses drawn from ``rng``).
 
     Raises:
         RunNotFound: no such run.
         RunTerminal: the run has ended.
         LeaseHeld: another (or this) owner's lease has not expired yet.
-        TransactionConflict: rolled back by deadlocks :data:`ACQUIRE_ATTEMPTS` times in a
-            row; nothing changed.
+        TransactionConflict: rolled back by deadlocks every time it was tried; nothing
+            changed.
     """
     params = {"run_id": run_id, "owner": owner_node, "ttl": ttl}
-    attempt = 1
-    while True:
-        try:
-            cur = await conn.execute(_ACQUIRE, params)
-            break
-        except _db.RETRYABLE as exc:
-            if attempt >= ACQUIRE_ATTEMPTS:
-                raise TransactionConflict((run_id,), exc.sqlstate, attempt) from exc
-            attempt += 1
-            await _db.pause_before_retry(rng)
-    row = await cur.fetchone()
+
+    async def attempt() -> TupleRow | None:
+        cur = await conn.execute(_ACQUIRE, params)
+        return await cur.fetchone()
+
+    row = await _db.retry_rolled_back(attempt, rng=rng, run_ids=lambda: (run_id,))
     assert row is not None
     status = row[0]
     if status is None:
         raise RunNotFound(run_id)
     if row[1] is not None:
-        return _lease(row[1:])
+        return Lease(*row[1:])
     if status in TERMINAL_STATUSES:
         raise RunTerminal(run_id, str(status))
     current = await get_lease(conn, run_id)

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Final, Literal, cast, get_args
+from typing import TYPE_CHECKING, Final
 
-from runtime.errors import RunConflict, RunNotFound
+import orjson
+from psycopg.rows import class_row
+
 from runtime.store._codec import canonical
-from runtime.store.chain import canonical_bytes, chain_hash
+from runtime.store._status import TERMINAL_STATUSES, RunStatus
+from runtime.store.chain import canonical_parts, link
+from runtime.store.errors import RunConflict, RunNotFound
 from runtime.store.events import EVENTS_CHANNEL, SCHEMA_VERSION
 
 if TYPE_CHECKING:
@@ -31,8 +35,6 @@ __all__ = [
     "request_cancel",
 ]
 
-RunStatus = Literal["pending", "running", "succeeded", "failed", "canceled", "timed_out"]
-TERMINAL_STATUSES: Final = frozenset({"succeeded", "failed", "canceled", "timed_out"})
 CANCEL_REQUESTED_EVENT: Final = "run.cancel_requested"
 """Event appended by :func:`request_cancel`, written with epoch 0 (not by an executor)."""
 
@@ -40,6 +42,7 @@ _COLUMNS = (
     "run_id, owner, session_id, run_type, status, input, idempotency_key, last_seq,"
     " cancel_requested_at, created_at, updated_at, finished_at"
 )
+_BY_ID = f"SELECT {_COLUMNS} FROM runs WHERE run_id = %s"
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,23 +97,12 @@ class CancelRequest:
     seq: int | None
 
 
-def _run(row: TupleRow) -> Run:
-    status = str(row[4])
-    assert status in get_args(RunStatus), status
-    return Run(
-        run_id=row[0],
-        owner=row[1],
-        session_id=row[2],
-        run_type=row[3],
-        status=cast("RunStatus", status),
-        input=row[5],
-        idempotency_key=row[6],
-        last_seq=int(row[7]),
-        cancel_requested_at=row[8],
-        created_at=row[9],
-        updated_at=row[10],
-        finished_at=row[11],
-    )
+async def _one_run(
+    conn: AsyncConnection[TupleRow], query: str, params: tuple[object, ...]
+) -> Run | None:
+    cur = conn.cursor(row_factory=class_row(Run))
+    await cur.execute(query, params)
+    return await cur.fetchone()
 
 
 _CREATE_ATTEMPTS: Final = 3
@@ -142,30 +134,27 @@ async def create_run(
     """
     new_id = run_id or uuid.uuid4()
     for _ in range(_CREATE_ATTEMPTS):
-        cur = await conn.execute(
+        inserted = await _one_run(
+            conn,
             f"INSERT INTO runs (run_id, owner, session_id, run_type, input, idempotency_key)"
             f" VALUES (%s, %s, %s, %s, %s::jsonb, %s)"
             f" ON CONFLICT DO NOTHING RETURNING {_COLUMNS}",
             (new_id, owner, session_id, run_type, input_.decode(), idempotency_key),
         )
-        row = await cur.fetchone()
-        if row is not None:
-            return _run(row), True
+        if inserted is not None:
+            return inserted, True
         # The conflicting insert has committed (the unique check waited for it), so a new
         # statement's snapshot sees it. The conflict is on (owner, idempotency_key) or, when
         # the caller chose the run_id, on the run_id itself.
         existing: Run | None = None
         if idempotency_key is not None:
-            cur = await conn.execute(
+            existing = await _one_run(
+                conn,
                 f"SELECT {_COLUMNS} FROM runs WHERE owner = %s AND idempotency_key = %s",
                 (owner, idempotency_key),
             )
-            row = await cur.fetchone()
-            existing = None if row is None else _run(row)
         if existing is None and run_id is not None:
-            cur = await conn.execute(f"SELECT {_COLUMNS} FROM runs WHERE run_id = %s", (run_id,))
-            row = await cur.fetchone()
-            existing = None if row is None else _run(row)
+            existing = await _one_run(conn, _BY_ID, (run_id,))
             if existing is not None and (
                 existing.owner != owner or existing.idempotency_key != idempotency_key
             ):
@@ -214,11 +203,10 @@ async def get_run(conn: AsyncConnection[TupleRow], run_id: uuid.UUID) -> Run:
     Raises:
         RunNotFound: no such run.
     """
-    cur = await conn.execute(f"SELECT {_COLUMNS} FROM runs WHERE run_id = %s", (run_id,))
-    row = await cur.fetchone()
-    if row is None:
+    run = await _one_run(conn, _BY_ID, (run_id,))
+    if run is None:
         raise RunNotFound(run_id)
-    return _run(row)
+    return run
 
 
 async def list_runs(
@@ -235,7 +223,8 @@ async def list_runs(
 
     Page by passing the last run's ``created_at`` as ``before``.
     """
-    cur = await conn.execute(
+    cur = conn.cursor(row_factory=class_row(Run))
+    await cur.execute(
         f"SELECT {_COLUMNS} FROM runs"
         " WHERE (%(status)s::text IS NULL OR status = %(status)s)"
         " AND (%(run_type)s::text IS NULL OR run_type = %(run_type)s)"
@@ -252,7 +241,7 @@ async def list_runs(
             "limit": limit,
         },
     )
-    return [_run(row) for row in await cur.fetchall()]
+    return await cur.fetchall()
 
 
 async def request_cancel(
@@ -282,17 +271,14 @@ async def request_cancel(
         if status in TERMINAL_STATUSES or already:
             return CancelRequest(await get_run(conn, run_id), False, None)
         seq = last_seq + 1
-        digest = chain_hash(
-            bytes(last_hash),
-            canonical_bytes(
-                run_id=run_id,
-                seq=seq,
-                type_=CANCEL_REQUESTED_EVENT,
-                epoch=0,
-                schema_version=SCHEMA_VERSION,
-                payload=reason,
-            ),
+        head, tail = canonical_parts(
+            run_id=run_id,
+            type_json=orjson.dumps(CANCEL_REQUESTED_EVENT),
+            epoch=0,
+            schema_version=SCHEMA_VERSION,
+            payload=reason,
         )
+        digest = link(bytes(last_hash), head, seq, tail)
         await conn.execute(
             "INSERT INTO run_events (run_id, seq, type, payload, epoch, schema_version,"
             " prev_hash, hash) VALUES (%s, %s, %s, %s::jsonb, 0, %s, %s, %s)",

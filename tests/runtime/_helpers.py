@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import psycopg
 
-from runtime.migrator import discover_migrations
+from runtime.store.migrator import discover_migrations
 
 if TYPE_CHECKING:
     from uuid import UUID

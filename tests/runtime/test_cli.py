@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import pytest
 from psycopg.conninfo import make_conninfo
 
-from runtime.config import dsn_host
+from runtime.store import dsn_host
 from tests.runtime._helpers import (
     applied_report,
     cli_env,
@@ -119,3 +119,22 @@ def test_verify_of_an_unknown_run_and_a_malformed_id(dsn: str) -> None:
     malformed = run_cli("verify", "not-a-uuid", env=cli_env(WARDEN_DSN=dsn))
     assert malformed.returncode == 2
     assert "invalid UUID value" in malformed.stderr
+
+
+@pytest.mark.parametrize(
+    ("dsn", "problem"),
+    [
+        ("postgresql://warden:s3cret@pw@127.0.0.1/w", "holds an unencoded '@' or '/'"),
+        ("postgresql://warden:s3cret-pw@127.0.0.1:99999/w", "the port '99999' is not a number"),
+        ("host=127.0.0.1 port=abc password=s3cret-pw", "the port is not a number"),
+        ("host=127.0.0.1 password=s3cret-pw junk", "cannot be parsed"),
+    ],
+)
+def test_an_unparsable_dsn_or_a_bad_port_is_a_one_line_usage_error(dsn: str, problem: str) -> None:
+    result = run_cli("migrate", env=cli_env(WARDEN_DSN=dsn))
+    assert result.returncode == 2
+    assert result.stdout == ""
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith("warden: error: invalid configuration: WARDEN_DSN: invalid dsn: ")
+    assert problem in line
+    assert "s3cret" not in result.stderr

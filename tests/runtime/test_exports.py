@@ -17,12 +17,14 @@ import pytest
 from tests.test_exports import public_names
 
 MODULES = [
-    "runtime.errors",
     "runtime.config",
-    "runtime.migrator",
-    "runtime.listener",
-    "runtime.embedded_pg",
     "runtime.cli",
+    "runtime.store.config",
+    "runtime.store.dsn",
+    "runtime.store.embedded",
+    "runtime.store.errors",
+    "runtime.store.listener",
+    "runtime.store.migrator",
 ]
 
 
@@ -71,3 +73,16 @@ def test_runtime_store_does_not_leak_internals() -> None:
 
     assert "Store" in runtime.store.__all__
     assert not [name for name in runtime.store.__all__ if name.startswith("_")]
+
+
+def test_runtime_store_classes_report_the_public_path() -> None:
+    """Tracebacks read ``runtime.store.StaleEpoch``, not a private module's path."""
+    import runtime.store
+
+    misplaced = [
+        f"{name}: {value.__module__}"
+        for name in runtime.store.__all__
+        if isinstance(value := getattr(runtime.store, name), type)
+        and value.__module__ != "runtime.store"
+    ]
+    assert misplaced == []

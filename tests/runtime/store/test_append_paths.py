@@ -24,20 +24,21 @@ from runtime.store import (
     RunTerminal,
     StaleEpoch,
     Store,
-    StoreOverloaded,
+    StoreTimeout,
     TransactionConflict,
-    events,
+    _db,
 )
-from runtime.store.events import WRITER_APPLICATION_NAME
+from runtime.store._writer import WRITER_APPLICATION_NAME
 from runtime.store.leases import acquire_lease
 from tests.runtime._helpers import expire_lease, leased_run, query, wait_blocked_by
+from tests.runtime._proxy import FaultProxy
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Coroutine
 
     from psycopg.rows import TupleRow
 
-    from runtime.config import NodeConfig
+    from runtime.store import StoreConfig
 
 pytestmark = pytest.mark.anyio
 
@@ -78,7 +79,7 @@ async def test_a_head_moved_by_request_cancel_is_picked_up(store: Store, dsn: st
 
 
 async def test_a_head_moved_by_another_store_is_settled_again_under_lock(
-    store: Store, dsn: str, config: NodeConfig
+    store: Store, dsn: str, config: StoreConfig
 ) -> None:
     # The other store's request_cancel moves the head behind this store's cache: the
     # optimistic statement moves nothing, and the append is settled under the row lock.
@@ -205,7 +206,7 @@ async def test_one_batch_mixing_good_stale_terminal_and_unknown_runs(
         assert (await store.verify_chain(run.run_id)).ok
 
 
-async def test_the_head_cache_is_bounded_and_refills(dsn: str, config: NodeConfig) -> None:
+async def test_the_head_cache_is_bounded_and_refills(dsn: str, config: StoreConfig) -> None:
     small = config.model_copy(update={"append_head_cache_size": 2})
     async with Store(dsn, small) as store:
         runs = [await leased_run(store) for _ in range(5)]
@@ -239,22 +240,73 @@ async def test_a_cancelled_caller_s_append_still_lands_once(store: Store, dsn: s
     assert [type_ for _, type_, _ in await _log(dsn, run.run_id)] == ["cancelled", "next"]
 
 
-async def test_a_transaction_over_the_append_timeout_fails_and_the_writer_recovers(
-    dsn: str, config: NodeConfig
+async def test_an_append_over_the_append_timeout_fails_and_the_writer_recovers(
+    dsn: str, config: StoreConfig
 ) -> None:
-    quick = config.model_copy(update={"append_timeout": 0.2})
-    async with Store(dsn, quick) as store:
+    # A partition under the writer's statement: the append fails at its deadline
+    # (outcome unknown), without waiting for psycopg's own cancellation, and the writer
+    # goes on with a fresh connection once the network is back.
+    quick = config.model_copy(update={"append_timeout": 1.0, "append_lock_timeout": 0.5})
+    async with FaultProxy(dsn) as proxy, Store(proxy.dsn, quick) as store:
         run, lease = await leased_run(store)
         assert await store.append_event(run.run_id, lease.epoch, "a") == 1
-        async with _row_lock(dsn, run.run_id) as holder:
-            with anyio.fail_after(30), pytest.raises(StoreOverloaded):
-                await store.append_event(run.run_id, lease.epoch, "timed out")
-            await holder.rollback()
-        assert await store.append_event(run.run_id, lease.epoch, "b") == 2
+        proxy.black_hole()
+        with anyio.fail_after(quick.append_timeout + 2), pytest.raises(StoreTimeout) as caught:
+            await store.append_event(run.run_id, lease.epoch, "lost in the partition")
+        assert caught.value.operation == "append"
+        assert caught.value.host == "127.0.0.1"
+        await proxy.cut()
+        proxy.heal()
+        with anyio.fail_after(30):
+            assert await store.append_event(run.run_id, lease.epoch, "b") == 2
         stats = store.statistics().writer
         assert stats.failed_batches == 1
         assert stats.connects == 2  # the timed-out connection was replaced
         assert [type_ for _, type_, _ in await _log(dsn, run.run_id)] == ["a", "b"]
+
+
+async def test_a_run_locked_by_another_session_fails_alone(dsn: str, config: StoreConfig) -> None:
+    # One run's row stays locked past the lock timeout: its append fails on its own
+    # (TransactionConflict, 55P03), while the unrelated runs of the same batch commit.
+    quick = config.model_copy(update={"append_timeout": 5.0, "append_lock_timeout": 1.0})
+    async with Store(dsn, quick) as store:
+        gate_run, gate_lease = await leased_run(store)
+        blocked, blocked_lease = await leased_run(store)
+        others = [await leased_run(store) for _ in range(3)]
+        for run, lease in ((blocked, blocked_lease), *others):
+            assert await store.append_event(run.run_id, lease.epoch, "warm") == 1
+        outcomes: dict[uuid.UUID, object] = {}
+
+        async def append(run_id: uuid.UUID, epoch: int) -> None:
+            try:
+                outcomes[run_id] = await store.append_event(run_id, epoch, "contended")
+            except TransactionConflict as exc:
+                outcomes[run_id] = exc
+
+        async with (
+            _row_lock(dsn, gate_run.run_id) as gate,
+            _row_lock(dsn, blocked.run_id) as holder,
+        ):
+            with anyio.fail_after(20):
+                async with anyio.create_task_group() as tg:
+                    # The gate keeps the writer busy until all four are queued: one batch.
+                    tg.start_soon(append, gate_run.run_id, gate_lease.epoch)
+                    await wait_blocked_by(dsn, gate.info.backend_pid)
+                    tg.start_soon(append, blocked.run_id, blocked_lease.epoch)
+                    for run, lease in others:
+                        tg.start_soon(append, run.run_id, lease.epoch)
+                    await anyio.wait_all_tasks_blocked()
+                    await gate.rollback()
+            await holder.rollback()
+        error = outcomes[blocked.run_id]
+        assert isinstance(error, TransactionConflict), outcomes
+        assert (error.run_ids, error.sqlstate) == ((blocked.run_id,), "55P03")
+        assert "stayed locked by another session" in str(error)
+        assert [outcomes[run.run_id] for run, _ in others] == [2, 2, 2]
+        assert store.statistics().writer.locked_runs == 1
+        assert [seq for seq, _, _ in await _log(dsn, blocked.run_id)] == [1]
+        # The lock is gone: the run takes appends again.
+        assert await store.append_event(blocked.run_id, blocked_lease.epoch, "after") == 2
 
 
 async def test_the_writer_reconnects_after_losing_its_connection(store: Store, dsn: str) -> None:
@@ -357,7 +409,7 @@ async def test_a_batch_chosen_as_deadlock_victim_is_retried(store: Store, dsn: s
         # Usually one. The writer's retry (after a short random pause) can still lock X
         # again before the woken holder does, which closes the same cycle once more:
         # then the writer is the victim again and retries again, within its budget.
-        assert 1 <= retries < events._TX_ATTEMPTS
+        assert 1 <= retries < _db.TX_ATTEMPTS
     for run_id in (runs.low, runs.high):
         assert [seq for seq, _, _ in await _log(dsn, run_id)] == [1, 2]
         assert (await store.verify_chain(run_id)).ok
@@ -369,7 +421,7 @@ async def test_a_batch_out_of_deadlock_retries_fails_with_its_run_ids(
     # The deadlock of the test above, with a retry budget of one try: the callers get a
     # TransactionConflict naming their runs (never psycopg's DeadlockDetected), nothing
     # is written, and the writer carries on.
-    monkeypatch.setattr(events, "_TX_ATTEMPTS", 1)
+    monkeypatch.setattr(_db, "TX_ATTEMPTS", 1)
     runs = await _two_warm_runs(store)
     outcomes: dict[uuid.UUID, object] = {}
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import math
 import uuid
 
@@ -10,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from runtime.store import JSON, NewEvent, PayloadNotSerializable, RunNotFound, Store
-from runtime.store.chain import GENESIS_HASH, canonical_bytes, chain_hash
+from runtime.store.chain import GENESIS_HASH, canonical_bytes
 from tests.runtime._helpers import leased_run, query
 
 pytestmark = pytest.mark.anyio
@@ -31,17 +32,16 @@ async def test_an_intact_chain_verifies(store: Store) -> None:
     assert (report.events, report.last_seq, report.first_bad_seq) == (5, 5, None)
     events = await store.read_events(run_id)
     assert events[0].prev_hash == GENESIS_HASH
-    assert events[0].hash == chain_hash(
-        GENESIS_HASH,
-        canonical_bytes(
-            run_id=run_id,
-            seq=1,
-            type_="step",
-            epoch=events[0].epoch,
-            schema_version=1,
-            payload=b'{"i":0,"text":"\xc3\xa9\xe2\x9c\x93"}',
-        ),
+    # The documented definition: sha256(prev_hash || canonical bytes of the event).
+    canonical = canonical_bytes(
+        run_id=run_id,
+        seq=1,
+        type_="step",
+        epoch=events[0].epoch,
+        schema_version=1,
+        payload=b'{"i":0,"text":"\xc3\xa9\xe2\x9c\x93"}',
     )
+    assert events[0].hash == hashlib.sha256(GENESIS_HASH + canonical).digest()
 
 
 @pytest.mark.parametrize(

@@ -12,19 +12,19 @@ from typing import TYPE_CHECKING
 import pytest
 from psycopg.conninfo import make_conninfo
 
-from runtime.config import dsn_host
-from runtime.migrator import apply_migrations
 from runtime.store import (
     DatabaseError,
     MemoryScope,
     SchemaNotMigrated,
     Store,
     StoreError,
+    dsn_host,
 )
+from runtime.store.migrator import apply_migrations
 from tests.runtime._helpers import leased_run
 
 if TYPE_CHECKING:
-    from runtime.config import NodeConfig
+    from runtime.store import StoreConfig
 
 pytestmark = pytest.mark.anyio
 
@@ -33,7 +33,7 @@ def _read_only(dsn: str) -> str:
     return make_conninfo(dsn, options="-c default_transaction_read_only=on")
 
 
-async def test_an_unmigrated_database_says_to_migrate(empty_dsn: str, config: NodeConfig) -> None:
+async def test_an_unmigrated_database_says_to_migrate(empty_dsn: str, config: StoreConfig) -> None:
     async with Store(empty_dsn, config) as store:
         with pytest.raises(SchemaNotMigrated) as caught:
             await store.get_run(uuid.uuid4())
@@ -49,7 +49,9 @@ async def test_an_unmigrated_database_says_to_migrate(empty_dsn: str, config: No
     assert isinstance(error.__cause__, Exception)
 
 
-async def test_a_read_only_database_refuses_with_its_sqlstate(dsn: str, config: NodeConfig) -> None:
+async def test_a_read_only_database_refuses_with_its_sqlstate(
+    dsn: str, config: StoreConfig
+) -> None:
     async with Store(dsn, config) as store:
         run, lease = await leased_run(store)
     async with Store(_read_only(dsn), config) as store:
@@ -75,11 +77,13 @@ async def test_migrating_a_read_only_database_is_a_store_error(empty_dsn: str) -
 
 @pytest.mark.parametrize("kind", ["bogus", "", "Session", "runs"])
 def test_a_memory_scope_of_an_unknown_kind_is_refused_at_construction(kind: str) -> None:
-    with pytest.raises(ValueError, match="memory scope kind must be one of 'run', 'session'"):
+    with pytest.raises(
+        ValueError, match="invalid memory scope kind: must be one of 'run', 'session'"
+    ):
         MemoryScope(kind, "x")  # type: ignore[arg-type]
 
 
 def test_a_memory_scope_needs_an_id() -> None:
-    with pytest.raises(ValueError, match="memory scope id must not be empty"):
+    with pytest.raises(ValueError, match="invalid memory scope id: must not be empty"):
         MemoryScope("run", "")
     assert not issubclass(ValueError, StoreError)  # a caller's bug, not a store failure

@@ -27,7 +27,7 @@ from runtime.store import (
 from tests.runtime._helpers import expire_lease, leased_run, query
 
 if TYPE_CHECKING:
-    from runtime.config import NodeConfig
+    from runtime.store import StoreConfig
 
 pytestmark = pytest.mark.anyio
 
@@ -55,7 +55,7 @@ async def test_twenty_concurrent_appenders_get_seqs_one_to_n(store: Store, dsn: 
 
 
 async def test_twenty_appenders_through_separate_stores_stay_gap_free(
-    store: Store, dsn: str, config: NodeConfig
+    store: Store, dsn: str, config: StoreConfig
 ) -> None:
     # Different stores means different connections and transactions racing on one row.
     run, lease = await leased_run(store)
@@ -68,7 +68,7 @@ async def test_twenty_appenders_through_separate_stores_stay_gap_free(
 
 
 async def test_stale_writer_racing_a_takeover_never_lands_a_row(
-    store: Store, dsn: str, config: NodeConfig
+    store: Store, dsn: str, config: StoreConfig
 ) -> None:
     # Two stores, two writers with their own head caches. The new owner appends only after
     # the old owner has tried once after the takeover: until then the takeover moved only
@@ -132,7 +132,7 @@ async def test_stale_writer_racing_a_takeover_never_lands_a_row(
 
 @pytest.mark.parametrize("events_per_append", [1, 3])  # the scalar and the batch statement
 async def test_a_stale_writer_whose_cached_head_still_matches_is_fenced_by_the_database(
-    store: Store, dsn: str, config: NodeConfig, events_per_append: int
+    store: Store, dsn: str, config: StoreConfig, events_per_append: int
 ) -> None:
     run, old = await leased_run(store, node="node-old")
     assert await store.append_event(run.run_id, old.epoch, "warm") == 1  # head cached
@@ -303,7 +303,7 @@ class _Mode(enum.StrEnum):
     ],
 )
 async def test_bad_payloads_raise_and_write_nothing(
-    dsn: str, config: NodeConfig, payload: object, error: type[Exception]
+    dsn: str, config: StoreConfig, payload: object, error: type[Exception]
 ) -> None:
     small = config.model_copy(update={"payload_limit": 4096})
     async with Store(dsn, small) as store:
@@ -350,7 +350,7 @@ async def test_json_subclasses_and_tuples_are_stored_as_plain_json(store: Store)
     assert (await store.verify_chain(run.run_id)).ok
 
 
-async def test_a_payload_just_at_the_limit_is_accepted(dsn: str, config: NodeConfig) -> None:
+async def test_a_payload_just_at_the_limit_is_accepted(dsn: str, config: StoreConfig) -> None:
     small = config.model_copy(update={"payload_limit": 4096})
     async with Store(dsn, small) as store:
         run, lease = await leased_run(store)
@@ -362,7 +362,7 @@ async def test_a_payload_just_at_the_limit_is_accepted(dsn: str, config: NodeCon
 
 
 async def test_an_oversized_payload_is_refused_on_its_size_before_any_deeper_check(
-    dsn: str, config: NodeConfig
+    dsn: str, config: StoreConfig
 ) -> None:
     # Refusing a huge payload must cost one serialisation, not a parse-back and a walk on
     # the event loop: the size is checked first, so even a value with other faults (a
@@ -445,7 +445,7 @@ async def test_appends_racing_a_terminal_append_are_refused_after_it(
     assert rows == [(1,)]
 
 
-async def test_a_closed_store_refuses_appends(dsn: str, config: NodeConfig) -> None:
+async def test_a_closed_store_refuses_appends(dsn: str, config: StoreConfig) -> None:
     store = Store(dsn, config)
     with pytest.raises(StoreClosed):
         await store.append_event(uuid.uuid4(), 1, "x")

@@ -2,9 +2,11 @@
 
 Three stores (so three writers, each with its own head cache, in both NOTIFY placements)
 append batches to six runs from sixteen emitters, each using the epoch it last heard of,
-while a taker keeps expiring leases (by the database's clock) and acquiring them again
-through a random store. Nothing is timed: the interleaving comes from the round trips,
-and the choices from a seeded RNG (the seed is the test's parameter).
+while a taker keeps expiring leases (by the database's clock), or deleting lease rows
+outright as an operator or a cleanup job might, and acquiring them again through a
+random store. Every epoch granted must be new for its run. Nothing is timed: the
+interleaving comes from the round trips, and the choices from a seeded RNG (the seed is
+the test's parameter).
 
 Afterwards the log must hold exactly what was acknowledged — every acknowledged append
 at its returned seqs and epoch, nothing that was refused — with gap-free seqs, epochs
@@ -21,14 +23,13 @@ from typing import TYPE_CHECKING
 import anyio
 import pytest
 
-from runtime.errors import StaleEpoch, TransactionConflict
-from runtime.store import NewEvent, Store
+from runtime.store import NewEvent, StaleEpoch, Store, TransactionConflict
 from tests.runtime._helpers import expire_lease, query
 
 if TYPE_CHECKING:
     import uuid
 
-    from runtime.config import NodeConfig
+    from runtime.store import StoreConfig
 
 pytestmark = pytest.mark.anyio
 
@@ -43,6 +44,8 @@ class _Ledger:
     """What the callers were told, to compare with what the log holds."""
 
     epochs: dict[uuid.UUID, int] = field(default_factory=dict)
+    #: per run, every epoch acquire granted, in order: each must be new.
+    granted: dict[uuid.UUID, list[int]] = field(default_factory=dict)
     acked: dict[str, tuple[uuid.UUID, int, list[int]]] = field(default_factory=dict)
     refused: set[str] = field(default_factory=set)
     #: per run, (epoch, last_seq read right after that takeover returned): every event
@@ -52,7 +55,7 @@ class _Ledger:
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
 async def test_no_stale_write_lands_while_leases_change_hands(
-    dsn: str, config: NodeConfig, seed: int
+    dsn: str, config: StoreConfig, seed: int
 ) -> None:
     rng = random.Random(seed)
     ledger = _Ledger()
@@ -89,8 +92,14 @@ async def test_no_stale_write_lands_while_leases_change_hands(
                 if emitters_done.is_set():
                     return
                 run_id = rng.choice(runs)
-                await expire_lease(dsn, run_id)
+                if rng.random() < 0.3:
+                    await query(dsn, "DELETE FROM run_leases WHERE run_id = %s", (run_id,))
+                else:
+                    await expire_lease(dsn, run_id)
                 lease = await rng.choice(stores).acquire_lease(run_id, owner_node=f"node-{n}")
+                granted = ledger.granted.setdefault(run_id, [])
+                assert all(lease.epoch > epoch for epoch in granted), (lease.epoch, granted)
+                granted.append(lease.epoch)
                 ledger.epochs[run_id] = lease.epoch
                 [(last_seq,)] = await query(
                     dsn, "SELECT last_seq FROM runs WHERE run_id = %s", (run_id,)

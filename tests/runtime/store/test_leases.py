@@ -10,9 +10,18 @@ import pydantic
 import pytest
 from structlog.testing import capture_logs
 
-from runtime.config import MAX_TTL, NodeConfig
-from runtime.errors import TransactionConflict
-from runtime.store import Lease, LeaseHeld, RunNotFound, RunTerminal, StaleEpoch, Store, leases
+from runtime.store import (
+    MAX_TTL,
+    Lease,
+    LeaseHeld,
+    RunNotFound,
+    RunTerminal,
+    StaleEpoch,
+    Store,
+    StoreConfig,
+    TransactionConflict,
+    _db,
+)
 from tests.runtime._helpers import expire_lease, leased_run, query, wait_blocked_by
 
 pytestmark = pytest.mark.anyio
@@ -161,6 +170,35 @@ async def test_any_other_write_of_the_lease_epoch_moves_the_fence_too(
     ]
 
 
+async def test_epochs_never_go_back_when_a_lease_row_is_deleted(store: Store, dsn: str) -> None:
+    # An operator or a cleanup job deletes the lease row. The next acquire must not hand
+    # out epoch 1 again: a zombie still holding epoch 1 would write under it.
+    run, zombie = await leased_run(store, node="node-a")
+    assert await store.append_event(run.run_id, zombie.epoch, "a") == 1
+    await query(dsn, "DELETE FROM run_leases WHERE run_id = %s", (run.run_id,))
+    fresh = await store.acquire_lease(run.run_id, owner_node="node-b")
+    assert fresh.epoch == zombie.epoch + 1
+    with pytest.raises(StaleEpoch) as stale:
+        await store.append_event(run.run_id, zombie.epoch, "zombie")
+    assert (stale.value.epoch, stale.value.current_epoch) == (zombie.epoch, fresh.epoch)
+    assert await store.append_event(run.run_id, fresh.epoch, "b") == 2
+    # A writer on the previous build inserts the row with epoch 1 itself: it gets the
+    # next epoch, never an old one.
+    await query(dsn, "DELETE FROM run_leases WHERE run_id = %s", (run.run_id,))
+    [(epoch,)] = await query(
+        dsn,
+        "INSERT INTO run_leases (run_id, owner_node, epoch, acquired_at, renewed_at,"
+        " expires_at) VALUES (%s, 'old-build', 1, now(), now(), now() + interval '1 minute')"
+        " RETURNING epoch",
+        (run.run_id,),
+    )
+    assert epoch == fresh.epoch + 1
+    assert await query(
+        dsn, "SELECT lease_epoch, max_epoch FROM runs WHERE run_id = %s", (run.run_id,)
+    ) == [(epoch, epoch)]
+    assert [e.epoch for e in await store.read_events(run.run_id)] == [zombie.epoch, fresh.epoch]
+
+
 async def _acquire_as_deadlock_victim(store: Store, dsn: str, run_id: uuid.UUID) -> object:
     """Acquire ``run_id`` for node-b while a holder makes it a deadlock victim once.
 
@@ -217,7 +255,7 @@ async def test_an_acquire_out_of_deadlock_retries_raises_and_changes_nothing(
     store: Store, dsn: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # One try only, so a single real deadlock exhausts the budget.
-    monkeypatch.setattr(leases, "ACQUIRE_ATTEMPTS", 1)
+    monkeypatch.setattr(_db, "TX_ATTEMPTS", 1)
     run, _ = await leased_run(store, node="node-a")
     await expire_lease(dsn, run.run_id)
     for _ in range(3):  # a stall may make the holder the victim; then try again
@@ -267,12 +305,12 @@ async def test_no_ttl_means_the_configured_default(store: Store, dsn: str) -> No
 @pytest.mark.parametrize("ttl", [0, -1, float("inf"), float("nan"), 1e12])
 def test_the_configured_lease_ttl_must_be_positive_and_bounded(ttl: float) -> None:
     with pytest.raises(pydantic.ValidationError):
-        NodeConfig(lease_ttl=ttl)
+        StoreConfig(lease_ttl=ttl)
 
 
 @pytest.mark.parametrize("seed", [7, None])
 async def test_the_retry_pauses_seed_is_the_configured_one_and_is_logged(
-    dsn: str, config: NodeConfig, seed: int | None
+    dsn: str, config: StoreConfig, seed: int | None
 ) -> None:
     # STYLE: randomness is a seeded, logged input. The pauses before deadlock retries
     # draw from the store's RNG, seeded by WARDEN_RETRY_SEED or by a drawn seed, which
@@ -288,7 +326,7 @@ async def test_the_retry_pauses_seed_is_the_configured_one_and_is_logged(
 
 def test_the_retry_seed_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("WARDEN_RETRY_SEED", "42")
-    assert NodeConfig().retry_seed == 42
+    assert StoreConfig().retry_seed == 42
     monkeypatch.setenv("WARDEN_RETRY_SEED", "not a number")
     with pytest.raises(pydantic.ValidationError):
-        NodeConfig()
+        StoreConfig()

@@ -8,8 +8,8 @@ import anyio
 import psycopg
 import pytest
 
-from runtime.config import MAX_TTL
 from runtime.store import (
+    MAX_TTL,
     MemoryScope,
     PayloadNotSerializable,
     PayloadTooLarge,
@@ -149,7 +149,9 @@ async def test_a_versioned_delete_takes_the_row_rewritten_at_that_version_meanwh
                 await wait_blocked_by(dsn, other.info.backend_pid)
                 await other.commit()
     assert deleted == [True]
-    assert await query(dsn, "SELECT count(*) FROM memory") == [(0,)]
+    assert await store.get_memory(SESSION, "k") is None
+    # The delete left a tombstone one version on: the key's history goes on.
+    assert await query(dsn, "SELECT version, expires_at <= now() FROM memory") == [(2, True)]
 
 
 @pytest.mark.parametrize(
@@ -179,3 +181,53 @@ async def test_oversized_values_write_nothing(dsn: str, store: Store) -> None:
     with pytest.raises(PayloadNotSerializable, match="datetime"):
         await store.put_memory(SESSION, "k", datetime.datetime.now(tz=datetime.UTC))
     assert await query(dsn, "SELECT count(*) FROM memory") == [(0,)]
+
+
+async def _race(store: Store, other: Store, key: str, n: int) -> dict[str, object]:
+    """A delete (through ``store``) and a put (through ``other``), both expecting ``n``."""
+    outcomes: dict[str, object] = {}
+
+    async def delete() -> None:
+        try:
+            outcomes["delete"] = await store.delete_memory(SESSION, key, expected_version=n)
+        except VersionConflict as exc:
+            outcomes["delete"] = exc
+
+    async def put() -> None:
+        try:
+            outcomes["put"] = await other.put_memory(SESSION, key, "over", expected_version=n)
+        except VersionConflict as exc:
+            outcomes["put"] = exc
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(delete)
+        tg.start_soon(put)
+    return outcomes
+
+
+async def test_a_delete_racing_a_put_at_one_version_lets_exactly_one_win(
+    store: Store, dsn: str
+) -> None:
+    # Two callers hold version n: one deletes, the other writes over it. Exactly one may
+    # win, the loser is told the version that won, and the version never goes back.
+    async with Store(dsn, store.config) as other:
+        for round_ in range(40):
+            key = f"k{round_ % 4}"
+            n = (await store.put_memory(SESSION, key, {"round": round_})).version
+            outcomes = await _race(store, other, key, n)
+            lost = [name for name, o in outcomes.items() if isinstance(o, VersionConflict)]
+            assert len(lost) == 1, (round_, outcomes)
+            loser = outcomes[lost[0]]
+            assert isinstance(loser, VersionConflict)
+            assert loser.expected == n
+            current = await store.get_memory(SESSION, key)
+            if lost == ["put"]:  # the delete won: the key is absent
+                assert outcomes["delete"] is True
+                assert current is None
+                assert loser.actual == 0
+            else:  # the put won, one version on
+                assert current is not None
+                assert (current.value, current.version) == ("over", n + 1)
+                assert loser.actual == n + 1
+            # Never back: the next write continues the count.
+            assert (await store.put_memory(SESSION, key, "next")).version > n + 1

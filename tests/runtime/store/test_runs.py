@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+import re
 import uuid
+from pathlib import Path
+from typing import get_args
 
 import anyio
 import pytest
 
+import runtime.store
 from runtime.store import (
     CANCEL_REQUESTED_EVENT,
+    TERMINAL_STATUSES,
     DeadLetterNotFound,
     PayloadNotSerializable,
     Run,
     RunConflict,
     RunNotFound,
+    RunStatus,
     Store,
 )
 from tests.runtime._helpers import leased_run, query
@@ -234,3 +240,23 @@ async def test_dead_letters_record_list_and_replay_once(store: Store) -> None:
         await store.mark_dead_letter_replayed(10_000, replayed_by="ops")
     with pytest.raises(RunNotFound):
         await store.record_dead_letter(uuid.uuid4(), reason="r", attempts_made=1)
+
+
+def test_terminal_statuses_are_spelled_once() -> None:
+    # Every module takes them from runtime/store/_status.py; SQL text gets TERMINAL_SQL.
+    store_dir = Path(runtime.store.__file__).parent
+    spelled = [
+        path.name
+        for path in store_dir.glob("*.py")
+        if path.name != "_status.py" and "timed_out" in path.read_text()
+    ]
+    assert spelled == []
+
+
+async def test_the_schema_allows_exactly_the_statuses_the_store_knows(dsn: str) -> None:
+    [(definition,)] = await query(
+        dsn,
+        "SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conname = 'runs_status_check'",
+    )
+    assert set(re.findall(r"'(\w+)'", definition)) == set(get_args(RunStatus))
+    assert set(get_args(RunStatus)) > TERMINAL_STATUSES

@@ -10,8 +10,8 @@ import time
 import psycopg
 import pytest
 
-from runtime.errors import MigrationChecksumMismatch, MigrationError, UnknownMigration
-from runtime.migrator import (
+from runtime.store import MigrationChecksumMismatch, MigrationError, UnknownMigration
+from runtime.store.migrator import (
     ADVISORY_LOCK_KEY,
     Migration,
     apply_migrations,

@@ -7,8 +7,8 @@ exactly one of them and the others find it recorded. Each file runs in its own t
 together with the row that records it (version, name, sha256 checksum), so a failed
 migration leaves no trace and a recorded one is complete. Before applying anything, every
 recorded checksum is compared with the shipped file: an edited, already-applied migration
-refuses to start (:class:`~runtime.errors.MigrationChecksumMismatch`), and a database that
-records a migration this build lacks refuses too (:class:`~runtime.errors.UnknownMigration`).
+refuses to start (:class:`~runtime.store.errors.MigrationChecksumMismatch`), and a database that
+records a migration this build lacks refuses too (:class:`~runtime.store.errors.UnknownMigration`).
 """
 
 from __future__ import annotations
@@ -20,11 +20,12 @@ from importlib import resources
 from typing import TYPE_CHECKING
 
 import anyio.to_thread
-import structlog
 from psycopg import errors as pg_errors
 
-from runtime import _db
-from runtime.errors import (
+from runtime.store import _db
+from runtime.store._log import StoreLogger
+from runtime.store.config import StoreConfig
+from runtime.store.errors import (
     MigrationChecksumMismatch,
     MigrationError,
     UnknownMigration,
@@ -40,7 +41,7 @@ ADVISORY_LOCK_KEY = 0x5741_5244_454E_0001
 
 _FILE_RE = re.compile(r"^(?P<version>\d{4})_(?P<name>[a-z0-9_]+)\.sql$")
 
-_logger = structlog.get_logger("runtime.migrator")
+_logger = StoreLogger("runtime.store.migrator")
 
 _CREATE_LEDGER = """
 CREATE TABLE IF NOT EXISTS warden_migrations (
@@ -107,17 +108,18 @@ def _check_recorded(migrations: Sequence[Migration], recorded: dict[int, tuple[s
 
 async def apply_migrations(
     dsn: str,
+    config: StoreConfig | None = None,
     *,
     migrations: Sequence[Migration] | None = None,
-    connect_timeout: float = 5.0,
     lock_timeout: float = 60.0,
 ) -> list[Migration]:
     """Bring the database at ``dsn`` up to date; return the migrations this call applied.
 
     Args:
         dsn: where to connect (the password never appears in errors or logs).
+        config: connection settings (connect timeout, TCP keepalive); ``StoreConfig()``
+            by default.
         migrations: what to apply; defaults to the files shipped in ``migrations/``.
-        connect_timeout: seconds to wait for the server.
         lock_timeout: seconds to wait for another node's migrator to finish.
 
     Raises:
@@ -131,7 +133,7 @@ async def apply_migrations(
         migrations = await anyio.to_thread.run_sync(discover_migrations)
     todo = list(migrations)
     applied: list[Migration] = []
-    conn = await _db.connect(dsn, connect_timeout=connect_timeout, autocommit=True)
+    conn = await _db.connect(_db.conninfo(dsn, config or StoreConfig()), autocommit=True)
     try:
         async with _db.translated(dsn):
             await conn.execute(f"SET lock_timeout = {int(lock_timeout * 1000)}")

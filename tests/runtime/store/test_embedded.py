@@ -3,21 +3,36 @@
 from __future__ import annotations
 
 import contextlib
+import importlib.metadata
 import os
 import signal
 import subprocess
 import sys
+import types
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
+import anyio
+import anyio.to_thread
 import psycopg
 import pytest
 
+from runtime.store import (
+    ROOT_DATA_DIR,
+    DatabaseUnavailable,
+    EmbeddedPostgres,
+    EmbeddedServerError,
+    Store,
+    StoreConfig,
+    _pgserver,
+    default_pg_data_dir,
+)
 from tests.runtime._helpers import applied_report, cli_env, run_cli
+from tests.test_layering import ROOT
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
-    from pathlib import Path
 
 # A stand-in node process: opens the embedded server, reports the DSN and the server's
 # start time, then holds it until told (a line on stdin) to let go.
@@ -25,7 +40,7 @@ _NODE = """
 import asyncio, sys
 from pathlib import Path
 import anyio.to_thread, psycopg, structlog
-from runtime.embedded_pg import EmbeddedPostgres
+from runtime.store import EmbeddedPostgres
 
 structlog.configure(logger_factory=structlog.PrintLoggerFactory(sys.stderr))
 
@@ -46,7 +61,7 @@ _REOPENER = """
 import asyncio, sys
 from pathlib import Path
 import anyio.to_thread, psycopg, structlog
-from runtime.embedded_pg import EmbeddedPostgres
+from runtime.store import EmbeddedPostgres
 
 structlog.configure(logger_factory=structlog.PrintLoggerFactory(sys.stderr))
 
@@ -186,8 +201,7 @@ def test_the_cli_uses_the_embedded_server_when_no_dsn_is_set(private_dir: Path) 
 
 @pytest.mark.anyio
 async def test_an_embedded_handle_is_single_use(private_dir: Path) -> None:
-    from runtime.embedded_pg import EmbeddedPostgres
-    from runtime.errors import StoreClosed
+    from runtime.store import EmbeddedPostgres, StoreClosed
 
     pg = EmbeddedPostgres(private_dir / "pg")
     with pytest.raises(StoreClosed):
@@ -197,3 +211,143 @@ async def test_an_embedded_handle_is_single_use(private_dir: Path) -> None:
     with pytest.raises(StoreClosed):
         async with pg:
             pass
+
+
+# -- issue 8, item 11: safe defaults, one-line errors, pgserver's internals checked -------
+
+
+def _modes(path: Path) -> dict[Path, int]:
+    return {parent: parent.stat().st_mode for parent in (path, *path.parents)}
+
+
+def _open_and_check(pg: EmbeddedPostgres) -> None:
+    """Open ``pg`` in an event loop of its own, check the server answers, let go."""
+
+    async def open_it() -> None:
+        async with pg:
+            dsn = pg.dsn
+        del dsn
+
+    anyio.run(open_it)
+
+
+def test_no_parent_of_the_data_directory_is_widened(private_dir: Path) -> None:
+    # A parent that other users cannot traverse (0700), as root's home directory is.
+    closed = private_dir / "closed"
+    closed.mkdir()
+    closed.chmod(0o700)
+    data_dir = closed / "pg"
+    before = _modes(closed)
+    pg = EmbeddedPostgres(data_dir)
+    if os.geteuid() == 0:
+        # pgserver would add g+rx,o+rx to …/closed for its own user: refused.
+        with pytest.raises(EmbeddedServerError) as caught:
+            _open_and_check(pg)
+        assert str(closed) in str(caught.value)
+        assert "WARDEN_PG_ALLOW_WIDEN_PARENTS=1" in str(caught.value)
+        assert not data_dir.exists()
+    else:
+        _open_and_check(pg)  # not root: pgserver runs as this user and widens nothing
+    assert _modes(closed) == before
+
+
+def test_widening_the_parents_is_an_explicit_choice(private_dir: Path) -> None:
+    closed = private_dir / "closed"
+    closed.mkdir()
+    closed.chmod(0o700)
+    _open_and_check(EmbeddedPostgres(closed / "pg", allow_widen_parents=True))
+    widened = os.geteuid() == 0  # only root's pgserver widens
+    assert (closed.stat().st_mode & 0o055 == 0o055) is widened
+
+
+def test_root_s_default_data_directory_has_traversable_parents() -> None:
+    assert default_pg_data_dir(uid=0) == ROOT_DATA_DIR == Path("/var/lib/warden/pg")
+    assert default_pg_data_dir(uid=1000).parts[-2:] == ("warden", "pg")
+    assert ROOT_DATA_DIR not in default_pg_data_dir(uid=1000).parents
+
+
+def test_the_cli_reports_a_data_directory_it_cannot_use_in_one_line(private_dir: Path) -> None:
+    blocker = private_dir / "a-file"
+    blocker.write_text("not a directory")
+    result = run_cli("migrate", env=cli_env(WARDEN_DSN="", WARDEN_PG_DATA_DIR=str(blocker / "pg")))
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith(
+        f"warden: error: embedded PostgreSQL in {blocker / 'pg'}: Not a directory: {blocker}"
+    )
+
+
+def test_an_empty_dsn_means_the_embedded_server(private_dir: Path) -> None:
+    # WARDEN_DSN= once meant libpq's defaults: `warden migrate` migrated whatever database
+    # the local socket led to.
+    env = cli_env(WARDEN_DSN="", WARDEN_PG_DATA_DIR=str(private_dir / "pg"))
+    first = run_cli("migrate", env=env)
+    assert (first.returncode, first.stdout) == (0, applied_report()), first.stderr
+    assert (private_dir / "pg" / "PG_VERSION").exists()
+
+
+def test_max_connections_is_sized_and_exhaustion_is_said_plainly(private_dir: Path) -> None:
+    data_dir = private_dir / "pg"
+    held: list[psycopg.Connection[Any]] = []
+    errors: list[DatabaseUnavailable] = []
+
+    async def exhaust() -> None:
+        async with EmbeddedPostgres(data_dir, max_connections=20) as pg:
+            await anyio.to_thread.run_sync(fill, pg.dsn)
+            try:
+                async with Store(pg.dsn, StoreConfig(pool_min_size=1)):
+                    pass
+            except DatabaseUnavailable as exc:
+                errors.append(exc)
+            finally:
+                await anyio.to_thread.run_sync(release)
+
+    def fill(dsn: str) -> None:
+        with psycopg.connect(dsn) as conn:
+            assert conn.execute("SHOW max_connections").fetchone() == ("20",)
+        while len(held) <= 20:  # every slot, the superuser reserve included
+            try:
+                held.append(psycopg.connect(dsn))
+            except psycopg.OperationalError:
+                return
+        raise AssertionError("more than max_connections connections")
+
+    def release() -> None:
+        for conn in held:
+            conn.close()
+
+    anyio.run(exhaust)
+    [error] = errors
+    assert error.host == str(data_dir)
+    assert "too many clients" in error.reason  # the server's own words
+    assert f"the embedded PostgreSQL in {data_dir} runs" in error.reason
+
+
+def test_the_pgserver_internals_warden_uses_are_all_there(private_dir: Path) -> None:
+    # Fails loudly when an upgrade of pgserver renames what runtime/store/_pgserver.py uses.
+    pg = EmbeddedPostgres(private_dir / "pg")
+    handles: list[object] = []
+
+    async def open_it() -> None:
+        async with pg:
+            pgserver = await anyio.to_thread.run_sync(_pgserver.load, pg.data_dir)
+            handles.append(pgserver.PostgresServer._instances[pg.data_dir])
+            missing = await anyio.to_thread.run_sync(
+                _pgserver.missing_internals, pgserver, handles[0]
+            )
+            assert missing == []
+
+    anyio.run(open_it)
+    assert importlib.metadata.version("pgserver") == _pgserver.PINNED_VERSION
+    requirement = next(
+        line for line in (ROOT / "pyproject.toml").read_text().splitlines() if "pgserver=" in line
+    )
+    assert f'"pgserver=={_pgserver.PINNED_VERSION}"' in requirement
+
+
+def test_a_changed_pgserver_is_refused_by_name() -> None:
+    pgserver = types.SimpleNamespace(PostgresServer=object, utils=None)
+    missing = _pgserver.missing_internals(pgserver)  # type: ignore[arg-type]
+    assert "PostgresServer._lock" in missing
+    assert "utils.PostmasterInfo" in missing

@@ -6,9 +6,9 @@ import uuid
 
 import pytest
 
-import runtime.errors
+import runtime.store.errors
 from actors.errors import WardenError
-from runtime.errors import (
+from runtime.store import (
     DatabaseError,
     DatabaseUnavailable,
     FencingError,
@@ -21,13 +21,13 @@ from runtime.errors import (
 )
 
 
-@pytest.mark.parametrize("name", runtime.errors.__all__)
+@pytest.mark.parametrize("name", runtime.store.errors.__all__)
 def test_every_error_is_a_store_error_at_its_public_path(name: str) -> None:
-    error = getattr(runtime.errors, name)
+    error = getattr(runtime.store.errors, name)
     assert issubclass(error, StoreError)
     assert issubclass(error, WardenError)
-    assert error.__module__ == "runtime.errors"
-    assert name in (runtime.errors.__doc__ or "")  # drawn in the tree
+    assert error.__module__ == "runtime.store"
+    assert name in (runtime.store.errors.__doc__ or "")  # drawn in the tree
 
 
 def test_messages_are_built_from_typed_fields() -> None:

@@ -1,4 +1,4 @@
-"""Errors raised by the node's durable layer: store, migrator and embedded PostgreSQL.
+"""Errors raised by the data layer: store, listener, migrator and embedded PostgreSQL.
 
 Every error here derives from :class:`StoreError`, rooted in
 :class:`actors.errors.WardenError`. The tree keeps trio's split between errors the caller
@@ -8,10 +8,12 @@ caused ("the world did this": an unreachable database)::
     WardenError                         actors.errors
     └── StoreError                      the durable layer (this module)
         ├── StoreClosed                 used before open or after close (you did this)
+        ├── InvalidArgument             a bad argument (also a ValueError); nothing was sent
         ├── DatabaseUnavailable         cannot reach or lost the database (the world did this)
+        │   └── StoreTimeout            a call ran out of its deadline; its outcome is unknown
         ├── DatabaseError               the database refused an operation (any other SQLSTATE)
         │   └── SchemaNotMigrated       a table, column or function is missing: `warden migrate`
-        ├── TransactionConflict         deadlocks / serialization failures outlasted the retries
+        ├── TransactionConflict         rolled back (deadlock, serialization, lock timeout)
         ├── StoreOverloaded             a bounded queue or pool wait ran out of room or time
         ├── RunNotFound                 no run with this run_id
         ├── RunConflict                 create_run repeated with a different request
@@ -24,13 +26,14 @@ caused ("the world did this": an unreachable database)::
         │   ├── PayloadNotSerializable  not representable as JSON (or jsonb)
         │   └── PayloadTooLarge         serialised size over the configured limit
         ├── DeadLetterNotFound          no dead letter with this id
+        ├── EmbeddedServerError         the embedded PostgreSQL could not be started or used
         └── MigrationError              the schema cannot be brought up to date
             ├── MigrationChecksumMismatch  an applied migration file was edited afterwards
             └── UnknownMigration           the database has a migration this build lacks
 
 Messages are built in ``__init__`` from typed fields, so handlers can branch on the fields
 rather than on text. Database failures are classified by SQLSTATE class (psycopg's
-exception types), never by parsing message text: see :func:`runtime._db.raise_translated`.
+exception types), never by parsing message text: see :func:`runtime.store._db.raise_translated`.
 No raw psycopg error leaves the store, the migrator or the command line.
 """
 
@@ -47,7 +50,9 @@ __all__ = [
     "DatabaseError",
     "DatabaseUnavailable",
     "DeadLetterNotFound",
+    "EmbeddedServerError",
     "FencingError",
+    "InvalidArgument",
     "InvalidPayload",
     "LeaseHeld",
     "MigrationChecksumMismatch",
@@ -62,6 +67,7 @@ __all__ = [
     "StoreClosed",
     "StoreError",
     "StoreOverloaded",
+    "StoreTimeout",
     "TransactionConflict",
     "UnknownMigration",
     "VersionConflict",
@@ -95,6 +101,34 @@ class DatabaseUnavailable(StoreError):
         self.host = host
         self.reason = " ".join(reason.split())
         super().__init__(f"database unavailable at host {host!r}: {self.reason}")
+
+
+class StoreTimeout(DatabaseUnavailable):
+    """A store call did not finish within its deadline; its outcome is unknown.
+
+    The database did not answer in time (a partition, a stalled server): a write may or
+    may not have been carried out. ``operation`` names the call, ``seconds`` its deadline.
+    """
+
+    def __init__(self, host: str, operation: str, seconds: float) -> None:
+        self.operation = operation
+        self.seconds = seconds
+        super().__init__(
+            host, f"{operation} did not finish within {seconds:g} s; its outcome is unknown"
+        )
+
+
+class InvalidArgument(StoreError, ValueError):
+    """An argument the store refuses before sending anything (also a ``ValueError``).
+
+    ``name`` is the argument, ``reason`` what is wrong with it; the value itself is not
+    repeated (it may be large, or a secret such as a DSN).
+    """
+
+    def __init__(self, name: str, reason: str) -> None:
+        self.name = name
+        self.reason = reason
+        super().__init__(f"invalid {name}: {reason}")
 
 
 class DatabaseError(StoreError):
@@ -131,10 +165,11 @@ class SchemaNotMigrated(DatabaseError):
 
 
 class TransactionConflict(StoreError):
-    """A transaction kept being rolled back by deadlocks or serialization failures.
+    """A transaction was rolled back because of other sessions; nothing of it was written.
 
-    It was retried ``attempts`` times; nothing of it was written. ``run_ids`` are the runs
-    it was for (empty when unknown). Retrying later is safe.
+    Deadlocks and serialization failures (class 40) were retried ``attempts`` times; a
+    lock timeout (55P03: a run row stayed locked by another session) is not retried.
+    ``run_ids`` are the runs it was for (empty when unknown). Retrying later is safe.
     """
 
     def __init__(self, run_ids: tuple[UUID, ...], sqlstate: str | None, attempts: int) -> None:
@@ -143,9 +178,14 @@ class TransactionConflict(StoreError):
         self.attempts = attempts
         runs = ", ".join(str(r) for r in run_ids)
         target = f" for run {runs}" if len(run_ids) == 1 else f" for runs {runs}" if runs else ""
+        cause = (
+            "its run row stayed locked by another session past the lock timeout"
+            if sqlstate == "55P03"
+            else "a deadlock or serialization failure"
+        )
         super().__init__(
-            f"transaction{target} rolled back by a deadlock or serialization failure"
-            f" (SQLSTATE {sqlstate}) {attempts} time(s); nothing was written"
+            f"transaction{target} rolled back: {cause} (SQLSTATE {sqlstate}),"
+            f" {attempts} time(s); nothing was written"
         )
 
 
@@ -272,6 +312,15 @@ class DeadLetterNotFound(StoreError):
         super().__init__(f"dead letter {dead_letter_id} not found")
 
 
+class EmbeddedServerError(StoreError):
+    """The embedded PostgreSQL could not be started, joined or used in ``data_dir``."""
+
+    def __init__(self, data_dir: str, reason: str) -> None:
+        self.data_dir = data_dir
+        self.reason = " ".join(reason.split())
+        super().__init__(f"embedded PostgreSQL in {data_dir}: {self.reason}")
+
+
 class MigrationError(StoreError):
     """The database schema cannot be brought up to date safely."""
 
@@ -310,6 +359,8 @@ for _error in (
     StoreError,
     StoreClosed,
     DatabaseUnavailable,
+    StoreTimeout,
+    InvalidArgument,
     DatabaseError,
     SchemaNotMigrated,
     TransactionConflict,
@@ -325,9 +376,10 @@ for _error in (
     PayloadNotSerializable,
     PayloadTooLarge,
     DeadLetterNotFound,
+    EmbeddedServerError,
     MigrationError,
     MigrationChecksumMismatch,
     UnknownMigration,
 ):
-    _error.__module__ = "runtime.errors"
+    _error.__module__ = "runtime.store"
 del _error

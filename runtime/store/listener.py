@@ -15,9 +15,11 @@ the first read so a commit between the read and the wait is never missed::
 
 Each watch holds one coalescing wake-up flag, so a burst of notifications costs a waiter
 one re-read, and memory stays bounded by ``listener_max_waiters``. When the LISTEN
-connection breaks, every waiter is woken (notifications may have been lost) and the
-listener reconnects with capped exponential backoff, within a budget of attempts; when the
-budget is spent it fails with ``DatabaseUnavailable`` for its supervisor to handle.
+connection breaks (at connect, at LISTEN or while waiting; killed, reset or timed out by
+TCP keepalive), every waiter is woken (notifications may have been lost) and the listener
+reconnects with capped exponential backoff, waking everyone again once it is back. Only
+``listener_reconnect_attempts`` attempts in a row without a connection that lasted end it:
+``async with Listener`` then raises ``DatabaseUnavailable`` for its supervisor to handle.
 """
 
 from __future__ import annotations
@@ -30,12 +32,13 @@ from uuid import UUID
 
 import anyio
 import psycopg
-import structlog
 from psycopg import sql
 
-from runtime import _db
-from runtime.config import dsn_host
-from runtime.errors import DatabaseUnavailable, StoreClosed, StoreOverloaded
+from runtime.store import _db
+from runtime.store._deadline import CallDeadline
+from runtime.store._log import StoreLogger
+from runtime.store.dsn import dsn_host
+from runtime.store.errors import DatabaseUnavailable, StoreClosed, StoreError, StoreOverloaded
 from runtime.store.events import EVENTS_CHANNEL
 from runtime.store.frames import FRAMES_CHANNEL
 
@@ -46,15 +49,20 @@ if TYPE_CHECKING:
     from anyio.abc import TaskStatus
     from psycopg.rows import TupleRow
 
-    from runtime.config import NodeConfig
+    from runtime.store.config import StoreConfig
 
-__all__ = ["Listener", "ListenerStatistics", "Watch"]
+__all__ = ["LISTENER_APPLICATION_NAME", "Listener", "ListenerStatistics", "Watch"]
 
-_logger = structlog.get_logger("runtime.listener")
+LISTENER_APPLICATION_NAME = "warden-listener"
+"""``application_name`` of the listener's LISTEN connection."""
 
-_RECONNECT_BUDGET = 30
+_logger = StoreLogger("runtime.store.listener")
+
 _BACKOFF_FIRST = 0.1
 _BACKOFF_MAX = 5.0
+_STABLE_AFTER = 10.0
+"""Seconds a LISTEN connection must last for its reconnect attempts to stop counting."""
+_CLOSE_TIMEOUT = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +76,7 @@ class ListenerStatistics:
         wakeups: watches woken by notifications.
         malformed: notifications whose payload could not be parsed (everyone was woken).
         reconnects: times the LISTEN connection was re-established.
+        failed_reconnects: reconnect attempts that failed (at connect or at LISTEN).
     """
 
     waiters: int
@@ -76,6 +85,7 @@ class ListenerStatistics:
     wakeups: int
     malformed: int
     reconnects: int
+    failed_reconnects: int
 
 
 class Watch:
@@ -119,7 +129,7 @@ class Listener:
     group; leaving stops it and closes the connection.
     """
 
-    def __init__(self, dsn: str, config: NodeConfig) -> None:
+    def __init__(self, dsn: str, config: StoreConfig) -> None:
         self._dsn = dsn
         self._config = config
         self._channels = (EVENTS_CHANNEL, FRAMES_CHANNEL)
@@ -132,6 +142,8 @@ class Listener:
         self._wakeups = 0
         self._malformed = 0
         self._reconnects = 0
+        self._failed_reconnects = 0
+        self._info = ""
 
     def __repr__(self) -> str:
         return f"<Listener host={dsn_host(self._dsn)!r} {self._state}>"
@@ -139,6 +151,9 @@ class Listener:
     async def __aenter__(self) -> Self:
         if self._state != "not open yet":
             raise StoreClosed("listener", self._state)
+        self._info = _db.conninfo(
+            self._dsn, self._config, application_name=LISTENER_APPLICATION_NAME
+        )
         self._state = "open"
         stack = contextlib.AsyncExitStack()
         try:
@@ -165,6 +180,11 @@ class Listener:
         assert self._stack is not None
         try:
             await self._stack.aclose()
+        except BaseExceptionGroup as group:
+            # The reader gave up (its budget was spent): raise its error as itself.
+            if len(group.exceptions) == 1 and isinstance(group.exceptions[0], StoreError):
+                raise group.exceptions[0] from None
+            raise
         finally:
             self._wake_all(None)
 
@@ -177,6 +197,7 @@ class Listener:
             wakeups=self._wakeups,
             malformed=self._malformed,
             reconnects=self._reconnects,
+            failed_reconnects=self._failed_reconnects,
         )
 
     @contextlib.contextmanager
@@ -208,12 +229,25 @@ class Listener:
             self._count -= 1
 
     async def _connect(self) -> psycopg.AsyncConnection[TupleRow]:
-        conn = await _db.connect(self._dsn, connect_timeout=self._config.connect_timeout)
+        """Connect and LISTEN on every channel, within ``connect_timeout`` in all.
+
+        Raises:
+            DatabaseUnavailable: any failure, at connect or at LISTEN (translated).
+        """
+        conn = await _db.connect(self._info)
+        host = dsn_host(self._dsn)
         try:
-            for channel in self._channels:
-                await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
+            async with (
+                CallDeadline(
+                    self._config.connect_timeout,
+                    lambda: DatabaseUnavailable(host, "LISTEN did not finish in time"),
+                ),
+                _db.translated(self._dsn),
+            ):
+                for channel in self._channels:
+                    await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
         except BaseException:
-            with anyio.CancelScope(shield=True):
+            with anyio.move_on_after(_CLOSE_TIMEOUT, shield=True):
                 await conn.close()
             raise
         return conn
@@ -221,43 +255,62 @@ class Listener:
     async def _close_connection(self) -> None:
         conn, self._conn = self._conn, None
         if conn is not None:
-            with anyio.move_on_after(5, shield=True):
+            with anyio.move_on_after(_CLOSE_TIMEOUT, shield=True):
                 await conn.close()
 
     async def _read_loop(
         self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
     ) -> None:
         task_status.started()
+        clock = asyncio.get_running_loop().time
+        failed = 0  # reconnect attempts in a row without a connection that lasted
         while True:
-            assert self._conn is not None
+            conn = self._conn
+            assert conn is not None
+            connected_at = clock()
             try:
-                async for note in self._conn.notifies():
+                async for note in conn.notifies():
                     self._dispatch(note.channel, note.payload)
-            except psycopg.OperationalError as exc:
-                _logger.warning("listener_connection_lost", error=type(exc).__name__)
+                reason = "the connection was closed"
+            except psycopg.Error as exc:
+                reason = _db.describe(exc)
             # The connection broke: anything sent meanwhile is lost, so everyone re-reads.
             await self._close_connection()
             self._wake_all(None)
-            self._conn = await self._reconnect()
+            _logger.warning("listener_connection_lost", reason=reason)
+            if clock() - connected_at >= _STABLE_AFTER:
+                failed = 0
+            self._conn, failed = await self._reconnect(failed)
 
-    async def _reconnect(self) -> psycopg.AsyncConnection[TupleRow]:
-        delay = _BACKOFF_FIRST
-        last: DatabaseUnavailable | None = None
-        for attempt in range(1, _RECONNECT_BUDGET + 1):
+    async def _reconnect(self, failed: int) -> tuple[psycopg.AsyncConnection[TupleRow], int]:
+        """Reconnect within the budget; return the connection and the attempts that count
+        against the budget so far (a connection that dies young counts as failed).
+
+        Raises:
+            DatabaseUnavailable: ``listener_reconnect_attempts`` attempts in a row failed.
+        """
+        budget = self._config.listener_reconnect_attempts
+        delay = min(_BACKOFF_FIRST * 2**failed, _BACKOFF_MAX) if failed else 0.0
+        while True:
+            await anyio.sleep(delay)
+            failed += 1
             try:
                 conn = await self._connect()
             except DatabaseUnavailable as exc:
-                last = exc
-                _logger.warning("listener_reconnect_failed", attempt=attempt, delay=delay)
-                await anyio.sleep(delay)
-                delay = min(delay * 2, _BACKOFF_MAX)
+                self._failed_reconnects += 1
+                _logger.warning("listener_reconnect_failed", attempt=failed, reason=exc.reason)
+                if failed >= budget:
+                    raise DatabaseUnavailable(
+                        exc.host,
+                        f"the LISTEN connection could not be re-established in {failed}"
+                        f" reconnect attempts: {exc.reason}",
+                    ) from exc
+                delay = min(_BACKOFF_FIRST * 2 ** (failed - 1), _BACKOFF_MAX)
                 continue
             self._reconnects += 1
-            _logger.info("listener_reconnected", attempt=attempt)
-            self._wake_all(None)
-            return conn
-        assert last is not None
-        raise last
+            _logger.info("listener_reconnected", attempt=failed)
+            self._wake_all(None)  # re-read by cursor: nothing sent meanwhile is missed
+            return conn, failed
 
     def _wake_all(self, channel: str | None) -> None:
         for (watch_channel, _), group in self._watches.items():
