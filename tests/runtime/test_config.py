@@ -71,3 +71,18 @@ def test_bad_node_settings_are_refused_naming_the_field(
 
 def test_the_default_node_name_is_a_valid_name() -> None:
     assert NodeConfig(node_name=default_node_name()).node_name
+
+
+def test_with_changes_routes_the_store_settings_and_validates() -> None:
+    config = NodeConfig(store=StoreConfig(lease_ttl=30), node_name="a")
+    changed = config.with_changes(node_name="b", lease_ttl=9, pool_max_size=30)
+    assert (changed.node_name, changed.store.lease_ttl, changed.store.pool_max_size) == (
+        "b",
+        9,
+        30,
+    )
+    assert (config.node_name, config.store.lease_ttl) == ("a", 30)  # the original stays
+    with pytest.raises(ValueError, match="heartbeat_interval"):
+        config.with_changes(heartbeat_interval=20)
+    with pytest.raises(ValueError, match="port"):
+        config.with_changes(port=-1)
