@@ -32,6 +32,7 @@ from runtime.store.errors import (
     DatabaseError,
     DatabaseUnavailable,
     DeadLetterNotFound,
+    EgressFenced,
     EmbeddedServerError,
     FencingError,
     InvalidArgument,
@@ -54,7 +55,15 @@ from runtime.store.errors import (
     UnknownMigration,
     VersionConflict,
 )
-from runtime.store.events import EVENTS_CHANNEL, SCHEMA_VERSION, TERMINAL_EVENTS, Event, NewEvent
+from runtime.store.events import (
+    CANCEL_BOOKKEEPING,
+    EVENTS_CHANNEL,
+    SCHEMA_VERSION,
+    TERMINAL_EVENTS,
+    Event,
+    NewEvent,
+    Writer,
+)
 from runtime.store.frames import FRAMES_CHANNEL, Frame, FrameAppend
 from runtime.store.leases import Lease, LeaseRenewal
 from runtime.store.listener import Listener, ListenerStatistics, Watch
@@ -62,6 +71,7 @@ from runtime.store.memory import MemoryItem, MemoryScope, ScopeKind
 from runtime.store.migrator import Migration, apply_migrations, discover_migrations
 from runtime.store.runs import (
     CANCEL_REQUESTED_EVENT,
+    CANCELS_CHANNEL,
     TERMINAL_STATUSES,
     CancelRequest,
     Run,
@@ -71,6 +81,8 @@ from runtime.store.runs import (
 __all__ = [
     "Attempt",
     "AttemptOutcome",
+    "CANCELS_CHANNEL",
+    "CANCEL_BOOKKEEPING",
     "CANCEL_REQUESTED_EVENT",
     "CancelRequest",
     "ChainReport",
@@ -79,6 +91,7 @@ __all__ = [
     "DeadLetter",
     "DeadLetterNotFound",
     "EVENTS_CHANNEL",
+    "EgressFenced",
     "EmbeddedPostgres",
     "EmbeddedServerError",
     "Event",
@@ -127,6 +140,7 @@ __all__ = [
     "UnknownMigration",
     "VersionConflict",
     "Watch",
+    "Writer",
     "WriterStatistics",
     "apply_migrations",
     "check_dsn",
