@@ -206,6 +206,7 @@ class Janitor(HostedActor[Any]):
                     lease.epoch,
                     EXECUTOR_LOST_EVENT,
                     _lost_payload(self._node_id, lease, decision.losses, self._budget),
+                    writer=Writer(self._node_id),
                 )
                 self._count("executor_losses")
         except BaseException:
@@ -236,6 +237,7 @@ class Janitor(HostedActor[Any]):
                     {"reason": decision.reason, "executor_losses": decision.losses},
                 ),
             ],
+            writer=Writer(self._node_id),
         )
         self._count("executor_losses")
         self._count("given_up")

@@ -23,7 +23,6 @@ from runtime.run.context import (
     ScopedMemory,
 )
 from runtime.run.errors import (
-    EgressFenced,
     HandlerLoadError,
     LeaseOverdue,
     NondeterministicHandler,
@@ -42,6 +41,7 @@ from runtime.run.registry import ENTRY_POINT_GROUP, Handler, HandlerRegistry
 from runtime.run.settings import RunSettings
 from runtime.run.subtree import RunSupervisor, run_child_id, run_spec
 from runtime.run.tasks import TaskContext, tool_call_id
+from runtime.store import EgressFenced
 
 __all__ = [
     "CancelRun",

@@ -31,24 +31,16 @@ lease, so another node resumes it at once.
 
 from __future__ import annotations
 
-from contextlib import asynccontextmanager
+from contextlib import ExitStack, asynccontextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, final
 
 import anyio
 import structlog
 
-from actors import Actor, ActorError, Killed, Lane, Shutdown
-from runtime.errors import (
-    InvalidPayload,
-    LeaseHeld,
-    RunNotFound,
-    RunTerminal,
-    StoreError,
-    StoreOverloaded,
-)
+from actors import Actor, Killed, Lane, Shutdown
 from runtime.run.context import RunContext, RunInfo
-from runtime.run.errors import EgressFenced, LeaseOverdue
+from runtime.run.errors import LeaseOverdue
 from runtime.run.fence import EgressFence, FenceReason
 from runtime.run.lease_keeper import LeaseKeeper
 from runtime.run.log import RunLog, read_log
@@ -62,16 +54,28 @@ from runtime.run.messages import (
 from runtime.run.policy import Failure, bad_result, classify, next_attempt
 from runtime.run.replay import COMPLETION_EVENTS, ReplayLog
 from runtime.run.tasks import TaskRunner, canceled_outcome
-from runtime.store import CANCEL_REQUESTED_EVENT, FRAMES_CHANNEL, _codec
+from runtime.store import (
+    CANCEL_REQUESTED_EVENT,
+    CANCELS_CHANNEL,
+    FRAMES_CHANNEL,
+    EgressFenced,
+    InvalidPayload,
+    LeaseHeld,
+    RunNotFound,
+    RunTerminal,
+    StoreError,
+    StoreOverloaded,
+    _codec,
+)
 from supervisors import whereis_child
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
+    from collections.abc import AsyncIterator, Callable, Coroutine
     from uuid import UUID
 
     from actors import ActorRef, ExitReason
     from runtime.run.host import RunHost
-    from runtime.store import JSON, AttemptOutcome, Lease, Run
+    from runtime.store import JSON, AttemptOutcome, Lease, Run, Watch
 
 __all__ = ["RunActor"]
 
@@ -124,6 +128,7 @@ class RunActor(Actor[RunMessage]):
         self._given_lease = lease
         self._fence = EgressFence(run_id)
         self._task_group: anyio.abc.TaskGroup | None = None
+        self._watches = ExitStack()
         self._work: anyio.CancelScope | None = None
         self._keeper_scope = anyio.CancelScope()
         self._keeper: LeaseKeeper | None = None
@@ -149,14 +154,16 @@ class RunActor(Actor[RunMessage]):
 
     @asynccontextmanager
     async def lifespan(self) -> AsyncIterator[None]:
-        # The driver, the keeper and the watchers live exactly as long as the incarnation.
+        # The driver, the keeper and the watchers live exactly as long as the incarnation,
+        # and so do the listener watches.
         try:
-            async with anyio.create_task_group() as task_group:
-                self._task_group = task_group
-                try:
-                    yield
-                finally:
-                    task_group.cancel_scope.cancel()
+            with ExitStack() as self._watches:
+                async with anyio.create_task_group() as task_group:
+                    self._task_group = task_group
+                    try:
+                        yield
+                    finally:
+                        task_group.cancel_scope.cancel()
         except BaseExceptionGroup as group:
             # A task's error is the incarnation's exit reason: unwrap it when alone.
             if len(group.exceptions) == 1 and isinstance(group.exceptions[0], Exception):
@@ -193,8 +200,6 @@ class RunActor(Actor[RunMessage]):
         self._fence.close(FenceReason.STOPPING)
         if self._runner is not None:
             await self._runner.cancel_all(FenceReason.STOPPING)
-        if self._attempt is not None:
-            await self._finish_attempt(self._outcome, None)
         await self._release()
         if isinstance(reason, Shutdown):
             _log.info("run_released_on_stop", run_id=str(self.run_id))
@@ -223,6 +228,9 @@ class RunActor(Actor[RunMessage]):
         assert self._task_group is not None
         self._task_group.start_soon(self._keep, keeper, name=f"lease keeper {self.run_id}")
         self._tasks = await whereis_child(self._subtree, "tasks")
+        # Watch before reading the run: a cancel committed after the read wakes a watch.
+        self._watch(CANCELS_CHANNEL, self._watch_cancel)
+        self._watch(FRAMES_CHANNEL, self._watch_frames)
         run = await host.store.get_run(self.run_id)
         log = self._log = RunLog(
             host.store,
@@ -230,18 +238,19 @@ class RunActor(Actor[RunMessage]):
             lease.epoch,
             self._fence,
             head=run.last_seq,
+            node_id=host.node_id,
         )
-        self._task_group.start_soon(self._watch_cancel, name=f"cancel watch {self.run_id}")
-        self._task_group.start_soon(self._watch_frames, name=f"frames watch {self.run_id}")
         host.counters.runs_started += 1
         if run.last_seq:
             host.counters.runs_resumed += 1
-        failures = await self._settle_previous_attempts()
+        # The first attempt of this executor also closes the ones earlier executors left
+        # unfinished (lost) and tells how many failed: the retry budget counts those.
+        first, failures = await host.store.begin_attempt(
+            self.run_id, node_id=host.node_id, epoch=lease.epoch
+        )
+        self._began(first.attempt)
         if run.cancel_requested_at is not None:
             self._fence.close(FenceReason.CANCEL_REQUESTED)
-        if self._fence.reason is FenceReason.CANCEL_REQUESTED:
-            # Cancelled before it ran: one attempt, recorded as cancelled, runs nothing.
-            await self._begin_attempt()
         verdict: _Verdict | None = None
         with anyio.CancelScope() as self._work:
             try:
@@ -273,42 +282,25 @@ class RunActor(Actor[RunMessage]):
                 return lease, sent + settings.renewal_window
             _log.warning("run_lease_lost_before_start", run_id=str(self.run_id), epoch=lease.epoch)
             return None
-        # A lease this node still holds was left by a killed incarnation: wait for it to
-        # expire (bounded by one lease), then take it over with a new epoch.
-        give_up = anyio.current_time() + settings.lease_ttl + settings.heartbeat
-        while True:
-            sent = anyio.current_time()
-            try:
-                lease = await store.acquire_lease(
-                    self.run_id, owner_node=host.node_id, ttl=settings.lease_ttl
-                )
-            except (RunNotFound, RunTerminal) as error:
-                _log.info("run_not_startable", run_id=str(self.run_id), reason=str(error))
-                return None
-            except LeaseHeld as held:
-                if held.owner_node != host.node_id or sent >= give_up:
-                    _log.info(
-                        "run_leased_elsewhere",
-                        run_id=str(self.run_id),
-                        owner=held.owner_node,
-                        epoch=held.epoch,
-                    )
-                    return None
-                await anyio.sleep(min(settings.heartbeat, give_up - sent))
-                continue
-            return lease, sent + settings.renewal_window
-
-    async def _settle_previous_attempts(self) -> int:
-        """Mark attempts left unfinished by earlier executors as ``lost``; return how many
-        attempts failed so far (the retry budget counts those only)."""
-        store = self._node.store
-        failures = 0
-        for attempt in await store.list_attempts(self.run_id):
-            if attempt.finished_at is None:
-                await store.finish_attempt(self.run_id, attempt.attempt, outcome="lost")
-            elif attempt.outcome == "failed":
-                failures += 1
-        return failures
+        # A lease this node still holds was left by a killed incarnation (the subtree is
+        # this node's only executor of the run): take it over at once, with a new epoch.
+        sent = anyio.current_time()
+        try:
+            lease = await store.acquire_lease(
+                self.run_id, owner_node=host.node_id, ttl=settings.lease_ttl, reclaim=True
+            )
+        except (RunNotFound, RunTerminal) as error:
+            _log.info("run_not_startable", run_id=str(self.run_id), reason=str(error))
+            return None
+        except LeaseHeld as held:
+            _log.info(
+                "run_leased_elsewhere",
+                run_id=str(self.run_id),
+                owner=held.owner_node,
+                epoch=held.epoch,
+            )
+            return None
+        return lease, sent + settings.renewal_window
 
     async def _attempts(self, run: Run, log: RunLog, failures: int) -> _Verdict:
         """Run handler attempts until one succeeds or the policy gives up."""
@@ -316,8 +308,8 @@ class RunActor(Actor[RunMessage]):
         store = host.store
         settings = host.settings
         assert self._lease is not None
+        attempt = self._last_attempt
         while True:
-            attempt = await self._begin_attempt()
             # Up to our head: later events can only be others' bookkeeping (a cancel).
             replay = ReplayLog(self.run_id, await read_log(store, self.run_id, until=log.head))
             assert self._tasks is not None
@@ -344,7 +336,6 @@ class RunActor(Actor[RunMessage]):
                 log=log,
                 replay=replay,
                 tasks=runner,
-                consumed_frames=0,
                 task_timeout=settings.task_timeout,
                 frames_page=settings.frames_page,
             )
@@ -378,6 +369,7 @@ class RunActor(Actor[RunMessage]):
                 {"attempt": attempt, **failure.payload(), "retry_in": round(delay, 3)},
             )
             await anyio.sleep(delay)
+            attempt = await self._begin_attempt()
 
     async def _begin_attempt(self) -> int:
         """Record the start of an attempt by this executor; return its number."""
@@ -385,8 +377,13 @@ class RunActor(Actor[RunMessage]):
         attempt = await self._node.store.start_attempt(
             self.run_id, node_id=self._node.node_id, epoch=self._lease.epoch
         )
-        self._attempt = self._last_attempt = attempt.attempt
+        self._began(attempt.attempt)
         return attempt.attempt
+
+    def _began(self, attempt: int) -> None:
+        self._attempt = self._last_attempt = attempt
+        if self._log is not None:
+            self._log.attempt(attempt)
 
     async def _attempt_once(self, context: RunContext, replay: ReplayLog) -> _Verdict:
         """Run the handler once; its exception or its result, judged."""
@@ -443,7 +440,6 @@ class RunActor(Actor[RunMessage]):
         if isinstance(verdict, _Succeeded):
             await log.append("run.succeeded", {"result": verdict.result})
             self._outcome = "succeeded"
-            await self._finish_attempt("succeeded", None)
         else:
             failure = verdict.failure
             await log.append("run.failed", {**failure.payload(), "attempts": self._last_attempt})
@@ -501,7 +497,6 @@ class RunActor(Actor[RunMessage]):
         self._outcome = "canceled"
         host.counters.cancels += 1
         host.counters.runs_finished += 1
-        await self._finish_attempt("canceled", None)
         await self._release()
         self.stop()
 
@@ -522,54 +517,55 @@ class RunActor(Actor[RunMessage]):
         self._attempt = None  # recorded (or given up on): a cancelled call leaves it to on_stop
 
     async def _release(self) -> None:
-        """Stop renewing and release the lease (once; a cancelled call leaves it to
-        ``on_stop``)."""
+        """Stop renewing, release the lease and finish the attempt in progress with
+        ``self._outcome`` (``lost`` unless a terminal event was written), in one round
+        trip; once (a cancelled call leaves it to ``on_stop``)."""
         self._keeper_scope.cancel()
         if self._released or self._lease is None:
             return
         lease = self._lease
         try:
             await self._node.store.release_lease(
-                self.run_id, owner_node=lease.owner_node, epoch=lease.epoch
+                self.run_id,
+                owner_node=lease.owner_node,
+                epoch=lease.epoch,
+                attempt=self._attempt,
+                outcome=self._outcome,
             )
         except StoreError as error:
             # It expires by itself within one TTL; the janitor takes it from there.
             _log.warning("lease_not_released", run_id=str(self.run_id), error=repr(error))
         self._released = True
+        self._attempt = None
 
     # -- the watchers ------------------------------------------------------------------
 
-    async def _watch_cancel(self) -> None:
-        """Tell the actor when someone else appended to the log and the run row says a
-        cancel was requested (a NOTIFY wake-up; the lease renewal is the backstop)."""
-        host = self._node
-        log = self._log
-        assert log is not None
+    def _watch(self, channel: str, serve: Callable[[Watch], Coroutine[Any, Any, None]]) -> None:
+        """Register a listener watch for the run now, served by ``serve`` in a task of
+        its own; without a free watch, renewals and polls are the only wake-ups."""
+        assert self._task_group is not None
         try:
-            with host.listener.watch(self.run_id) as watch:
-                while True:
-                    if not await watch.wait() or watch.latest_seq <= log.head:
-                        continue
-                    async with log.lock:
-                        pass  # our own append in flight may be what woke us: let it land
-                    if watch.latest_seq <= log.head:
-                        continue
-                    run = await host.store.get_run(self.run_id)
-                    if run.cancel_requested_at is not None:
-                        await self.ref.tell(CancelRun(), Lane.CONTROL)
-                        return
+            watch = self._watches.enter_context(
+                self._node.listener.watch(self.run_id, channel=channel)
+            )
         except StoreOverloaded as error:
             _log.warning("run_watch_unavailable", run_id=str(self.run_id), error=str(error))
+            return
+        self._task_group.start_soon(serve, watch, name=f"{channel} watch {self.run_id}")
 
-    async def _watch_frames(self) -> None:
+    async def _watch_cancel(self, watch: Watch) -> None:
+        """Tell the actor when a cancel wake-up comes and the run row confirms it (the
+        lease renewal is the backstop for a lost one)."""
+        store = self._node.store
+        while not await watch.wait() or (
+            (await store.get_run(self.run_id)).cancel_requested_at is None
+        ):
+            pass  # the poll interval ran out, or a reconnect woke every watch
+        await self.ref.tell(CancelRun(), Lane.CONTROL)
+
+    async def _watch_frames(self, watch: Watch) -> None:
         """Turn frame wake-ups into ``FramesAvailable`` on the data lane (a full lane
         already holds one: nothing is lost by not adding another)."""
-        try:
-            with self._node.listener.watch(self.run_id, channel=FRAMES_CHANNEL) as watch:
-                while True:
-                    if await watch.wait():
-                        self.ref.try_tell(FRAMES_AVAILABLE)
-        except StoreOverloaded as error:
-            _log.warning("run_watch_unavailable", run_id=str(self.run_id), error=str(error))
-        except ActorError:
-            return
+        while True:
+            if await watch.wait():
+                self.ref.try_tell(FRAMES_AVAILABLE)

@@ -20,8 +20,6 @@ from typing import TYPE_CHECKING, Final, final
 
 import anyio
 
-from runtime.errors import VersionConflict
-from runtime.run.errors import EgressFenced
 from runtime.run.fence import FenceReason
 from runtime.run.registry import is_async_callable
 from runtime.run.replay import (
@@ -38,7 +36,7 @@ from runtime.run.replay import (
     task_call,
 )
 from runtime.run.tasks import TaskContext, TaskOutcome, tool_call_id
-from runtime.store import MemoryScope, _codec
+from runtime.store import EgressFenced, MemoryScope, VersionConflict, _codec
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -95,7 +93,9 @@ class ScopedMemory:
 
     Each call is logged (``memory.read``, ``memory.written``, ``memory.deleted``), with
     its outcome, so a replay answers from the log: a read returns the value it returned
-    the first time, a write already logged is not written again.
+    the first time, a write already logged is not written again. The operation and its
+    event are one transaction, fenced like an append: a write happens if and only if it
+    is logged, and never from an executor that lost its lease or whose run is cancelled.
     """
 
     __slots__ = ("_ctx", "kind", "scope")
@@ -116,13 +116,20 @@ class ScopedMemory:
         if ctx._replay.replaying:
             payload = ctx._match(call)
         else:
+            fields: dict[str, JSON] = {"scope": self.kind, "key": key}
             async with ctx._log.lock:
                 ctx._check_live()
-                item = await ctx._store.get_memory(self.scope, key)
-                payload = {"scope": self.kind, "key": key, "found": item is not None}
-                if item is not None:
-                    payload.update(value=item.value, version=item.version)
-                await ctx._log.append_locked(MEMORY_READ, payload)
+                payload = await ctx._log.logged(
+                    lambda epoch, writer: ctx._store.get_memory_logged(
+                        ctx.run.run_id,
+                        epoch,
+                        self.scope,
+                        key,
+                        writer=writer,
+                        event_type=MEMORY_READ,
+                        fields=fields,
+                    )
+                )
         if not payload["found"]:
             return None
         version = payload["version"]
@@ -155,24 +162,29 @@ class ScopedMemory:
         if ctx._replay.replaying:
             payload = ctx._match(call)
         else:
+            fields: dict[str, JSON] = {
+                "scope": self.kind,
+                "key": key,
+                "value_sha256": digest(data),
+                "expected_version": expected_version,
+                "ttl": ttl,
+            }
             async with ctx._log.lock:
                 ctx._check_live()
-                payload = {
-                    "scope": self.kind,
-                    "key": key,
-                    "value_sha256": digest(data),
-                    "expected_version": expected_version,
-                    "ttl": ttl,
-                }
-                try:
-                    item = await ctx._store.put_memory(
-                        self.scope, key, value, expected_version=expected_version, ttl=ttl
+                payload = await ctx._log.logged(
+                    lambda epoch, writer: ctx._store.put_memory_logged(
+                        ctx.run.run_id,
+                        epoch,
+                        self.scope,
+                        key,
+                        value,
+                        writer=writer,
+                        event_type=MEMORY_WRITTEN,
+                        fields=fields,
+                        expected_version=expected_version,
+                        ttl=ttl,
                     )
-                except VersionConflict as conflict:
-                    payload.update(version=None, conflict_version=conflict.actual)
-                else:
-                    payload.update(version=item.version, conflict_version=None)
-                await ctx._log.append_locked(MEMORY_WRITTEN, payload)
+                )
         version = payload["version"]
         if version is None:
             actual = payload["conflict_version"]
@@ -189,11 +201,20 @@ class ScopedMemory:
         if ctx._replay.replaying:
             payload = ctx._match(call)
         else:
+            fields: dict[str, JSON] = {"scope": self.kind, "key": key}
             async with ctx._log.lock:
                 ctx._check_live()
-                deleted = await ctx._store.delete_memory(self.scope, key)
-                payload = {"scope": self.kind, "key": key, "deleted": deleted}
-                await ctx._log.append_locked(MEMORY_DELETED, payload)
+                payload = await ctx._log.logged(
+                    lambda epoch, writer: ctx._store.delete_memory_logged(
+                        ctx.run.run_id,
+                        epoch,
+                        self.scope,
+                        key,
+                        writer=writer,
+                        event_type=MEMORY_DELETED,
+                        fields=fields,
+                    )
+                )
         return bool(payload["deleted"])
 
 
@@ -252,7 +273,6 @@ class RunContext:
         log: RunLog,
         replay: ReplayLog,
         tasks: TaskRunner,
-        consumed_frames: int,
         task_timeout: float,
         frames_page: int,
     ) -> None:
@@ -268,7 +288,7 @@ class RunContext:
         self._frames_page = frames_page
         self._payload_limit = store.config.payload_limit
         self._poll = store.config.listener_poll_interval
-        self._consumed = consumed_frames
+        self._consumed = 0  # the frame_seq consumed last: replay starts from the first
         self._frames: deque[Frame] = deque(maxlen=frames_page)
         self._frames_flag = asyncio.Event()
         self._ended = False

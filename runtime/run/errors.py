@@ -8,7 +8,6 @@ world's ("the world did this")::
     └── RunError                      run execution (this module)
         ├── UnknownRunType            no handler is registered for this run type
         ├── HandlerLoadError          a ``module:attr`` or entry point could not be loaded
-        ├── EgressFenced              the run's egress fence is closed: nothing was written
         ├── LeaseOverdue              the executor could not renew its lease in time; it fenced
         │                             itself and ends, to be restarted and re-acquire it
         ├── NondeterministicHandler   a replayed call differs from the one in the log
@@ -17,6 +16,11 @@ world's ("the world did this")::
             ├── TaskFailed            the task raised, or returned a value that is not JSON
             ├── TaskTimedOut          the task ran past its timeout
             └── TaskCanceled          the task was cancelled with its run
+
+``EgressFenced`` (the run's egress fence is closed: nothing was written) is the store's
+``runtime.store.EgressFenced``, a ``FencingError``: the database raises it for an event
+appended after a cancel request, and run execution raises the same error from its own
+fence (``runtime.run`` re-exports it).
 
 Messages are built in ``__init__`` from typed fields (``run_id``, ``seq``, ``tool_call_id``),
 so code can branch on the fields rather than on text.
@@ -33,7 +37,6 @@ if TYPE_CHECKING:
     from uuid import UUID
 
 __all__ = [
-    "EgressFenced",
     "HandlerLoadError",
     "LeaseOverdue",
     "NondeterministicHandler",
@@ -68,22 +71,6 @@ class HandlerLoadError(RunError, ValueError):
         self.spec = spec
         self.reason = reason
         super().__init__(f"cannot load handler {spec!r}: {reason}")
-
-
-class EgressFenced(RunError):
-    """The run's egress fence is closed; the output was refused and nothing was written.
-
-    ``reason`` says why: ``cancel_requested`` (the run is being cancelled),
-    ``lease_lost`` (another executor owns the run now), ``lease_overdue`` (this executor
-    could not renew its lease in time, e.g. after an event-loop stall), ``stopping`` (the
-    node is draining) or ``attempt_ended`` (the call came from a handler attempt that is
-    over, e.g. a task the handler left behind).
-    """
-
-    def __init__(self, run_id: UUID, reason: str) -> None:
-        self.run_id = run_id
-        self.reason = reason
-        super().__init__(f"egress fence of run {run_id} is closed ({reason}); nothing written")
 
 
 class LeaseOverdue(RunError):
@@ -171,7 +158,6 @@ for _error in (
     RunError,
     UnknownRunType,
     HandlerLoadError,
-    EgressFenced,
     LeaseOverdue,
     NondeterministicHandler,
     TaskLimitReached,

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Final
 
 import anyio
 
-from runtime.run.errors import EgressFenced
+from runtime.store import EgressFenced
 
 if TYPE_CHECKING:
     from uuid import UUID

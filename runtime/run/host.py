@@ -9,9 +9,8 @@ from runtime.run.settings import RunSettings
 
 if TYPE_CHECKING:
     from actors import Registry
-    from runtime.listener import Listener
     from runtime.run.registry import HandlerRegistry
-    from runtime.store import Store
+    from runtime.store import Listener, Store
 
 __all__ = ["RunCounters", "RunHost"]
 

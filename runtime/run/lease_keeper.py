@@ -29,9 +29,9 @@ import anyio
 import structlog
 
 from actors import ActorError, Lane
-from runtime.errors import StoreError
 from runtime.run.fence import FenceReason
 from runtime.run.messages import CancelRun, LeaseLost
+from runtime.store import StoreError
 
 if TYPE_CHECKING:
     from collections.abc import Callable

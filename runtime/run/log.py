@@ -10,32 +10,42 @@ append, so a cancel that arrived while the call waited for its turn is honoured.
 executor's own bookkeeping after a cancel (``task.canceled``, ``run.canceled``) is written
 unfenced: the fence keeps the handler quiet, not the executor that winds the run up.
 
-A write the database refuses for a stale epoch means the lease is gone: the fence closes
-(``lease_lost``) and the caller gets :class:`EgressFenced`.
+Every event carries its writer (the node id with its boot UUID, and the attempt), which
+the database records and the hash chain covers.
+
+The database enforces both fences too. A write it refuses for a stale epoch means the
+lease is gone: the fence closes (``lease_lost``) and the caller gets
+:class:`EgressFenced`. A write it refuses because the run's ``run.cancel_requested`` is
+committed closes the fence for the cancel (``cancel_requested``), even before the run
+actor has heard of the request.
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, TypeAlias
 
-from runtime.errors import RunTerminal, StaleEpoch
-from runtime.run.errors import EgressFenced
 from runtime.run.fence import FenceReason
+from runtime.store import EgressFenced, RunTerminal, StaleEpoch, Writer
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable, Iterator
     from uuid import UUID
 
     from runtime.run.fence import EgressFence
-    from runtime.store import Event, Store
+    from runtime.store import JSON, Event, Store
 
-__all__ = ["RunLog", "read_log"]
+LoggedWrite: TypeAlias = "Callable[[int, Writer], Awaitable[tuple[int, dict[str, JSON]]]]"
+"""A store call taking the epoch and the writer, returning the seq and payload it logged."""
+
+__all__ = ["LoggedWrite", "RunLog", "read_log"]
 
 
 class RunLog:
     """Appends to ``run_id``'s log as the holder of lease ``epoch``."""
 
-    __slots__ = ("_store", "epoch", "fence", "head", "lock", "run_id")
+    __slots__ = ("_store", "epoch", "fence", "head", "lock", "run_id", "writer")
 
     def __init__(
         self,
@@ -45,6 +55,7 @@ class RunLog:
         fence: EgressFence,
         *,
         head: int,
+        node_id: str,
     ) -> None:
         self._store = store
         self.run_id = run_id
@@ -53,6 +64,12 @@ class RunLog:
         self.head = head
         """The last seq known to be in the log (ours, or read when the attempt began)."""
         self.lock = asyncio.Lock()
+        self.writer = Writer(node_id)
+        """Recorded with every event; :meth:`attempt` sets the attempt number."""
+
+    def attempt(self, attempt: int) -> None:
+        """Record ``attempt`` as the writer's attempt from now on."""
+        self.writer = Writer(self.writer.node, attempt)
 
     async def append(self, type_: str, payload: object = None, *, fenced: bool = True) -> int:
         """Append one event after the ones already queued here; return its seq.
@@ -70,15 +87,38 @@ class RunLog:
         """:meth:`append` for a caller already holding :attr:`lock` (and the fence
         checked, if it should be)."""
         assert self.lock.locked()
+        with self._fenced_by_the_database():
+            seq = await self._store.append_event(
+                self.run_id, self.epoch, type_, payload, writer=self.writer
+            )
+        self._moved(seq)
+        return seq
+
+    async def logged(self, write: LoggedWrite) -> dict[str, JSON]:
+        """Run a store call that writes something together with its event (memory) as this
+        writer; return the event's payload. The caller holds :attr:`lock`."""
+        assert self.lock.locked()
+        with self._fenced_by_the_database():
+            seq, payload = await write(self.epoch, self.writer)
+        self._moved(seq)
+        return payload
+
+    def _moved(self, seq: int) -> None:
+        if seq > self.head:
+            self.head = seq
+
+    @contextmanager
+    def _fenced_by_the_database(self) -> Iterator[None]:
         try:
-            seq = await self._store.append_event(self.run_id, self.epoch, type_, payload)
+            yield
         except (StaleEpoch, RunTerminal) as error:
             # Another executor took the run over (or ended it): this one owns nothing.
             self.fence.close(FenceReason.LEASE_LOST)
             raise EgressFenced(self.run_id, FenceReason.LEASE_LOST) from error
-        if seq > self.head:
-            self.head = seq
-        return seq
+        except EgressFenced:
+            # The database's cancel fence: run.cancel_requested is committed.
+            self.fence.close(FenceReason.CANCEL_REQUESTED)
+            raise
 
 
 async def read_log(store: Store, run_id: UUID, *, until: int, page: int = 1000) -> list[Event]:

@@ -38,9 +38,7 @@ from actors import (
     LaneConfig,
     MailboxConfig,
 )
-from runtime.errors import InvalidPayload
 from runtime.run.errors import (
-    EgressFenced,
     TaskCanceled,
     TaskError,
     TaskFailed,
@@ -48,7 +46,7 @@ from runtime.run.errors import (
     TaskTimedOut,
 )
 from runtime.run.policy import error_type_name
-from runtime.store import _codec
+from runtime.store import EgressFenced, InvalidPayload, _codec
 from supervisors import BRUTAL, ChildSpec, Restart, SupervisorError, start_child
 
 if TYPE_CHECKING:

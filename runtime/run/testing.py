@@ -20,14 +20,12 @@ from typing import TYPE_CHECKING
 import anyio
 
 from actors import spawn
-from runtime.config import NodeConfig
-from runtime.listener import Listener
 from runtime.run.host import RunHost
 from runtime.run.log import read_log
 from runtime.run.registry import HandlerRegistry
 from runtime.run.settings import RunSettings
 from runtime.run.subtree import run_spec
-from runtime.store import TERMINAL_EVENTS, Store
+from runtime.store import TERMINAL_EVENTS, Listener, Store, StoreConfig
 from supervisors import DynamicSupervisor, start_child
 
 if TYPE_CHECKING:
@@ -54,7 +52,7 @@ async def run_handler(
     Raises:
         whatever the store raises for an unreachable or unmigrated database.
     """
-    config = NodeConfig()
+    config = StoreConfig()
     async with Store(dsn, config) as store, Listener(dsn, config) as listener:
         host = RunHost(
             store=store,

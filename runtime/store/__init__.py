@@ -32,6 +32,7 @@ from runtime.store.errors import (
     DatabaseError,
     DatabaseUnavailable,
     DeadLetterNotFound,
+    EgressFenced,
     EmbeddedServerError,
     FencingError,
     InvalidArgument,
@@ -54,7 +55,15 @@ from runtime.store.errors import (
     UnknownMigration,
     VersionConflict,
 )
-from runtime.store.events import EVENTS_CHANNEL, SCHEMA_VERSION, TERMINAL_EVENTS, Event, NewEvent
+from runtime.store.events import (
+    CANCEL_BOOKKEEPING,
+    EVENTS_CHANNEL,
+    SCHEMA_VERSION,
+    TERMINAL_EVENTS,
+    Event,
+    NewEvent,
+    Writer,
+)
 from runtime.store.frames import FRAMES_CHANNEL, Frame, FrameAppend
 from runtime.store.leases import Lease, LeaseRenewal
 from runtime.store.listener import Listener, ListenerStatistics, Watch
@@ -64,6 +73,7 @@ from runtime.store.nodes import NodeRow
 from runtime.store.recovery import EXECUTOR_LOST_EVENT, ClaimedRun, LeaseState
 from runtime.store.runs import (
     CANCEL_REQUESTED_EVENT,
+    CANCELS_CHANNEL,
     TERMINAL_STATUSES,
     CancelRequest,
     Run,
@@ -73,6 +83,8 @@ from runtime.store.runs import (
 __all__ = [
     "Attempt",
     "AttemptOutcome",
+    "CANCELS_CHANNEL",
+    "CANCEL_BOOKKEEPING",
     "CANCEL_REQUESTED_EVENT",
     "CancelRequest",
     "ChainReport",
@@ -83,6 +95,7 @@ __all__ = [
     "DeadLetterNotFound",
     "EVENTS_CHANNEL",
     "EXECUTOR_LOST_EVENT",
+    "EgressFenced",
     "EmbeddedPostgres",
     "EmbeddedServerError",
     "Event",
@@ -133,6 +146,7 @@ __all__ = [
     "UnknownMigration",
     "VersionConflict",
     "Watch",
+    "Writer",
     "WriterStatistics",
     "apply_migrations",
     "check_dsn",

@@ -21,9 +21,11 @@ __all__ = [
 ]
 
 # The fence for a batch: every run's head moves from the expected seq to the new one only
-# if the lease epoch and a live status still hold on the newest row version (EvalPlanQual
-# re-checks them after waiting for a concurrent transaction). The events are inserted for
-# exactly the runs that moved. One row comes back: the runs that moved, and the NOTIFY.
+# if the lease epoch, a live status and the cancel fence (no cancel requested, or nothing
+# but cancellation bookkeeping appended) still hold on the newest row version
+# (EvalPlanQual re-checks them after waiting for a concurrent transaction). The events are
+# inserted for exactly the runs that moved. One row comes back: the runs that moved, and
+# the NOTIFY.
 _APPEND: Final = f"""
 WITH moved AS (
     UPDATE runs AS r
@@ -31,21 +33,25 @@ WITH moved AS (
         status = coalesce(h.status, r.status),
         finished_at = CASE WHEN h.status IS NULL THEN r.finished_at ELSE now() END
     FROM unnest(%(runs)b::uuid[], %(epochs)b::bigint[], %(expected)b::bigint[],
-                %(seqs)b::bigint[], %(hashes)b::bytea[], %(statuses)b::text[])
-         AS h(run_id, epoch, expected, last_seq, last_hash, status)
+                %(seqs)b::bigint[], %(hashes)b::bytea[], %(statuses)b::text[],
+                %(bookkeeping)b::boolean[])
+         AS h(run_id, epoch, expected, last_seq, last_hash, status, bookkeeping)
     WHERE r.run_id = h.run_id AND r.lease_epoch = h.epoch AND h.epoch > 0
       AND r.last_seq = h.expected
       AND r.status NOT IN ({TERMINAL_SQL})
+      AND (r.cancel_requested_at IS NULL OR h.bookkeeping)
     RETURNING r.run_id, r.last_seq
 ), inserted AS (
     INSERT INTO run_events (run_id, seq, type, payload, epoch, schema_version, terminal,
-                            prev_hash, hash)
+                            prev_hash, hash, writer_node, writer_attempt)
     SELECT e.run_id, e.seq, e.type, e.payload::jsonb, e.epoch, {SCHEMA_VERSION},
-           e.terminal, e.prev_hash, e.hash
+           e.terminal, e.prev_hash, e.hash, e.writer_node, e.writer_attempt::integer
     FROM unnest(%(e_runs)b::uuid[], %(e_seqs)b::bigint[], %(e_types)b::text[],
                 %(e_payloads)b::text[], %(e_epochs)b::bigint[], %(e_terminal)b::boolean[],
-                %(e_prev)b::bytea[], %(e_hashes)b::bytea[])
-         AS e(run_id, seq, type, payload, epoch, terminal, prev_hash, hash)
+                %(e_prev)b::bytea[], %(e_hashes)b::bytea[], %(e_nodes)b::text[],
+                %(e_attempts)b::text[])
+         AS e(run_id, seq, type, payload, epoch, terminal, prev_hash, hash, writer_node,
+              writer_attempt)
     WHERE e.run_id IN (SELECT run_id FROM moved)
 )
 SELECT array_agg(m.run_id){{notify}} FROM moved AS m
@@ -67,12 +73,13 @@ WITH moved AS (
         finished_at = CASE WHEN %b::text IS NULL THEN finished_at ELSE now() END
     WHERE run_id = %b AND lease_epoch = %b AND %b > 0 AND last_seq = %b
       AND status NOT IN ({TERMINAL_SQL})
+      AND (cancel_requested_at IS NULL OR %b::boolean)
     RETURNING run_id, last_seq
 )
 INSERT INTO run_events (run_id, seq, type, payload, epoch, schema_version, terminal,
-                        prev_hash, hash)
+                        prev_hash, hash, writer_node, writer_attempt)
 SELECT m.run_id, m.last_seq, %b::text, %b::text::jsonb, %b, {SCHEMA_VERSION},
-       %b::text IS NOT NULL, %b, %b
+       %b::text IS NOT NULL, %b, %b, %b::text, %b::integer
 FROM moved AS m{{notify}}
 """
 APPEND_ONE_NOTIFY: Final = _APPEND_ONE.replace(
@@ -82,7 +89,7 @@ APPEND_ONE_NOTIFY: Final = _APPEND_ONE.replace(
 ).encode()
 APPEND_ONE_QUIET: Final = _APPEND_ONE.replace("{notify}", "").encode()
 HEADS: Final = (
-    "SELECT run_id, status, lease_epoch, last_seq, last_hash FROM runs"
-    " WHERE run_id = ANY(%b::uuid[])"
+    "SELECT run_id, status, lease_epoch, last_seq, last_hash, cancel_requested_at IS NOT NULL"
+    " FROM runs WHERE run_id = ANY(%b::uuid[])"
 )
 LOCK_HEADS: Final = HEADS + " ORDER BY run_id FOR UPDATE"

@@ -22,7 +22,7 @@ import orjson
 from runtime.store import _append_sql, _arrays, _codec
 from runtime.store._status import TERMINAL_EVENTS
 from runtime.store.chain import canonical_parts, link
-from runtime.store.events import SCHEMA_VERSION
+from runtime.store.events import CANCEL_BOOKKEEPING, SCHEMA_VERSION
 
 if TYPE_CHECKING:
     import asyncio
@@ -30,6 +30,8 @@ if TYPE_CHECKING:
 
     from psycopg import AsyncCursor
     from psycopg.rows import TupleRow
+
+    from runtime.store.events import Writer
 
 __all__ = [
     "MAX_TYPE_LENGTH",
@@ -58,12 +60,22 @@ class PreparedEvent:
     # The event's canonical bytes are head + b"%d" % seq + tail (chain.canonical_parts).
     head: bytes
     tail: bytes
+    writer_node: str | None
+    writer_attempt: int | None
+    bookkeeping: bool  # still accepted after a cancel request (CANCEL_BOOKKEEPING)
 
 
 def prepare_event(
-    run_id: UUID, epoch: int, type_: str, payload: object, limit: int, last: bool
+    run_id: UUID,
+    epoch: int,
+    type_: str,
+    payload: object,
+    limit: int,
+    last: bool,
+    writer: Writer | None = None,
 ) -> PreparedEvent:
-    """Validate and serialise one event of an append (``last``: it ends the append).
+    """Validate and serialise one event of an append (``last``: it ends the append), as
+    written by ``writer``.
 
     Raises:
         ValueError: a bad event type, or a terminal type that is not last.
@@ -84,8 +96,19 @@ def prepare_event(
         epoch=epoch,
         schema_version=SCHEMA_VERSION,
         payload=data,
+        writer=writer,
     )
-    return PreparedEvent(type_, type_.encode(), data, status, head, tail)
+    return PreparedEvent(
+        type_,
+        type_.encode(),
+        data,
+        status,
+        head,
+        tail,
+        None if writer is None else writer.node,
+        None if writer is None else writer.attempt,
+        type_ in CANCEL_BOOKKEEPING,
+    )
 
 
 @dataclass(slots=True, eq=False)
@@ -118,12 +141,14 @@ class PendingAppend:
 
 
 class Head(NamedTuple):
-    """What the writer knows of a run row: its log head, lease epoch and status."""
+    """What the writer knows of a run row: its log head, lease epoch, status and whether
+    a cancel was requested (then only the cancellation bookkeeping may be appended)."""
 
     last_seq: int
     last_hash: bytes
     epoch: int  # runs.lease_epoch; 0 = never leased
     status: str
+    cancel_requested: bool
 
 
 class HeadCache:
@@ -166,6 +191,12 @@ class Plan:
     hashes: list[bytes]  # per event, in order
     last_seq: int
     status: str | None  # terminal status set by the last event, if any
+    bookkeeping: bool  # every event is cancellation bookkeeping
+
+
+def is_bookkeeping(item: PendingAppend) -> bool:
+    """Whether ``item`` holds only cancellation bookkeeping (allowed after a cancel)."""
+    return all(event.bookkeeping for event in item.events)
 
 
 class Statement:
@@ -195,7 +226,8 @@ class Statement:
                 status = event.status
             all_seqs.append(list(range(first, seq + 1)))
         self.events += len(hashes)
-        self.plans.append(Plan(run_id, head, items, all_seqs, hashes, seq, status))
+        bookkeeping = all(is_bookkeeping(item) for item in items)
+        self.plans.append(Plan(run_id, head, items, all_seqs, hashes, seq, status, bookkeeping))
 
     async def execute(self, cur: AsyncCursor[TupleRow], notify_in_tx: bool) -> set[UUID] | None:
         """Run the statement; return the runs whose head moved (``None``: every run did)."""
@@ -217,6 +249,8 @@ class Statement:
         ends: list[bool] = []
         prevs: list[bytes] = []
         hashes: list[bytes] = []
+        nodes: list[str | None] = []
+        attempts: list[str | None] = []
         for plan in plans:
             run = plan.run_id.bytes
             head = plan.head
@@ -234,6 +268,10 @@ class Statement:
                     payloads.append(event.payload)
                     epochs.append(epoch)
                     ends.append(event.status is not None)
+                    nodes.append(event.writer_node)
+                    attempts.append(
+                        None if event.writer_attempt is None else str(event.writer_attempt)
+                    )
         await cur.execute(
             _append_sql.APPEND_NOTIFY if notify_in_tx else _append_sql.APPEND_QUIET,
             {
@@ -243,6 +281,7 @@ class Statement:
                 "seqs": _arrays.int8_array([p.last_seq for p in plans]),
                 "hashes": _arrays.fixed(_arrays.ByteaArray, [p.hashes[-1] for p in plans]),
                 "statuses": _arrays.text_array([p.status for p in plans]),
+                "bookkeeping": _arrays.bool_array([p.bookkeeping for p in plans]),
                 "e_runs": _arrays.fixed(_arrays.UuidArray, runs),
                 "e_seqs": _arrays.fixed(_arrays.Int8Array, seqs),
                 "e_types": _arrays.text_array(types),
@@ -251,6 +290,8 @@ class Statement:
                 "e_terminal": _arrays.bool_array(ends),
                 "e_prev": _arrays.fixed(_arrays.ByteaArray, prevs),
                 "e_hashes": _arrays.fixed(_arrays.ByteaArray, hashes),
+                "e_nodes": _arrays.text_array(nodes),
+                "e_attempts": _arrays.text_array(attempts),
             },
         )
         row = await cur.fetchone()
@@ -273,8 +314,17 @@ async def execute_one(
     status = event.status
     epoch = head.epoch
     # The placeholders in order: the UPDATE's SET and WHERE, then the INSERT's.
-    update = (seq, digest, status, status, run_id, epoch, epoch, seq - 1)
-    insert = (event.type, event.payload.decode(), epoch, status, head.last_hash, digest)
+    update = (seq, digest, status, status, run_id, epoch, epoch, seq - 1, event.bookkeeping)
+    insert = (
+        event.type,
+        event.payload.decode(),
+        epoch,
+        status,
+        head.last_hash,
+        digest,
+        event.writer_node,
+        event.writer_attempt,
+    )
     await cur.execute(
         _append_sql.APPEND_ONE_NOTIFY if notify_in_tx else _append_sql.APPEND_ONE_QUIET,
         (*update, *insert),

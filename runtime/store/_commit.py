@@ -14,6 +14,12 @@ version (EvalPlanQual), so a takeover that commits meanwhile makes the stale app
 nothing, and write nothing. The events are inserted by the same statement for exactly the
 runs whose head moved; no explicit row locks are taken.
 
+**The cancel fence lives there too.** Once ``run.cancel_requested`` is committed
+(``runs.cancel_requested_at`` set), the same ``UPDATE`` moves a head only for appends of
+cancellation bookkeeping (:data:`~runtime.store.CANCEL_BOOKKEEPING`); any other executor
+event is refused with ``EgressFenced``, exactly as a stale epoch is, so an append in flight
+when the cancel commits cannot land after it (DESIGN §8).
+
 **Seqs and hashes come from a head cache.** The committer remembers each run's head (last
 seq and hash, lease epoch, status) in a bounded LRU. For a batch it numbers the events
 from the cached head and chains their hashes in Python, then sends **one statement**: the
@@ -39,10 +45,18 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from runtime.store import _append_sql
-from runtime.store._batch import Head, HeadCache, PendingAppend, Plan, Statement, execute_one
+from runtime.store._batch import (
+    Head,
+    HeadCache,
+    PendingAppend,
+    Plan,
+    Statement,
+    execute_one,
+    is_bookkeeping,
+)
 from runtime.store._status import TERMINAL_STATUSES
 from runtime.store.chain import link
-from runtime.store.errors import RunNotFound, RunTerminal, StaleEpoch, StoreError
+from runtime.store.errors import EgressFenced, RunNotFound, RunTerminal, StaleEpoch, StoreError
 
 if TYPE_CHECKING:
     from uuid import UUID
@@ -97,6 +111,7 @@ class BatchCommitter:
                 head is not None
                 and item.epoch == head.epoch > 0
                 and head.status not in TERMINAL_STATUSES
+                and not head.cancel_requested
             ):
                 if len(item.events) == 1:
                     # Inline, without a statement builder: the single-emitter hot path.
@@ -106,7 +121,8 @@ class BatchCommitter:
                     if await execute_one(cur, self._notify_in_tx, item.run_id, head, event, digest):
                         item.resolve([seq])
                         heads.put(
-                            item.run_id, Head(seq, digest, head.epoch, event.status or head.status)
+                            item.run_id,
+                            Head(seq, digest, head.epoch, event.status or head.status, False),
                         )
                         self.events += 1
                         self.transactions += 1
@@ -197,6 +213,9 @@ class BatchCommitter:
         for item in items:
             if head.status in TERMINAL_STATUSES:
                 self._refuse(item, RunTerminal(run_id, head.status))
+            elif head.cancel_requested and item.epoch > 0 and not is_bookkeeping(item):
+                # The cancel fence, like the epoch fence: a cancel request is final too.
+                self._refuse(item, EgressFenced(run_id, "cancel_requested"))
             elif item.epoch == head.epoch and head.epoch > 0:
                 pending.append(item)
             elif authoritative or item.epoch < head.epoch:
@@ -225,7 +244,13 @@ class BatchCommitter:
             head = plan.head
             heads.put(
                 plan.run_id,
-                Head(plan.last_seq, plan.hashes[-1], head.epoch, plan.status or head.status),
+                Head(
+                    plan.last_seq,
+                    plan.hashes[-1],
+                    head.epoch,
+                    plan.status or head.status,
+                    head.cancel_requested,
+                ),
             )
             self.events += len(plan.hashes)
         self.transactions += 1
@@ -266,6 +291,6 @@ class BatchCommitter:
     ) -> dict[UUID, Head]:
         await cur.execute(_append_sql.LOCK_HEADS if lock else _append_sql.HEADS, (sorted(run_ids),))
         return {
-            run_id: Head(int(last_seq), bytes(last_hash), int(epoch), str(status))
-            for run_id, status, epoch, last_seq, last_hash in await cur.fetchall()
+            run_id: Head(int(last_seq), bytes(last_hash), int(epoch), str(status), bool(fenced))
+            for run_id, status, epoch, last_seq, last_hash, fenced in await cur.fetchall()
         }

@@ -28,6 +28,7 @@ from runtime.store import (
     events,
     frames,
     leases,
+    logged_memory,
     memory,
     nodes,
     recovery,
@@ -352,23 +353,32 @@ class Store:
     # -- events -------------------------------------------------------------------------
 
     async def append_events(
-        self, run_id: UUID, epoch: int, new_events: Sequence[events.NewEvent]
+        self,
+        run_id: UUID,
+        epoch: int,
+        new_events: Sequence[events.NewEvent],
+        *,
+        writer: events.Writer | None = None,
     ) -> list[int]:
         """Append events as the holder of lease ``epoch``; return their seqs after commit.
 
         Group-committed with concurrent appends (``docs/store.md``, "Appending events").
         Bounded by ``append_queue_timeout`` to get into the writer's queue, then by
-        ``append_timeout`` (``StoreTimeout``, outcome unknown).
+        ``append_timeout`` (``StoreTimeout``, outcome unknown). ``writer`` (the executor's
+        node id and attempt) is recorded with each event and covered by its hash.
+
+        Once the run's ``run.cancel_requested`` is committed, only
+        :data:`~runtime.store.CANCEL_BOOKKEEPING` events are accepted.
 
         Raises:
-            PayloadNotSerializable, PayloadTooLarge, RunNotFound, RunTerminal, StaleEpoch:
-                refused; nothing written.
+            PayloadNotSerializable, PayloadTooLarge, RunNotFound, RunTerminal, StaleEpoch,
+                EgressFenced: refused; nothing written.
             TransactionConflict: rolled back (deadlocks, or the run's row stayed locked by
                 another session); nothing written.
         """
         if self._writer is None or self._state is not _State.OPEN:
             raise StoreClosed("store", self._state.value)
-        return await self._writer.append(run_id, epoch, new_events)
+        return await self._writer.append(run_id, epoch, new_events, writer=writer)
 
     async def append_event(
         self,
@@ -376,11 +386,13 @@ class Store:
         epoch: int,
         type: str,
         payload: object = None,
+        *,
+        writer: events.Writer | None = None,
     ) -> int:
         """Append one event; return its seq. See :meth:`append_events`."""
         if self._writer is None or self._state is not _State.OPEN:
             raise StoreClosed("store", self._state.value)
-        return await self._writer.append_one(run_id, epoch, type, payload)
+        return await self._writer.append_one(run_id, epoch, type, payload, writer=writer)
 
     async def read_events(
         self, run_id: UUID, *, after: int = 0, limit: int = 100
@@ -430,9 +442,16 @@ class Store:
     # -- leases -------------------------------------------------------------------------
 
     async def acquire_lease(
-        self, run_id: UUID, *, owner_node: str, ttl: float | None = None
+        self,
+        run_id: UUID,
+        *,
+        owner_node: str,
+        ttl: float | None = None,
+        reclaim: bool = False,
     ) -> leases.Lease:
-        """Take the run's lease (next epoch) if it is free or expired by database time.
+        """Take the run's lease (next epoch) if it is free or expired by database time,
+        or, with ``reclaim``, if ``owner_node`` itself holds it (a restarted executor of
+        the same node process taking over from its crashed predecessor).
 
         Raises:
             RunNotFound, RunTerminal, LeaseHeld.
@@ -443,7 +462,7 @@ class Store:
         sent_at = asyncio.get_running_loop().time()
         async with self._connection("acquire_lease") as conn:
             lease = await leases.acquire_lease(
-                conn, run_id, owner_node=owner_node, ttl=ttl, rng=self._rng
+                conn, run_id, owner_node=owner_node, ttl=ttl, rng=self._rng, reclaim=reclaim
             )
         self._leases.held((run_id, owner_node, lease.epoch), sent_at, ttl)
         if self._writer is not None:
@@ -501,14 +520,30 @@ class Store:
             self._leases.held(key, now, ttl)
         return renewal
 
-    async def release_lease(self, run_id: UUID, *, owner_node: str, epoch: int) -> bool:
-        """Expire the lease now if still held by ``owner_node`` at ``epoch``."""
+    async def release_lease(
+        self,
+        run_id: UUID,
+        *,
+        owner_node: str,
+        epoch: int,
+        attempt: int | None = None,
+        outcome: attempts.AttemptOutcome | None = None,
+    ) -> bool:
+        """Expire the lease now if still held by ``owner_node`` at ``epoch``.
+
+        With ``attempt`` and ``outcome``, also finish that attempt (if it is not finished
+        yet) in the same round trip: an executor leaving a run records how it left.
+        """
         _args.run_id(run_id)
         identifier(owner_node, "owner_node")
         integer(epoch, "epoch")
+        if attempt is not None:
+            integer(attempt, "attempt", low=1)
         self._leases.lost((run_id, owner_node, epoch))
         async with self._connection("release_lease") as conn:
-            return await leases.release_lease(conn, run_id, owner_node=owner_node, epoch=epoch)
+            return await leases.release_lease(
+                conn, run_id, owner_node=owner_node, epoch=epoch, attempt=attempt, outcome=outcome
+            )
 
     async def get_lease(self, run_id: UUID) -> leases.Lease | None:
         """The run's lease row (possibly expired), or ``None`` if never leased."""
@@ -559,6 +594,128 @@ class Store:
         async with self._connection("delete_memory") as conn:
             return await memory.delete_memory(conn, scope, key, expected_version=expected_version)
 
+    # -- memory logged by an executor (run execution's ctx.memory) --------------------
+
+    async def get_memory_logged(
+        self,
+        run_id: UUID,
+        epoch: int,
+        scope: memory.MemoryScope,
+        key: str,
+        *,
+        writer: events.Writer,
+        event_type: str,
+        fields: dict[str, _codec.JSON],
+    ) -> tuple[int, dict[str, _codec.JSON]]:
+        """Read ``key`` and append ``event_type`` (``fields`` plus ``found``, ``value``,
+        ``version``) in one transaction fenced like an append; return its seq and payload.
+
+        Raises:
+            RunNotFound, RunTerminal, StaleEpoch, EgressFenced: refused; nothing written.
+        """
+        memory.check_key(scope, key)
+        async with self._connection("get_memory_logged") as conn:
+            logged = await logged_memory.logged_get(
+                conn,
+                *self._logged(run_id, epoch, writer),
+                scope,
+                key,
+                event_type=event_type,
+                fields=fields,
+                limit=self._config.payload_limit,
+            )
+        self._moved_outside_writer(run_id)
+        return logged
+
+    async def put_memory_logged(
+        self,
+        run_id: UUID,
+        epoch: int,
+        scope: memory.MemoryScope,
+        key: str,
+        value: object,
+        *,
+        writer: events.Writer,
+        event_type: str,
+        fields: dict[str, _codec.JSON],
+        expected_version: int | None = None,
+        ttl: float | None = None,
+    ) -> tuple[int, dict[str, _codec.JSON]]:
+        """Write ``key`` and append ``event_type`` (``fields`` plus ``version`` and
+        ``conflict_version``) in one transaction fenced like an append: the value changes
+        if and only if the event is committed. A version conflict is an outcome, logged,
+        not an error. Returns the event's seq and payload.
+
+        Raises:
+            RunNotFound, RunTerminal, StaleEpoch, EgressFenced: refused; nothing written.
+            PayloadNotSerializable, PayloadTooLarge: bad value; nothing written.
+        """
+        memory.check_key(scope, key)
+        if expected_version is not None:
+            integer(expected_version, "expected_version", low=0)
+        if ttl is not None:
+            _positive_ttl(ttl, "memory ttl")
+        data = self._encode(value, f"memory value {key!r}")
+        async with self._connection("put_memory_logged") as conn:
+            logged = await logged_memory.logged_put(
+                conn,
+                *self._logged(run_id, epoch, writer),
+                scope,
+                key,
+                data,
+                expected_version=expected_version,
+                ttl=ttl,
+                event_type=event_type,
+                fields=fields,
+                limit=self._config.payload_limit,
+            )
+        self._moved_outside_writer(run_id)
+        return logged
+
+    async def delete_memory_logged(
+        self,
+        run_id: UUID,
+        epoch: int,
+        scope: memory.MemoryScope,
+        key: str,
+        *,
+        writer: events.Writer,
+        event_type: str,
+        fields: dict[str, _codec.JSON],
+    ) -> tuple[int, dict[str, _codec.JSON]]:
+        """Delete ``key`` and append ``event_type`` (``fields`` plus ``deleted``) in one
+        transaction fenced like an append; return the event's seq and payload.
+
+        Raises:
+            RunNotFound, RunTerminal, StaleEpoch, EgressFenced: refused; nothing written.
+        """
+        memory.check_key(scope, key)
+        async with self._connection("delete_memory_logged") as conn:
+            logged = await logged_memory.logged_delete(
+                conn,
+                *self._logged(run_id, epoch, writer),
+                scope,
+                key,
+                event_type=event_type,
+                fields=fields,
+                limit=self._config.payload_limit,
+            )
+        self._moved_outside_writer(run_id)
+        return logged
+
+    def _logged(
+        self, run_id: UUID, epoch: int, writer: events.Writer
+    ) -> tuple[UUID, int, events.Writer]:
+        _args.run_id(run_id)
+        integer(epoch, "epoch")
+        identifier(writer.node, "writer node")
+        return run_id, epoch, writer
+
+    def _moved_outside_writer(self, run_id: UUID) -> None:
+        if self._writer is not None:
+            # The run's head moved outside the writer: spare it a refused first try.
+            self._writer.forget_head(run_id)
+
     async def purge_expired_memory(self, *, limit: int = 1000) -> int:
         """Delete up to ``limit`` expired memory rows; return how many."""
         integer(limit, "limit", low=1)
@@ -574,6 +731,22 @@ class Store:
         integer(epoch, "epoch", low=0)
         async with self._connection("start_attempt") as conn:
             return await attempts.start_attempt(conn, run_id, node_id=node_id, epoch=epoch)
+
+    async def begin_attempt(
+        self, run_id: UUID, *, node_id: str, epoch: int
+    ) -> tuple[attempts.Attempt, int]:
+        """Start the run's next attempt, closing the ones earlier executors left
+        unfinished as ``lost`` (one round trip); return it and how many earlier attempts
+        ``failed`` (what a retry budget counts).
+
+        Raises:
+            RunNotFound: no such run.
+        """
+        _args.run_id(run_id)
+        identifier(node_id, "node_id")
+        integer(epoch, "epoch", low=0)
+        async with self._connection("begin_attempt") as conn:
+            return await attempts.begin_attempt(conn, run_id, node_id=node_id, epoch=epoch)
 
     async def finish_attempt(
         self,

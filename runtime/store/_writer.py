@@ -53,7 +53,7 @@ if TYPE_CHECKING:
 
     from runtime.store._notifier import Notifier
     from runtime.store.config import StoreConfig
-    from runtime.store.events import NewEvent
+    from runtime.store.events import NewEvent, Writer
 
 __all__ = ["WRITER_APPLICATION_NAME", "GroupCommitWriter", "WriterStatistics"]
 
@@ -172,7 +172,14 @@ class GroupCommitWriter:
         """
         self._committer.forget(run_id)
 
-    async def append(self, run_id: UUID, epoch: int, events: Sequence[NewEvent]) -> list[int]:
+    async def append(
+        self,
+        run_id: UUID,
+        epoch: int,
+        events: Sequence[NewEvent],
+        *,
+        writer: Writer | None = None,
+    ) -> list[int]:
         """Append ``events`` to ``run_id`` as the holder of lease ``epoch``; return the seqs.
 
         Returns after the transaction that holds them committed. Payloads are validated
@@ -195,18 +202,28 @@ class GroupCommitWriter:
         limit = self._config.payload_limit
         last = len(events) - 1
         prepared = [
-            prepare_event(run_id, epoch, event.type, event.payload, limit, index == last)
+            prepare_event(run_id, epoch, event.type, event.payload, limit, index == last, writer)
             for index, event in enumerate(events)
         ]
         return await self._submit(
             run_id, epoch, prepared, sum(len(event.payload) for event in prepared)
         )
 
-    async def append_one(self, run_id: UUID, epoch: int, type_: str, payload: object) -> int:
+    async def append_one(
+        self,
+        run_id: UUID,
+        epoch: int,
+        type_: str,
+        payload: object,
+        *,
+        writer: Writer | None = None,
+    ) -> int:
         """:meth:`append` of one event; return its seq."""
         check_run_id(run_id)
         integer(epoch, "epoch")
-        event = prepare_event(run_id, epoch, type_, payload, self._config.payload_limit, True)
+        event = prepare_event(
+            run_id, epoch, type_, payload, self._config.payload_limit, True, writer
+        )
         (seq,) = await self._submit(run_id, epoch, [event], len(event.payload))
         return seq
 

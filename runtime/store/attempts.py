@@ -8,7 +8,7 @@ operator may mark replayed (the replay itself is the run actor's business).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Final, Literal
 
 from psycopg.rows import class_row
 
@@ -26,6 +26,7 @@ __all__ = [
     "Attempt",
     "AttemptOutcome",
     "DeadLetter",
+    "begin_attempt",
     "finish_attempt",
     "list_attempts",
     "list_dead_letters",
@@ -109,6 +110,41 @@ async def start_attempt(
         row = await cur.fetchone()
     assert row is not None
     return row
+
+
+_BEGIN: Final = f"""
+WITH run AS (
+    SELECT run_id FROM runs WHERE run_id = %(run_id)s FOR UPDATE
+), lost AS (
+    UPDATE run_attempts SET finished_at = now(), outcome = 'lost'
+    WHERE run_id = %(run_id)s AND finished_at IS NULL AND EXISTS (SELECT 1 FROM run)
+), prior AS (
+    -- The snapshot before "lost": attempts it closes were unfinished, so not failed.
+    SELECT coalesce(max(attempt), 0) AS top, count(*) FILTER (WHERE outcome = 'failed') AS failed
+    FROM run_attempts WHERE run_id = %(run_id)s
+), started AS (
+    INSERT INTO run_attempts (run_id, attempt, node_id, epoch)
+    SELECT run.run_id, prior.top + 1, %(node)s, %(epoch)s FROM run, prior
+    RETURNING {_ATTEMPT_COLUMNS}
+)
+SELECT started.*, prior.failed FROM started, prior
+"""
+
+
+async def begin_attempt(
+    conn: AsyncConnection[TupleRow], run_id: UUID, *, node_id: str, epoch: int
+) -> tuple[Attempt, int]:
+    """Start the run's next attempt, closing the ones earlier executors left unfinished as
+    ``lost``, in one statement; return it and how many earlier attempts ``failed``.
+
+    Raises:
+        RunNotFound: no such run.
+    """
+    cur = await conn.execute(_BEGIN, {"run_id": run_id, "node": node_id, "epoch": epoch})
+    row = await cur.fetchone()
+    if row is None:
+        raise RunNotFound(run_id)
+    return Attempt(*row[:-1]), int(row[-1])
 
 
 async def finish_attempt(

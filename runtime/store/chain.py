@@ -4,9 +4,12 @@ Each event's ``hash`` is ``sha256(prev_hash || canonical_bytes(event))`` and its
 ``prev_hash`` is the previous event's ``hash`` (32 zero bytes for seq 1). The canonical
 bytes are the orjson serialisation, with sorted keys, of::
 
-    {"epoch": e, "payload": p, "run_id": "<uuid>", "schema_version": v, "seq": n, "type": t}
+    {"epoch": e, "payload": p, "run_id": "<uuid>", "schema_version": v, "seq": n, "type": t,
+     "writer": {"attempt": a, "node": "<node id>"} | null}
 
 built around the payload's own canonical bytes so a payload is serialised only once.
+``writer`` is part of the bytes from schema version 2 on (migration ``0004``); events of
+version 1 were hashed without it, and are verified that way.
 ``created_at`` is not covered (the database assigns it at commit). Editing any covered
 field, deleting or reordering rows breaks the chain from that seq on, and
 :func:`verify_chain` reports the first bad seq.
@@ -22,6 +25,7 @@ import orjson
 
 from runtime.store import _codec
 from runtime.store.errors import RunNotFound
+from runtime.store.events import Writer
 
 if TYPE_CHECKING:
     from uuid import UUID
@@ -36,7 +40,11 @@ __all__ = [
     "canonical_parts",
     "link",
     "verify_chain",
+    "writer_json",
 ]
+
+_WRITER_VERSION = 2  # events of this schema version on cover their writer
+_SORTED = orjson.OPT_SORT_KEYS
 
 GENESIS_HASH = bytes(32)
 """``prev_hash`` of every run's first event."""
@@ -45,7 +53,14 @@ _VERIFY_PAGE = 1000
 
 
 def canonical_bytes(
-    *, run_id: UUID, seq: int, type_: str, epoch: int, schema_version: int, payload: bytes
+    *,
+    run_id: UUID,
+    seq: int,
+    type_: str,
+    epoch: int,
+    schema_version: int,
+    payload: bytes,
+    writer: Writer | None = None,
 ) -> bytes:
     """The canonical serialisation of one event (see the module docstring).
 
@@ -61,12 +76,19 @@ def canonical_bytes(
         epoch=epoch,
         schema_version=schema_version,
         payload=payload,
+        writer=writer,
     )
     return b"%s%d%s" % (head, seq, tail)
 
 
 def canonical_parts(
-    *, run_id: UUID, type_json: bytes, epoch: int, schema_version: int, payload: bytes
+    *,
+    run_id: UUID,
+    type_json: bytes,
+    epoch: int,
+    schema_version: int,
+    payload: bytes,
+    writer: Writer | None = None,
 ) -> tuple[bytes, bytes]:
     """The canonical bytes of an event around its seq: ``head + b"%d" % seq + tail``.
 
@@ -83,7 +105,16 @@ def canonical_parts(
         str(run_id).encode(),
         schema_version,
     )
-    return head, b',"type":%s}' % type_json
+    if schema_version < _WRITER_VERSION:
+        return head, b',"type":%s}' % type_json
+    return head, b',"type":%s,"writer":%s}' % (type_json, writer_json(writer))
+
+
+def writer_json(writer: Writer | None) -> bytes:
+    """The writer's canonical JSON: ``{"attempt":a,"node":"n"}``, or ``null``."""
+    if writer is None:
+        return b"null"
+    return orjson.dumps({"attempt": writer.attempt, "node": writer.node}, option=_SORTED)
 
 
 def link(prev_hash: bytes, head: bytes, seq: int, tail: bytes) -> bytes:
@@ -146,12 +177,13 @@ async def verify_chain(conn: AsyncConnection[TupleRow], run_id: UUID) -> ChainRe
         after = 0
         while True:
             cur = await conn.execute(
-                "SELECT seq, type, payload::text, epoch, schema_version, prev_hash, hash"
+                "SELECT seq, type, payload::text, epoch, schema_version, prev_hash, hash,"
+                " writer_node, writer_attempt"
                 " FROM run_events WHERE run_id = %s AND seq > %s ORDER BY seq LIMIT %s",
                 (run_id, after, _VERIFY_PAGE),
             )
             rows = await cur.fetchall()
-            for seq_o, type_o, payload_o, epoch_o, version_o, prev_o, hash_o in rows:
+            for seq_o, type_o, payload_o, epoch_o, version_o, prev_o, hash_o, node, attempt in rows:
                 seq = int(seq_o)
                 count += 1
                 problem = None
@@ -167,6 +199,7 @@ async def verify_chain(conn: AsyncConnection[TupleRow], run_id: UUID) -> ChainRe
                         epoch=int(epoch_o),
                         schema_version=int(version_o),
                         payload=_codec.canonical(_codec.decode(str(payload_o))),
+                        writer=None if node is None else Writer(str(node), attempt),
                     )
                     if link(prev, head_bytes, seq, tail) != bytes(hash_o):
                         problem = "hash does not match the event's content"

@@ -20,6 +20,7 @@ caused ("the world did this": an unreachable database)::
         ├── RunTerminal                 the run already reached a terminal status
         ├── FencingError                the writer does not (or no longer) own the run
         │   ├── StaleEpoch              the lease row holds a different epoch
+        │   ├── EgressFenced            the run's egress fence is closed (a cancel was requested)
         │   └── LeaseHeld               acquire refused: another owner's lease has not expired
         ├── VersionConflict             optimistic memory write lost against another writer
         ├── InvalidPayload              a payload the store refuses; nothing was written
@@ -50,6 +51,7 @@ __all__ = [
     "DatabaseError",
     "DatabaseUnavailable",
     "DeadLetterNotFound",
+    "EgressFenced",
     "EmbeddedServerError",
     "FencingError",
     "InvalidArgument",
@@ -250,6 +252,21 @@ class StaleEpoch(FencingError):
         )
 
 
+class EgressFenced(FencingError):
+    """The run's egress fence is closed: the output was refused and nothing was written.
+
+    The store raises it with ``reason`` ``cancel_requested`` for an executor's event
+    appended after the run's ``run.cancel_requested`` (only the cancellation bookkeeping,
+    :data:`~runtime.store.CANCEL_BOOKKEEPING`, is still accepted). Run execution raises the
+    same error from its own fence, with the reasons it documents.
+    """
+
+    def __init__(self, run_id: UUID, reason: str) -> None:
+        self.run_id = run_id
+        self.reason = reason
+        super().__init__(f"egress fence of run {run_id} is closed ({reason}); nothing written")
+
+
 class LeaseHeld(FencingError):
     """Acquire refused: another owner's lease on the run has not expired yet."""
 
@@ -370,6 +387,7 @@ for _error in (
     RunTerminal,
     FencingError,
     StaleEpoch,
+    EgressFenced,
     LeaseHeld,
     VersionConflict,
     InvalidPayload,

@@ -25,24 +25,48 @@ if TYPE_CHECKING:
     from runtime.store._codec import JSON
 
 __all__ = [
+    "CANCEL_BOOKKEEPING",
     "EVENTS_CHANNEL",
     "SCHEMA_VERSION",
     "TERMINAL_EVENTS",
     "Event",
     "NewEvent",
+    "Writer",
     "read_events",
 ]
 
 EVENTS_CHANNEL: Final = "warden_events"
 """NOTIFY channel for committed events; payload ``run_id:seq[,run_id:seq...]``."""
 
-SCHEMA_VERSION: Final = 1
-"""Schema version stamped on every event this build writes."""
+SCHEMA_VERSION: Final = 2
+"""Schema version stamped on every event this build writes.
+
+Version 2 (migration ``0004``) records the event's writer and covers it by the hash chain;
+events of version 1 were written before that and verify as they were written.
+"""
+
+CANCEL_BOOKKEEPING: Final = frozenset({"run.executor_lost", "task.canceled", "run.canceled"})
+"""The only event types an executor may still append once ``run.cancel_requested`` is
+committed; anything else is refused with ``EgressFenced`` (DESIGN §8)."""
 
 _READ: Final = """
-SELECT run_id, seq, type, payload, epoch, schema_version, created_at, prev_hash, hash
+SELECT run_id, seq, type, payload, epoch, schema_version, created_at, prev_hash, hash,
+       writer_node, writer_attempt
 FROM run_events WHERE run_id = %s AND seq > %s ORDER BY seq LIMIT %s
 """
+
+
+@dataclass(frozen=True, slots=True)
+class Writer:
+    """Who appends: the executor's node id (``name:boot-uuid``) and its attempt number.
+
+    Recorded with each event (``run_events.writer_node``, ``writer_attempt``) and covered
+    by its hash, so an outside checker can tell from the database alone which executor
+    wrote every event.
+    """
+
+    node: str
+    attempt: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +97,16 @@ class Event:
     created_at: datetime
     prev_hash: bytes
     hash: bytes
+    writer_node: str | None = None
+    writer_attempt: int | None = None
+
+    @property
+    def writer(self) -> Writer | None:
+        """Who wrote the event (``None`` for events written from outside an executor,
+        such as ``run.cancel_requested``, or before writers were recorded)."""
+        if self.writer_node is None:
+            return None
+        return Writer(self.writer_node, self.writer_attempt)
 
 
 async def read_events(

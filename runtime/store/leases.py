@@ -1,11 +1,14 @@
 """Run leases on the database clock, with fencing epochs (DESIGN §6).
 
 * **acquire** succeeds when the run has no lease row or its lease expired by the
-  database's ``now()``; it grants the next epoch after the run's high-water mark
-  (``runs.max_epoch``, which never decreases, even when a lease row is deleted; migration
-  ``0003_epoch_high_water_mark.sql``). It first locks the run row, so it waits
-  for any append in flight, and in the same statement it copies the new epoch into
-  ``runs.lease_epoch``, the column appends are fenced on: every later append by the
+  database's ``now()`` — or, with ``reclaim``, when the unexpired lease is the caller's
+  own ``owner_node``'s (a crashed incarnation of the same node process: node ids carry a
+  boot UUID, so a restarted node never reclaims an old lease); it grants the next epoch
+  after the run's high-water mark (``runs.max_epoch``, which never decreases, even when a
+  lease row is deleted; migration ``0003_epoch_high_water_mark.sql``). It first locks the
+  run row, so it waits for any append in flight, and in the same statement it copies the
+  new epoch into ``runs.lease_epoch``, the column appends are fenced on: every later
+  append by the
   previous owner, including one already waiting for the row, sees the new epoch and fails
   with ``StaleEpoch``. (A trigger keeps the two epochs equal for any other writer of
   ``run_leases.epoch``; see ``migrations/0002_runs_lease_epoch.sql``.)
@@ -52,7 +55,7 @@ WITH run AS (
     ON CONFLICT (run_id) DO UPDATE
         SET owner_node = excluded.owner_node, epoch = excluded.epoch,
             acquired_at = now(), renewed_at = now(), expires_at = excluded.expires_at
-        WHERE l.expires_at <= now()
+        WHERE l.expires_at <= now() OR (%(reclaim)s AND l.owner_node = excluded.owner_node)
     RETURNING {_COLUMNS}
 ), fenced AS (
     -- The run row carries the epoch appends are fenced on; this row is locked above, so
@@ -79,6 +82,16 @@ RETURNING l.expires_at, r.cancel_requested_at IS NOT NULL
 _RELEASE = """
 UPDATE run_leases SET expires_at = now(), renewed_at = now()
 WHERE run_id = %s AND owner_node = %s AND epoch = %s AND expires_at > now()
+"""
+# The same, recording how the releasing executor's attempt ended (one round trip).
+_RELEASE_FINISHING = """
+WITH finished AS (
+    UPDATE run_attempts SET finished_at = now(), outcome = %(outcome)s
+    WHERE run_id = %(run_id)s AND attempt = %(attempt)s AND finished_at IS NULL
+)
+UPDATE run_leases SET expires_at = now(), renewed_at = now()
+WHERE run_id = %(run_id)s AND owner_node = %(owner)s AND epoch = %(epoch)s
+  AND expires_at > now()
 """
 
 
@@ -130,8 +143,13 @@ async def acquire_lease(
     owner_node: str,
     ttl: float,
     rng: random.Random,
+    reclaim: bool = False,
 ) -> Lease:
     """Take the run's lease for ``ttl`` seconds, with the next epoch.
+
+    With ``reclaim``, a lease ``owner_node`` itself still holds is taken over too (for a
+    restarted executor of the same node process, whose predecessor ended without
+    releasing it); the new epoch fences whatever the predecessor still had in flight.
 
     Acquire locks the run row, then the lease row; the group-commit writer's multi-run
     statements lock run rows in their plan's order, so under frequent takeovers an acquire
@@ -146,7 +164,7 @@ async def acquire_lease(
         TransactionConflict: rolled back by deadlocks every time it was tried; nothing
             changed.
     """
-    params = {"run_id": run_id, "owner": owner_node, "ttl": ttl}
+    params = {"run_id": run_id, "owner": owner_node, "ttl": ttl, "reclaim": reclaim}
 
     async def attempt() -> TupleRow | None:
         cur = await conn.execute(_ACQUIRE, params)
@@ -196,8 +214,30 @@ async def renew_lease(
 
 
 async def release_lease(
-    conn: AsyncConnection[TupleRow], run_id: UUID, *, owner_node: str, epoch: int
+    conn: AsyncConnection[TupleRow],
+    run_id: UUID,
+    *,
+    owner_node: str,
+    epoch: int,
+    attempt: int | None = None,
+    outcome: str | None = None,
 ) -> bool:
-    """Expire the lease now if this owner and epoch still hold it; return whether it did."""
-    cur = await conn.execute(_RELEASE, (run_id, owner_node, epoch))
+    """Expire the lease now if this owner and epoch still hold it; return whether it did.
+
+    With ``attempt`` and ``outcome``, that attempt is finished with that outcome (if it
+    is not finished yet) in the same statement.
+    """
+    if attempt is None or outcome is None:
+        cur = await conn.execute(_RELEASE, (run_id, owner_node, epoch))
+    else:
+        cur = await conn.execute(
+            _RELEASE_FINISHING,
+            {
+                "run_id": run_id,
+                "owner": owner_node,
+                "epoch": epoch,
+                "attempt": attempt,
+                "outcome": outcome,
+            },
+        )
     return cur.rowcount == 1

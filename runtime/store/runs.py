@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from runtime.store import _codec
 
 __all__ = [
+    "CANCELS_CHANNEL",
     "CANCEL_REQUESTED_EVENT",
     "CancelRequest",
     "Run",
@@ -34,6 +35,10 @@ __all__ = [
     "list_runs",
     "request_cancel",
 ]
+
+CANCELS_CHANNEL: Final = "warden_cancels"
+"""NOTIFY channel for cancel requests (payload ``run_id:seq``): a run's executor listens
+here rather than to every event of its own run."""
 
 CANCEL_REQUESTED_EVENT: Final = "run.cancel_requested"
 """Event appended by :func:`request_cancel`, written with epoch 0 (not by an executor)."""
@@ -297,5 +302,9 @@ async def request_cancel(
             " updated_at = now() WHERE run_id = %s",
             (seq, digest, run_id),
         )
-        await conn.execute("SELECT pg_notify(%s, %s)", (EVENTS_CHANNEL, f"{run_id}:{seq}"))
+        # Readers of the log, and the run's executor, which listens for cancels alone.
+        await conn.execute(
+            "SELECT pg_notify(%s, %s), pg_notify(%s, %s)",
+            (EVENTS_CHANNEL, f"{run_id}:{seq}", CANCELS_CHANNEL, f"{run_id}:{seq}"),
+        )
     return CancelRequest(await get_run(conn, run_id), True, seq)

@@ -67,6 +67,7 @@ async def test_a_dead_nodes_runs_are_resumed_by_another_within_one_lease_ttl(
                     survivor.store, survivor.listener, run.run_id, EXECUTOR_LOST_EVENT
                 )
             assert payload(lost)["recovered_by"] == survivor.node_id
+            assert lost.writer_node == survivor.node_id  # the janitor signs what it writes
         with anyio.fail_after(30):
             for run in runs:
                 assert (await survivor.wait(run.run_id)).status == "succeeded"

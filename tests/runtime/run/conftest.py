@@ -15,18 +15,16 @@ import anyio
 import pytest
 
 from actors import ActorRef, Registry, spawn
-from runtime.listener import Listener
 from runtime.run import HandlerRegistry, RunHost, RunSettings, run_spec
-from runtime.store import TERMINAL_EVENTS, Event
+from runtime.store import TERMINAL_EVENTS, Event, Listener
 from supervisors import DynamicSupervisor, start_child
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable
     from uuid import UUID
 
-    from runtime.config import NodeConfig
     from runtime.run import Handler
-    from runtime.store import JSON, Store
+    from runtime.store import JSON, Store, StoreConfig
 
 #: Fast leases for tests: a lost or overdue lease is noticed within a fraction of a second.
 TEST_SETTINGS = RunSettings(
@@ -42,7 +40,7 @@ TEST_SETTINGS = RunSettings(
 
 
 @pytest.fixture
-async def listener(dsn: str, config: NodeConfig) -> AsyncIterator[Listener]:
+async def listener(dsn: str, config: StoreConfig) -> AsyncIterator[Listener]:
     async with Listener(dsn, config) as opened:
         yield opened
 

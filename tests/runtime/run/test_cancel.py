@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import anyio
 import pytest
 
-from runtime.run import run_spec
+from runtime.run import CancelRun, run_spec
 from supervisors import start_child
 from tests.runtime._helpers import query
 from tests.runtime.run.conftest import Node, assert_gap_free, payload, terminal
@@ -153,3 +153,54 @@ async def test_cancelling_a_finished_run_changes_nothing(node: Node, store: Stor
     assert not request.requested
     assert await node.events(run_id) == before
     assert (await store.get_run(run_id)).status == "succeeded"
+
+
+async def test_cancel_while_tokens_stream(node: Node, store: Store) -> None:
+    run_id = await node.start("chat", {"prompt": "p", "tokens": 500, "rate": 200, "tools": 1})
+    await node.wait_for(run_id, lambda events: sum(e.type == "token" for e in events) >= 5)
+    request = await store.request_cancel(run_id, reason="user pressed stop")
+    assert request.requested
+    events = await node.wait_terminal(run_id)
+    end = assert_cancelled_cleanly(events)
+    assert payload(end) == {
+        "reason": "user pressed stop",
+        "cancel_seq": request.seq,
+        "tasks_canceled": 0,
+        "tasks_cut_off": 0,
+    }
+    assert sum(event.type == "token" for event in events) < 500
+    assert (await store.get_run(run_id)).status == "canceled"
+    await node.wait_idle(run_id)
+    attempts = await store.list_attempts(run_id)
+    assert [attempt.outcome for attempt in attempts] == ["canceled"]
+    assert node.host.counters.cancels == 1
+
+
+async def test_two_concurrent_cancels_cancel_once(node: Node, store: Store) -> None:
+    run_id = await node.start("chat", {"prompt": "p", "tokens": 500, "rate": 200, "tools": 1})
+    await node.wait_for(run_id, lambda events: any(e.type == "token" for e in events))
+    requests = []
+
+    async def cancel(reason: str) -> None:
+        requests.append(await store.request_cancel(run_id, reason=reason))
+
+    async with anyio.create_task_group() as task_group:
+        task_group.start_soon(cancel, "first")
+        task_group.start_soon(cancel, "second")
+    assert sorted(request.requested for request in requests) == [False, True]
+    events = await node.wait_terminal(run_id)
+    assert_cancelled_cleanly(events)
+    assert sum(event.type == "run.canceled" for event in events) == 1
+
+
+async def test_a_cancel_message_to_the_actor_is_recorded_durably(node: Node, store: Store) -> None:
+    # The node may tell a local run actor directly; the actor records the request itself.
+    run_id = await node.start("chat", {"prompt": "p", "tokens": 500, "rate": 200, "tools": 1})
+    await node.wait_for(run_id, lambda events: any(e.type == "token" for e in events))
+    ref = node.actor(run_id)
+    assert ref is not None
+    await ref.tell(CancelRun("from the node"))
+    events = await node.wait_terminal(run_id)
+    end = assert_cancelled_cleanly(events)
+    assert payload(end)["reason"] == "from the node"
+    assert (await store.get_run(run_id)).cancel_requested_at is not None

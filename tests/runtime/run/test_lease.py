@@ -74,6 +74,7 @@ async def test_a_stolen_lease_fences_the_old_actor_within_one_heartbeat(
         await expire_lease(dsn, run_id)
         stolen = await store.acquire_lease(run_id, owner_node="thief:boot", ttl=60)
         stolen_at = anyio.current_time()
+        head_at_steal = (await store.get_run(run_id)).last_seq  # at least the head then
         with anyio.fail_after(10 * HEARTBEAT):
             await ref.wait_stopped()
         fenced_after = anyio.current_time() - stolen_at
@@ -82,12 +83,12 @@ async def test_a_stolen_lease_fences_the_old_actor_within_one_heartbeat(
     assert node.host.counters.fenced == 1
     if run_type == "waiter":
         assert any(log["event"] == "run_lease_lost" for log in logs)
-    # Nothing from the old epoch after the takeover, and the new owner's writes land.
+    # Nothing from the old epoch after the takeover (seqs are allocated in commit order,
+    # under the run row's lock), and the new owner's writes land.
     late = await query(
         dsn,
-        "SELECT count(*) FROM run_events e JOIN run_leases l USING (run_id)"
-        " WHERE e.run_id = %s AND e.epoch = %s AND e.created_at >= l.acquired_at",
-        (run_id, old.epoch),
+        "SELECT count(*) FROM run_events WHERE run_id = %s AND epoch = %s AND seq > %s",
+        (run_id, old.epoch, head_at_steal),
     )
     assert late == [(0,)]
     seq = await store.append_event(run_id, stolen.epoch, "thief.was.here")
@@ -129,6 +130,9 @@ async def test_an_event_loop_stall_fences_the_actor_before_its_lease_expires(
     assert [event.type for event in events] == ["before", "after", "run.succeeded"]
     before, after, _ = events
     assert after.epoch == before.epoch + 1  # written by the next incarnation, re-leased
+    assert before.writer is not None
+    assert after.writer is not None
+    assert (before.writer.attempt, after.writer.attempt) == (1, 2)
     stalls = [log for log in logs if log["event"] == "event_loop_stalled"]
     assert stalls
     assert stalls[0]["seconds"] >= stall - 2 * HEARTBEAT

@@ -110,6 +110,12 @@ async def _check_invariants(node: Node, dsn: str, events: list[Event]) -> None:
         )
         assert len(effect) == 1
     assert (await node.store.verify_chain(events[0].run_id)).ok
+    # Every event says who wrote it: this node, and which attempt; attempts only grow.
+    writers = [event.writer for event in events]
+    assert all(writer is not None and writer.node == node.node_id for writer in writers)
+    attempts = [writer.attempt or 0 for writer in writers if writer is not None]
+    assert attempts == sorted(attempts)
+    assert attempts[0] >= 1
 
 
 @pytest.mark.parametrize("seed", SEEDS)

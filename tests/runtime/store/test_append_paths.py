@@ -69,11 +69,12 @@ async def test_a_head_moved_by_request_cancel_is_picked_up(store: Store, dsn: st
     assert await store.append_event(run.run_id, lease.epoch, "a") == 1
     request = await store.request_cancel(run.run_id, reason="stop")
     assert request.seq == 2
-    assert await store.append_event(run.run_id, lease.epoch, "b") == 3
+    # After a cancel request only cancellation bookkeeping is accepted (the cancel fence).
+    assert await store.append_event(run.run_id, lease.epoch, "task.canceled") == 3
     assert await _log(dsn, run.run_id) == [
         (1, "a", lease.epoch),
         (2, "run.cancel_requested", 0),
-        (3, "b", lease.epoch),
+        (3, "task.canceled", lease.epoch),
     ]
     assert (await store.verify_chain(run.run_id)).ok
 
@@ -91,8 +92,8 @@ async def test_a_head_moved_by_another_store_is_settled_again_under_lock(
     async with Store(dsn, config) as other:
         assert (await other.request_cancel(run.run_id)).seq == 3
     before = store.statistics().writer
-    assert await store.append_event(run.run_id, lease.epoch, "c") == 4
-    assert await store.append_events(run.run_id, lease.epoch, [NewEvent("d")]) == [5]
+    assert await store.append_event(run.run_id, lease.epoch, "task.canceled") == 4
+    assert await store.append_events(run.run_id, lease.epoch, [NewEvent("run.canceled")]) == [5]
     after = store.statistics().writer
     assert after.contested == before.contested + 1  # once; then the cache is right again
     assert [seq for seq, _, _ in await _log(dsn, run.run_id)] == [1, 2, 3, 4, 5]

@@ -10,7 +10,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from runtime.store import JSON, NewEvent, PayloadNotSerializable, RunNotFound, Store
+from runtime.store import (
+    JSON,
+    SCHEMA_VERSION,
+    NewEvent,
+    PayloadNotSerializable,
+    RunNotFound,
+    Store,
+)
 from runtime.store.chain import GENESIS_HASH, canonical_bytes
 from tests.runtime._helpers import leased_run, query
 
@@ -38,8 +45,9 @@ async def test_an_intact_chain_verifies(store: Store) -> None:
         seq=1,
         type_="step",
         epoch=events[0].epoch,
-        schema_version=1,
+        schema_version=SCHEMA_VERSION,
         payload=b'{"i":0,"text":"\xc3\xa9\xe2\x9c\x93"}',
+        writer=None,
     )
     assert events[0].hash == hashlib.sha256(GENESIS_HASH + canonical).digest()
 
