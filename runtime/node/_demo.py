@@ -51,8 +51,6 @@ _KILL_AT: Final = 15
 _CANCEL_AT: Final = 10
 #: The longest the runs may take before the demo gives up (they need about 3 s).
 _RUNS_TIMEOUT: Final = 60.0
-#: The demo node's lease TTL in seconds.
-_LEASE_TTL: Final = 3.0
 _KILLED: Final = 1
 _CANCELLED: Final = 3
 
@@ -234,9 +232,7 @@ async def run_demo(config: NodeConfig, console: Console | None = None) -> int:
     """Run the demo with ``config`` (its DSN, or the embedded server); return the exit
     status: 0 when every run ended as shown and every check held."""
     out = console if console is not None else Console()
-    # A short lease: a run actor restarted after the kill takes its lease over from the
-    # killed one once that lease runs out.
-    config = config.with_changes(node_name="demo", port=0, lease_ttl=_LEASE_TTL)
+    config = config.with_changes(node_name="demo", port=0)
     where = (
         f"PostgreSQL at {config.store.redacted_dsn()}"
         if config.store.dsn is not None

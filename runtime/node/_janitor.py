@@ -31,7 +31,7 @@ import structlog
 from runtime.node._admission import free_slots
 from runtime.node._hosted import HostedActor
 from runtime.node._recovery import GiveUp, Resume, plan_recovery
-from runtime.store import EXECUTOR_LOST_EVENT, NewEvent, StoreError
+from runtime.store import EXECUTOR_LOST_EVENT, NewEvent, StoreError, Writer
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Collection, Sequence

@@ -886,7 +886,15 @@ class Store:
         step; see :func:`runtime.store.recovery.claim_runs`)."""
         identifier(owner_node, "owner_node")
         integer(limit, "limit", low=1)
-        pending_grace = _positive_ttl(pending_grace, "pending grace")
+        grace: object = pending_grace  # checked at run time: callers pass what they have
+        if (
+            isinstance(grace, bool)
+            or not isinstance(grace, int | float)
+            or not 0 <= grace <= MAX_TTL
+        ):
+            raise ValueError(
+                f"pending grace must be from 0 to {MAX_TTL:g} seconds, not {pending_grace!r}"
+            )
         ttl = self._lease_ttl(ttl)
         sent_at = asyncio.get_running_loop().time()
         async with self._connection("claim_runs") as conn:

@@ -42,14 +42,15 @@ async def test_the_demo_streams_kills_cancels_and_checks_what_it_showed(
     assert text.rstrip().endswith("the killed run resumed from its log.")
 
 
-async def test_warden_demo_on_a_fresh_machine_needs_nothing_configured(
-    private_dir: Path,
-) -> None:
-    env = cli_env(HOME=str(private_dir), COLUMNS="100")
-    env.pop("XDG_DATA_HOME", None)
+async def test_warden_demo_on_a_fresh_machine_needs_no_database(private_dir: Path) -> None:
+    # Only the embedded server's data directory is chosen, so that the test starts a
+    # server of its own (the default is ~/.local/share/warden/pg, /var/lib/warden/pg as
+    # root): no DSN, nothing else configured, a directory that does not exist yet.
+    data_dir = private_dir / "pg"
+    env = cli_env(HOME=str(private_dir), COLUMNS="100", WARDEN_PG_DATA_DIR=str(data_dir))
     result = await run_cli_async("demo", env=env, seconds=180)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Traceback" not in result.stderr
-    assert f"the embedded PostgreSQL in {private_dir}" in result.stdout.replace("\n", "")
+    assert f"the embedded PostgreSQL in {data_dir}" in result.stdout.replace("\n", "")
     assert "Done." in result.stdout
-    assert await anyio.Path(private_dir / ".local" / "share" / "warden" / "pg").is_dir()
+    assert await anyio.Path(data_dir / "PG_VERSION").is_file()
