@@ -40,11 +40,14 @@ def _parse(dsn: str) -> dict[str, str]:
             "dsn", "cannot be parsed as a libpq connection string or postgresql:// URL"
         ) from None
     if dsn.startswith(_URL_SCHEMES):
-        # libpq ends the authority at the first "/" and the user info at the first "@";
-        # an "@" after either means a password (or user) was not percent-encoded.
-        rest = dsn.split("://", 1)[1].split("?", 1)[0]
-        authority, _, path = rest.partition("/")
-        if authority.count("@") > 1 or "@" in path:
+        # libpq takes the user info up to the first "@" that comes before any "/" (a "?"
+        # does not end it); another "@" before the query means a password (or user) held
+        # an unencoded "@" or "/", and libpq would read a host or database out of it.
+        rest = dsn.split("://", 1)[1]
+        at, slash = rest.find("@"), rest.find("/")
+        if at != -1 and (slash == -1 or at < slash):
+            rest = rest[at + 1 :]
+        if "@" in rest.split("?", 1)[0]:
             raise InvalidArgument(
                 "dsn",
                 "the URL's user name or password holds an unencoded '@' or '/';"

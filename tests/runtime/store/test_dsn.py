@@ -15,7 +15,7 @@ from urllib.parse import quote
 
 import pydantic
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from psycopg.conninfo import conninfo_to_dict
 
@@ -97,6 +97,12 @@ def _refusal(dsn: str) -> str | None:
 
 
 @settings(max_examples=400)
+@example(
+    (
+        "postgresql://warden:?@/@db.internal/warden",
+        "postgresql://warden:placeholder@/@db.internal/warden",
+    )
+)
 @given(dsns())
 def test_no_password_ever_shows(case: tuple[str, str]) -> None:
     dsn, reference = case
