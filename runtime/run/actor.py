@@ -145,11 +145,6 @@ class RunActor(Actor[RunMessage]):
     def __repr__(self) -> str:
         return f"<RunActor run={self.run_id}>"
 
-    @property
-    def fence(self) -> EgressFence:
-        """The run's egress fence on this executor."""
-        return self._fence
-
     # -- actor hooks -------------------------------------------------------------------
 
     @asynccontextmanager
