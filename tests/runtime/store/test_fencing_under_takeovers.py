@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import anyio
+import psycopg
 import pytest
 
 from runtime.store import NewEvent, StaleEpoch, Store, TransactionConflict
@@ -37,6 +38,7 @@ _RUNS = 6
 _EMITTERS = 16
 _APPENDS_PER_EMITTER = 40
 _TAKEOVERS = 150
+_OPERATOR_ATTEMPTS = 5
 
 
 @dataclass
@@ -51,6 +53,23 @@ class _Ledger:
     #: per run, (epoch, last_seq read right after that takeover returned): every event
     #: past that seq committed after the takeover, so it must carry that epoch or newer.
     takeovers: dict[uuid.UUID, list[tuple[int, int]]] = field(default_factory=dict)
+
+
+async def _delete_lease_as_operator(dsn: str, run_id: uuid.UUID) -> None:
+    """``DELETE FROM run_leases`` as an operator would run it, retried when chosen as a
+    deadlock victim.
+
+    The delete locks the lease row and then (through the epoch trigger) the run row, the
+    opposite order of an acquire: PostgreSQL may abort either. The store retries its side;
+    an operator re-runs the statement, and so does this.
+    """
+    for attempt in range(_OPERATOR_ATTEMPTS):
+        try:
+            await query(dsn, "DELETE FROM run_leases WHERE run_id = %s", (run_id,))
+            return
+        except psycopg.errors.DeadlockDetected:
+            if attempt == _OPERATOR_ATTEMPTS - 1:
+                raise
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
@@ -93,7 +112,7 @@ async def test_no_stale_write_lands_while_leases_change_hands(
                     return
                 run_id = rng.choice(runs)
                 if rng.random() < 0.3:
-                    await query(dsn, "DELETE FROM run_leases WHERE run_id = %s", (run_id,))
+                    await _delete_lease_as_operator(dsn, run_id)
                 else:
                     await expire_lease(dsn, run_id)
                 lease = await rng.choice(stores).acquire_lease(run_id, owner_node=f"node-{n}")
