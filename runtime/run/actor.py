@@ -24,7 +24,8 @@ supervisor restarts it, and the next incarnation acquires the lease again and re
 
 A crash (any other error: the database unreachable, a bug) releases the lease and lets
 the supervisor restart the actor the same way. A kill does no cleanup at all: the next
-incarnation finds the lease still held by this node and takes it over once it expires.
+incarnation finds the lease still held by this node and reclaims it at once, with a new
+epoch that fences anything the killed one still had in flight.
 A graceful stop (the node draining) fences the run, stops its tasks and releases the
 lease, so another node resumes it at once.
 """
@@ -144,11 +145,6 @@ class RunActor(Actor[RunMessage]):
 
     def __repr__(self) -> str:
         return f"<RunActor run={self.run_id}>"
-
-    @property
-    def fence(self) -> EgressFence:
-        """The run's egress fence on this executor."""
-        return self._fence
 
     # -- actor hooks -------------------------------------------------------------------
 

@@ -55,13 +55,12 @@ class EgressFence:
     and the close need no lock.
     """
 
-    __slots__ = ("_closed", "_deadline", "_reason", "_refused", "run_id")
+    __slots__ = ("_deadline", "_reason", "_refused", "run_id")
 
     def __init__(self, run_id: UUID) -> None:
         self.run_id = run_id
         self._deadline = _NEVER
         self._reason: FenceReason | None = None
-        self._closed = anyio.Event()
         self._refused = 0
 
     def __repr__(self) -> str:
@@ -118,14 +117,4 @@ class EgressFence:
         if self._reason is not None:
             return False
         self._reason = reason
-        self._closed.set()
         return True
-
-    async def wait_closed(self) -> FenceReason:
-        """Wait until :meth:`close` was called; return the reason.
-
-        A passed deadline alone does not wake this: whoever checks the fence closes it.
-        """
-        await self._closed.wait()
-        assert self._reason is not None
-        return self._reason

@@ -62,7 +62,6 @@ class LeaseKeeper:
         "_stall_noted",
         "_store",
         "lease",
-        "renewals",
         "valid_until",
     )
 
@@ -90,7 +89,6 @@ class LeaseKeeper:
         self.valid_until = valid_until
         """The backend-clock time until which the lease is surely held."""
         self._counters = counters
-        self.renewals = 0
 
     async def run(self) -> None:
         """Renew until the lease is lost or overdue (then return), or until cancelled."""
@@ -128,7 +126,6 @@ class LeaseKeeper:
             if renewal is None:  # the renewal did not answer before the lease's deadline
                 await self._lost(overdue=True)
                 return
-            self.renewals += 1
             self.valid_until = sent + self._settings.renewal_window
             self._fence.extend(self.valid_until)
             if renewal.cancel_requested and not self._cancel_told:

@@ -19,15 +19,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final, final
 
-from actors import Lane
-
 __all__ = [
     "FRAMES_AVAILABLE",
     "CancelRun",
     "FramesAvailable",
     "LeaseLost",
     "RunMessage",
-    "lane_of",
 ]
 
 
@@ -61,10 +58,3 @@ FRAMES_AVAILABLE: Final = FramesAvailable()
 
 RunMessage = CancelRun | LeaseLost | FramesAvailable
 """Every message a run actor accepts."""
-
-
-def lane_of(message: RunMessage) -> Lane:
-    """The lane ``message`` belongs on."""
-    if isinstance(message, CancelRun | LeaseLost):
-        return Lane.CONTROL
-    return Lane.DATA

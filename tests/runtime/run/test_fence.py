@@ -7,16 +7,7 @@ import uuid
 import anyio
 import pytest
 
-from actors import Lane
-from runtime.run import (
-    CancelRun,
-    EgressFence,
-    EgressFenced,
-    FenceReason,
-    FramesAvailable,
-    LeaseLost,
-)
-from runtime.run.messages import lane_of
+from runtime.run import EgressFence, EgressFenced, FenceReason
 
 pytestmark = pytest.mark.anyio
 
@@ -42,7 +33,7 @@ async def test_the_first_reason_wins_and_the_fence_never_reopens() -> None:
     with pytest.raises(EgressFenced) as raised:
         fence.check()
     assert (raised.value.run_id, raised.value.reason) == (RUN, "cancel_requested")
-    assert await fence.wait_closed() is FenceReason.CANCEL_REQUESTED
+    assert fence.reason is FenceReason.CANCEL_REQUESTED
 
 
 async def test_a_passed_deadline_closes_the_fence_at_the_next_check() -> None:
@@ -54,9 +45,3 @@ async def test_a_passed_deadline_closes_the_fence_at_the_next_check() -> None:
     with pytest.raises(EgressFenced, match="lease_overdue"):
         fence.check()
     assert fence.reason is FenceReason.LEASE_OVERDUE
-
-
-def test_each_message_has_its_lane() -> None:
-    assert lane_of(CancelRun()) is Lane.CONTROL
-    assert lane_of(LeaseLost(3, overdue=False)) is Lane.CONTROL
-    assert lane_of(FramesAvailable()) is Lane.DATA
