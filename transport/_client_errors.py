@@ -6,7 +6,7 @@ know), carrying ``status``, ``code``, ``run_id`` and the server's one-line ``mes
 
     WardenError                      actors.errors
     └── ClientError                  the gateway client (transport.client)
-        ├── TransportError           no answer: connect refused, connection cut, bad
+        ├── NetworkError           no answer: connect refused, connection cut, bad
         │   │                        framing (the world did this); the outcome of a
         │   │                        non-idempotent call is unknown
         │   ├── RequestTimeout       the call ran out of its timeout (also a TimeoutError)
@@ -29,7 +29,7 @@ know), carrying ``status``, ``code``, ``run_id`` and the server's one-line ``mes
         └── ServerError              any other answer (5xx, or a body that is not the
                                      gateway's error shape)
 
-Following trio, :class:`TransportError` is "broken" (the world did this); the others are
+Following trio, :class:`NetworkError` is "broken" (the world did this); the others are
 answers: the gateway decided, and repeating the same call gets the same answer (but for
 ``Unavailable``).
 """
@@ -51,6 +51,7 @@ __all__ = [
     "Forbidden",
     "InvalidCursor",
     "InvalidRequest",
+    "NetworkError",
     "NotFound",
     "PayloadTooLarge",
     "RequestTimeout",
@@ -60,7 +61,6 @@ __all__ = [
     "ServerError",
     "StaleCursor",
     "StreamInterrupted",
-    "TransportError",
     "Unauthenticated",
     "Unavailable",
     "UnknownRunType",
@@ -101,19 +101,19 @@ class ClientError(WardenError):
         super().__init__(f"{head}: {message}{where}")
 
 
-class TransportError(ClientError):
+class NetworkError(ClientError):
     """No answer came back: the connection failed, was cut, or spoke no HTTP we read."""
 
-    default_code = "transport_error"
+    default_code = "network_error"
 
 
-class RequestTimeout(TransportError, TimeoutError):
+class RequestTimeout(NetworkError, TimeoutError):
     """The call ran out of its timeout; its outcome is unknown."""
 
     default_code = "timeout"
 
 
-class StreamInterrupted(TransportError):
+class StreamInterrupted(NetworkError):
     """``stream()`` reconnected its whole budget in a row without receiving an event.
 
     Attributes:

@@ -20,7 +20,7 @@ Every call has a timeout (``timeout`` seconds for the whole call, ``connect_time
 the connection); a retried call makes at most ``retries`` more attempts, waiting a
 jittered, growing delay (:class:`Backoff`) between them. Refused answers raise the
 :class:`ClientError` subclass of the gateway's error code (the tree is in
-``transport._client_errors``); no answer at all raises :class:`TransportError`.
+``transport._client_errors``); no answer at all raises :class:`NetworkError`.
 
 ``stream(run_id, cursor=None)`` yields the run's events from ``cursor`` (exclusive) to
 the terminal event, each once and in order: after a disconnect it reconnects with
@@ -56,6 +56,7 @@ from transport._client_errors import (
     Forbidden,
     InvalidCursor,
     InvalidRequest,
+    NetworkError,
     NotFound,
     PayloadTooLarge,
     RequestTimeout,
@@ -65,7 +66,6 @@ from transport._client_errors import (
     ServerError,
     StaleCursor,
     StreamInterrupted,
-    TransportError,
     Unauthenticated,
     Unavailable,
     UnknownRunType,
@@ -89,7 +89,6 @@ if TYPE_CHECKING:
     from types import TracebackType
 
 __all__ = [
-    "TERMINAL_EVENT_TYPES",
     "AdmissionRejected",
     "Backoff",
     "CancelRequested",
@@ -103,6 +102,7 @@ __all__ = [
     "InvalidCursor",
     "InvalidRequest",
     "Lease",
+    "NetworkError",
     "NotFound",
     "PayloadTooLarge",
     "RequestTimeout",
@@ -116,7 +116,7 @@ __all__ = [
     "Snapshot",
     "StaleCursor",
     "StreamInterrupted",
-    "TransportError",
+    "TERMINAL_EVENT_TYPES",
     "Unauthenticated",
     "Unavailable",
     "UnknownRunType",
@@ -410,7 +410,7 @@ class RuntimeClient:
             try:
                 return await self._attempt(method, path, data, params, run_id, traceparent)
             except ClientError as error:
-                retryable = isinstance(error, TransportError) or (
+                retryable = isinstance(error, NetworkError) or (
                     error.status is not None and error.status >= 500
                 )
                 if not retryable or attempt + 1 == attempts:
@@ -456,7 +456,7 @@ class RuntimeClient:
                 f"{method} {path} got no answer within {self._timeout} s", run_id=run_id
             ) from error
         except aiohttp.ClientError as error:
-            raise TransportError(
+            raise NetworkError(
                 f"{method} {path} failed: {_describe(error)}", run_id=run_id
             ) from error
         if 200 <= status < 300:

@@ -71,4 +71,4 @@ def test_an_admission_refusal_names_the_pending_run() -> None:
 def test_errors_read_as_transport_client_in_tracebacks() -> None:
     assert client.RunNotFound.__module__ == "transport.client"
     assert issubclass(client.RequestTimeout, TimeoutError)
-    assert issubclass(client.StreamInterrupted, client.TransportError)
+    assert issubclass(client.StreamInterrupted, client.NetworkError)
