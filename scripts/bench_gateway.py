@@ -172,6 +172,7 @@ async def serve_gateway(dsn: str, secret: str, clients: int) -> None:
     from runtime.config import GatewayConfig, NodeConfig
     from runtime.node import Node
     from runtime.store import StoreConfig
+    from transport import gateway_factory
 
     store = StoreConfig(dsn=SecretStr(dsn), pool_min_size=2, pool_max_size=20)
     gateway = GatewayConfig(
@@ -188,7 +189,7 @@ async def serve_gateway(dsn: str, secret: str, clients: int) -> None:
         max_active_runs=max(16, clients),
         gateway=gateway,
     )
-    async with Node(config) as node:
+    async with Node(config, gateway=gateway_factory) as node:
         assert node.address is not None
         await _announce_and_wait({"port": node.address[1]})
 
