@@ -18,7 +18,6 @@ import anyio
 import psycopg
 import pytest
 
-from runtime.config import NodeConfig
 from tests.transport._http_proxy import HttpCutter
 from tests.transport.conftest import Gateway, gateway_settings
 from transport import KeyRing
@@ -27,6 +26,8 @@ from transport._backoff import Backoff
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable
+
+    from runtime.config import NodeConfig
 
 pytestmark = pytest.mark.anyio
 
@@ -118,7 +119,8 @@ async def test_retried_appends_starts_and_cancels_write_once(
         assert not started.created  # the lost answer's attempt created it
         assert cutter.lost_answers == 1
         run_id = started.run.run_id
-        assert await rows(dsn, "SELECT count(*) FROM runs WHERE idempotency_key = %s", "order-7") == 1
+        keyed = "SELECT count(*) FROM runs WHERE idempotency_key = %s"
+        assert await rows(dsn, keyed, "order-7") == 1
 
         cutter.lose_answers(b"/frames HTTP", 2)
         appended = await runtime.append_frame(run_id, "f-1", "message", {"n": 1})
@@ -176,8 +178,8 @@ async def test_refusals_arrive_typed_with_status_code_and_run(gateway: Gateway) 
         assert (terminal.value.status, terminal.value.code) == (409, "run_terminal")
         # At the last seq of a finished run the gateway answers 204: nothing to yield.
         assert [event async for event in alice.stream(run.run_id, cursor=events[-1].seq)] == []
+        await alice.start_run("echo", {"frames": 1}, idempotency_key="k1")
         with pytest.raises(wire.RunConflict):
-            await alice.start_run("echo", {"frames": 1}, idempotency_key="k1")
             await alice.start_run("echo", {"frames": 2}, idempotency_key="k1")
         page = await alice.events(run.run_id, after=0, limit=2)
         assert [event.seq for event in page.events] == [1, 2]
