@@ -48,6 +48,7 @@ import json
 import os
 import random
 import secrets
+import signal
 import subprocess
 import sys
 import time
@@ -449,8 +450,8 @@ async def fan_out(
 
 
 @contextlib.asynccontextmanager
-async def server(arguments: list[str], env: dict[str, str]) -> AsyncIterator[int]:
-    """Start this script as a server process; yield its port; stop it."""
+async def server(arguments: list[str], env: dict[str, str]) -> AsyncIterator[tuple[int, int]]:
+    """Start this script as a server process; yield its port and pid; stop it."""
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         str(SCRIPT),
@@ -466,7 +467,7 @@ async def server(arguments: list[str], env: dict[str, str]) -> AsyncIterator[int
             line = await process.stdout.readline()
         if not line:
             raise RuntimeError(f"the server {arguments} exited before it was ready")
-        yield int(json.loads(line)["port"])
+        yield int(json.loads(line)["port"]), process.pid
     finally:
         process.stdin.close()
         with anyio.move_on_after(60, shield=True):
@@ -474,6 +475,59 @@ async def server(arguments: list[str], env: dict[str, str]) -> AsyncIterator[int
         if process.returncode is None:
             process.kill()
             await process.wait()
+
+
+@contextlib.asynccontextmanager
+async def profiled(pid: int, path: str | None) -> AsyncIterator[None]:
+    """Sample the process ``pid`` with py-spy while the block runs (when ``path`` is
+    given), write its collapsed stacks to ``path`` and print the top entries."""
+    if path is None:
+        yield
+        return
+    command = ["py-spy", "record", "--pid", str(pid), "--format", "raw", "--output", path]
+    spy = await asyncio.create_subprocess_exec(
+        *command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        yield
+    finally:
+        spy.send_signal(signal.SIGINT)
+        with anyio.move_on_after(60, shield=True):
+            await spy.wait()
+        if spy.returncode is None:
+            spy.kill()
+            await spy.wait()
+    print(top_entries(Path(path)), file=sys.stderr)
+
+
+def _frame_name(frame: str) -> str:
+    """``function (path/to/file.py:12)`` → ``function (file.py)``."""
+    function, _, where = frame.partition(" (")
+    return f"{function} ({where.rsplit('/', 1)[-1].split(':')[0].rstrip(')')})"
+
+
+def top_entries(path: Path, count: int = 25) -> str:
+    """The functions most often on the stack (inclusive) and on top of it (self) in
+    py-spy's collapsed stacks, as percentages of the samples."""
+    inclusive: dict[str, int] = {}
+    own: dict[str, int] = {}
+    total = 0
+    for line in path.read_text().splitlines():
+        stack, _, weight = line.rpartition(" ")
+        if not stack:
+            continue
+        samples = int(weight)
+        total += samples
+        frames = [_frame_name(frame) for frame in stack.split(";")]
+        for frame in set(frames):
+            inclusive[frame] = inclusive.get(frame, 0) + samples
+        own[frames[-1]] = own.get(frames[-1], 0) + samples
+    lines = [f"py-spy: {total} samples of the gateway process"]
+    for title, table in (("inclusive", inclusive), ("self", own)):
+        lines.append(f"top {count} by {title}:")
+        ranked = sorted(table.items(), key=lambda item: -item[1])[:count]
+        lines += [f"  {100 * n / max(1, total):5.1f}%  {frame}" for frame, n in ranked]
+    return "\n".join(lines)
 
 
 @contextlib.asynccontextmanager
@@ -542,7 +596,7 @@ async def run(args: argparse.Namespace) -> list[Row]:
     raw: dict[int, tuple[list[float], float | None]] = {}
     gateway: dict[int, tuple[list[float], float | None]] = {}
 
-    async with server(["--serve", "raw"], {}) as port:
+    async with server(["--serve", "raw"], {}) as (port, _):
         for clients in sizes:
             channel = f"c{clients}-{random.Random(seed).randrange(1 << 30)}"
             target = Target(
@@ -558,7 +612,7 @@ async def run(args: argparse.Namespace) -> list[Row]:
     async with scratch_database(args.dsn) as dsn:
         env = {"BENCH_GATEWAY_DSN": dsn, "BENCH_GATEWAY_SECRET": secret}
         serve = ["--serve", "gateway", "--clients", str(args.clients)]
-        async with server(serve, env) as port:
+        async with server(serve, env) as (port, pid):
             writer = _token_source(secret, "runs:write runs:read")
             reader = _token_source(secret, "runs:read")
             for clients in sizes:
@@ -571,7 +625,9 @@ async def run(args: argparse.Namespace) -> list[Row]:
                     reader,
                 )
                 events = args.events if clients == args.clients else 0
-                gateway[clients] = await measure(target, clients, args.samples, events)
+                profiling = args.profile and clients == args.clients
+                async with profiled(pid, args.profile if profiling else None):
+                    gateway[clients] = await measure(target, clients, args.samples, events)
 
     def p(samples: list[float], pct: float) -> float:
         return percentile(samples, pct)
@@ -598,6 +654,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--samples", type=int, default=50, help="paced appends in (a)")
     parser.add_argument("--events", type=int, default=200, help="appends fanned out in (b)")
     parser.add_argument("--seed", type=int, default=1, help="seeds the channel names")
+    parser.add_argument(
+        "--profile",
+        metavar="PATH",
+        help="sample the node with py-spy during the N-client phase (collapsed stacks here)",
+    )
     parser.add_argument("--serve", choices=("raw", "gateway"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     quiet_logs()
