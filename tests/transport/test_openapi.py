@@ -20,8 +20,8 @@ import hypothesis
 import psycopg
 import pytest
 import schemathesis
-import yaml
 from schemathesis.checks import not_a_server_error
+from schemathesis.core.result import Ok
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
     response_headers_conformance,
@@ -55,8 +55,13 @@ EXAMPLES = 25
 TABLES = ("runs", "run_events", "run_frames", "run_attempts", "dead_letters", "memory")
 
 
+def load_document() -> dict[str, Any]:
+    raw: dict[str, Any] = schemathesis.openapi.from_path(str(DOCUMENT)).raw_schema
+    return raw
+
+
 def documented_routes() -> set[tuple[str, str]]:
-    document = yaml.safe_load(DOCUMENT.read_text())
+    document = load_document()
     return {
         (method.upper(), path)
         for path, item in document["paths"].items()
@@ -135,6 +140,7 @@ def test_schemathesis_finds_no_500_no_nonconformance_and_no_write_on_refusal(
     ]
     exercised = 0
     for result in schema.get_all_operations():
+        assert isinstance(result, Ok), result
         operation = result.ok()
         if (operation.method.upper(), operation.path) in NOT_SERVED_YET:
             continue
@@ -167,7 +173,7 @@ def test_schemathesis_finds_no_500_no_nonconformance_and_no_write_on_refusal(
 
 
 def test_the_document_lists_every_error_code_the_gateway_raises() -> None:
-    document = yaml.safe_load(DOCUMENT.read_text())
+    document = load_document()
     error = document["components"]["schemas"]["Error"]["properties"]["error"]
     codes = set(error["properties"]["code"]["enum"])
     source = "".join(path.read_text() for path in DOCUMENT.parent.glob("_*.py"))
