@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from runtime.config import GatewayConfig
     from runtime.node import Node
 
-__all__ = ["create_app", "default_key_file", "gateway_factory"]
+__all__ = ["create_app", "gateway_factory"]
 
 _logger = structlog.get_logger("transport")
 
