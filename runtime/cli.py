@@ -187,8 +187,7 @@ def _node_settings(args: argparse.Namespace) -> dict[str, Any]:
 
 async def _node(args: argparse.Namespace, config: NodeConfig) -> int:
     from runtime.node import serve
-    from transport import gateway_factory, load_keyring
-    from transport.app import default_key_file
+    from transport import default_key_file, gateway_factory, load_keyring
 
     configure_logging(level=LEVELS[config.log_level], log_format=config.log_format)
     # A missing token key for a public address is a configuration error: say so before
@@ -227,8 +226,7 @@ def _token_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 async def _token(args: argparse.Namespace, config: NodeConfig) -> int:
-    from transport import load_keyring, mint_token
-    from transport.app import default_key_file
+    from transport import default_key_file, load_keyring, mint_token
 
     key_file = default_key_file(config)
     keyring = await anyio.to_thread.run_sync(

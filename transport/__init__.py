@@ -20,7 +20,7 @@ brief — the full list of routes, codes and settings is ``docs/gateway.md`` and
   ``session_id``; ``/metrics`` never labels a series with an id.
 """
 
-from transport._keyring import KeyRing, load_keyring, mint_token
+from transport._keyring import KeyRing, default_key_file, load_keyring, mint_token
 from transport.app import create_app, gateway_factory
 from transport.errors import KeyConfigError, TransportError
 
@@ -29,6 +29,7 @@ __all__ = [
     "KeyRing",
     "TransportError",
     "create_app",
+    "default_key_file",
     "gateway_factory",
     "load_keyring",
     "mint_token",

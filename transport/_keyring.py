@@ -69,11 +69,16 @@ def is_loopback(host: str) -> bool:
 
 
 def load_keyring(
-    gateway: GatewayConfig, *, host: str, key_file: Path, create: bool = True
+    gateway: GatewayConfig,
+    *,
+    host: str = "127.0.0.1",
+    key_file: Path | None = None,
+    create: bool = True,
 ) -> KeyRing:
     """The keys of ``gateway``: the configured ones, else the local key in ``key_file``
-    (generated when missing and ``create``; only for a gateway on the loopback ``host``).
-    Reads files: call it off the event loop.
+    (by default ``gateway.key_file``; generated when missing and ``create``), which
+    serves only a gateway on the loopback ``host``. May read a file: call it off the
+    event loop. (:func:`default_key_file` is where ``warden node`` keeps its local key.)
 
     Raises:
         KeyConfigError: no key configured for a gateway on a non-loopback address, or an
@@ -88,8 +93,13 @@ def load_keyring(
             f"the gateway listens on {host}, not a loopback address, and no token key"
             " is configured: set WARDEN_GATEWAY__KEYS (see docs/gateway.md)"
         )
-    kid, secret = _read_or_create(key_file, create=create)
-    return KeyRing({kid: secret}, kid, local_file=key_file)
+    path = key_file or gateway.key_file
+    if path is None:
+        raise KeyConfigError(
+            "no token key is configured (WARDEN_GATEWAY__KEYS) and no local key file given"
+        )
+    kid, secret = _read_or_create(path, create=create)
+    return KeyRing({kid: secret}, kid, local_file=path)
 
 
 def _read_or_create(path: Path, *, create: bool) -> tuple[str, bytes]:

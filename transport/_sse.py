@@ -18,12 +18,12 @@ query, and each event is encoded as an SSE frame once.
 from __future__ import annotations
 
 import asyncio
+import errno
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
 import structlog
-from aiohttp import ClientConnectionResetError
 from aiohttp_sse import EventSourceResponse
 
 from runtime.store import TERMINAL_EVENTS
@@ -46,6 +46,18 @@ __all__ = ["EncodedEvent", "LogReader", "SseStream", "StreamGone", "encode_event
 _logger = structlog.get_logger("transport.sse")
 
 _SEP: Final = "\n"
+
+
+def _timed_out(error: BaseException) -> bool:
+    """Whether ``error`` comes from the kernel timing the connection out (ETIMEDOUT)."""
+    seen: BaseException | None = error
+    for _ in range(5):
+        if seen is None:
+            return False
+        if isinstance(seen, OSError) and seen.errno == errno.ETIMEDOUT:
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 class StreamGone(Exception):
@@ -220,10 +232,15 @@ class SseStream:
             self._metrics.sse_disconnected("send_timeout")
             _logger.info("stream_client_stalled", send_timeout=self._config.send_timeout)
             raise StreamGone("send_timeout") from None
-        except (ConnectionResetError, ClientConnectionResetError, RuntimeError):
-            # RuntimeError: aiohttp refuses a write after the connection closed.
-            self._metrics.sse_disconnected("client_gone")
-            raise StreamGone("client_gone") from None
+        except (ConnectionError, RuntimeError) as error:
+            # RuntimeError: aiohttp refuses a write after the connection closed. A
+            # connection the kernel timed out (TCP_USER_TIMEOUT = send_timeout, set by
+            # EventSourceResponse) stalled as surely as one our own timeout aborts.
+            reason = "send_timeout" if _timed_out(error) else "client_gone"
+            self._metrics.sse_disconnected(reason)
+            if reason == "send_timeout":
+                _logger.info("stream_client_stalled", send_timeout=self._config.send_timeout)
+            raise StreamGone(reason) from None
         self.bytes_sent += len(block)
         self._metrics.sse_sent(len(block), self.peak_buffered)
         if event is not None:
@@ -251,5 +268,5 @@ class SseStream:
             transport = self._request.transport
             if transport is not None:
                 transport.abort()
-        except (ConnectionResetError, ClientConnectionResetError, RuntimeError):
+        except (ConnectionError, RuntimeError):
             pass  # the client left first

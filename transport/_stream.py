@@ -108,6 +108,9 @@ async def stream_run(request: web.Request) -> web.StreamResponse:
         except (StoreError, NodeError) as error:
             # The headers are sent: end the stream; the client resumes by cursor.
             _logger.warning("stream_store_failed", error=str(error))
+        except Exception:
+            # The headers are sent, no error answer is possible any more: end the stream.
+            _logger.exception("stream_failed")
         finally:
             app[STREAMS].discard(scope)
             with anyio.CancelScope(shield=True):

@@ -28,12 +28,12 @@ from transport._state import CONFIG, KEYRING, METRICS, NODE, READER, RNG
 from transport._stream import add_stream_route
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
+    from collections.abc import AsyncIterator, Awaitable, Callable
 
     from runtime.config import GatewayConfig
     from runtime.node import Node
 
-__all__ = ["create_app", "default_key_file", "gateway_factory"]
+__all__ = ["create_app", "gateway_factory"]
 
 _logger = structlog.get_logger("transport")
 
@@ -66,6 +66,19 @@ def gateway_factory(node: Node) -> web.Application:
     return create_app(node, node.config.gateway)
 
 
+#: Spent token ids one janitor sweep deletes at most.
+_PURGE_BATCH = 1000
+
+
+def _purge_token_ids(node: Node) -> Callable[[], Awaitable[int]]:
+    """The janitor sweep deleting the replay table's rows of expired tokens."""
+
+    async def purge() -> int:
+        return await node.store.purge_expired_token_ids(limit=_PURGE_BATCH)
+
+    return purge
+
+
 def _resources(node: Node, config: GatewayConfig, seed: int):  # type: ignore[no-untyped-def]
     async def resources(app: web.Application) -> AsyncIterator[None]:
         key_file = default_key_file(node.config)
@@ -81,6 +94,7 @@ def _resources(node: Node, config: GatewayConfig, seed: int):  # type: ignore[no
                 hint="tokens are signed with a generated local key; set"
                 " WARDEN_GATEWAY__KEYS in production",
             )
+        node.add_janitor_sweep(_purge_token_ids(node))
         _logger.info("gateway_ready", keys=sorted(keyring.keys), retry_seed=seed)
         yield
 

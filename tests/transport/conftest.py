@@ -3,22 +3,27 @@ on the test's own database, and a client session to talk to it."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import pytest
+from aiohttp import web
 from pydantic import SecretStr
 
 from runtime.config import GatewayConfig, NodeConfig
 from runtime.node import Node
 from runtime.store import StoreConfig
-from transport import KeyRing, gateway_factory, mint_token
+from transport import KeyRing, create_app, mint_token
+from transport._state import METRICS
 
 if TYPE_CHECKING:
     import uuid
     from collections.abc import AsyncIterator
+
+    from transport._metrics import GatewayMetrics
 
 KEY_ID = "test-2026"
 SECRET = "s" * 40
@@ -66,11 +71,16 @@ def node_config(dsn: str) -> NodeConfig:
 
 @dataclass
 class Gateway:
-    """A running node and its gateway's address."""
+    """A running node, its gateway's application and address."""
 
     node: Node
+    app: web.Application
     url: str
     keyring: KeyRing
+
+    @property
+    def metrics(self) -> GatewayMetrics:
+        return self.app[METRICS]
 
     def token(
         self,
@@ -96,17 +106,33 @@ class Gateway:
         return {"Authorization": f"Bearer {self.token(sub, *scopes, **claims)}"}
 
 
-@pytest.fixture
-async def gateway(node_config: NodeConfig) -> AsyncIterator[Gateway]:
-    async with Node(node_config, gateway=gateway_factory) as node:
+TEST_KEYRING = KeyRing({KEY_ID: SECRET.encode(), OLD_KEY_ID: OLD_SECRET.encode()}, KEY_ID)
+
+
+@contextlib.asynccontextmanager
+async def serving(config: NodeConfig) -> AsyncIterator[Gateway]:
+    """A node on ``config`` serving the gateway application."""
+    apps: list[web.Application] = []
+
+    def factory(node: Node) -> web.Application:
+        apps.append(create_app(node, node.config.gateway))
+        return apps[-1]
+
+    async with Node(config, gateway=factory) as node:
         assert node.address is not None
         host, port = node.address
-        keyring = KeyRing({KEY_ID: SECRET.encode(), OLD_KEY_ID: OLD_SECRET.encode()}, KEY_ID)
-        yield Gateway(node, f"http://{host}:{port}", keyring)
+        yield Gateway(node, apps[-1], f"http://{host}:{port}", TEST_KEYRING)
+
+
+@pytest.fixture
+async def gateway(node_config: NodeConfig) -> AsyncIterator[Gateway]:
+    async with serving(node_config) as running:
+        yield running
 
 
 @pytest.fixture
 async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    timeout = aiohttp.ClientTimeout(total=30)
-    async with aiohttp.ClientSession(timeout=timeout) as session:
+    timeout = aiohttp.ClientTimeout(total=60)
+    connector = aiohttp.TCPConnector(limit=0)  # hundreds of concurrent streams
+    async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
         yield session
