@@ -82,7 +82,7 @@ async def test_a_stream_cut_five_times_mid_run_yields_the_log_once_and_in_order(
         run = (await direct.start_run("echo", {"frames": FRAMES})).run
         # The echo run writes one event per frame: cut after these seqs, seeded, while
         # the appender keeps appending (events are in flight at each cut).
-        points = sorted(rng.sample(range(2, FRAMES), CUTS))
+        points = sorted(rng.sample(range(2, FRAMES - 10), CUTS))
         seqs: list[int] = []
         cuts = 0
 
@@ -96,9 +96,10 @@ async def test_a_stream_cut_five_times_mid_run_yields_the_log_once_and_in_order(
                 async with cut.stream(run.run_id) as events:
                     async for event in events:
                         seqs.append(event.seq)
-                        if cuts < CUTS and event.seq >= points[cuts]:
+                        # Events already buffered may still arrive after a cut, with
+                        # no connection open to cut: count a cut only when it cut one.
+                        if cuts < CUTS and event.seq >= points[cuts] and await cutter.cut():
                             cuts += 1
-                            assert await cutter.cut() >= 1
                     assert events.reconnects >= CUTS
         log = [event.seq async for event in direct.iter_events(run.run_id, limit=7)]
         snapshot = await direct.snapshot(run.run_id)
