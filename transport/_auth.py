@@ -121,7 +121,7 @@ def _principal(claims: dict[str, object]) -> Principal:
         value = claims.get(name)
         if value is None and not required:
             return None
-        if not isinstance(value, str) or not value or len(value) > _MAX_CLAIM:
+        if not isinstance(value, str) or not value or len(value) > _MAX_CLAIM or "\x00" in value:
             raise _unauthenticated("invalid_token", f"the token's {name!r} claim is malformed")
         return value
 

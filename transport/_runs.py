@@ -6,7 +6,7 @@ and only then spends the token and acts: a refused request writes nothing.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Annotated, Final
 
 import pydantic
 from aiohttp import web
@@ -32,21 +32,26 @@ _ID_LENGTH: Final = 200
 _IDEMPOTENCY_HEADER: Final = "Idempotency-Key"
 
 
+#: No NUL (PostgreSQL text cannot hold it): refused here, before anything is spent.
+_NO_NUL: Final = r"^[^\x00]*$"
+Identifier = Annotated[str, Field(min_length=1, max_length=_ID_LENGTH, pattern=_NO_NUL)]
+
+
 class StartRun(Body):
-    run_type: str = Field(min_length=1, max_length=_ID_LENGTH)
+    run_type: Identifier
     input: pydantic.JsonValue = None
-    session_id: str | None = Field(default=None, min_length=1, max_length=_ID_LENGTH)
-    idempotency_key: str | None = Field(default=None, min_length=1, max_length=_ID_LENGTH)
+    session_id: Identifier | None = None
+    idempotency_key: Identifier | None = None
 
 
 class AppendFrame(Body):
-    frame_id: str = Field(min_length=1, max_length=_ID_LENGTH)
-    kind: str = Field(min_length=1, max_length=_ID_LENGTH)
+    frame_id: Identifier
+    kind: Identifier
     payload: pydantic.JsonValue = None
 
 
 class Cancel(Body):
-    reason: str | None = Field(default=None, max_length=1000)
+    reason: Annotated[str, Field(max_length=1000, pattern=_NO_NUL)] | None = None
 
 
 class EventsPage(Query):
@@ -71,7 +76,7 @@ async def start_run(request: web.Request) -> web.Response:
     key = body.idempotency_key
     header = request.headers.get(_IDEMPOTENCY_HEADER)
     if header is not None:
-        if not 1 <= len(header) <= _ID_LENGTH:
+        if not 1 <= len(header) <= _ID_LENGTH or "\x00" in header:
             raise ApiError(
                 400, "invalid_request", f"{_IDEMPOTENCY_HEADER} must be 1 to 200 characters"
             )

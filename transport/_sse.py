@@ -1,10 +1,14 @@
 """Server-sent events: bounded per-connection writes, shared log reads (DESIGN §10).
 
 :class:`SseStream` is one SSE response. It uses aiohttp-sse's ``EventSourceResponse``
-for the headers, the kernel-level dead-peer timeout and the heartbeat (a ``: ping``
-comment every ``heartbeat_interval``), and writes frames that were encoded once for
-every client (aiohttp-sse's ``send()`` re-encodes each frame per client, which costs
-most of the throughput of a fan-out; see ``docs/benchmarks.md``). Each connection holds
+for the headers and the kernel-level dead-peer timeout (``TCP_USER_TIMEOUT``, here a
+backstop well past the send timeout, for a peer that vanished while the stream was idle:
+a stalled client is the send timeout's to find, and to count), and
+writes frames that were encoded once for every client (aiohttp-sse's ``send()``
+re-encodes each frame per client, which costs most of the throughput of a fan-out; see
+``docs/benchmarks.md``). The heartbeats (``: ping`` comments every ``heartbeat_interval``
+of silence) are written by the stream itself, not by aiohttp-sse's ping task, so that one
+task writes to a connection and every write is bounded and counted. Each connection holds
 at most ``stream_buffer`` bytes unsent (plus the frame being written): past it a write
 waits for the client to read, at most ``send_timeout`` seconds, after which the client
 is disconnected, counted, and resumes by cursor. The first frame carries ``retry:`` with
@@ -19,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import socket
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
@@ -41,11 +46,28 @@ if TYPE_CHECKING:
     from runtime.store import Event, Store
     from transport._metrics import GatewayMetrics
 
-__all__ = ["EncodedEvent", "LogReader", "SseStream", "StreamGone", "encode_event"]
+__all__ = ["HEARTBEAT", "EncodedEvent", "LogReader", "SseStream", "StreamGone", "encode_event"]
 
 _logger = structlog.get_logger("transport.sse")
 
 _SEP: Final = "\n"
+#: aiohttp-sse's own ping task never writes: the stream sends its heartbeats itself.
+_NO_PING: Final = 10.0**9
+HEARTBEAT: Final = b": ping\n\n"
+#: The kernel drops a connection whose sent data stays unacknowledged this long:
+#: ``max(factor * send_timeout, minimum)`` seconds.
+_BACKSTOP_FACTOR: Final = 4.0
+_BACKSTOP_MIN: Final = 60.0
+
+
+def _backstop(transport: asyncio.BaseTransport, seconds: float) -> None:
+    """Have the kernel drop the connection when sent data stays unacknowledged for
+    ``seconds`` (Linux ``TCP_USER_TIMEOUT``; elsewhere nothing)."""
+    option = getattr(socket, "TCP_USER_TIMEOUT", None)
+    sock = transport.get_extra_info("socket")
+    if option is None or sock is None or sock.family not in (socket.AF_INET, socket.AF_INET6):
+        return
+    sock.setsockopt(socket.IPPROTO_TCP, option, int(seconds * 1000))
 
 
 def _timed_out(error: BaseException) -> bool:
@@ -175,7 +197,7 @@ class SseStream:
             headers=headers,
             sep=_SEP,
             send_timeout=config.send_timeout,
-            ping_interval=config.heartbeat_interval,
+            ping_interval=_NO_PING,
         )
         self._writer: AbstractStreamWriter | None = None
         self._first = True
@@ -206,6 +228,7 @@ class SseStream:
         self._writer = await self.response.prepare(self._request)
         self._open = True
         self._metrics.sse_opened()
+        _backstop(transport, max(_BACKSTOP_FACTOR * self._config.send_timeout, _BACKSTOP_MIN))
 
     async def send(self, block: bytes, *, event: EncodedEvent | None = None) -> None:
         """Write one block (an event's frame, or a comment); the first carries ``retry:``.

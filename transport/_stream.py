@@ -15,6 +15,7 @@ the cursor is at or past its last seq (a browser ``EventSource`` stops reconnect
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING, Final
 
 import anyio
@@ -26,11 +27,12 @@ from runtime.store import StoreError
 from transport._auth import authorize, check_owner
 from transport._errors import ApiError, stale_cursor
 from transport._observe import TRACEPARENT, bind, trace_of
-from transport._sse import SseStream, StreamGone
+from transport._sse import HEARTBEAT, SseStream, StreamGone
 from transport._state import CONFIG, METRICS, NODE, READER, RNG
 from transport._validation import parse_cursor, parse_run_id
 
 if TYPE_CHECKING:
+    from runtime.config import GatewayConfig
     from runtime.node import Node
     from runtime.store import Run, Watch
     from transport._sse import EncodedEvent, LogReader
@@ -102,7 +104,7 @@ async def stream_run(request: web.Request) -> web.StreamResponse:
         app[STREAMS].add(scope)
         try:
             with scope:
-                await _pump(stream, reader, watch, run, page, cursor, config.poll_interval, node)
+                await _pump(stream, reader, watch, run, page, cursor, config, node)
         except StreamGone as gone:
             _logger.info("stream_disconnected", reason=gone.reason)
         except (StoreError, NodeError) as error:
@@ -127,15 +129,19 @@ async def _pump(
     run: Run,
     page: tuple[EncodedEvent, ...],
     cursor: int,
-    poll_interval: float,
+    config: GatewayConfig,
     node: Node,
 ) -> None:
-    """Write the run's events from ``page`` on, until its terminal event."""
+    """Write the run's events from ``page`` on, until its terminal event; a heartbeat
+    after each ``heartbeat_interval`` of silence."""
+    clock = asyncio.get_running_loop().time
     if not page:
         await stream.send(b"\n")  # the retry: line at once, on its own
+    quiet_since = clock()
     while True:
         for event in page:
             await stream.send(event.frame, event=event)
+            quiet_since = clock()
             cursor = event.seq
             if event.terminal:
                 _logger.info("stream_finished", last_seq=cursor)
@@ -143,12 +149,16 @@ async def _pump(
         if len(page) < reader.page_size:
             if not stream.connected:
                 raise StreamGone("client_gone")
+            beat_at = quiet_since + config.heartbeat_interval
             woken = False
-            with anyio.move_on_after(poll_interval):
+            with anyio.move_on_after(min(config.poll_interval, max(0.0, beat_at - clock()))):
                 woken = await watch.wait()
+            if clock() >= beat_at:
+                await stream.send(HEARTBEAT)
+                quiet_since = clock()
             if not woken:
-                # A quiet poll: check the run did not end with nothing left to send (a
-                # pruned terminal event), or the stream would wait forever.
+                # Quiet: check the run did not end with nothing left to send (a pruned
+                # terminal event), or the stream would wait forever.
                 run = await node.store.get_run(run.run_id)
                 if run.terminal and cursor >= run.last_seq:
                     return

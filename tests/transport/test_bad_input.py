@@ -52,6 +52,8 @@ async def test_bad_bodies_are_refused_with_a_code_and_write_nothing(
         (frames, b'{"frame_id": 1, "kind": "m"}', (400, "invalid_request")),
         (frames, b'{"kind": "m"}', (400, "invalid_request")),
         (frames, b'{"frame_id": "f", "kind": "m", "payload": "\\u0000"}', (400, "invalid_payload")),
+        ("/v1/runs", b'{"run_type": "echo", "session_id": "a\\u0000b"}', (400, "invalid_request")),
+        (frames, b'{"frame_id": "f\\u0000", "kind": "m"}', (400, "invalid_request")),
         (f"/v1/runs/{run_id}/cancel", b'{"reason": 5}', (400, "invalid_request")),
         (f"/v1/runs/{run_id}/cancel", b'{"why": "x"}', (400, "invalid_request")),
     ]

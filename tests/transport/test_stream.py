@@ -208,7 +208,7 @@ async def test_a_client_that_reads_nothing_is_bounded_then_disconnected(
     quick_config: NodeConfig, http: aiohttp.ClientSession
 ) -> None:
     async with serving(quick_config) as gateway:
-        frames = 40
+        frames = 200
         run_id = await start(gateway, http, input={"frames": frames})
         host, port = gateway.node.address or ("", 0)
         sock = socket.socket()
@@ -222,23 +222,49 @@ async def test_a_client_that_reads_nothing_is_bounded_then_disconnected(
             f"Authorization: Bearer {token}\r\n\r\n"
         )
         await loop.sock_sendall(sock, request.encode())
+        metrics = gateway.metrics
+
+        def disconnected() -> bool:
+            return bool(
+                metrics.registry.get_sample_value(
+                    "warden_sse_disconnects_total", {"reason": "send_timeout"}
+                )
+            )
+
         try:
             # The stalled client's first bytes arrive (headers and retry:), then it reads
-            # nothing more while the run writes 40 events of ~100 KB.
+            # nothing more while the run writes events of ~100 KB, until the kernel's
+            # buffers are full and the server gives up on it.
             assert (await loop.sock_recv(sock, 12)).startswith(b"HTTP/1.1 200")
             big = "x" * 100_000
             for i in range(frames):
+                if disconnected():
+                    break
                 await frame(gateway, http, run_id, f"f{i}", payload=big)
-            metrics = gateway.metrics
             # Wait for the server to give up on the client. The client cannot find out
             # without reading (which would unblock the server), so the test polls the
             # server's counter: a condition, bounded by fail_after, not a settling sleep.
             with anyio.fail_after(30):
-                while not metrics.registry.get_sample_value(  # noqa: ASYNC110
-                    "warden_sse_disconnects_total", {"reason": "send_timeout"}
-                ):
+                while not disconnected():  # noqa: ASYNC110
                     await anyio.sleep(0.05)
         finally:
             sock.close()
         frame_size = 100_000 + 1_000  # one event's frame and its JSON around the payload
         assert 0 < metrics.peak_buffered <= quick_config.gateway.stream_buffer + frame_size
+
+
+async def test_the_gateways_shutdown_ends_open_streams_cleanly(
+    node_config: NodeConfig, http: aiohttp.ClientSession
+) -> None:
+    async with serving(node_config) as gateway:
+        run_id = await start(gateway, http, input={"frames": 1})
+        response = await http.get(
+            f"{gateway.url}/v1/runs/{run_id}/stream", headers=gateway.auth("alice", "runs:read")
+        )
+        assert response.status == 200
+        assert (await response.content.readuntil(b"\n\n")).startswith(b"retry: ")
+    # The node has stopped: the open stream was ended, not cut (a clean end of body).
+    with anyio.fail_after(10):
+        assert await response.read() == b""
+    response.release()
+    assert gateway.metrics.registry.get_sample_value("warden_sse_connections") == 0
