@@ -8,8 +8,10 @@ writes frames that were encoded once for every client (aiohttp-sse's ``send()``
 re-encodes each frame per client, which costs most of the throughput of a fan-out; see
 ``docs/benchmarks.md``). The heartbeats (``: hb`` comments every ``heartbeat_interval``
 of silence) are written by the stream itself, not by aiohttp-sse's ping task, so that one
-task writes to a connection and every write is bounded and counted. Each connection holds
-at most ``stream_buffer`` bytes unsent (plus the frame being written): past it a write
+task writes to a connection and every write is bounded and counted. A stream writes (in
+batches of at most ``stream_buffer`` bytes, or one frame if larger) while its connection
+holds less than ``stream_buffer`` bytes unsent, so it never holds more than twice that
+(or the bound plus one frame): past the bound a write
 waits for the client to read, at most ``send_timeout`` seconds, after which the client
 is disconnected, counted, and resumes by cursor. The first frame carries ``retry:`` with
 jitter so that reconnecting browsers do not stampede.
