@@ -34,7 +34,6 @@ from transport._validation import parse_cursor, parse_run_id
 
 if TYPE_CHECKING:
     from runtime.config import GatewayConfig
-    from runtime.node import Node
     from runtime.store import Run, Watch
     from transport._sse import EncodedEvent, LogReader
 
@@ -105,7 +104,7 @@ async def stream_run(request: web.Request) -> web.StreamResponse:
         app[STREAMS].add(scope)
         try:
             with scope:
-                await _pump(stream, reader, watch, run, page, cursor, config, node)
+                await _pump(stream, reader, watch, run, page, cursor, config)
         except StreamGone as gone:
             _logger.info("stream_disconnected", reason=gone.reason)
         except (StoreError, NodeError) as error:
@@ -131,7 +130,6 @@ async def _pump(
     page: tuple[EncodedEvent, ...],
     cursor: int,
     config: GatewayConfig,
-    node: Node,
 ) -> None:
     """Write the run's events from ``page`` on, until its terminal event; a heartbeat
     after each ``heartbeat_interval`` of silence."""

@@ -155,3 +155,11 @@ def test_node_then_token_then_http_on_one_machine(
     text = log.read_text()
     assert "gateway_local_key_used" in text
     assert token not in text
+
+
+@pytest.mark.parametrize("ttl", ["soon", "0", "-1h", "1w"])
+def test_a_bad_ttl_is_a_usage_error(ttl: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["token", "--sub", "alice", f"--ttl={ttl}"])
+    assert exited.value.code == 2
+    assert "is not a duration such as 90s, 15m, 1h, 7d" in capsys.readouterr().err
