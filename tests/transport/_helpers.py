@@ -5,9 +5,11 @@ from __future__ import annotations
 import contextlib
 import subprocess
 import sys
+import uuid
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+import anyio
 import orjson
 
 from tests.runtime._helpers import query
@@ -93,6 +95,19 @@ async def frame(
         headers=gateway.auth(owner),
     ) as response:
         assert response.status in (200, 201), await response.text()
+
+
+async def answered(gateway: Gateway, http: aiohttp.ClientSession, run_id: str) -> None:
+    """Give an ``echo`` run one frame and wait until its echo is in the log: the run has
+    started its attempt, and until its next frame it writes nothing."""
+    with gateway.node.listener.watch(uuid.UUID(run_id)) as watch:
+        await frame(gateway, http, run_id, "warm-up")
+        with anyio.fail_after(30):
+            while not any(
+                event.type == "echo"
+                for event in await gateway.node.store.read_events(uuid.UUID(run_id), after=0)
+            ):
+                await watch.wait()
 
 
 async def row_counts(dsn: str) -> dict[str, int]:

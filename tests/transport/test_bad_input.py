@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from tests.transport._helpers import row_counts, start
+from tests.transport._helpers import answered, row_counts, start
 
 if TYPE_CHECKING:
     import aiohttp
@@ -37,6 +37,7 @@ async def test_bad_bodies_are_refused_with_a_code_and_write_nothing(
     gateway: Gateway, http: aiohttp.ClientSession
 ) -> None:
     run_id = await start(gateway, http, input={"frames": 5})
+    await answered(gateway, http, run_id)  # quiet until its next frame
     before = await row_counts(gateway.node.dsn)
     frames = f"/v1/runs/{run_id}/frames"
     cases: list[tuple[str, bytes, tuple[int, str]]] = [
