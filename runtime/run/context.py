@@ -287,7 +287,6 @@ class RunContext:
         self._task_timeout = task_timeout
         self._frames_page = frames_page
         self._payload_limit = store.config.payload_limit
-        self._poll = store.config.listener_poll_interval
         self._consumed = 0  # the frame_seq consumed last: replay starts from the first
         self._frames: deque[Frame] = deque(maxlen=frames_page)
         self._frames_flag = asyncio.Event()
@@ -478,9 +477,12 @@ class RunContext:
                 self._consumed = frame.frame_seq
                 self._frames.popleft()
                 return frame
-            # Nothing new: wait for a wake-up, or re-read after the poll interval anyway.
-            with anyio.move_on_after(self._poll):
-                await self._frames_flag.wait()
+            # Nothing new: wait for a wake-up. A frame's NOTIFY brings one; a lost NOTIFY
+            # is made up for by the next lease renewal, which reports the run's latest
+            # frame (at most one heartbeat later); the attempt's end sets the flag too.
+            # No poll of our own: a thousand idle runs re-reading every second kept the
+            # node's connections busy for nothing.
+            await self._frames_flag.wait()
             self._check_active()
 
     async def _stored_frame(self, frame_seq: int) -> Frame | None:
