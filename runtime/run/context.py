@@ -401,7 +401,7 @@ class RunContext:
             async with self._log.lock:
                 self._check_live()
                 self._tasks.check_capacity()
-                call_id = tool_call_id(self.run.run_id, self._log.head + 1)
+                call_id = tool_call_id(self.run.run_id, self._log.next_seq)
                 task = TaskContext(self.run.run_id, call_id, task_name, self.fence, float(limit))
                 self._tasks.begin(task)
                 try:
@@ -464,13 +464,21 @@ class RunContext:
             self._consumed = frame_seq
             self._frames.popleft()
             return frame
+        log = self._log
+        if log.deferring:
+            # The previous frame's consumption, which nothing the handler wrote took
+            # along: written before another frame is consumed (or waited for).
+            async with log.lock:
+                self._check_live()
+                await log.flush_locked()
         while True:
             self._frames_flag.clear()
             frame = await self._stored_frame(self._consumed + 1)
             if frame is not None:
-                async with self._log.lock:
+                async with log.lock:
                     self._check_live()
-                    await self._log.append_locked(
+                    # Logged with the first event the frame causes (one commit for both).
+                    await log.defer_locked(
                         FRAME_CONSUMED,
                         {"frame_seq": frame.frame_seq, "frame_id": frame.frame_id},
                     )

@@ -363,7 +363,9 @@ class LeaseKeeper:
         quantum = self._settings.heartbeat * _QUANTUM
         last_batch = -math.inf
         while True:
-            self._planned = self._wake_time(last_batch + quantum)
+            # Never in the past: a deadline that passed while a statement was out is
+            # handled at once, and is no stall of the event loop.
+            self._planned = max(anyio.current_time(), self._wake_time(last_batch + quantum))
             self._changed.clear()
             with anyio.move_on_after(self._planned - anyio.current_time()):
                 await self._changed.wait()

@@ -274,7 +274,8 @@ async def test_a_run_whose_renewals_fail_fences_itself_before_its_lease_expires(
     assert old
     assert new
     assert max(old) < min(new)  # nothing from the old epoch after the new one began
-    assert node.leases.statistics().overdue >= 1
+    assert node.leases.statistics().failed_batches >= 1
+    assert node.host.counters.fenced == 1
 
 
 async def test_a_stolen_lease_is_noticed_while_other_runs_share_its_batches(
