@@ -80,7 +80,8 @@ class ListenerStatistics:
         max_waiters: the bound on watches.
         notifications: notifications received.
         wakeups: watches woken by notifications.
-        malformed: notifications whose payload could not be parsed (everyone was woken).
+        malformed: notifications whose payload could not be parsed (everyone was woken);
+            a notification on a channel nobody waits on is not parsed at all.
         reconnects: times the LISTEN connection was re-established.
         failed_reconnects: reconnect attempts that failed (at connect or at LISTEN).
     """
@@ -170,6 +171,9 @@ class Listener:
         self._channels = (EVENTS_CHANNEL, FRAMES_CHANNEL, CANCELS_CHANNEL)
         self._watches: dict[tuple[str, UUID], set[Watch | Subscription]] = {}
         self._count = 0
+        # Waiters per channel: a notification on a channel nobody waits on is not parsed
+        # (the events channel names up to a batch's worth of runs per commit).
+        self._per_channel = dict.fromkeys(self._channels, 0)
         self._conn: psycopg.AsyncConnection[TupleRow] | None = None
         self._stack: contextlib.AsyncExitStack | None = None
         self._state = "not open yet"
@@ -279,6 +283,7 @@ class Listener:
         key = (waiter.channel, waiter.run_id)
         self._watches.setdefault(key, set()).add(waiter)
         self._count += 1
+        self._per_channel[waiter.channel] += 1
         try:
             yield waiter
         finally:
@@ -288,6 +293,7 @@ class Listener:
                 if not group:
                     del self._watches[key]
             self._count -= 1
+            self._per_channel[waiter.channel] -= 1
 
     async def _connect(self) -> psycopg.AsyncConnection[TupleRow]:
         """Connect and LISTEN on every channel, within ``connect_timeout`` in all.
@@ -382,6 +388,8 @@ class Listener:
 
     def _dispatch(self, channel: str, payload: str) -> None:
         self._notifications += 1
+        if not self._per_channel.get(channel):
+            return  # nobody to wake
         if payload == "*":
             self._wake_all(channel)
             return
