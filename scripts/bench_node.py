@@ -9,7 +9,8 @@ b. ``node_eps`` — ``--runs`` ``chat`` runs streaming at once on one node, each
    node's writer over ``--window`` seconds, once all runs have started (then they are
    cancelled). Baseline: (a).
 c. ``rss_bytes_per_run`` — the process's RSS with ``--runs`` idle ``echo`` runs (each a
-   subtree of three actors, a lease keeper, two listener watches) over its RSS before,
+   subtree of three actors, two listener subscriptions and a lease held by the node's
+   lease keeper) over its RSS before,
    per run, measured first in a fresh worker process (freed memory would be reused).
 d. ``frame_to_first_event_p50_ms`` / ``_p99_ms`` — one frame appended to each of those
    runs in turn, all of them active: from the ``append_frame`` call to its ``echo`` event
