@@ -93,7 +93,7 @@ RETURNING l.expires_at, r.cancel_requested_at IS NOT NULL, r.last_frame_seq
 _RENEW_MANY = """
 WITH batch AS (
     SELECT b.run_id, b.epoch, b.progress
-    FROM unnest(%(run_ids)s::uuid[], %(epochs)s::bigint[], %(progress)s::bigint[])
+    FROM unnest(%(run_ids)b::uuid[], %(epochs)b::bigint[], %(progress)b::bigint[])
         AS b(run_id, epoch, progress)
 ), locked AS (
     SELECT l.run_id FROM run_leases AS l JOIN batch USING (run_id)
