@@ -25,11 +25,11 @@ Per lease, exactly as strict as a keeper of its own:
   has not consumed yet tells it :data:`~runtime.run.messages.FRAMES_AVAILABLE`: a lost
   NOTIFY delays a cancel or a frame by at most one heartbeat.
 
-**Jitter.** Each lease is renewed between 1/2 and 15/16 of a heartbeat after its previous
+**Jitter.** Each lease is renewed between 3/4 and 15/16 of a heartbeat after its previous
 renewal was sent (a seeded draw), and the keeper sends a statement at most once every
 1/16 of a heartbeat, with whatever is due then: runs started together drift apart over
-the interval instead of renewing in lockstep (about eight statements per heartbeat, not
-one holding every lease), and no lease waits more than one heartbeat between renewals.
+the interval instead of renewing in lockstep (several statements per heartbeat, not one
+holding every lease), and no lease waits more than one heartbeat between renewals.
 
 The keeper is a shared loop: it never awaits a mailbox. A message that finds the
 control lane full is kept and offered again at each turn (the fence, closed already,
@@ -72,9 +72,9 @@ __all__ = ["HeldLease", "KeeperStatistics", "LeaseKeeper"]
 
 _log = structlog.get_logger("runtime.run")
 
-_EARLIEST: Final = 0.5
+_EARLIEST: Final = 0.75
 """Soonest a lease is renewed after its previous renewal was sent, in heartbeats."""
-_SPREAD: Final = 0.4375
+_SPREAD: Final = 0.1875
 """Jitter above that, in heartbeats."""
 _QUANTUM: Final = 0.0625
 """Shortest time between two renewal statements, in heartbeats: a lease waits at most

@@ -132,12 +132,16 @@ class RunLog:
         """:meth:`append` for a caller already holding :attr:`lock` (and the fence
         checked, if it should be). A deferred event goes first, in the same append."""
         assert self.lock.locked()
-        event = NewEvent(type_, payload)
         if self._deferred is None:
-            return await self._append([event])
+            with self._fenced_by_the_database():
+                seq = await self._store.append_event(
+                    self.run_id, self.epoch, type_, payload, writer=self.writer
+                )
+            self._moved(seq)
+            return seq
         deferred, self._deferred = self._deferred, None
         try:
-            return await self._append([deferred, event])
+            return await self._append([deferred, NewEvent(type_, payload)])
         except (InvalidPayload, RunNotFound, RunTerminal, StaleEpoch, EgressFenced,
                 TransactionConflict):  # fmt: skip
             self._deferred = deferred  # refused, nothing written: still to write
