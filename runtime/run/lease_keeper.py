@@ -178,10 +178,11 @@ class HeldLease:
 class LeaseKeeper:
     """Keeps the leases of a node's run actors alive; see the module docstring.
 
-    Single-use: ``async with LeaseKeeper(store, settings) as keeper``. The constructor
-    does no work; entering starts the renewal task in the keeper's own task group,
-    leaving stops it (the leases still held are simply no longer renewed: each expires
-    by itself, and its actor's fence closes at its deadline).
+    Single-use: ``async with LeaseKeeper(store, settings, owner_node=node_id) as
+    keeper``. The constructor does no work; entering starts the renewal task in the
+    keeper's own task group, leaving stops it (the leases still held are simply no
+    longer renewed: each expires by itself, and its actor's fence closes at its
+    deadline).
 
     Args:
         store: the node's store.
