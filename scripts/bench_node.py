@@ -9,7 +9,8 @@ b. ``node_eps`` — ``--runs`` ``chat`` runs streaming at once on one node, each
    node's writer over ``--window`` seconds, once all runs have started (then they are
    cancelled). Baseline: (a).
 c. ``rss_bytes_per_run`` — the process's RSS with ``--runs`` idle ``echo`` runs (each a
-   subtree of three actors, a lease keeper, two listener watches) over its RSS before,
+   subtree of three actors, two listener subscriptions and a lease held by the node's
+   lease keeper) over its RSS before,
    per run, measured first in a fresh worker process (freed memory would be reused).
 d. ``frame_to_first_event_p50_ms`` / ``_p99_ms`` — one frame appended to each of those
    runs in turn, all of them active: from the ``append_frame`` call to its ``echo`` event
@@ -113,15 +114,14 @@ async def scratch_database(dsn: str | None) -> AsyncIterator[str]:
 
 
 def node_config(dsn: str, runs: int, **changes: Any) -> NodeConfig:
-    store = StoreConfig(
-        dsn=SecretStr(dsn),
-        pool_min_size=2,
-        # A node hosting many runs needs connections for their lease renewals and frame
-        # reads besides the writer's: 30 for 1,000 runs (docs/node.md, "Sizing").
-        pool_max_size=max(10, min(50, runs // 33)),
-        listener_poll_interval=5.0,
+    """The node's DEFAULT configuration on ``dsn``: the targets hold for it as shipped
+    (only the port, the name and room for ``runs`` active runs are set)."""
+    config = NodeConfig(
+        store=StoreConfig(dsn=SecretStr(dsn)),
+        node_name="bench",
+        port=0,
+        max_active_runs=max(runs, NodeConfig.model_fields["max_active_runs"].default),
     )
-    config = NodeConfig(store=store, node_name="bench", port=0, max_active_runs=max(runs, 10))
     return config.with_changes(**changes)
 
 
@@ -310,7 +310,7 @@ async def run_restart_ms(node: Node, samples: int) -> list[float]:
 
 async def worker(dsn: str, runs: int, window: float, restarts: int, scale: float) -> list[Row]:
     per_emitter = max(4, int(200 * scale))
-    config = node_config(dsn, runs, lease_ttl=15.0)
+    config = node_config(dsn, runs)
     async with Node(config) as node:
         # First, in a process that has not freed memory yet: RSS is not reused then.
         per_run, ids = await idle_runs_rss(node, runs)

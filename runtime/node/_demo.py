@@ -277,6 +277,11 @@ async def run_demo(config: NodeConfig, console: Console | None = None) -> int:
                         script.start_soon(_cancel_mid_stream, node, runs[_CANCELLED], happenings)
                     tasks.cancel_scope.cancel()
             live.update(_display(runs, happenings))
+        # A run actor records how its attempt ended when it releases the lease, one
+        # round trip after its terminal event: the summary reads the attempts once every
+        # run's executor has let go (it read "lost, None" for a run caught in between).
+        with anyio.fail_after(_RUNS_TIMEOUT):
+            await node.wait_idle()
         attempts: dict[UUID, list[str]] = {
             run.run_id: [str(a.outcome) for a in await node.store.list_attempts(run.run_id)]
             for run in runs

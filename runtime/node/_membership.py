@@ -1,10 +1,16 @@
-"""Membership: the node's row in ``nodes`` and its heartbeat (DESIGN §4).
+"""Membership: the node's heartbeats — its row in ``nodes``, and its runs' leases.
 
-Registered when the actor starts (a failure to register fails the node's start),
-beaten every heartbeat interval, marked stopped when the actor stops gracefully. A
-missed beat is logged and tried again at the next interval; a row found missing or
-marked stopped (an operator's cleanup) is registered again. Recovery never depends on
-membership: the janitor judges leases only.
+The node's row is registered when the actor starts (a failure to register fails the
+node's start), beaten every heartbeat interval, marked stopped when the actor stops
+gracefully. A missed beat is logged and tried again at the next interval; a row found
+missing or marked stopped (an operator's cleanup) is registered again. Recovery never
+depends on the node's row: the janitor judges leases only.
+
+The actor also holds the node's :class:`~runtime.run.LeaseKeeper` open, which renews the
+leases of all the node's run actors (many per statement). It lives here, not as a child
+of its own, to keep the tree DESIGN §4 draws: both are the node's heartbeats, and the
+``runs`` supervisor after it is restarted with it (``rest_for_one``), so no run actor
+outlives the keeper it registered with.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable
     from uuid import UUID
 
+    from runtime.run import LeaseKeeper
     from runtime.store import Store
 
 __all__ = ["Membership"]
@@ -45,8 +52,12 @@ class Membership(HostedActor[Any]):
         boot_id: UUID,
         interval: float,
         metadata: Callable[[], dict[str, Any]],
+        leases: Callable[[], LeaseKeeper],
+        on_leases: Callable[[LeaseKeeper], None],
     ) -> None:
         self._store = store
+        self._leases = leases
+        self._on_leases = on_leases
         self._node_id = node_id
         self._boot_id = boot_id
         self._interval = interval
@@ -68,7 +79,9 @@ class Membership(HostedActor[Any]):
         await self._register()
         _logger.info("node_registered", heartbeat_interval=self._interval)
         try:
-            yield
+            async with self._leases() as keeper:
+                self._on_leases(keeper)
+                yield
         finally:
             with anyio.move_on_after(_STOP_MARK_TIMEOUT, shield=True):
                 try:

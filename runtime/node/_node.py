@@ -56,6 +56,7 @@ if TYPE_CHECKING:
 
     from actors import ActorRef, ExitReason
     from runtime.config import NodeConfig
+    from runtime.run import LeaseKeeper
     from runtime.store import CancelRequest, FrameAppend, Lease, Listener, Run, Store
     from runtime.store._codec import JSON
     from supervisors import SupervisionEvent, SupervisorSnapshot
@@ -125,6 +126,7 @@ class Node:
         self._dsn: str | None = None
         self._store: Store | None = None
         self._listener: Listener | None = None
+        self._leases: LeaseKeeper | None = None
         self._host: RunHost | None = None
         self._admission = Admission(config.max_active_runs)
         self._registry = Registry(capacity=2 * config.max_active_runs + _REGISTRY_SPARE)
@@ -255,6 +257,9 @@ class Node:
             store=lambda: self.store,
             set_store=self._set_store,
             set_listener=self._set_listener,
+            set_leases=self._set_leases,
+            run_settings=self._settings,
+            run_counters=self._run_counters,
             set_address=self._set_address,
             metadata=self._metadata,
             gateway_app=self._gateway_app,
@@ -272,6 +277,10 @@ class Node:
 
     def _set_listener(self, listener: Listener) -> None:
         self._listener = listener
+        self._host = None
+
+    def _set_leases(self, leases: LeaseKeeper) -> None:
+        self._leases = leases
         self._host = None
 
     def _set_address(self, address: tuple[str, int] | None) -> None:
@@ -455,11 +464,14 @@ class Node:
 
     def _run_host(self) -> RunHost:
         if self._host is None:
+            if self._leases is None:
+                raise NodeClosed(self.node_id, self._state.value)
             self._host = RunHost(
                 store=self.store,
                 listener=self.listener,
                 node_id=self.node_id,
                 handlers=self.handlers,
+                leases=self._leases,
                 settings=self._settings,
                 registry=self._registry,
                 counters=self._run_counters,

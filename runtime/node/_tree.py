@@ -5,7 +5,7 @@
     node (root supervisor, rest_for_one)
     ├── store       migrations, then the store held open
     ├── listener    the one LISTEN connection held open
-    ├── membership  the node's row and its heartbeat
+    ├── membership  the node's row and its heartbeat; the lease keeper of its runs
     ├── janitor     recovery scans
     ├── sessions    DynamicSupervisor
     ├── runs        DynamicSupervisor (max_active_runs), one subtree per run
@@ -28,7 +28,7 @@ from runtime.node._hosted import Resource
 from runtime.node._janitor import Janitor
 from runtime.node._membership import Membership
 from runtime.node.errors import NodeStartFailed
-from runtime.run import RunSettings
+from runtime.run import LeaseKeeper, RunCounters, RunSettings
 from runtime.store import Listener, Store, apply_migrations
 from supervisors import (
     ChildKind,
@@ -85,7 +85,10 @@ class TreeHooks:
     Attributes:
         node_id, boot_id: the node's identity (lease owner, membership row).
         store: the node's current store (its child may have been restarted).
-        set_store, set_listener: called with each newly opened store and listener.
+        set_store, set_listener, set_leases: called with each newly opened store,
+            listener and lease keeper.
+        run_settings, run_counters: the run actors' settings and counters (the lease
+            keeper's TTL and heartbeat, and where it counts stalls).
         set_address: called with the gateway's bound address (``None`` once closed).
         metadata: what membership publishes about the node.
         gateway_app: builds the application the gateway serves.
@@ -102,6 +105,9 @@ class TreeHooks:
     store: Callable[[], Store]
     set_store: Callable[[Store], None]
     set_listener: Callable[[Listener], None]
+    set_leases: Callable[[LeaseKeeper], None]
+    run_settings: RunSettings
+    run_counters: RunCounters
     set_address: Callable[[tuple[str, int] | None], None]
     metadata: Callable[[], dict[str, Any]]
     gateway_app: Callable[[], web.Application]
@@ -159,6 +165,14 @@ def node_tree(config: NodeConfig, dsn: str, hooks: TreeHooks) -> Supervisor:
                 boot_id=hooks.boot_id,
                 interval=config.effective_heartbeat_interval,
                 metadata=hooks.metadata,
+                leases=lambda: LeaseKeeper(
+                    hooks.store(),
+                    hooks.run_settings,
+                    owner_node=hooks.node_id,
+                    counters=hooks.run_counters,
+                    seed=hooks.boot_id.int & 0xFFFFFFFF,
+                ),
+                on_leases=hooks.set_leases,
             ),
         ),
         ChildSpec(

@@ -5,8 +5,10 @@ A handler is ``async def handler(ctx: RunContext) -> JSON``, registered by run t
 :class:`HandlerRegistry`. The node starts one subtree per active run from
 :func:`run_spec` under its ``runs`` supervisor::
 
-    host = RunHost(store=store, listener=listener, node_id=node_id, handlers=handlers)
-    await supervisors.start_child(runs, run_spec(run.run_id, host))
+    async with LeaseKeeper(store, settings, owner_node=node_id) as leases:
+        host = RunHost(store=store, listener=listener, node_id=node_id,
+                       handlers=handlers, leases=leases, settings=settings)
+        await supervisors.start_child(runs, run_spec(run.run_id, host))
 
 The run actor acquires the run's lease, replays the run's log through the handler (so a
 recovered run repeats nothing), runs it live from the log's head, and writes exactly one
@@ -36,7 +38,8 @@ from runtime.run.errors import (
 )
 from runtime.run.fence import EgressFence, FenceReason
 from runtime.run.host import RunCounters, RunHost
-from runtime.run.messages import CancelRun, FramesAvailable, LeaseLost, RunMessage
+from runtime.run.lease_keeper import HeldLease, KeeperStatistics, LeaseKeeper
+from runtime.run.messages import CancelMaybe, CancelRun, FramesAvailable, LeaseLost, RunMessage
 from runtime.run.registry import ENTRY_POINT_GROUP, Handler, HandlerRegistry
 from runtime.run.settings import RunSettings
 from runtime.run.subtree import RunSupervisor, run_child_id, run_spec
@@ -44,6 +47,7 @@ from runtime.run.tasks import TaskContext, tool_call_id
 from runtime.store import EgressFenced
 
 __all__ = [
+    "CancelMaybe",
     "CancelRun",
     "ENTRY_POINT_GROUP",
     "EgressFence",
@@ -53,7 +57,10 @@ __all__ = [
     "FramesAvailable",
     "Handler",
     "HandlerLoadError",
+    "HeldLease",
     "HandlerRegistry",
+    "KeeperStatistics",
+    "LeaseKeeper",
     "LeaseLost",
     "LeaseOverdue",
     "MemoryValue",

@@ -9,11 +9,12 @@ responsive while the handler runs:
   A handler exception is a failed attempt (one attempt row, seeded backoff, then
   ``run.failed``); a handler result ends the run with ``run.succeeded``. Exactly one
   terminal event, then the lease is released and the actor stops (``normal``);
-* the **lease keeper** renews the lease every heartbeat and fences the run when it cannot
-  (:mod:`runtime.run.lease_keeper`);
-* two **watchers** turn the listener's wake-ups into messages: new frames
-  (:class:`~runtime.run.messages.FramesAvailable`, data lane) and a cancel request
-  (:class:`~runtime.run.messages.CancelRun`, control lane).
+* the node's **lease keeper** renews the lease every heartbeat, together with every
+  other run's, and fences the run when it cannot (:mod:`runtime.run.lease_keeper`);
+* two **listener subscriptions** turn wake-ups into messages, with no task of their own:
+  new frames (:class:`~runtime.run.messages.FramesAvailable`, data lane) and a cancel
+  request (:class:`~runtime.run.messages.CancelMaybe`, control lane: the actor confirms
+  it in the run row, in a short task, then acts as on :class:`CancelRun`).
 
 The mailbox serves :class:`CancelRun` and :class:`LeaseLost` on the control lane, ahead of
 everything else: the fence closes first thing, then the handler's work is cancelled.
@@ -32,21 +33,22 @@ lease, so another node resumes it at once.
 
 from __future__ import annotations
 
-from contextlib import ExitStack, asynccontextmanager
+from contextlib import ExitStack, asynccontextmanager, suppress
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, final
 
 import anyio
 import structlog
 
-from actors import Actor, Killed, Lane, Shutdown
+from actors import Actor, ActorError, Killed, Lane, Shutdown
 from runtime.run.context import RunContext, RunInfo
 from runtime.run.errors import LeaseOverdue
 from runtime.run.fence import EgressFence, FenceReason
-from runtime.run.lease_keeper import LeaseKeeper
 from runtime.run.log import RunLog, read_log
 from runtime.run.messages import (
+    CANCEL_MAYBE,
     FRAMES_AVAILABLE,
+    CancelMaybe,
     CancelRun,
     FramesAvailable,
     LeaseLost,
@@ -71,12 +73,13 @@ from runtime.store import (
 from supervisors import whereis_child
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Callable, Coroutine
+    from collections.abc import AsyncIterator
     from uuid import UUID
 
     from actors import ActorRef, ExitReason
     from runtime.run.host import RunHost
-    from runtime.store import JSON, AttemptOutcome, Lease, Run, Watch
+    from runtime.run.lease_keeper import HeldLease
+    from runtime.store import JSON, AttemptOutcome, Lease, Run
 
 __all__ = ["RunActor"]
 
@@ -131,8 +134,8 @@ class RunActor(Actor[RunMessage]):
         self._task_group: anyio.abc.TaskGroup | None = None
         self._watches = ExitStack()
         self._work: anyio.CancelScope | None = None
-        self._keeper_scope = anyio.CancelScope()
-        self._keeper: LeaseKeeper | None = None
+        self._held: HeldLease | None = None
+        self._checking_cancel = False
         self._lease: Lease | None = None
         self._log: RunLog | None = None
         self._runner: TaskRunner | None = None
@@ -150,8 +153,8 @@ class RunActor(Actor[RunMessage]):
 
     @asynccontextmanager
     async def lifespan(self) -> AsyncIterator[None]:
-        # The driver, the keeper and the watchers live exactly as long as the incarnation,
-        # and so do the listener watches.
+        # The driver lives exactly as long as the incarnation, and so do the listener
+        # subscriptions and the keeper's hold on the lease (a kill leaves them too).
         try:
             with ExitStack() as self._watches:
                 async with anyio.create_task_group() as task_group:
@@ -179,12 +182,18 @@ class RunActor(Actor[RunMessage]):
                     _log.info("run_cancel_received", run_id=str(self.run_id))
                 if self._work is not None:
                     self._work.cancel()
-            case LeaseLost():
-                if self._work is not None:
+            case LeaseLost(epoch=epoch):
+                # Only about this incarnation's lease (the ref outlives incarnations).
+                if self._lease is not None and epoch == self._lease.epoch and self._work:
                     self._work.cancel()
             case FramesAvailable():
                 if self._context is not None:
                     self._context._wake_frames()
+            case CancelMaybe():
+                if not self._checking_cancel and self._fence.reason is None:
+                    assert self._task_group is not None
+                    self._checking_cancel = True
+                    self._task_group.start_soon(self._check_cancel)
             case _:
                 raise TypeError(f"{self!r} does not handle {type(message).__qualname__}")
 
@@ -210,23 +219,19 @@ class RunActor(Actor[RunMessage]):
         lease, valid_until = acquired
         host = self._node
         self._lease = lease
-        self._fence.extend(valid_until)
-        keeper = self._keeper = LeaseKeeper(
-            host.store,
+        held = self._held = host.leases.hold(
             lease,
-            self._fence,
-            host.settings,
-            self.ref,
-            lambda: self._log.head if self._log is not None else 0,
-            host.counters,
+            fence=self._fence,
+            actor=self.ref,
+            progress=lambda: self._log.head if self._log is not None else 0,
+            frames=lambda: self._context._consumed if self._context is not None else 0,
             valid_until=valid_until,
         )
-        assert self._task_group is not None
-        self._task_group.start_soon(self._keep, keeper, name=f"lease keeper {self.run_id}")
+        self._watches.callback(held.drop)
         self._tasks = await whereis_child(self._subtree, "tasks")
-        # Watch before reading the run: a cancel committed after the read wakes a watch.
-        self._watch(CANCELS_CHANNEL, self._watch_cancel)
-        self._watch(FRAMES_CHANNEL, self._watch_frames)
+        # Subscribe before reading the run: a cancel committed after the read wakes us.
+        self._subscribe(CANCELS_CHANNEL, CANCEL_MAYBE, Lane.CONTROL)
+        self._subscribe(FRAMES_CHANNEL, FRAMES_AVAILABLE, Lane.DATA)
         run = await host.store.get_run(self.run_id)
         log = self._log = RunLog(
             host.store,
@@ -257,10 +262,6 @@ class RunActor(Actor[RunMessage]):
                     raise
         self._work = None
         await self._conclude(verdict, log)
-
-    async def _keep(self, keeper: LeaseKeeper) -> None:
-        with self._keeper_scope:
-            await keeper.run()
 
     async def _acquire(self) -> tuple[Lease, float] | None:
         """The run's lease and the time until which it is surely held, or ``None`` when
@@ -420,11 +421,11 @@ class RunActor(Actor[RunMessage]):
             raise RuntimeError(f"run {self.run_id}: the attempts ended with no verdict")
         # The lease is lost or overdue: write nothing more.
         self._node.counters.fenced += 1
-        if self._keeper is not None:
-            self._keeper.note_stall()
+        if self._held is not None:
+            self._held.note_stall()
         if self._runner is not None:
             await self._runner.cancel_all(str(reason))
-        self._keeper_scope.cancel()
+        self._stop_renewing()
         if reason is FenceReason.LEASE_OVERDUE:
             assert self._lease is not None
             raise LeaseOverdue(self.run_id, self._lease.epoch)
@@ -516,7 +517,7 @@ class RunActor(Actor[RunMessage]):
         """Stop renewing, release the lease and finish the attempt in progress with
         ``self._outcome`` (``lost`` unless a terminal event was written), in one round
         trip; once (a cancelled call leaves it to ``on_stop``)."""
-        self._keeper_scope.cancel()
+        self._stop_renewing()
         if self._released or self._lease is None:
             return
         lease = self._lease
@@ -534,34 +535,40 @@ class RunActor(Actor[RunMessage]):
         self._released = True
         self._attempt = None
 
-    # -- the watchers ------------------------------------------------------------------
+    def _stop_renewing(self) -> None:
+        if self._held is not None:
+            self._held.drop()
 
-    def _watch(self, channel: str, serve: Callable[[Watch], Coroutine[Any, Any, None]]) -> None:
-        """Register a listener watch for the run now, served by ``serve`` in a task of
-        its own; without a free watch, renewals and polls are the only wake-ups."""
-        assert self._task_group is not None
+    # -- wake-ups ----------------------------------------------------------------------
+
+    def _subscribe(self, channel: str, message: RunMessage, lane: Lane) -> None:
+        """Offer ``message`` on ``lane`` at every wake-up of ``channel`` for the run, for
+        the incarnation's life. A full lane already holds a wake-up (or the lease renewal
+        repeats it within a heartbeat); without a free listener slot, renewals are the
+        only wake-ups."""
+        ref = self.ref
+
+        def offer(_seq: int | None) -> None:
+            with suppress(ActorError):  # stopped: nothing to wake
+                ref.try_tell(message, lane)
+
         try:
-            watch = self._watches.enter_context(
-                self._node.listener.watch(self.run_id, channel=channel)
+            self._watches.enter_context(
+                self._node.listener.subscribe(self.run_id, offer, channel=channel)
             )
         except StoreOverloaded as error:
             _log.warning("run_watch_unavailable", run_id=str(self.run_id), error=str(error))
+
+    async def _check_cancel(self) -> None:
+        """After a cancel wake-up: cancel if the run row confirms it (a reconnect wakes
+        every subscriber, so a wake-up alone proves nothing)."""
+        try:
+            requested = (await self._node.store.get_run(self.run_id)).cancel_requested_at
+        except StoreError as error:
+            # The next lease renewal reports the cancel, if there is one.
+            _log.warning("run_cancel_check_failed", run_id=str(self.run_id), error=repr(error))
             return
-        self._task_group.start_soon(serve, watch, name=f"{channel} watch {self.run_id}")
-
-    async def _watch_cancel(self, watch: Watch) -> None:
-        """Tell the actor when a cancel wake-up comes and the run row confirms it (the
-        lease renewal is the backstop for a lost one)."""
-        store = self._node.store
-        while not await watch.wait() or (
-            (await store.get_run(self.run_id)).cancel_requested_at is None
-        ):
-            pass  # the poll interval ran out, or a reconnect woke every watch
-        await self.ref.tell(CancelRun(), Lane.CONTROL)
-
-    async def _watch_frames(self, watch: Watch) -> None:
-        """Turn frame wake-ups into ``FramesAvailable`` on the data lane (a full lane
-        already holds one: nothing is lost by not adding another)."""
-        while True:
-            if await watch.wait():
-                self.ref.try_tell(FRAMES_AVAILABLE)
+        finally:
+            self._checking_cancel = False
+        if requested is not None:
+            await self.ref.tell(CancelRun(), Lane.CONTROL)

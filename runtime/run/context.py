@@ -287,7 +287,6 @@ class RunContext:
         self._task_timeout = task_timeout
         self._frames_page = frames_page
         self._payload_limit = store.config.payload_limit
-        self._poll = store.config.listener_poll_interval
         self._consumed = 0  # the frame_seq consumed last: replay starts from the first
         self._frames: deque[Frame] = deque(maxlen=frames_page)
         self._frames_flag = asyncio.Event()
@@ -402,7 +401,7 @@ class RunContext:
             async with self._log.lock:
                 self._check_live()
                 self._tasks.check_capacity()
-                call_id = tool_call_id(self.run.run_id, self._log.head + 1)
+                call_id = tool_call_id(self.run.run_id, self._log.next_seq)
                 task = TaskContext(self.run.run_id, call_id, task_name, self.fence, float(limit))
                 self._tasks.begin(task)
                 try:
@@ -465,22 +464,33 @@ class RunContext:
             self._consumed = frame_seq
             self._frames.popleft()
             return frame
+        log = self._log
+        if log.deferring:
+            # The previous frame's consumption, which nothing the handler wrote took
+            # along: written before another frame is consumed (or waited for).
+            async with log.lock:
+                self._check_live()
+                await log.flush_locked()
         while True:
             self._frames_flag.clear()
             frame = await self._stored_frame(self._consumed + 1)
             if frame is not None:
-                async with self._log.lock:
+                async with log.lock:
                     self._check_live()
-                    await self._log.append_locked(
+                    # Logged with the first event the frame causes (one commit for both).
+                    await log.defer_locked(
                         FRAME_CONSUMED,
                         {"frame_seq": frame.frame_seq, "frame_id": frame.frame_id},
                     )
                 self._consumed = frame.frame_seq
                 self._frames.popleft()
                 return frame
-            # Nothing new: wait for a wake-up, or re-read after the poll interval anyway.
-            with anyio.move_on_after(self._poll):
-                await self._frames_flag.wait()
+            # Nothing new: wait for a wake-up. A frame's NOTIFY brings one; a lost NOTIFY
+            # is made up for by the next lease renewal, which reports the run's latest
+            # frame (at most one heartbeat later); the attempt's end sets the flag too.
+            # No poll of our own: a thousand idle runs re-reading every second kept the
+            # node's connections busy for nothing.
+            await self._frames_flag.wait()
             self._check_active()
 
     async def _stored_frame(self, frame_seq: int) -> Frame | None:

@@ -21,11 +21,10 @@ effects tool tasks make elsewhere, which check the fence just before sending.
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import math
 from typing import TYPE_CHECKING, Final
-
-import anyio
 
 from runtime.store import EgressFenced
 
@@ -78,7 +77,9 @@ class EgressFence:
         """Whether output may leave now (checks the deadline, closing on it)."""
         if self._reason is not None:
             return False
-        if anyio.current_time() >= self._deadline:
+        # The event loop's clock, which anyio.current_time() reads on asyncio (runtime/
+        # is asyncio only), without finding the backend first: this runs for every output.
+        if asyncio.get_running_loop().time() >= self._deadline:
             if self._deadline != _NEVER:
                 self.close(FenceReason.LEASE_OVERDUE)
             return False

@@ -9,6 +9,7 @@ from runtime.run.settings import RunSettings
 
 if TYPE_CHECKING:
     from actors import Registry
+    from runtime.run.lease_keeper import LeaseKeeper
     from runtime.run.registry import HandlerRegistry
     from runtime.store import Listener, Store
 
@@ -31,7 +32,8 @@ class RunCounters:
         tasks_started: tool tasks started (a replay of a finished task starts none).
         tasks_cut_off: tasks that did not stop within the grace after a cancel.
         late_results_discarded: task results that came back after the fence closed.
-        stalls: event-loop stalls the lease keepers noticed.
+        stalls: event-loop stalls the lease keeper noticed (one per stall, however
+            many runs it fenced).
     """
 
     runs_started: int = 0
@@ -60,6 +62,9 @@ class RunHost:
         listener: the node's listener: wake-ups for frames and cancel requests.
         node_id: ``"<node name>:<boot uuid>"``, the lease owner and event writer.
         handlers: the handler of each run type.
+        leases: the node's open :class:`~runtime.run.lease_keeper.LeaseKeeper`, which
+            renews every run actor's lease (for ``node_id``, with ``settings``' TTL and
+            heartbeat).
         settings: lease, retry and task bounds (:class:`RunSettings`).
         registry: when given, each run actor is registered there as ``("run", run_id)``
             for as long as its run is active on this node.
@@ -70,6 +75,7 @@ class RunHost:
     listener: Listener
     node_id: str
     handlers: HandlerRegistry
+    leases: LeaseKeeper
     settings: RunSettings = field(default_factory=RunSettings)
     registry: Registry | None = None
     counters: RunCounters = field(default_factory=RunCounters)
@@ -78,3 +84,8 @@ class RunHost:
         node_id: object = self.node_id  # checked at run time: built from configuration
         if not isinstance(node_id, str) or not node_id:
             raise ValueError(f"node_id must be a non-empty string, got {self.node_id!r}")
+        if not self.leases.serves(self.node_id, self.settings):
+            raise ValueError(
+                f"{self.leases!r} does not keep leases of {self.node_id!r} with these"
+                " settings' lease TTL and heartbeat"
+            )

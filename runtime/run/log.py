@@ -13,6 +13,16 @@ unfenced: the fence keeps the handler quiet, not the executor that winds the run
 Every event carries its writer (the node id with its boot UUID, and the attempt), which
 the database records and the hash chain covers.
 
+A consumed frame's ``frame.consumed`` is *deferred* (:meth:`RunLog.defer`): it goes into
+the log in the same transaction as the next event the handler writes (the one the frame
+caused, typically), so consuming a frame and answering it cost one commit, not two. It
+is written on its own before the handler waits for another frame, before a memory
+operation (which commits outside the group-commit writer), and dropped when the run is
+being wound up (a cancel's bookkeeping: the frame's effects were never logged, so it was
+not durably consumed, and the database's cancel fence would refuse it). Until it is
+written, a crash leaves the frame unconsumed: the next executor takes it again, which is
+exactly-once as far as the log can tell (nothing it caused was logged).
+
 The database enforces both fences too. A write it refuses for a stale epoch means the
 lease is gone: the fence closes (``lease_lost``) and the caller gets
 :class:`EgressFenced`. A write it refuses because the run's ``run.cancel_requested`` is
@@ -27,7 +37,16 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, TypeAlias
 
 from runtime.run.fence import FenceReason
-from runtime.store import EgressFenced, RunTerminal, StaleEpoch, Writer
+from runtime.store import (
+    EgressFenced,
+    InvalidPayload,
+    NewEvent,
+    RunNotFound,
+    RunTerminal,
+    StaleEpoch,
+    TransactionConflict,
+    Writer,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Iterator
@@ -45,7 +64,7 @@ __all__ = ["LoggedWrite", "RunLog", "read_log"]
 class RunLog:
     """Appends to ``run_id``'s log as the holder of lease ``epoch``."""
 
-    __slots__ = ("_store", "epoch", "fence", "head", "lock", "run_id", "writer")
+    __slots__ = ("_deferred", "_store", "epoch", "fence", "head", "lock", "run_id", "writer")
 
     def __init__(
         self,
@@ -66,6 +85,30 @@ class RunLog:
         self.lock = asyncio.Lock()
         self.writer = Writer(node_id)
         """Recorded with every event; :meth:`attempt` sets the attempt number."""
+        self._deferred: NewEvent | None = None
+
+    @property
+    def next_seq(self) -> int:
+        """The seq the next event appended here gets (a deferred event goes first)."""
+        return self.head + (2 if self._deferred is not None else 1)
+
+    @property
+    def deferring(self) -> bool:
+        """Whether an event waits to go with the next append."""
+        return self._deferred is not None
+
+    async def defer_locked(self, type_: str, payload: object) -> None:
+        """Write this event with the next append (see the module docstring); one already
+        deferred is written first. The caller holds :attr:`lock`."""
+        await self.flush_locked()
+        self._deferred = NewEvent(type_, payload)
+
+    async def flush_locked(self) -> None:
+        """Write the deferred event now, on its own. The caller holds :attr:`lock`."""
+        assert self.lock.locked()
+        if self._deferred is not None:
+            event, self._deferred = self._deferred, None
+            await self._append([event])
 
     def attempt(self, attempt: int) -> None:
         """Record ``attempt`` as the writer's attempt from now on."""
@@ -81,16 +124,40 @@ class RunLog:
         async with self.lock:
             if fenced:
                 self.fence.check()
+            else:
+                self._deferred = None  # winding up: see the module docstring
             return await self.append_locked(type_, payload)
 
     async def append_locked(self, type_: str, payload: object = None) -> int:
         """:meth:`append` for a caller already holding :attr:`lock` (and the fence
-        checked, if it should be)."""
+        checked, if it should be). A deferred event goes first, in the same append."""
         assert self.lock.locked()
+        if self._deferred is None:
+            with self._fenced_by_the_database():
+                seq = await self._store.append_event(
+                    self.run_id, self.epoch, type_, payload, writer=self.writer
+                )
+            self._moved(seq)
+            return seq
+        deferred, self._deferred = self._deferred, None
+        try:
+            return await self._append([deferred, NewEvent(type_, payload)])
+        except (InvalidPayload, RunNotFound, RunTerminal, StaleEpoch, EgressFenced,
+                TransactionConflict):  # fmt: skip
+            self._deferred = deferred  # refused, nothing written: still to write
+            raise
+
+    async def _append(self, events: list[NewEvent]) -> int:
         with self._fenced_by_the_database():
-            seq = await self._store.append_event(
-                self.run_id, self.epoch, type_, payload, writer=self.writer
-            )
+            if len(events) == 1:
+                (event,) = events
+                seq = await self._store.append_event(
+                    self.run_id, self.epoch, event.type, event.payload, writer=self.writer
+                )
+            else:
+                *_, seq = await self._store.append_events(
+                    self.run_id, self.epoch, events, writer=self.writer
+                )
         self._moved(seq)
         return seq
 
@@ -98,6 +165,7 @@ class RunLog:
         """Run a store call that writes something together with its event (memory) as this
         writer; return the event's payload. The caller holds :attr:`lock`."""
         assert self.lock.locked()
+        await self.flush_locked()  # the memory operation commits outside the writer
         with self._fenced_by_the_database():
             seq, payload = await write(self.epoch, self.writer)
         self._moved(seq)

@@ -1,6 +1,7 @@
 """Run a handler to its end on a real database, for handler authors' tests and examples.
 
-:func:`run_handler` does for one run what a node does: it opens a store and a listener,
+:func:`run_handler` does for one run what a node does: it opens a store, a listener and a
+lease keeper,
 starts the run's subtree under a ``runs`` supervisor of its own (the same run actor,
 leases, replay and fences as in production), feeds the run its frames, and returns the
 run's events once the terminal one is written::
@@ -21,6 +22,7 @@ import anyio
 
 from actors import spawn
 from runtime.run.host import RunHost
+from runtime.run.lease_keeper import LeaseKeeper
 from runtime.run.log import read_log
 from runtime.run.registry import HandlerRegistry
 from runtime.run.settings import RunSettings
@@ -53,13 +55,20 @@ async def run_handler(
         whatever the store raises for an unreachable or unmigrated database.
     """
     config = StoreConfig()
-    async with Store(dsn, config) as store, Listener(dsn, config) as listener:
+    settings = settings if settings is not None else RunSettings()
+    node_id = f"testing:{uuid.uuid4()}"
+    async with (
+        Store(dsn, config) as store,
+        Listener(dsn, config) as listener,
+        LeaseKeeper(store, settings, owner_node=node_id) as leases,
+    ):
         host = RunHost(
             store=store,
             listener=listener,
-            node_id=f"testing:{uuid.uuid4()}",
+            node_id=node_id,
             handlers=HandlerRegistry({run_type: handler}),
-            settings=settings if settings is not None else RunSettings(),
+            leases=leases,
+            settings=settings,
         )
         run, _ = await store.create_run(
             owner="tester", session_id=f"session-{uuid.uuid4()}", run_type=run_type, input=input

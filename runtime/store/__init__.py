@@ -66,7 +66,7 @@ from runtime.store.events import (
 )
 from runtime.store.frames import FRAMES_CHANNEL, Frame, FrameAppend
 from runtime.store.leases import Lease, LeaseRenewal
-from runtime.store.listener import Listener, ListenerStatistics, Watch
+from runtime.store.listener import Listener, ListenerStatistics, Subscription, Watch
 from runtime.store.memory import MemoryItem, MemoryScope, ScopeKind
 from runtime.store.migrator import Migration, apply_migrations, discover_migrations
 from runtime.store.nodes import NodeRow
@@ -140,6 +140,7 @@ __all__ = [
     "StoreOverloaded",
     "StoreStatistics",
     "StoreTimeout",
+    "Subscription",
     "TERMINAL_EVENTS",
     "TERMINAL_STATUSES",
     "TransactionConflict",

@@ -30,13 +30,22 @@ from runtime.store.errors import LeaseHeld, RunNotFound, RunTerminal
 
 if TYPE_CHECKING:
     import random
+    from collections.abc import Sequence
     from datetime import datetime
     from uuid import UUID
 
     from psycopg import AsyncConnection
     from psycopg.rows import TupleRow
 
-__all__ = ["Lease", "LeaseRenewal", "acquire_lease", "get_lease", "release_lease", "renew_lease"]
+__all__ = [
+    "Lease",
+    "LeaseRenewal",
+    "acquire_lease",
+    "get_lease",
+    "release_lease",
+    "renew_lease",
+    "renew_leases",
+]
 
 _COLUMNS = "run_id, owner_node, epoch, acquired_at, renewed_at, expires_at, progress_seq"
 
@@ -76,7 +85,29 @@ SET renewed_at = now(), expires_at = now() + make_interval(secs => %(ttl)s),
 FROM runs AS r
 WHERE l.run_id = %(run_id)s AND l.owner_node = %(owner)s AND l.epoch = %(epoch)s
   AND l.expires_at > now() AND r.run_id = l.run_id
-RETURNING l.expires_at, r.cancel_requested_at IS NOT NULL
+RETURNING l.expires_at, r.cancel_requested_at IS NOT NULL, r.last_frame_seq
+"""
+
+# Many leases of one owner in one statement (a node renews all its runs' leases at once).
+# Row locks are taken in run_id order, the order of any other multi-lease statement.
+_RENEW_MANY = """
+WITH batch AS (
+    SELECT b.run_id, b.epoch, b.progress
+    FROM unnest(%(run_ids)b::uuid[], %(epochs)b::bigint[], %(progress)b::bigint[])
+        AS b(run_id, epoch, progress)
+), locked AS (
+    SELECT l.run_id FROM run_leases AS l JOIN batch USING (run_id)
+    WHERE l.owner_node = %(owner)s AND l.epoch = batch.epoch AND l.expires_at > now()
+    ORDER BY l.run_id
+    FOR NO KEY UPDATE OF l
+)
+UPDATE run_leases AS l
+SET renewed_at = now(), expires_at = now() + make_interval(secs => %(ttl)s),
+    progress_seq = greatest(l.progress_seq, coalesce(batch.progress, l.progress_seq))
+FROM locked, batch, runs AS r
+WHERE l.run_id = locked.run_id AND batch.run_id = l.run_id AND r.run_id = l.run_id
+  AND l.owner_node = %(owner)s AND l.epoch = batch.epoch AND l.expires_at > now()
+RETURNING l.run_id, l.expires_at, r.cancel_requested_at IS NOT NULL, r.last_frame_seq
 """
 
 _RELEASE = """
@@ -123,10 +154,13 @@ class LeaseRenewal:
     Attributes:
         expires_at: the new expiry (database clock).
         cancel_requested: a cancel was requested for the run; stop and cancel now.
+        last_frame_seq: the run's latest frame (0: none yet), so a holder that missed a
+            frame's wake-up learns of it at its next renewal.
     """
 
     expires_at: datetime
     cancel_requested: bool
+    last_frame_seq: int = 0
 
 
 async def get_lease(conn: AsyncConnection[TupleRow], run_id: UUID) -> Lease | None:
@@ -210,7 +244,37 @@ async def renew_lease(
         },
     )
     row = await cur.fetchone()
-    return None if row is None else LeaseRenewal(expires_at=row[0], cancel_requested=bool(row[1]))
+    return None if row is None else LeaseRenewal(row[0], bool(row[1]), row[2])
+
+
+async def renew_leases(
+    conn: AsyncConnection[TupleRow],
+    leases: Sequence[tuple[UUID, int, int | None]],
+    *,
+    owner_node: str,
+    ttl: float,
+) -> dict[UUID, LeaseRenewal]:
+    """Extend many leases of ``owner_node`` by ``ttl`` seconds, in one statement.
+
+    Args:
+        leases: ``(run_id, epoch, progress_seq)`` per lease (``progress_seq`` may be
+            ``None``); each run at most once.
+
+    Returns:
+        The renewal of each lease still held, by run id. A lease missing from it is lost:
+        its holder must fence itself.
+    """
+    cur = await conn.execute(
+        _RENEW_MANY,
+        {
+            "run_ids": [run_id for run_id, _, _ in leases],
+            "epochs": [epoch for _, epoch, _ in leases],
+            "progress": [progress for _, _, progress in leases],
+            "owner": owner_node,
+            "ttl": ttl,
+        },
+    )
+    return {row[0]: LeaseRenewal(row[1], bool(row[2]), row[3]) for row in await cur.fetchall()}
 
 
 async def release_lease(

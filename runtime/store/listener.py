@@ -14,10 +14,15 @@ the first read so a commit between the read and the wait is never missed::
             await watch.wait()
 
 Each watch holds one coalescing wake-up flag, so a burst of notifications costs a waiter
-one re-read, and memory stays bounded by ``listener_max_waiters``. When the LISTEN
-connection breaks (at connect, at LISTEN or while waiting; killed, reset or timed out by
-TCP keepalive), every waiter is woken (notifications may have been lost) and the listener
-reconnects with capped exponential backoff, waking everyone again once it is back. Only
+one re-read, and memory stays bounded by ``listener_max_waiters``. A waiter that needs no
+task of its own (a run actor: a wake-up becomes a message in its mailbox) subscribes a
+callback instead (:meth:`Listener.subscribe`); the listener calls it on its own task, so
+it must return at once and never raise (``ActorRef.try_tell`` is the typical callback).
+
+When the LISTEN connection breaks (at connect, at LISTEN or while waiting; killed, reset
+or timed out by TCP keepalive), every waiter is woken (notifications may have been lost)
+and the listener reconnects with capped exponential backoff, waking everyone again once
+it is back. Only
 ``listener_reconnect_attempts`` attempts in a row without a connection that lasted end it:
 ``async with Listener`` then raises ``DatabaseUnavailable`` for its supervisor to handle.
 """
@@ -27,7 +32,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Self
+from typing import TYPE_CHECKING, Self, TypeVar
 from uuid import UUID
 
 import anyio
@@ -44,7 +49,7 @@ from runtime.store.frames import FRAMES_CHANNEL
 from runtime.store.runs import CANCELS_CHANNEL
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator
     from types import TracebackType
 
     from anyio.abc import TaskStatus
@@ -52,7 +57,7 @@ if TYPE_CHECKING:
 
     from runtime.store.config import StoreConfig
 
-__all__ = ["LISTENER_APPLICATION_NAME", "Listener", "ListenerStatistics", "Watch"]
+__all__ = ["LISTENER_APPLICATION_NAME", "Listener", "ListenerStatistics", "Subscription", "Watch"]
 
 LISTENER_APPLICATION_NAME = "warden-listener"
 """``application_name`` of the listener's LISTEN connection."""
@@ -75,7 +80,8 @@ class ListenerStatistics:
         max_waiters: the bound on watches.
         notifications: notifications received.
         wakeups: watches woken by notifications.
-        malformed: notifications whose payload could not be parsed (everyone was woken).
+        malformed: notifications whose payload could not be parsed (everyone was woken);
+            a notification on a channel nobody waits on is not parsed at all.
         reconnects: times the LISTEN connection was re-established.
         failed_reconnects: reconnect attempts that failed (at connect or at LISTEN).
     """
@@ -122,6 +128,35 @@ class Watch:
         return woken
 
 
+class Subscription:
+    """A callback for one run on one channel; create with :meth:`Listener.subscribe`.
+
+    The callback gets the seq the notification named, or ``None`` when every waiter is
+    woken (a reconnect: anything may have been missed). It runs on the listener's task:
+    it must not block, and an error it raises is logged, never propagated.
+    """
+
+    __slots__ = ("_callback", "channel", "run_id")
+
+    def __init__(
+        self, channel: str, run_id: UUID, callback: Callable[[int | None], object]
+    ) -> None:
+        self.channel = channel
+        self.run_id = run_id
+        self._callback = callback
+
+    def _wake(self, seq: int | None) -> None:
+        try:
+            self._callback(seq)
+        except Exception as exc:  # a waiter's bug must not end the node's only LISTEN loop
+            _logger.error(
+                "listener_callback_failed", run_id=str(self.run_id), error=type(exc).__name__
+            )
+
+
+_W = TypeVar("_W", "Watch", Subscription)
+
+
 class Listener:
     """One LISTEN connection for the node, fanning wake-ups out to watches.
 
@@ -134,8 +169,11 @@ class Listener:
         self._dsn = dsn
         self._config = config
         self._channels = (EVENTS_CHANNEL, FRAMES_CHANNEL, CANCELS_CHANNEL)
-        self._watches: dict[tuple[str, UUID], set[Watch]] = {}
+        self._watches: dict[tuple[str, UUID], set[Watch | Subscription]] = {}
         self._count = 0
+        # Waiters per channel: a notification on a channel nobody waits on is not parsed
+        # (the events channel names up to a batch's worth of runs per commit).
+        self._per_channel = dict.fromkeys(self._channels, 0)
         self._conn: psycopg.AsyncConnection[TupleRow] | None = None
         self._stack: contextlib.AsyncExitStack | None = None
         self._state = "not open yet"
@@ -202,6 +240,28 @@ class Listener:
         )
 
     @contextlib.contextmanager
+    def subscribe(
+        self,
+        run_id: UUID,
+        callback: Callable[[int | None], object],
+        *,
+        channel: str = EVENTS_CHANNEL,
+    ) -> Iterator[Subscription]:
+        """Call ``callback`` at every wake-up for ``run_id`` on ``channel``, for the
+        duration of the block (a :class:`Subscription`; see there for the rules).
+
+        Unlike a :class:`Watch`, a subscription needs no task waiting on it and never
+        wakes by itself: a subscriber that must re-read even without notifications polls
+        on its own schedule.
+
+        Raises:
+            StoreOverloaded: ``listener_max_waiters`` waiters are registered already.
+            StoreClosed: the listener is not open.
+        """
+        with self._registered(Subscription(channel, run_id, callback)) as subscription:
+            yield subscription
+
+    @contextlib.contextmanager
     def watch(self, run_id: UUID, *, channel: str = EVENTS_CHANNEL) -> Iterator[Watch]:
         """Register a :class:`Watch` for ``run_id`` for the duration of the block.
 
@@ -209,25 +269,31 @@ class Listener:
             StoreOverloaded: ``listener_max_waiters`` watches are registered already.
             StoreClosed: the listener is not open.
         """
+        with self._registered(Watch(channel, run_id, self._config.listener_poll_interval)) as watch:
+            yield watch
+
+    @contextlib.contextmanager
+    def _registered(self, waiter: _W) -> Iterator[_W]:
         if self._state != "open":
             raise StoreClosed("listener", self._state)
-        if channel not in self._channels:
-            raise ValueError(f"not listening on {channel!r}")
+        if waiter.channel not in self._channels:
+            raise ValueError(f"not listening on {waiter.channel!r}")
         if self._count >= self._config.listener_max_waiters:
             raise StoreOverloaded(f"listener waiters ({self._config.listener_max_waiters})")
-        watch = Watch(channel, run_id, self._config.listener_poll_interval)
-        key = (channel, run_id)
-        self._watches.setdefault(key, set()).add(watch)
+        key = (waiter.channel, waiter.run_id)
+        self._watches.setdefault(key, set()).add(waiter)
         self._count += 1
+        self._per_channel[waiter.channel] += 1
         try:
-            yield watch
+            yield waiter
         finally:
             group = self._watches.get(key)
             if group is not None:
-                group.discard(watch)
+                group.discard(waiter)
                 if not group:
                     del self._watches[key]
             self._count -= 1
+            self._per_channel[waiter.channel] -= 1
 
     async def _connect(self) -> psycopg.AsyncConnection[TupleRow]:
         """Connect and LISTEN on every channel, within ``connect_timeout`` in all.
@@ -316,12 +382,14 @@ class Listener:
     def _wake_all(self, channel: str | None) -> None:
         for (watch_channel, _), group in self._watches.items():
             if channel is None or watch_channel == channel:
-                for watch in group:
+                for watch in tuple(group):  # a callback may add or remove waiters
                     watch._wake(None)
                     self._wakeups += 1
 
     def _dispatch(self, channel: str, payload: str) -> None:
         self._notifications += 1
+        if not self._per_channel.get(channel):
+            return  # nobody to wake
         if payload == "*":
             self._wake_all(channel)
             return
@@ -333,7 +401,7 @@ class Listener:
             self._wake_all(channel)
             return
         for run_id, seq in heads:
-            for watch in self._watches.get((channel, run_id), ()):
+            for watch in tuple(self._watches.get((channel, run_id), ())):
                 watch._wake(seq)
                 self._wakeups += 1
 

@@ -39,6 +39,7 @@ class NodeProcess:
     def __init__(self, process: Process) -> None:
         self.process = process
         self.lines: list[str] = []
+        self.logged = ""
 
     async def wait_ready(self) -> str:
         assert self.process.stdout is not None
@@ -48,6 +49,15 @@ class NodeProcess:
             if ready:
                 return ready[0]
         raise AssertionError(f"the node exited before it was ready: {self.lines}")
+
+    async def wait_logged(self, event: str) -> None:
+        """Read the node's log (stderr) until ``event`` shows up in it."""
+        assert self.process.stderr is not None
+        async for chunk in TextReceiveStream(self.process.stderr):
+            self.logged += chunk
+            if event in self.logged:
+                return
+        raise AssertionError(f"the node exited without logging {event}")
 
     async def wait_exit(self) -> int:
         assert self.process.stdout is not None
@@ -142,6 +152,10 @@ async def test_a_second_signal_exits_at_once(dsn: str, config: StoreConfig, stor
             await node.wait_ready()
             await wait_for_event(store, listener, run_id, "token")
         node.process.send_signal(signal.SIGTERM)  # drains: waits up to 600 s for the run
+        # Both sent at once, the kernel may deliver SIGINT first (lower numbers go first):
+        # the second signal is sent once the node has taken the first one.
+        with anyio.fail_after(20):
+            await node.wait_logged("node_signal_received")
         node.process.send_signal(signal.SIGINT)
         with anyio.fail_after(20):
             code = await node.wait_exit()

@@ -138,6 +138,19 @@ async def test_a_run_shows_in_the_tree_and_the_statistics_while_active(node: Nod
     assert node.statistics().active_runs == 0
 
 
+async def test_an_attempt_is_recorded_once_the_runs_executor_has_let_go(node: Node) -> None:
+    # The outcome of an attempt is written when the run actor releases the lease, one
+    # round trip after the terminal event: readers wait for the node to be idle (the
+    # demo once read "lost, None" between the two).
+    run, _ = await node.start_run(owner="alice", run_type="echo", input={"frames": 1})
+    await node.append_frame(run.run_id, frame_id="only", kind="message")
+    with anyio.fail_after(20):
+        assert (await node.wait(run.run_id)).status == "succeeded"
+        await node.wait_idle()
+    attempts = await node.store.list_attempts(run.run_id)
+    assert [attempt.outcome for attempt in attempts] == ["succeeded"]
+
+
 async def test_the_node_registers_itself_and_marks_its_clean_stop(
     node_config: NodeConfig,
 ) -> None:

@@ -15,7 +15,7 @@ import anyio
 import pytest
 
 from actors import ActorRef, Registry, spawn
-from runtime.run import HandlerRegistry, RunHost, RunSettings, run_spec
+from runtime.run import HandlerRegistry, LeaseKeeper, RunHost, RunSettings, run_spec
 from runtime.store import TERMINAL_EVENTS, Event, Listener
 from supervisors import DynamicSupervisor, start_child
 
@@ -39,6 +39,18 @@ TEST_SETTINGS = RunSettings(
 )
 
 
+def heartbeat_settings(heartbeat: float) -> RunSettings:
+    """:data:`TEST_SETTINGS` with a heartbeat of ``heartbeat`` and a lease of four: long
+    enough for "within one heartbeat" to be measured on a busy machine."""
+    return RunSettings(
+        lease_ttl=4 * heartbeat,
+        heartbeat_interval=heartbeat,
+        task_cancel_grace=TEST_SETTINGS.task_cancel_grace,
+        retry_backoff_base=TEST_SETTINGS.retry_backoff_base,
+        retry_backoff_max=TEST_SETTINGS.retry_backoff_max,
+    )
+
+
 @pytest.fixture
 async def listener(dsn: str, config: StoreConfig) -> AsyncIterator[Listener]:
     async with Listener(dsn, config) as opened:
@@ -55,7 +67,8 @@ class Node:
     registry: Registry
     handlers: HandlerRegistry
     settings: RunSettings
-    node_id: str = field(default_factory=lambda: f"test-node:{uuid.uuid4()}")
+    leases: LeaseKeeper
+    node_id: str
     hosts: list[RunHost] = field(default_factory=list)
 
     @property
@@ -67,6 +80,7 @@ class Node:
                     listener=self.listener,
                     node_id=self.node_id,
                     handlers=self.handlers,
+                    leases=self.leases,
                     settings=self.settings,
                     registry=self.registry,
                 )
@@ -160,12 +174,16 @@ async def node(
     store: Store, listener: Listener, handlers: HandlerRegistry, settings: RunSettings
 ) -> AsyncIterator[Node]:
     registry = Registry()
-    async with anyio.create_task_group() as task_group:
+    node_id = f"test-node:{uuid.uuid4()}"
+    async with (
+        LeaseKeeper(store, settings, owner_node=node_id) as leases,
+        anyio.create_task_group() as task_group,
+    ):
         runs = await spawn(
             task_group,
             DynamicSupervisor(max_children=1000, max_restarts=100, max_seconds=10.0),
         )
         try:
-            yield Node(store, listener, runs, registry, handlers, settings)
+            yield Node(store, listener, runs, registry, handlers, settings, leases, node_id)
         finally:
             await runs.stop(timeout=30)

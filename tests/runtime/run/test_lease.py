@@ -14,7 +14,7 @@ from structlog.testing import capture_logs
 
 from runtime.run import EgressFenced, RunContext, RunSettings
 from tests.runtime._helpers import expire_lease, query
-from tests.runtime.run.conftest import TEST_SETTINGS, Node, payload, terminal
+from tests.runtime.run.conftest import Node, heartbeat_settings, payload, terminal
 
 if TYPE_CHECKING:
     from blockbuster import BlockBuster
@@ -28,14 +28,7 @@ HEARTBEAT = 0.5
 
 @pytest.fixture
 def settings() -> RunSettings:
-    # A heartbeat long enough for "within one heartbeat" to be measured on a busy machine.
-    return RunSettings(
-        lease_ttl=4 * HEARTBEAT,
-        heartbeat_interval=HEARTBEAT,
-        task_cancel_grace=TEST_SETTINGS.task_cancel_grace,
-        retry_backoff_base=TEST_SETTINGS.retry_backoff_base,
-        retry_backoff_max=TEST_SETTINGS.retry_backoff_max,
-    )
+    return heartbeat_settings(HEARTBEAT)
 
 
 async def ticker(ctx: RunContext) -> JSON:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import itertools
 import uuid
 
 import pytest
 
 from runtime.run import NondeterministicHandler, RunSettings, UnknownRunType
 from runtime.run.policy import bad_result, classify, error_type_name, next_attempt
+from runtime.run.subtree import restart_backoff
 
 RUN = uuid.UUID(int=7)
 SETTINGS = RunSettings(attempts=4, retry_backoff_base=0.5, retry_backoff_max=3.0)
@@ -92,3 +94,16 @@ def test_settings_derive_the_heartbeat_and_renewal_window() -> None:
     settings = RunSettings(lease_ttl=15)
     assert settings.heartbeat == 5
     assert settings.renewal_window == 12.5
+
+
+def test_a_crashed_run_actor_restarts_within_milliseconds_then_backs_off() -> None:
+    run_id = uuid.UUID(int=12345)
+    backoff = restart_backoff(run_id)
+    rng = backoff.rng()
+    delays = [backoff.delay(attempt, rng) for attempt in range(8)]
+    assert delays[0] <= 0.0025  # the first restart waits a few milliseconds at most
+    # Five times longer each time (jitter 10 %) until the cap.
+    assert all(later > earlier for earlier, later in itertools.pairwise(delays[:6]))
+    assert max(delays) <= 5.0 * 1.1  # capped, with jitter
+    again = restart_backoff(run_id)
+    assert [again.delay(attempt, again.rng()) for attempt in range(1)] == delays[:1]  # seeded

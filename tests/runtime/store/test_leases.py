@@ -12,6 +12,7 @@ from structlog.testing import capture_logs
 
 from runtime.store import (
     MAX_TTL,
+    InvalidArgument,
     Lease,
     LeaseHeld,
     RunNotFound,
@@ -112,6 +113,63 @@ async def test_an_expired_lease_cannot_be_renewed(store: Store, dsn: str) -> Non
     run, lease = await leased_run(store)
     await expire_lease(dsn, run.run_id)
     assert await store.renew_lease(run.run_id, owner_node="node-a", epoch=lease.epoch) is None
+
+
+async def test_a_renewal_reports_the_runs_latest_frame(store: Store) -> None:
+    run, lease = await leased_run(store)
+    renewal = await store.renew_lease(run.run_id, owner_node="node-a", epoch=lease.epoch)
+    assert renewal is not None
+    assert renewal.last_frame_seq == 0
+    await store.append_frame(run.run_id, frame_id="f1", kind="message", payload=None)
+    await store.append_frame(run.run_id, frame_id="f2", kind="message", payload=None)
+    renewal = await store.renew_lease(run.run_id, owner_node="node-a", epoch=lease.epoch)
+    assert renewal is not None
+    assert renewal.last_frame_seq == 2
+
+
+async def test_renew_leases_renews_every_held_lease_in_one_call(store: Store, dsn: str) -> None:
+    held = [await leased_run(store) for _ in range(4)]
+    (kept, _), (canceled, _), (framed, _), (stolen, stolen_lease) = held
+    await store.request_cancel(canceled.run_id)
+    await store.append_frame(framed.run_id, frame_id="f1", kind="message", payload=None)
+    await expire_lease(dsn, stolen.run_id)
+    await store.acquire_lease(stolen.run_id, owner_node="node-b")
+    before = {run.run_id: lease.expires_at for run, lease in held}
+
+    renewed = await store.renew_leases(
+        [(run.run_id, lease.epoch, 5) for run, lease in held], owner_node="node-a"
+    )
+
+    assert set(renewed) == {kept.run_id, canceled.run_id, framed.run_id}  # stolen: lost
+    for run_id, renewal in renewed.items():
+        assert renewal.expires_at >= before[run_id]
+        assert renewal.cancel_requested is (run_id == canceled.run_id)
+        assert renewal.last_frame_seq == (1 if run_id == framed.run_id else 0)
+    progress = await query(
+        dsn,
+        "SELECT run_id, progress_seq, owner_node FROM run_leases WHERE run_id = ANY(%s)",
+        ([run.run_id for run, _ in held],),
+    )
+    assert {row[0]: row[1:] for row in progress} == {
+        kept.run_id: (5, "node-a"),
+        canceled.run_id: (5, "node-a"),
+        framed.run_id: (5, "node-a"),
+        stolen.run_id: (0, "node-b"),  # the thief's lease is left alone
+    }
+    # Another owner, a wrong epoch or an expired lease renews nothing.
+    assert await store.renew_leases([(kept.run_id, 1, None)], owner_node="node-x") == {}
+    stale = [(framed.run_id, stolen_lease.epoch + 5, None)]
+    assert await store.renew_leases(stale, owner_node="node-a") == {}
+    await expire_lease(dsn, kept.run_id)
+    assert await store.renew_leases([(kept.run_id, 1, None)], owner_node="node-a") == {}
+    assert await store.renew_leases([], owner_node="node-a") == {}
+
+
+async def test_renew_leases_refuses_a_run_given_twice(store: Store) -> None:
+    run, lease = await leased_run(store)
+    twice = [(run.run_id, lease.epoch, None), (run.run_id, lease.epoch, 1)]
+    with pytest.raises(InvalidArgument, match="given twice"):
+        await store.renew_leases(twice, owner_node="node-a")
 
 
 async def test_release_frees_the_run_at_once_and_epochs_keep_growing(store: Store) -> None:

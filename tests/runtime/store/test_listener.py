@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 import anyio
 import psycopg
 import pytest
+from structlog.testing import capture_logs
 
 from runtime.store import (
     FRAMES_CHANNEL,
@@ -135,6 +136,67 @@ async def test_waiters_are_bounded_and_lifecycle_is_single_use(
     with pytest.raises(StoreClosed):
         async with listener:
             pass
+
+
+async def test_a_subscription_calls_back_on_the_listeners_task_and_counts_as_a_waiter(
+    store: Store, dsn: str, config: StoreConfig
+) -> None:
+    run, lease = await leased_run(store)
+    tiny = config.model_copy(update={"listener_max_waiters": 2})
+    calls: list[int | None] = []
+    called = anyio.Event()
+
+    def wake(seq: int | None) -> None:
+        calls.append(seq)
+        called.set()
+
+    async with Listener(dsn, tiny) as listener:
+        with (
+            listener.subscribe(run.run_id, wake),
+            listener.subscribe(run.run_id, lambda _: None, channel=FRAMES_CHANNEL),
+        ):
+            assert listener.statistics().waiters == 2
+            with pytest.raises(StoreOverloaded), listener.watch(run.run_id):
+                pass
+            await store.append_event(run.run_id, lease.epoch, "step")
+            with anyio.fail_after(5):
+                await called.wait()
+            assert calls == [1]
+            # A dropped connection calls every subscriber back without a seq.
+            called = anyio.Event()
+            assert await _kill_listener(dsn) == 1
+            with anyio.fail_after(10):
+                await called.wait()
+            assert calls[1] is None
+        assert listener.statistics().waiters == 0
+    with pytest.raises(StoreClosed), listener.subscribe(run.run_id, wake):
+        pass
+
+
+async def test_a_failing_callback_is_logged_and_the_listener_goes_on(
+    store: Store, dsn: str, config: StoreConfig
+) -> None:
+    run, lease = await leased_run(store)
+
+    def broken(seq: int | None) -> None:
+        raise RuntimeError("a subscriber's bug")
+
+    async with Listener(dsn, config) as listener:
+        with (
+            capture_logs() as logs,
+            listener.subscribe(run.run_id, broken),
+            listener.watch(run.run_id) as watch,
+        ):
+            await store.append_event(run.run_id, lease.epoch, "step")
+            with anyio.fail_after(5):
+                while watch.latest_seq < 1:
+                    await watch.wait()
+            await store.append_event(run.run_id, lease.epoch, "step")
+            with anyio.fail_after(5):
+                while watch.latest_seq < 2:  # the listener still delivers
+                    await watch.wait()
+    failed = [log for log in logs if log["event"] == "listener_callback_failed"]
+    assert [log["error"] for log in failed] == ["RuntimeError", "RuntimeError"]
 
 
 async def _listener_pids(dsn: str) -> list[int]:
