@@ -292,6 +292,8 @@ class RunContext:
         self._frames: deque[Frame] = deque(maxlen=frames_page)
         self._frames_flag = asyncio.Event()
         self._ended = False
+        # The run creator's trace context: what the events carry before any frame.
+        self._traceparent = log.traceparent
 
     def __repr__(self) -> str:
         return f"<RunContext run={self.run.run_id} attempt={self.run.attempt}>"
@@ -464,6 +466,7 @@ class RunContext:
                 )
             self._consumed = frame_seq
             self._frames.popleft()
+            self._log.traceparent = frame.traceparent or self._traceparent
             return frame
         while True:
             self._frames_flag.clear()
@@ -471,6 +474,8 @@ class RunContext:
             if frame is not None:
                 async with self._log.lock:
                     self._check_live()
+                    # The frame's request causes what follows, its consumption first.
+                    self._log.traceparent = frame.traceparent or self._traceparent
                     await self._log.append_locked(
                         FRAME_CONSUMED,
                         {"frame_seq": frame.frame_seq, "frame_id": frame.frame_id},

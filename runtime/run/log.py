@@ -11,7 +11,9 @@ executor's own bookkeeping after a cancel (``task.canceled``, ``run.canceled``) 
 unfenced: the fence keeps the handler quiet, not the executor that winds the run up.
 
 Every event carries its writer (the node id with its boot UUID, and the attempt), which
-the database records and the hash chain covers.
+the database records and the hash chain covers, and the trace context of the request that
+caused it (:attr:`RunLog.traceparent`: the run's creator's until a frame is consumed, then
+that frame's; the cancel request's for the cancellation bookkeeping).
 
 The database enforces both fences too. A write it refuses for a stale epoch means the
 lease is gone: the fence closes (``lease_lost``) and the caller gets
@@ -45,7 +47,7 @@ __all__ = ["LoggedWrite", "RunLog", "read_log"]
 class RunLog:
     """Appends to ``run_id``'s log as the holder of lease ``epoch``."""
 
-    __slots__ = ("_store", "epoch", "fence", "head", "lock", "run_id", "writer")
+    __slots__ = ("_store", "epoch", "fence", "head", "lock", "run_id", "traceparent", "writer")
 
     def __init__(
         self,
@@ -56,6 +58,7 @@ class RunLog:
         *,
         head: int,
         node_id: str,
+        traceparent: str | None = None,
     ) -> None:
         self._store = store
         self.run_id = run_id
@@ -66,6 +69,8 @@ class RunLog:
         self.lock = asyncio.Lock()
         self.writer = Writer(node_id)
         """Recorded with every event; :meth:`attempt` sets the attempt number."""
+        self.traceparent = traceparent
+        """The trace context recorded with the next events (the request causing them)."""
 
     def attempt(self, attempt: int) -> None:
         """Record ``attempt`` as the writer's attempt from now on."""
@@ -89,7 +94,12 @@ class RunLog:
         assert self.lock.locked()
         with self._fenced_by_the_database():
             seq = await self._store.append_event(
-                self.run_id, self.epoch, type_, payload, writer=self.writer
+                self.run_id,
+                self.epoch,
+                type_,
+                payload,
+                writer=self.writer,
+                traceparent=self.traceparent,
             )
         self._moved(seq)
         return seq
