@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import datetime as dt
 import importlib.metadata
 import importlib.util
 import logging
+import re
 import sys
 import uuid
 from dataclasses import dataclass, field
@@ -32,6 +34,7 @@ from runtime.logs import LEVELS, configure_logging
 from runtime.node.errors import NodeError
 from runtime.run.errors import HandlerLoadError
 from runtime.store import EmbeddedPostgres, Store, StoreConfig, StoreError, apply_migrations
+from transport.errors import TransportError
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Coroutine, Mapping, Sequence
@@ -184,9 +187,63 @@ def _node_settings(args: argparse.Namespace) -> dict[str, Any]:
 
 async def _node(args: argparse.Namespace, config: NodeConfig) -> int:
     from runtime.node import serve
+    from transport import default_key_file, gateway_factory, load_keyring
 
     configure_logging(level=LEVELS[config.log_level], log_format=config.log_format)
-    return await serve(config)
+    # A missing token key for a public address is a configuration error: say so before
+    # anything starts (the gateway loads the same keys again when it starts).
+    key_file = default_key_file(config)
+    await anyio.to_thread.run_sync(
+        lambda: load_keyring(config.gateway, host=config.host, key_file=key_file)
+    )
+    return await serve(config, gateway=gateway_factory)
+
+
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd]?)$")
+_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def _duration(text: str) -> dt.timedelta:
+    """``90``, ``90s``, ``15m``, ``1h`` or ``7d`` as a positive duration."""
+    match = _DURATION.match(text.strip())
+    if match is None or float(match[1]) <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a duration such as 90s, 15m, 1h, 7d")
+    return dt.timedelta(seconds=float(match[1]) * _UNITS[match[2]])
+
+
+def _token_arguments(parser: argparse.ArgumentParser) -> None:
+    add = parser.add_argument
+    add("--sub", required=True, metavar="PRINCIPAL", help="who the token speaks for (owner)")
+    add(
+        "--scope",
+        action="append",
+        choices=("runs:read", "runs:write", "admin"),
+        help="a scope to grant (repeatable; default runs:write, which implies runs:read)",
+    )
+    add("--ttl", type=_duration, default=dt.timedelta(hours=1), help="lifetime (default 1h)")
+    add("--run-id", type=uuid.UUID, metavar="RUN_ID", help="bind the token to one run")
+    add("--session-id", metavar="SESSION_ID", help="bind the token to one session")
+
+
+async def _token(args: argparse.Namespace, config: NodeConfig) -> int:
+    from transport import default_key_file, load_keyring, mint_token
+
+    key_file = default_key_file(config)
+    keyring = await anyio.to_thread.run_sync(
+        lambda: load_keyring(config.gateway, host=config.host, key_file=key_file)
+    )
+    if not args.sub.strip() or len(args.sub) > 200:
+        return _fail("--sub must be 1 to 200 characters", EXIT_USAGE)
+    token = mint_token(
+        keyring,
+        subject=args.sub,
+        scopes=args.scope or ["runs:write"],
+        ttl=args.ttl,
+        run_id=args.run_id,
+        session_id=args.session_id,
+    )
+    print(token)
+    return EXIT_OK
 
 
 async def _migrate(args: argparse.Namespace, config: NodeConfig) -> int:
@@ -235,6 +292,11 @@ COMMANDS: dict[str, Command] = {
     ),
     "migrate": Command("apply pending database migrations", _no_arguments, _migrate),
     "verify": Command("verify a run's event hash chain", _verify_arguments, _verify),
+    "token": Command(
+        "mint a gateway token (signed with the configured or the local key)",
+        _token_arguments,
+        _token,
+    ),
 }
 """Subcommands by name; register new ones here."""
 
@@ -322,7 +384,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail("--loop uvloop needs uvloop: pip install 'warden-runtime[uvloop]'", EXIT_USAGE)
     try:
         return anyio.run(command.run, args, config, backend=backend, backend_options=options)
-    except HandlerLoadError as exc:
+    except (HandlerLoadError, TransportError) as exc:
         return _fail(str(exc), EXIT_USAGE)
     except (StoreError, NodeError) as exc:
         return _fail(str(exc), EXIT_FAILURE)

@@ -18,14 +18,15 @@ from __future__ import annotations
 import json
 import math
 import socket
+from pathlib import Path
 from typing import Annotated, Any, Literal, Self
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from runtime.store import MAX_TTL, StoreConfig
 
-__all__ = ["LogFormat", "NodeConfig", "default_node_name"]
+__all__ = ["GatewayConfig", "LogFormat", "NodeConfig", "default_node_name"]
 
 LogFormat = Literal["auto", "json", "console"]
 """How the command line renders logs: JSON lines, a console renderer, or ``auto`` (console
@@ -38,6 +39,85 @@ def default_node_name() -> str:
     """This machine's host name, cut to what a node name may hold (the default name)."""
     name = "".join(c if c.isalnum() or c in "._-" else "-" for c in socket.gethostname())
     return name.strip("._-")[:63] or "node"
+
+
+# -- the gateway's settings (transport/) -----------------------------------------------
+
+#: Shortest signing secret accepted: HS256 wants at least 256 bits of key.
+_MIN_KEY_LENGTH = 32
+
+
+class GatewayConfig(BaseModel):
+    """Settings of the HTTP gateway (``transport/``), ``NodeConfig.gateway``; from
+    ``WARDEN_GATEWAY__<FIELD>`` environment variables (two underscores).
+
+    Attributes:
+        keys: token signing keys by key id (``kid``), e.g.
+            ``WARDEN_GATEWAY__KEYS='{"2026-06": "<secret>", "2026-05": "<old secret>"}'``.
+            Every key listed is accepted, so a key rotates by adding the new one, making it
+            ``signing_key``, and removing the old one once its tokens have expired. Each
+            secret holds at least 32 characters. Empty (the default): the node and
+            ``warden token`` share a generated local key in ``key_file``, and the gateway
+            must listen on a loopback address.
+        signing_key: the id of the key ``warden token`` signs with; by default the only
+            key, and required when ``keys`` holds several.
+        key_file: where the generated local key lives when ``keys`` is empty (created
+            0600 on first use); by default ``gateway-key.json`` next to the embedded
+            server's data directory.
+        body_limit: largest request body in bytes; a larger one is refused with 413.
+        heartbeat_interval: seconds between heartbeat comments on an idle SSE stream.
+        retry_base, retry_jitter: milliseconds; the first frame of a stream carries
+            ``retry: retry_base + uniform(0, retry_jitter)``.
+        poll_interval: seconds a stream waits for a wake-up before it re-reads the log
+            anyway (a lost NOTIFY delays an event by at most this long).
+        send_timeout: seconds a write to a stream may wait for the client to read;
+            past it the client is disconnected (and resumes by cursor).
+        stream_buffer: bytes a stream may hold unsent for a client before it waits for
+            the client to read (the per-connection bound).
+        page_size: events a stream reads from the log at once.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    keys: dict[str, SecretStr] = Field(default_factory=dict)
+    signing_key: str | None = None
+    key_file: Path | None = None
+    body_limit: int = Field(default=1024 * 1024, ge=1024, le=64 * 1024 * 1024)
+    heartbeat_interval: float = Field(default=15.0, gt=0, le=3600, allow_inf_nan=False)
+    retry_base: int = Field(default=1000, ge=0, le=3_600_000)
+    retry_jitter: int = Field(default=1000, ge=0, le=3_600_000)
+    poll_interval: float = Field(default=1.0, gt=0, le=3600, allow_inf_nan=False)
+    send_timeout: float = Field(default=10.0, gt=0, le=3600, allow_inf_nan=False)
+    stream_buffer: int = Field(default=256 * 1024, ge=4096, le=64 * 1024 * 1024)
+    page_size: int = Field(default=100, ge=1, le=1000)
+
+    @field_validator("keys")
+    @classmethod
+    def _check_keys(cls, value: dict[str, SecretStr]) -> dict[str, SecretStr]:
+        for kid, secret in value.items():
+            if not kid or len(kid) > 64 or not kid.isprintable():
+                raise ValueError(f"key id {kid!r} must be 1 to 64 printable characters")
+            if len(secret.get_secret_value()) < _MIN_KEY_LENGTH:
+                raise ValueError(
+                    f"key {kid!r} is shorter than {_MIN_KEY_LENGTH} characters (HS256 wants"
+                    " at least 256 bits)"
+                )
+        return value
+
+    @model_validator(mode="after")
+    def _check_signing_key(self) -> Self:
+        if self.signing_key is not None and self.signing_key not in self.keys:
+            raise ValueError(f"signing_key {self.signing_key!r} is not one of the keys")
+        if self.signing_key is None and len(self.keys) > 1:
+            raise ValueError("several keys are configured: name the signing_key")
+        return self
+
+    @property
+    def current_key(self) -> str | None:
+        """The id of the key tokens are signed with, ``None`` when no key is configured."""
+        if self.signing_key is not None:
+            return self.signing_key
+        return next(iter(self.keys), None)
 
 
 class NodeConfig(BaseSettings):
@@ -74,10 +154,16 @@ class NodeConfig(BaseSettings):
         retention_windows: per run type, a window that replaces ``retention_window``
             (``WARDEN_RETENTION_WINDOWS='{"chat": 86400}'``).
         retention_batch_size: most events one janitor sweep prunes (one transaction).
+        gateway: the HTTP gateway's settings (:class:`GatewayConfig`), from
+            ``WARDEN_GATEWAY__<FIELD>`` variables.
     """
 
     model_config = SettingsConfigDict(
-        env_prefix="WARDEN_", frozen=True, extra="ignore", hide_input_in_errors=True
+        env_prefix="WARDEN_",
+        env_nested_delimiter="__",
+        frozen=True,
+        extra="ignore",
+        hide_input_in_errors=True,
     )
 
     store: StoreConfig = Field(default_factory=StoreConfig)
@@ -104,6 +190,7 @@ class NodeConfig(BaseSettings):
     retention_window: float = Field(default=7 * 86400.0, ge=0, le=MAX_TTL, allow_inf_nan=False)
     retention_windows: dict[str, float] = Field(default_factory=dict)
     retention_batch_size: int = Field(default=1000, ge=1, le=100_000)
+    gateway: GatewayConfig = Field(default_factory=GatewayConfig)
 
     @field_validator("handlers", mode="before")
     @classmethod

@@ -61,7 +61,14 @@ class Gateway(HostedActor[Any]):
 
     @contextlib.asynccontextmanager
     async def hold(self) -> AsyncIterator[None]:
-        runner = web.AppRunner(self._app(), handle_signals=False, shutdown_timeout=SHUTDOWN_TIMEOUT)
+        # No aiohttp access log: it would write query strings (a stream's ?token=); the
+        # gateway application logs each request itself, without them.
+        runner = web.AppRunner(
+            self._app(),
+            handle_signals=False,
+            shutdown_timeout=SHUTDOWN_TIMEOUT,
+            access_log=None,
+        )
         await runner.setup()
         try:
             site = web.TCPSite(runner, self._host, self._port)

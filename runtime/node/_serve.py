@@ -23,6 +23,7 @@ from runtime.node._node import Node
 
 if TYPE_CHECKING:
     from runtime.config import NodeConfig
+    from runtime.node._node import GatewayFactory
     from runtime.run import HandlerRegistry
 
 __all__ = ["serve"]
@@ -48,11 +49,14 @@ async def serve(
     config: NodeConfig,
     *,
     handlers: HandlerRegistry | None = None,
+    gateway: GatewayFactory | None = None,
     out: TextIO = sys.stdout,
     err: TextIO = sys.stderr,
 ) -> int:
     """Run a node until a signal (then drain and return 0) or until its tree fails
     (return 1). Prints one line when the node is ready and one when it has stopped.
+    ``gateway`` builds the application the node serves (``transport.gateway_factory``
+    for the HTTP API).
 
     Raises:
         NodeStartFailed, HandlerLoadError, StoreError: the node could not start.
@@ -65,7 +69,7 @@ async def serve(
         # (the embedded server's first initdb) drains right after it.
         signals.start_soon(_watch_signals, stop, err)
         try:
-            code = await _run(Node(config, handlers=handlers), stop, out, err)
+            code = await _run(Node(config, handlers=handlers, gateway=gateway), stop, out, err)
         except Exception as failure:  # raised below, not wrapped in the task group's group
             error = failure
         finally:

@@ -38,6 +38,7 @@ from runtime.store import (
     recovery,
     retention,
     runs,
+    tokens,
 )
 from runtime.store._args import INT32, MAX_ID_LENGTH, identifier, integer, text
 from runtime.store._log import StoreLogger
@@ -916,6 +917,32 @@ class Store:
         integer(limit, "limit", low=1)
         async with self._connection("purge_expired_memory") as conn:
             return await memory.purge_expired_memory(conn, limit=limit)
+
+    async def migration_versions(self) -> frozenset[int]:
+        """The versions of the migrations the database records as applied (for
+        readiness checks: compare with :func:`~runtime.store.discover_migrations`)."""
+        async with self._connection("migration_versions") as conn:
+            cur = await conn.execute("SELECT version FROM warden_migrations")
+            return frozenset(int(version) for (version,) in await cur.fetchall())
+
+    # -- spent token ids (the gateway's replay table) ----------------------------------
+
+    async def consume_token_id(self, jti: str, *, subject: str, expires_at: datetime) -> bool:
+        """Record the token id ``jti`` as spent until ``expires_at`` (the token's expiry);
+        ``True`` if it was fresh, ``False`` if a request spent it before (a replay)."""
+        text(jti, "jti", max_length=tokens.MAX_TOKEN_ID_LENGTH)
+        if not jti:
+            raise InvalidArgument("jti", "must not be empty")
+        identifier(subject, "subject")
+        async with self._connection("consume_token_id") as conn:
+            return await tokens.consume_token_id(conn, jti, subject=subject, expires_at=expires_at)
+
+    async def purge_expired_token_ids(self, *, limit: int = 1000) -> int:
+        """Delete up to ``limit`` spent token ids whose tokens have expired; return how
+        many."""
+        integer(limit, "limit", low=1)
+        async with self._connection("purge_expired_token_ids") as conn:
+            return await tokens.purge_expired_token_ids(conn, limit=limit)
 
     # -- attempts and dead letters ------------------------------------------------------
 

@@ -1,0 +1,295 @@
+"""Server-sent events: bounded per-connection writes, shared log reads (DESIGN §10).
+
+:class:`SseStream` is one SSE response. It uses aiohttp-sse's ``EventSourceResponse``
+for the headers and the kernel-level dead-peer timeout (``TCP_USER_TIMEOUT``, here a
+backstop well past the send timeout, for a peer that vanished while the stream was idle:
+a stalled client is the send timeout's to find, and to count), and
+writes frames that were encoded once for every client (aiohttp-sse's ``send()``
+re-encodes each frame per client, which costs most of the throughput of a fan-out; see
+``docs/benchmarks.md``). The heartbeats (``: ping`` comments every ``heartbeat_interval``
+of silence) are written by the stream itself, not by aiohttp-sse's ping task, so that one
+task writes to a connection and every write is bounded and counted. Each connection holds
+at most ``stream_buffer`` bytes unsent (plus the frame being written): past it a write
+waits for the client to read, at most ``send_timeout`` seconds, after which the client
+is disconnected, counted, and resumes by cursor. The first frame carries ``retry:`` with
+jitter so that reconnecting browsers do not stampede.
+
+:class:`LogReader` reads pages of a run's log for every stream of the node: streams of
+one run that ask for the same page at once (a fan-out woken by one NOTIFY) share one
+query, and each event is encoded as an SSE frame once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import socket
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Final
+
+import structlog
+from aiohttp_sse import EventSourceResponse
+
+from runtime.store import TERMINAL_EVENTS
+from transport._wire import dumps, event_json
+
+if TYPE_CHECKING:
+    import random
+    import uuid
+    from collections.abc import Callable
+
+    from aiohttp import web
+    from aiohttp.abc import AbstractStreamWriter
+
+    from runtime.config import GatewayConfig
+    from runtime.store import Event, Store
+    from transport._metrics import GatewayMetrics
+
+__all__ = ["HEARTBEAT", "EncodedEvent", "LogReader", "SseStream", "StreamGone", "encode_event"]
+
+_logger = structlog.get_logger("transport.sse")
+
+_SEP: Final = "\n"
+#: aiohttp-sse's own ping task never writes: the stream sends its heartbeats itself.
+_NO_PING: Final = 10.0**9
+HEARTBEAT: Final = b": ping\n\n"
+#: The kernel drops a connection whose sent data stays unacknowledged this long:
+#: ``max(factor * send_timeout, minimum)`` seconds.
+_BACKSTOP_FACTOR: Final = 4.0
+_BACKSTOP_MIN: Final = 60.0
+
+
+def _backstop(transport: asyncio.BaseTransport, seconds: float) -> None:
+    """Have the kernel drop the connection when sent data stays unacknowledged for
+    ``seconds`` (Linux ``TCP_USER_TIMEOUT``; elsewhere nothing)."""
+    option = getattr(socket, "TCP_USER_TIMEOUT", None)
+    sock = transport.get_extra_info("socket")
+    if option is None or sock is None or sock.family not in (socket.AF_INET, socket.AF_INET6):
+        return
+    sock.setsockopt(socket.IPPROTO_TCP, option, int(seconds * 1000))
+
+
+def _timed_out(error: BaseException) -> bool:
+    """Whether ``error`` comes from the kernel timing the connection out (ETIMEDOUT)."""
+    seen: BaseException | None = error
+    for _ in range(5):
+        if seen is None:
+            return False
+        if isinstance(seen, OSError) and seen.errno == errno.ETIMEDOUT:
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+class StreamGone(Exception):
+    """The client went away, or stalled past the send timeout and was disconnected."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(reason)
+
+
+@dataclass(frozen=True, slots=True)
+class EncodedEvent:
+    """An event and its SSE frame (``id:``, ``event:``, ``data:``), encoded once."""
+
+    seq: int
+    type: str
+    created_at: float
+    frame: bytes
+
+    @property
+    def terminal(self) -> bool:
+        return self.type in TERMINAL_EVENTS
+
+
+def encode_event(event: Event) -> EncodedEvent:
+    """``id: <seq>`` / ``event: <type>`` / ``data: <event JSON>`` and a blank line."""
+    data = dumps(event_json(event))  # one line: orjson escapes newlines in strings
+    frame = b"id: %d\nevent: %s\ndata: %s\n\n" % (event.seq, event.type.encode(), data)
+    return EncodedEvent(event.seq, event.type, event.created_at.timestamp(), frame)
+
+
+class _Failed:
+    __slots__ = ("error",)
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+
+class LogReader:
+    """Pages of runs' logs, shared by the streams asking for the same page at once.
+
+    The in-flight table holds one entry per page being read, so its size is bounded by
+    the number of streams.
+    """
+
+    def __init__(self, store: Callable[[], Store], page_size: int) -> None:
+        self._store = store
+        self._page_size = page_size
+        self._inflight: dict[tuple[uuid.UUID, int], asyncio.Future[object]] = {}
+        self.queries = 0
+        self.shared = 0
+
+    @property
+    def page_size(self) -> int:
+        return self._page_size
+
+    async def page(self, run_id: uuid.UUID, after: int) -> tuple[EncodedEvent, ...]:
+        """The run's events after seq ``after`` (at most ``page_size``), encoded.
+
+        Raises:
+            RunNotFound, StoreError: as ``Store.read_events``.
+        """
+        key = (run_id, after)
+        while (pending := self._inflight.get(key)) is not None:
+            # Another stream reads this page now: wait for its result without ever
+            # cancelling it (our own cancellation must not end the other's read).
+            await asyncio.wait([pending])
+            outcome = pending.result()
+            if isinstance(outcome, tuple):
+                self.shared += 1
+                return outcome
+            if isinstance(outcome, _Failed):
+                raise outcome.error
+            # The reader was cancelled: read it ourselves (loop).
+        future: asyncio.Future[object] = asyncio.get_running_loop().create_future()
+        self._inflight[key] = future
+        try:
+            self.queries += 1
+            events = await self._store().read_events(run_id, after=after, limit=self._page_size)
+            page = tuple(encode_event(event) for event in events)
+        except Exception as error:
+            future.set_result(_Failed(error))
+            raise
+        except BaseException:
+            future.set_result(None)  # cancelled: the waiters read for themselves
+            raise
+        else:
+            future.set_result(page)
+            return page
+        finally:
+            del self._inflight[key]
+
+
+class SseStream:
+    """One SSE response with a bounded buffer and a send timeout.
+
+    ``open()`` sends the headers; ``send()`` writes one pre-encoded block; ``close()``
+    ends the response. Not reusable.
+    """
+
+    def __init__(
+        self,
+        request: web.Request,
+        config: GatewayConfig,
+        metrics: GatewayMetrics,
+        rng: random.Random,
+        *,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        self._request = request
+        self._config = config
+        self._metrics = metrics
+        self._retry = config.retry_base + rng.randint(0, config.retry_jitter)
+        self.response = EventSourceResponse(
+            headers=headers,
+            sep=_SEP,
+            send_timeout=config.send_timeout,
+            ping_interval=_NO_PING,
+        )
+        self._writer: AbstractStreamWriter | None = None
+        self._first = True
+        self._open = False
+        self.bytes_sent = 0
+        self.events_sent = 0
+        self.peak_buffered = 0
+
+    @property
+    def retry(self) -> int:
+        """The ``retry:`` (milliseconds) the first frame carries."""
+        return self._retry
+
+    @property
+    def connected(self) -> bool:
+        """Whether the client is still there (as far as the transport knows)."""
+        transport = self._request.transport
+        return transport is not None and not transport.is_closing()
+
+    async def open(self) -> None:
+        """Send the response's headers (200, ``text/event-stream``)."""
+        transport = self._request.transport
+        if transport is None:
+            raise StreamGone("client_gone")
+        # The transport pauses (and a write waits) past the bound: the connection's own
+        # buffer is the per-connection bound, nothing else queues for it.
+        transport.set_write_buffer_limits(high=self._config.stream_buffer)
+        self._writer = await self.response.prepare(self._request)
+        self._open = True
+        self._metrics.sse_opened()
+        _backstop(transport, max(_BACKSTOP_FACTOR * self._config.send_timeout, _BACKSTOP_MIN))
+
+    async def send(self, block: bytes, *, event: EncodedEvent | None = None) -> None:
+        """Write one block (an event's frame, or a comment); the first carries ``retry:``.
+
+        Raises:
+            StreamGone: the client went away, or did not read for ``send_timeout``
+                seconds (then the connection was aborted).
+        """
+        if self._first:
+            block = b"retry: %d\n%s" % (self._retry, block)
+            self._first = False
+        transport = self._request.transport
+        if transport is None or transport.is_closing():
+            raise StreamGone("client_gone")
+        try:
+            async with asyncio.timeout(self._config.send_timeout):
+                await self.response.write(block)
+                buffered = transport.get_write_buffer_size()
+                self.peak_buffered = max(self.peak_buffered, buffered)
+                if buffered > self._config.stream_buffer:
+                    await self._drain()
+        except TimeoutError:
+            transport.abort()
+            self._metrics.sse_disconnected("send_timeout")
+            _logger.info("stream_client_stalled", send_timeout=self._config.send_timeout)
+            raise StreamGone("send_timeout") from None
+        except (ConnectionError, RuntimeError) as error:
+            # RuntimeError: aiohttp refuses a write after the connection closed. A
+            # connection the kernel timed out (TCP_USER_TIMEOUT = send_timeout, set by
+            # EventSourceResponse) stalled as surely as one our own timeout aborts.
+            reason = "send_timeout" if _timed_out(error) else "client_gone"
+            self._metrics.sse_disconnected(reason)
+            if reason == "send_timeout":
+                _logger.info("stream_client_stalled", send_timeout=self._config.send_timeout)
+            raise StreamGone(reason) from None
+        self.bytes_sent += len(block)
+        self._metrics.sse_sent(len(block), self.peak_buffered)
+        if event is not None:
+            self.events_sent += 1
+            self._metrics.sse_event(time.time() - event.created_at)
+
+    async def _drain(self) -> None:
+        assert self._writer is not None
+        await self._writer.drain()
+
+    async def close(self) -> None:
+        """End the response (after the terminal event, or when the gateway stops)."""
+        if not self._open:
+            return
+        self._open = False
+        self._metrics.sse_closed()
+        self.response.stop_streaming()
+        await self.response.wait()  # the heartbeat task's end (never our cancellation)
+        if not self.connected:
+            return
+        try:
+            async with asyncio.timeout(self._config.send_timeout):
+                await self.response.write_eof()
+        except TimeoutError:
+            transport = self._request.transport
+            if transport is not None:
+                transport.abort()
+        except (ConnectionError, RuntimeError):
+            pass  # the client left first

@@ -1,0 +1,177 @@
+"""``GET /v1/runs/{run_id}/stream``: a run's events as SSE, read from the log (DESIGN §10).
+
+Any node serves any run: the stream reads the run's log after its cursor, writes each
+event (``id:`` = seq), and waits for the node's LISTEN connection to say the run moved —
+or for ``poll_interval`` at most, so a lost NOTIFY delays an event and never loses it.
+It ends after the terminal event.
+
+The cursor is ``Last-Event-ID`` or ``?cursor=`` (0 without either). When both are
+given the header wins if it is at or past the cursor — a browser reconnects to the URL
+it opened, ``?cursor=`` included, adding the header — and a header below the cursor is
+400 ``cursor_conflict``. Before any byte is sent: 404 for an unknown run, 410
+``stale_cursor`` below the run's retention floor, and 204 when the run has finished and
+the cursor is at or past its last seq (a browser ``EventSource`` stops reconnecting).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Final
+
+import anyio
+import structlog
+from aiohttp import web
+
+from runtime.node.errors import NodeError
+from runtime.store import StoreError
+from transport._auth import authorize, check_owner
+from transport._errors import ApiError, stale_cursor
+from transport._observe import TRACEPARENT, bind, trace_of
+from transport._sse import HEARTBEAT, SseStream, StreamGone
+from transport._state import CONFIG, METRICS, NODE, READER, RNG
+from transport._validation import parse_cursor, parse_run_id
+
+if TYPE_CHECKING:
+    from runtime.config import GatewayConfig
+    from runtime.node import Node
+    from runtime.store import Run, Watch
+    from transport._sse import EncodedEvent, LogReader
+
+__all__ = ["STREAMS", "add_stream_route", "resolve_cursor"]
+
+_logger = structlog.get_logger("transport.stream")
+
+LAST_EVENT_ID: Final = "Last-Event-ID"
+
+STREAMS = web.AppKey("streams", set[anyio.CancelScope])
+"""The cancel scopes of the streams open now; the gateway's shutdown ends them."""
+
+
+def resolve_cursor(request: web.Request) -> int:
+    """The stream's start: ``Last-Event-ID`` or ``?cursor=`` by the rules above."""
+    header = request.headers.get(LAST_EVENT_ID)
+    query = request.query.getall("cursor", [])
+    if len(query) > 1:
+        raise ApiError(400, "invalid_cursor", "?cursor= is given more than once")
+    cursor = parse_cursor(query[0], "?cursor=") if query else None
+    last = parse_cursor(header, LAST_EVENT_ID) if header is not None else None
+    if last is not None and cursor is not None and last < cursor:
+        raise ApiError(
+            400,
+            "cursor_conflict",
+            f"{LAST_EVENT_ID} {last} is below ?cursor={cursor}: reconnect from the cursor or"
+            " past it",
+        )
+    if last is not None:
+        return last
+    return cursor or 0
+
+
+_ALLOWED_QUERY: Final = frozenset({"cursor", "token"})
+
+
+async def stream_run(request: web.Request) -> web.StreamResponse:
+    principal = await authorize(request, "runs:read", query_token=True)
+    run_id = parse_run_id(request)
+    bind(run_id=run_id)
+    unknown = set(request.query) - _ALLOWED_QUERY
+    if unknown:
+        raise ApiError(
+            400, "invalid_request", f"unknown query parameters: {', '.join(sorted(unknown))}"
+        )
+    cursor = resolve_cursor(request)
+    app = request.app
+    node = app[NODE]
+    run = await node.store.get_run(run_id)
+    check_owner(principal, run)
+    bind(session_id=run.session_id)
+    floor = getattr(run, "retention_floor", 0)
+    if cursor < floor:
+        raise stale_cursor(cursor, floor)
+    if run.terminal and cursor >= run.last_seq:
+        return web.Response(status=204)
+    reader = app[READER]
+    config = app[CONFIG]
+    _, traceparent = trace_of(request)
+    headers = {TRACEPARENT: traceparent} if traceparent else None
+    stream = SseStream(request, config, app[METRICS], app[RNG], headers=headers)
+    # Watch before the first read: a commit between the read and the wait still wakes us.
+    with node.listener.watch(run_id) as watch:
+        page = await reader.page(run_id, cursor)  # errors here are still HTTP answers
+        await stream.open()
+        _logger.info("stream_opened", cursor=cursor)
+        scope = anyio.CancelScope()
+        app[STREAMS].add(scope)
+        try:
+            with scope:
+                await _pump(stream, reader, watch, run, page, cursor, config, node)
+        except StreamGone as gone:
+            _logger.info("stream_disconnected", reason=gone.reason)
+        except (StoreError, NodeError) as error:
+            # The headers are sent: end the stream; the client resumes by cursor.
+            _logger.warning("stream_store_failed", error=str(error))
+        except Exception:
+            # The headers are sent, no error answer is possible any more: end the stream.
+            _logger.exception("stream_failed")
+        finally:
+            app[STREAMS].discard(scope)
+            with anyio.CancelScope(shield=True):
+                await stream.close()
+        if scope.cancelled_caught:
+            _logger.info("stream_closed_by_shutdown")
+    return stream.response
+
+
+async def _pump(
+    stream: SseStream,
+    reader: LogReader,
+    watch: Watch,
+    run: Run,
+    page: tuple[EncodedEvent, ...],
+    cursor: int,
+    config: GatewayConfig,
+    node: Node,
+) -> None:
+    """Write the run's events from ``page`` on, until its terminal event; a heartbeat
+    after each ``heartbeat_interval`` of silence."""
+    clock = asyncio.get_running_loop().time
+    if not page:
+        await stream.send(b"\n")  # the retry: line at once, on its own
+    quiet_since = clock()
+    while True:
+        for event in page:
+            await stream.send(event.frame, event=event)
+            quiet_since = clock()
+            cursor = event.seq
+            if event.terminal:
+                _logger.info("stream_finished", last_seq=cursor)
+                return
+        if len(page) < reader.page_size:
+            if not stream.connected:
+                raise StreamGone("client_gone")
+            beat_at = quiet_since + config.heartbeat_interval
+            woken = False
+            with anyio.move_on_after(min(config.poll_interval, max(0.0, beat_at - clock()))):
+                woken = await watch.wait()
+            if clock() >= beat_at:
+                await stream.send(HEARTBEAT)
+                quiet_since = clock()
+            if not woken:
+                # Quiet: check the run did not end with nothing left to send (a pruned
+                # terminal event), or the stream would wait forever.
+                run = await node.store.get_run(run.run_id)
+                if run.terminal and cursor >= run.last_seq:
+                    return
+        page = await reader.page(run.run_id, cursor)
+
+
+def add_stream_route(app: web.Application) -> None:
+    scopes: set[anyio.CancelScope] = set()
+    app[STREAMS] = scopes
+    app.router.add_get("/v1/runs/{run_id}/stream", stream_run, allow_head=False)
+
+    async def end_streams(app: web.Application) -> None:
+        for scope in tuple(scopes):
+            scope.cancel()
+
+    app.on_shutdown.append(end_streams)
