@@ -6,7 +6,7 @@ backstop well past the send timeout, for a peer that vanished while the stream w
 a stalled client is the send timeout's to find, and to count), and
 writes frames that were encoded once for every client (aiohttp-sse's ``send()``
 re-encodes each frame per client, which costs most of the throughput of a fan-out; see
-``docs/benchmarks.md``). The heartbeats (``: ping`` comments every ``heartbeat_interval``
+``docs/benchmarks.md``). The heartbeats (``: hb`` comments every ``heartbeat_interval``
 of silence) are written by the stream itself, not by aiohttp-sse's ping task, so that one
 task writes to a connection and every write is bounded and counted. Each connection holds
 at most ``stream_buffer`` bytes unsent (plus the frame being written): past it a write
@@ -46,14 +46,23 @@ if TYPE_CHECKING:
     from runtime.store import Event, Store
     from transport._metrics import GatewayMetrics
 
-__all__ = ["HEARTBEAT", "EncodedEvent", "LogReader", "SseStream", "StreamGone", "encode_event"]
+__all__ = [
+    "HEARTBEAT",
+    "EncodedEvent",
+    "LogReader",
+    "SseStream",
+    "StreamGone",
+    "encode_event",
+    "sse_frame",
+]
 
 _logger = structlog.get_logger("transport.sse")
 
 _SEP: Final = "\n"
 #: aiohttp-sse's own ping task never writes: the stream sends its heartbeats itself.
 _NO_PING: Final = 10.0**9
-HEARTBEAT: Final = b": ping\n\n"
+HEARTBEAT: Final = b": hb\n\n"
+"""A heartbeat: a comment line, which every SSE client ignores."""
 #: The kernel drops a connection whose sent data stays unacknowledged this long:
 #: ``max(factor * send_timeout, minimum)`` seconds.
 _BACKSTOP_FACTOR: Final = 4.0
@@ -104,10 +113,17 @@ class EncodedEvent:
         return self.type in TERMINAL_EVENTS
 
 
+def sse_frame(event_id: str, event: str, data: bytes) -> bytes:
+    """One SSE block: ``id:``, ``event:`` and one ``data:`` line (``data`` must hold no
+    line break: JSON from orjson never does), for any route's stream."""
+    if any(c in event_id or c in event for c in "\r\n\x00"):
+        raise ValueError("an SSE id or event name holds a line break")
+    return b"id: %s\nevent: %s\ndata: %s\n\n" % (event_id.encode(), event.encode(), data)
+
+
 def encode_event(event: Event) -> EncodedEvent:
     """``id: <seq>`` / ``event: <type>`` / ``data: <event JSON>`` and a blank line."""
-    data = dumps(event_json(event))  # one line: orjson escapes newlines in strings
-    frame = b"id: %d\nevent: %s\ndata: %s\n\n" % (event.seq, event.type.encode(), data)
+    frame = sse_frame(str(event.seq), event.type, dumps(event_json(event)))
     return EncodedEvent(event.seq, event.type, event.created_at.timestamp(), frame)
 
 
@@ -269,6 +285,10 @@ class SseStream:
         if event is not None:
             self.events_sent += 1
             self._metrics.sse_event(time.time() - event.created_at)
+
+    async def heartbeat(self) -> None:
+        """Write a heartbeat comment (``: hb``); raises as :meth:`send`."""
+        await self.send(HEARTBEAT)
 
     async def _drain(self) -> None:
         assert self._writer is not None

@@ -27,7 +27,7 @@ from runtime.store import StoreError
 from transport._auth import authorize, check_owner
 from transport._errors import ApiError, stale_cursor
 from transport._observe import TRACEPARENT, bind, trace_of
-from transport._sse import HEARTBEAT, SseStream, StreamGone
+from transport._sse import SseStream, StreamGone
 from transport._state import CONFIG, METRICS, NODE, READER, RNG
 from transport._validation import parse_cursor, parse_run_id
 
@@ -154,7 +154,7 @@ async def _pump(
             with anyio.move_on_after(min(config.poll_interval, max(0.0, beat_at - clock()))):
                 woken = await watch.wait()
             if clock() >= beat_at:
-                await stream.send(HEARTBEAT)
+                await stream.heartbeat()
                 quiet_since = clock()
             if not woken:
                 # Quiet: check the run did not end with nothing left to send (a pruned

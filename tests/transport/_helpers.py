@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import subprocess
+import sys
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -10,6 +13,9 @@ import orjson
 from tests.runtime._helpers import query
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from pathlib import Path
+
     import aiohttp
 
     from tests.transport.conftest import Gateway
@@ -102,3 +108,23 @@ async def error_of(response: aiohttp.ClientResponse) -> tuple[int, str]:
     """The status and the error code of a refusal."""
     body = await response.json()
     return response.status, body["error"]["code"]
+
+
+@contextlib.contextmanager
+def node_process(env: dict[str, str], log_dir: Path) -> Iterator[tuple[str, Path]]:
+    """A ``warden node`` process with ``env``; its gateway's base URL and its log file
+    (stderr), which it holds until it has stopped (SIGTERM)."""
+    log_path = log_dir / "node.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "runtime", "node"], env=env, stdout=subprocess.PIPE, stderr=log
+        )
+        assert process.stdout is not None
+        try:
+            ready = process.stdout.readline().decode()
+            assert " ready: gateway http://" in ready, log_path.read_text()
+            yield ready.split(" ready: gateway ", 1)[1].split(",", 1)[0], log_path
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
+            process.stdout.close()

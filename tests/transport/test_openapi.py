@@ -9,14 +9,12 @@ changes no row.
 from __future__ import annotations
 
 import datetime as dt
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import hypothesis
+import orjson
 import psycopg
 import pytest
 import schemathesis
@@ -31,6 +29,8 @@ from schemathesis.specs.openapi.checks import (
 
 from runtime.config import NodeConfig
 from runtime.node import Node
+from tests.runtime._helpers import cli_env
+from tests.transport._helpers import node_process
 from tests.transport.conftest import KEY_ID, OLD_KEY_ID, OLD_SECRET, SECRET, TEST_KEYRING
 from transport import create_app, mint_token
 
@@ -78,34 +78,20 @@ def test_the_document_and_the_app_serve_the_same_routes() -> None:
 @pytest.fixture
 def live_node(dsn: str, tmp_path: Path) -> Iterator[str]:
     """A ``warden node`` process on the test's database; its gateway's base URL."""
-    env = {
-        **os.environ,
-        "WARDEN_DSN": dsn,
-        "WARDEN_PORT": "0",
-        "WARDEN_NODE_NAME": "schemathesis",
-        "WARDEN_LOG_LEVEL": "warning",
-        "WARDEN_LOG_FORMAT": "json",
-        "WARDEN_GATEWAY__KEYS": (f'{{"{KEY_ID}": "{SECRET}", "{OLD_KEY_ID}": "{OLD_SECRET}"}}'),
-        "WARDEN_GATEWAY__SIGNING_KEY": KEY_ID,
-    }
-    log = (tmp_path / "node.log").open("wb")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "runtime", "node"], env=env, stdout=subprocess.PIPE, stderr=log
+    env = cli_env(
+        WARDEN_DSN=dsn,
+        WARDEN_PORT="0",
+        WARDEN_NODE_NAME="schemathesis",
+        WARDEN_LOG_LEVEL="warning",
+        WARDEN_LOG_FORMAT="json",
+        WARDEN_GATEWAY__KEYS=orjson.dumps({KEY_ID: SECRET, OLD_KEY_ID: OLD_SECRET}).decode(),
+        WARDEN_GATEWAY__SIGNING_KEY=KEY_ID,
     )
-    try:
-        assert process.stdout is not None
-        ready = process.stdout.readline().decode()
-        assert " ready: gateway http://" in ready, (tmp_path / "node.log").read_text()
-        yield ready.split(" ready: gateway ", 1)[1].split(",", 1)[0]
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
-        assert process.stdout is not None
-        process.stdout.close()
-        log.close()
-        # The node's log must not hold a 500 or a traceback either.
-        text = (tmp_path / "node.log").read_text()
-        assert "request_failed" not in text, text[-4000:]
+    with node_process(env, tmp_path) as (url, log):
+        yield url
+    # The node's log must not hold a 500 or a traceback either.
+    text = log.read_text()
+    assert "request_failed" not in text, text[-4000:]
 
 
 def row_counts(dsn: str) -> dict[str, int]:

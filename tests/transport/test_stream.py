@@ -197,7 +197,7 @@ async def test_an_idle_stream_sends_heartbeats(
             assert response.status == 200
             seen = b""
             with anyio.fail_after(20):
-                while b"\n: ping\n" not in b"\n" + seen:
+                while b"\n: hb\n" not in b"\n" + seen:
                     seen += await response.content.readany()
             await frame(gateway, http, run_id, "only")
             rest = await response.text()

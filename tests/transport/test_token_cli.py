@@ -4,8 +4,6 @@
 from __future__ import annotations
 
 import stat
-import subprocess
-import sys
 from typing import TYPE_CHECKING
 
 import jwt
@@ -15,6 +13,7 @@ import requests
 
 from runtime.config import GatewayConfig
 from tests.runtime._helpers import cli_env, run_cli
+from tests.transport._helpers import node_process
 from tests.transport.conftest import KEY_ID, SECRET
 from transport import load_keyring
 
@@ -101,15 +100,7 @@ def test_node_then_token_then_http_on_one_machine(dsn: str, tmp_path: Path) -> N
         WARDEN_LOG_FORMAT="json",
         WARDEN_GATEWAY__KEY_FILE=str(tmp_path / "gateway-key.json"),
     )
-    log = (tmp_path / "node.log").open("wb")
-    node = subprocess.Popen(
-        [sys.executable, "-m", "runtime", "node"], env=env, stdout=subprocess.PIPE, stderr=log
-    )
-    try:
-        assert node.stdout is not None
-        ready = node.stdout.readline().decode()
-        assert " ready: gateway http://" in ready, (tmp_path / "node.log").read_text()
-        url = ready.split(" ready: gateway ", 1)[1].split(",", 1)[0]
+    with node_process(env, tmp_path) as (url, log):
         token = run_cli("token", "--sub", "alice", env=env).stdout.strip()
         response = requests.post(
             f"{url}/v1/runs",
@@ -119,12 +110,6 @@ def test_node_then_token_then_http_on_one_machine(dsn: str, tmp_path: Path) -> N
         )
         assert response.status_code == 201, response.text
         assert response.json()["run"]["owner"] == "alice"
-    finally:
-        node.terminate()
-        node.wait(timeout=30)
-        assert node.stdout is not None
-        node.stdout.close()
-        log.close()
-    text = (tmp_path / "node.log").read_text()
+    text = log.read_text()
     assert "gateway_local_key_used" in text
     assert token not in text
