@@ -16,6 +16,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING, Annotated, Any, Final, Literal
 
 import anyio
@@ -36,13 +37,14 @@ from runtime.store.lifecycle import parse_cursor
 from transport._auth import authorize
 from transport._errors import ApiError
 from transport._observe import TRACEPARENT, bind, event_traceparent, trace_of
-from transport._sse import EncodedEvent, SseStream, StreamGone
+from transport._sse import EncodedEvent, SseStream, StreamGone, sse_frame
 from transport._state import CONFIG, METRICS, NODE, RNG
 from transport._stream import LAST_EVENT_ID, STREAMS
 from transport._validation import Query, parse_query, parse_run_id
 from transport._wire import dumps, lease_json, run_json
 
 if TYPE_CHECKING:
+    from runtime.config import GatewayConfig
     from runtime.store import Attempt, DeadLetter, LifecycleEntry, LifecyclePage, Store, Watch
 
 __all__ = ["add_admin_routes"]
@@ -139,13 +141,8 @@ def lifecycle_json(entry: LifecycleEntry) -> dict[str, Any]:
 
 def _encoded(entry: LifecycleEntry) -> EncodedEvent:
     """The entry's SSE frame: ``id:`` its feed cursor, ``event:`` its type."""
-    frame = b"id: %s\nevent: %s\ndata: %s\n\n" % (
-        entry.cursor.encode(),
-        entry.type.encode(),
-        dumps(lifecycle_json(entry)),
-    )
-    seq = entry.seq or 0
-    return EncodedEvent(seq, entry.type, entry.created_at.timestamp(), frame)
+    frame = sse_frame(entry.cursor, entry.type, dumps(lifecycle_json(entry)))
+    return EncodedEvent(entry.seq or 0, entry.type, entry.created_at.timestamp(), frame)
 
 
 async def list_runs(request: web.Request) -> web.Response:
@@ -263,7 +260,7 @@ async def lifecycle_stream(request: web.Request) -> web.StreamResponse:
         app[STREAMS].add(scope)
         try:
             with scope:
-                await _pump(stream, store, watch, page, config.page_size, config.poll_interval)
+                await _pump(stream, store, watch, page, config)
         except StreamGone as gone:
             _logger.info("lifecycle_stream_disconnected", reason=gone.reason)
         except (StoreError, NodeError) as error:
@@ -277,28 +274,32 @@ async def lifecycle_stream(request: web.Request) -> web.StreamResponse:
 
 
 async def _pump(
-    stream: SseStream,
-    store: Store,
-    watch: Watch,
-    page: LifecyclePage,
-    page_size: int,
-    poll_interval: float,
+    stream: SseStream, store: Store, watch: Watch, page: LifecyclePage, config: GatewayConfig
 ) -> None:
-    """Write lifecycle entries from ``page`` on, for as long as the client stays."""
+    """Write lifecycle entries from ``page`` on, for as long as the client stays; a
+    heartbeat after each ``heartbeat_interval`` of silence."""
+    clock = asyncio.get_running_loop().time
     if not page.entries:
         await stream.send(b"\n")  # the retry: line at once, on its own
+    quiet_since = clock()
     while True:
         for entry in page.entries:
             encoded = _encoded(entry)
             await stream.send(encoded.frame, event=encoded)
-        if len(page.entries) < page_size:
+            quiet_since = clock()
+        if len(page.entries) < config.page_size:
             if not stream.connected:
                 raise StreamGone("client_gone")
+            beat_at = quiet_since + config.heartbeat_interval
             # Held back behind a transaction still running elsewhere: nothing will
             # notify its end, so read again soon; else wait for a wake-up or the poll.
-            with anyio.move_on_after(_HELD_BACK_POLL if page.held_back else poll_interval):
+            wait = _HELD_BACK_POLL if page.held_back else config.poll_interval
+            with anyio.move_on_after(min(wait, max(0.0, beat_at - clock()))):
                 await watch.wait()
-        page = await store.read_lifecycle(page.cursor, limit=page_size)
+            if clock() >= beat_at:
+                await stream.heartbeat()
+                quiet_since = clock()
+        page = await store.read_lifecycle(page.cursor, limit=config.page_size)
 
 
 def add_admin_routes(app: web.Application) -> None:

@@ -12,10 +12,12 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.transport._helpers import error_of, frame, row_counts, start
+from tests.transport.conftest import gateway_settings, serving
 
 if TYPE_CHECKING:
     import aiohttp
 
+    from runtime.config import NodeConfig
     from tests.transport.conftest import Gateway
 
 pytestmark = pytest.mark.anyio
@@ -284,3 +286,19 @@ async def test_the_store_histograms_are_exported(
         samples = {(s.name, s.labels.get("le")): s.value for s in families[name].samples}
         assert samples[(f"{name}_count", None)] >= 2
         assert samples[(f"{name}_bucket", "+Inf")] == samples[(f"{name}_count", None)]
+
+
+async def test_an_idle_lifecycle_stream_sends_heartbeats(
+    node_config: NodeConfig, http: aiohttp.ClientSession
+) -> None:
+    config = node_config.model_copy(
+        update={"gateway": gateway_settings(heartbeat_interval=0.2, poll_interval=5.0)}
+    )
+    async with serving(config) as gateway:
+        with anyio.fail_after(30):
+            async with http.get(f"{gateway.url}/v1/admin/events", headers=admin(gateway)) as r:
+                assert r.status == 200
+                lines = []
+                while ": hb" not in lines:
+                    lines.append((await r.content.readline()).decode().rstrip("\n"))
+        assert lines[0].startswith("retry: ")
