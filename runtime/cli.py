@@ -220,7 +220,12 @@ def _token_arguments(parser: argparse.ArgumentParser) -> None:
         choices=("runs:read", "runs:write", "admin"),
         help="a scope to grant (repeatable; default runs:write, which implies runs:read)",
     )
-    add("--ttl", type=_duration, default=dt.timedelta(hours=1), help="lifetime (default 1h)")
+    add(
+        "--ttl",
+        type=_duration,
+        default=dt.timedelta(hours=1),
+        help="lifetime: 90s, 15m, 1h, 7d (default 1h)",
+    )
     add("--run-id", type=uuid.UUID, metavar="RUN_ID", help="bind the token to one run")
     add("--session-id", metavar="SESSION_ID", help="bind the token to one session")
 

@@ -283,9 +283,9 @@ async def _pump(
         await stream.send(b"\n")  # the retry: line at once, on its own
     quiet_since = clock()
     while True:
-        for entry in page.entries:
-            encoded = _encoded(entry)
-            await stream.send(encoded.frame, event=encoded)
+        if page.entries:
+            encoded = [_encoded(entry) for entry in page.entries]
+            await stream.send(b"".join(e.frame for e in encoded), events=encoded)
             quiet_since = clock()
         if len(page.entries) < config.page_size:
             if not stream.connected:

@@ -116,9 +116,11 @@ class GatewayMetrics:
             self.peak_buffered = peak
             self.sse_peak.set(peak)
 
-    def sse_event(self, lag: float) -> None:
-        self.sse_events.inc()
-        self.sse_lag.observe(max(lag, 0.0))
+    def sse_events_sent(self, now: float, committed: list[float]) -> None:
+        """Events written at ``now`` (epoch seconds), committed at ``committed``."""
+        self.sse_events.inc(len(committed))
+        for at in committed:
+            self.sse_lag.observe(max(now - at, 0.0))
 
     def sse_disconnected(self, reason: str) -> None:
         self.sse_disconnects.labels(reason).inc()

@@ -8,8 +8,10 @@ writes frames that were encoded once for every client (aiohttp-sse's ``send()``
 re-encodes each frame per client, which costs most of the throughput of a fan-out; see
 ``docs/benchmarks.md``). The heartbeats (``: hb`` comments every ``heartbeat_interval``
 of silence) are written by the stream itself, not by aiohttp-sse's ping task, so that one
-task writes to a connection and every write is bounded and counted. Each connection holds
-at most ``stream_buffer`` bytes unsent (plus the frame being written): past it a write
+task writes to a connection and every write is bounded and counted. A stream writes (in
+batches of at most ``stream_buffer`` bytes, or one frame if larger) while its connection
+holds less than ``stream_buffer`` bytes unsent, so it never holds more than twice that
+(or the bound plus one frame): past the bound a write
 waits for the client to read, at most ``send_timeout`` seconds, after which the client
 is disconnected, counted, and resumes by cursor. The first frame carries ``retry:`` with
 jitter so that reconnecting browsers do not stampede.
@@ -29,18 +31,18 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
 import structlog
+from aiohttp.http import StreamWriter
 from aiohttp_sse import EventSourceResponse
 
-from runtime.store import TERMINAL_EVENTS
+from runtime.store import TERMINAL_EVENTS, Run
 from transport._wire import dumps, event_json
 
 if TYPE_CHECKING:
     import random
     import uuid
-    from collections.abc import Callable
+    from collections.abc import Awaitable, Callable, Sequence
 
     from aiohttp import web
-    from aiohttp.abc import AbstractStreamWriter
 
     from runtime.config import GatewayConfig
     from runtime.store import Event, Store
@@ -127,6 +129,10 @@ def encode_event(event: Event) -> EncodedEvent:
     return EncodedEvent(event.seq, event.type, event.created_at.timestamp(), frame)
 
 
+_CANCELLED: Final = object()
+"""A shared read's outcome when its reader was cancelled."""
+
+
 class _Failed:
     __slots__ = ("error",)
 
@@ -135,16 +141,16 @@ class _Failed:
 
 
 class LogReader:
-    """Pages of runs' logs, shared by the streams asking for the same page at once.
+    """Reads of runs' logs and rows, shared by the streams asking the same at once.
 
-    The in-flight table holds one entry per page being read, so its size is bounded by
+    The in-flight table holds one entry per read in progress, so its size is bounded by
     the number of streams.
     """
 
     def __init__(self, store: Callable[[], Store], page_size: int) -> None:
         self._store = store
         self._page_size = page_size
-        self._inflight: dict[tuple[uuid.UUID, int], asyncio.Future[object]] = {}
+        self._inflight: dict[tuple[object, ...], asyncio.Future[object]] = {}
         self.queries = 0
         self.shared = 0
 
@@ -158,33 +164,49 @@ class LogReader:
         Raises:
             RunNotFound, StoreError: as ``Store.read_events``.
         """
-        key = (run_id, after)
+
+        async def read() -> tuple[EncodedEvent, ...]:
+            events = await self._store().read_events(run_id, after=after, limit=self._page_size)
+            return tuple(encode_event(event) for event in events)
+
+        page = await self._shared(("page", run_id, after), read)
+        assert isinstance(page, tuple)
+        return page
+
+    async def run(self, run_id: uuid.UUID) -> Run:
+        """The run's row (``Store.get_run``)."""
+        run = await self._shared(("run", run_id), lambda: self._store().get_run(run_id))
+        assert isinstance(run, Run)
+        return run
+
+    async def _shared(
+        self, key: tuple[object, ...], fetch: Callable[[], Awaitable[object]]
+    ) -> object:
         while (pending := self._inflight.get(key)) is not None:
-            # Another stream reads this page now: wait for its result without ever
+            # Another stream reads the same now: wait for its result without ever
             # cancelling it (our own cancellation must not end the other's read).
             await asyncio.wait([pending])
             outcome = pending.result()
-            if isinstance(outcome, tuple):
-                self.shared += 1
-                return outcome
             if isinstance(outcome, _Failed):
                 raise outcome.error
+            if outcome is not _CANCELLED:
+                self.shared += 1
+                return outcome
             # The reader was cancelled: read it ourselves (loop).
         future: asyncio.Future[object] = asyncio.get_running_loop().create_future()
         self._inflight[key] = future
         try:
             self.queries += 1
-            events = await self._store().read_events(run_id, after=after, limit=self._page_size)
-            page = tuple(encode_event(event) for event in events)
+            result = await fetch()
         except Exception as error:
             future.set_result(_Failed(error))
             raise
         except BaseException:
-            future.set_result(None)  # cancelled: the waiters read for themselves
+            future.set_result(_CANCELLED)  # the waiters read for themselves
             raise
         else:
-            future.set_result(page)
-            return page
+            future.set_result(result)
+            return result
         finally:
             del self._inflight[key]
 
@@ -215,7 +237,7 @@ class SseStream:
             send_timeout=config.send_timeout,
             ping_interval=_NO_PING,
         )
-        self._writer: AbstractStreamWriter | None = None
+        self._writer: StreamWriter | None = None
         self._first = True
         self._open = False
         self.bytes_sent = 0
@@ -241,13 +263,18 @@ class SseStream:
         # The transport pauses (and a write waits) past the bound: the connection's own
         # buffer is the per-connection bound, nothing else queues for it.
         transport.set_write_buffer_limits(high=self._config.stream_buffer)
-        self._writer = await self.response.prepare(self._request)
+        writer = await self.response.prepare(self._request)
+        assert isinstance(writer, StreamWriter)  # aiohttp's HTTP/1 payload writer
+        self._writer = writer
         self._open = True
         self._metrics.sse_opened()
         _backstop(transport, max(_BACKSTOP_FACTOR * self._config.send_timeout, _BACKSTOP_MIN))
 
-    async def send(self, block: bytes, *, event: EncodedEvent | None = None) -> None:
-        """Write one block (an event's frame, or a comment); the first carries ``retry:``.
+    async def send(self, block: bytes, *, events: Sequence[EncodedEvent] = ()) -> None:
+        """Write one block (events' frames, or a comment); the first carries ``retry:``.
+
+        The write itself never waits; past ``stream_buffer`` unsent bytes the stream
+        waits for the client to read, at most ``send_timeout`` seconds.
 
         Raises:
             StreamGone: the client went away, or did not read for ``send_timeout``
@@ -257,15 +284,18 @@ class SseStream:
             block = b"retry: %d\n%s" % (self._retry, block)
             self._first = False
         transport = self._request.transport
-        if transport is None or transport.is_closing():
+        writer = self._writer
+        if transport is None or transport.is_closing() or writer is None:
             raise StreamGone("client_gone")
         try:
-            async with asyncio.timeout(self._config.send_timeout):
-                await self.response.write(block)
-                buffered = transport.get_write_buffer_size()
-                self.peak_buffered = max(self.peak_buffered, buffered)
-                if buffered > self._config.stream_buffer:
-                    await self._drain()
+            # aiohttp's own drain would wait without a bound: ours follows.
+            await writer.write(block, drain=False)
+            buffered = transport.get_write_buffer_size()
+            if buffered > self.peak_buffered:
+                self.peak_buffered = buffered
+            if buffered > self._config.stream_buffer:
+                async with asyncio.timeout(self._config.send_timeout):
+                    await writer.drain()
         except TimeoutError:
             transport.abort()
             self._metrics.sse_disconnected("send_timeout")
@@ -273,8 +303,8 @@ class SseStream:
             raise StreamGone("send_timeout") from None
         except (ConnectionError, RuntimeError) as error:
             # RuntimeError: aiohttp refuses a write after the connection closed. A
-            # connection the kernel timed out (TCP_USER_TIMEOUT = send_timeout, set by
-            # EventSourceResponse) stalled as surely as one our own timeout aborts.
+            # connection the kernel timed out (ETIMEDOUT) stalled as surely as one our
+            # own timeout aborts.
             reason = "send_timeout" if _timed_out(error) else "client_gone"
             self._metrics.sse_disconnected(reason)
             if reason == "send_timeout":
@@ -282,17 +312,13 @@ class SseStream:
             raise StreamGone(reason) from None
         self.bytes_sent += len(block)
         self._metrics.sse_sent(len(block), self.peak_buffered)
-        if event is not None:
-            self.events_sent += 1
-            self._metrics.sse_event(time.time() - event.created_at)
+        if events:
+            self.events_sent += len(events)
+            self._metrics.sse_events_sent(time.time(), [e.created_at for e in events])
 
     async def heartbeat(self) -> None:
         """Write a heartbeat comment (``: hb``); raises as :meth:`send`."""
         await self.send(HEARTBEAT)
-
-    async def _drain(self) -> None:
-        assert self._writer is not None
-        await self._writer.drain()
 
     async def close(self) -> None:
         """End the response (after the terminal event, or when the gateway stops)."""

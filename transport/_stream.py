@@ -16,6 +16,7 @@ the cursor is at or past its last seq (a browser ``EventSource`` stops reconnect
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import TYPE_CHECKING, Final
 
 import anyio
@@ -33,7 +34,6 @@ from transport._validation import parse_cursor, parse_run_id
 
 if TYPE_CHECKING:
     from runtime.config import GatewayConfig
-    from runtime.node import Node
     from runtime.store import Run, Watch
     from transport._sse import EncodedEvent, LogReader
 
@@ -104,7 +104,7 @@ async def stream_run(request: web.Request) -> web.StreamResponse:
         app[STREAMS].add(scope)
         try:
             with scope:
-                await _pump(stream, reader, watch, run, page, cursor, config, node)
+                await _pump(stream, reader, watch, run, page, cursor, config)
         except StreamGone as gone:
             _logger.info("stream_disconnected", reason=gone.reason)
         except (StoreError, NodeError) as error:
@@ -130,36 +130,45 @@ async def _pump(
     page: tuple[EncodedEvent, ...],
     cursor: int,
     config: GatewayConfig,
-    node: Node,
 ) -> None:
     """Write the run's events from ``page`` on, until its terminal event; a heartbeat
     after each ``heartbeat_interval`` of silence."""
+    budget = config.stream_buffer
     clock = asyncio.get_running_loop().time
     if not page:
         await stream.send(b"\n")  # the retry: line at once, on its own
     quiet_since = clock()
     while True:
-        for event in page:
-            await stream.send(event.frame, event=event)
+        # Frames go out in batches of up to stream_buffer bytes (one write each).
+        start = 0
+        while start < len(page):
+            end, size = start, 0
+            while end < len(page) and (end == start or size + len(page[end].frame) <= budget):
+                size += len(page[end].frame)
+                end += 1
+            batch = page[start:end]
+            await stream.send(b"".join(e.frame for e in batch), events=batch)
             quiet_since = clock()
-            cursor = event.seq
-            if event.terminal:
+            cursor = batch[-1].seq
+            if batch[-1].terminal:
                 _logger.info("stream_finished", last_seq=cursor)
                 return
+            start = end
         if len(page) < reader.page_size:
             if not stream.connected:
                 raise StreamGone("client_gone")
             beat_at = quiet_since + config.heartbeat_interval
             woken = False
-            with anyio.move_on_after(min(config.poll_interval, max(0.0, beat_at - clock()))):
-                woken = await watch.wait()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(min(config.poll_interval, max(0.0, beat_at - clock()))):
+                    woken = await watch.wait()
             if clock() >= beat_at:
                 await stream.heartbeat()
                 quiet_since = clock()
             if not woken:
                 # Quiet: check the run did not end with nothing left to send (a pruned
                 # terminal event), or the stream would wait forever.
-                run = await node.store.get_run(run.run_id)
+                run = await reader.run(run.run_id)
                 if run.terminal and cursor >= run.last_seq:
                     return
         page = await reader.page(run.run_id, cursor)

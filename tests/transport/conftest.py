@@ -64,7 +64,7 @@ def node_config(dsn: str) -> NodeConfig:
         node_name="gw-test",
         port=0,
         janitor_interval=0.5,
-        drain_timeout=2.0,
+        drain_timeout=0.2,  # runs still waiting for frames are handed over at once
         gateway=gateway_settings(),
     )
 

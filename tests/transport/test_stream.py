@@ -11,6 +11,7 @@ import anyio
 import orjson
 import pytest
 
+from tests.runtime._helpers import query
 from tests.runtime.node._helpers import log_of
 from tests.transport._helpers import error_of, events_of, frame, parse_sse, start
 from tests.transport.conftest import gateway_settings, serving
@@ -268,3 +269,36 @@ async def test_the_gateways_shutdown_ends_open_streams_cleanly(
         assert await response.read() == b""
     response.release()
     assert gateway.metrics.registry.get_sample_value("warden_sse_connections") == 0
+
+
+async def test_an_event_whose_notify_was_lost_still_arrives_by_the_fallback_poll(
+    node_config: NodeConfig, http: aiohttp.ClientSession
+) -> None:
+    """Events committed without any NOTIFY (written here by plain SQL, as if the
+    notification was lost) reach the stream by its poll; it still ends after the
+    terminal event."""
+    config = node_config.with_changes(gateway=gateway_settings(poll_interval=0.2))
+    async with serving(config) as gateway:
+        store = gateway.node.store
+        run, _ = await store.create_run(owner="alice", session_id="s-1", run_type="echo")
+        # Executed elsewhere: a live lease keeps this node's janitor away from it.
+        lease = await store.acquire_lease(run.run_id, owner_node="elsewhere:1", ttl=600)
+        async with http.get(
+            f"{gateway.url}/v1/runs/{run.run_id}/stream",
+            headers=gateway.auth("alice", "runs:read"),
+        ) as response:
+            assert response.status == 200
+            assert (await response.content.readuntil(b"\n\n")).startswith(b"retry: ")
+            for seq, kind in ((1, "note"), (2, "run.succeeded")):
+                await query(
+                    gateway.node.dsn,
+                    "WITH event AS (INSERT INTO run_events (run_id, seq, type, payload, epoch,"
+                    " terminal, prev_hash, hash) VALUES (%s, %s, %s, '{}', %s, %s, '\\x00',"
+                    " '\\x01')) UPDATE runs SET last_seq = %s WHERE run_id = %s",
+                    (run.run_id, seq, kind, lease.epoch, kind == "run.succeeded", seq, run.run_id),
+                )
+                with anyio.fail_after(20):
+                    block = await response.content.readuntil(b"\n\n")
+                assert block.startswith(b"id: %d\nevent: %s\n" % (seq, kind.encode()))
+            with anyio.fail_after(20):
+                assert await response.content.read() == b""  # ended after the terminal event
