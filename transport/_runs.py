@@ -164,7 +164,7 @@ async def list_events(request: web.Request) -> web.Response:
     bind(run_id=run_id)
     query = parse_query(request, EventsPage)
     run = await _owned_run(request, run_id, principal)
-    floor = getattr(run, "retention_floor", 0)
+    floor = run.retention_floor
     if query.after < floor:
         raise stale_cursor(query.after, floor)
     events = await request.app[NODE].store.read_events(run_id, after=query.after, limit=query.limit)
