@@ -270,7 +270,11 @@ async def _verify(args: argparse.Namespace, config: NodeConfig) -> int:
     async with resolve_dsn(config) as dsn, Store(dsn, config.store) as store:
         report = await store.verify_chain(args.run_id)
     if report.ok:
-        print(f"run {report.run_id}: chain ok ({report.events} events, last seq {report.last_seq})")
+        pruned = f", pruned up to seq {report.floor}" if report.floor else ""
+        print(
+            f"run {report.run_id}: chain ok ({report.events} events, last seq"
+            f" {report.last_seq}{pruned})"
+        )
         return EXIT_OK
     print(
         f"run {report.run_id}: chain broken at seq {report.first_bad_seq}: {report.reason}",

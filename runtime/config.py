@@ -16,6 +16,7 @@ With no ``WARDEN_DSN`` (or an empty one) the node starts an embedded PostgreSQL 
 from __future__ import annotations
 
 import json
+import math
 import socket
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self
@@ -23,7 +24,7 @@ from typing import Annotated, Any, Literal, Self
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from runtime.store import StoreConfig
+from runtime.store import MAX_TTL, StoreConfig
 
 __all__ = ["GatewayConfig", "LogFormat", "NodeConfig", "default_node_name"]
 
@@ -147,6 +148,12 @@ class NodeConfig(BaseSettings):
             capacities of each run actor's mailbox.
         log_format: ``auto`` (console on a terminal, else JSON), ``json`` or ``console``.
         log_level: the lowest level ``warden node`` logs.
+        retention_window: seconds after a run finished that its events are kept; then the
+            janitor prunes them (the run row, its terminal event and the chain's anchor
+            stay). ``WARDEN_RETENTION_WINDOW``; default 7 days.
+        retention_windows: per run type, a window that replaces ``retention_window``
+            (``WARDEN_RETENTION_WINDOWS='{"chat": 86400}'``).
+        retention_batch_size: most events one janitor sweep prunes (one transaction).
         gateway: the HTTP gateway's settings (:class:`GatewayConfig`), from
             ``WARDEN_GATEWAY__<FIELD>`` variables.
     """
@@ -179,6 +186,10 @@ class NodeConfig(BaseSettings):
     run_telemetry_capacity: int = Field(default=64, ge=1, le=100_000)
     log_format: LogFormat = "auto"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    # -- retention (DESIGN §10) --
+    retention_window: float = Field(default=7 * 86400.0, ge=0, le=MAX_TTL, allow_inf_nan=False)
+    retention_windows: dict[str, float] = Field(default_factory=dict)
+    retention_batch_size: int = Field(default=1000, ge=1, le=100_000)
     gateway: GatewayConfig = Field(default_factory=GatewayConfig)
 
     @field_validator("handlers", mode="before")
@@ -199,6 +210,17 @@ class NodeConfig(BaseSettings):
             module, sep, attr = spec.rpartition("=")[2].partition(":")
             if not (sep and module.strip() and attr.strip()):
                 raise ValueError(f"handler {spec!r} is not of the form module:attr")
+        return value
+
+    @field_validator("retention_windows")
+    @classmethod
+    def _check_retention_windows(cls, value: dict[str, float]) -> dict[str, float]:
+        for run_type, seconds in value.items():
+            if not run_type or not math.isfinite(seconds) or not 0 <= seconds <= MAX_TTL:
+                raise ValueError(
+                    f"retention window of run type {run_type!r} must be from 0 to"
+                    f" {MAX_TTL:g} seconds, not {seconds!r}"
+                )
         return value
 
     @model_validator(mode="after")

@@ -56,8 +56,8 @@ from runtime.store import (
     RunConflict,
     RunNotFound,
     RunTerminal,
+    StaleCursor,
     StoreClosed,
-    StoreError,
     StoreOverloaded,
     TransactionConflict,
 )
@@ -149,9 +149,8 @@ def api_error_for(error: Exception) -> ApiError | None:
             return _unavailable(error)
         case DatabaseError() | NodeClosed():
             return _unavailable(error)
-        case StoreError() if type(error).__name__ == "StaleCursor":
-            # The retention floor's refusal (gw-store's StaleCursor: cursor, floor).
-            return stale_cursor(getattr(error, "cursor", None), getattr(error, "floor", None))
+        case StaleCursor():
+            return stale_cursor(error.cursor, error.floor)
         case WardenError():
             return None
     return None

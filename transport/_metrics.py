@@ -14,7 +14,12 @@ import dataclasses
 from typing import TYPE_CHECKING, Final
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
 
 from runtime.node.errors import NodeClosed
@@ -24,6 +29,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterator
 
     from runtime.node import Node
+    from runtime.store import HistogramSnapshot
     from supervisors import SupervisorSnapshot
 
 __all__ = ["CONTENT_TYPE", "GatewayMetrics"]
@@ -196,6 +202,16 @@ class _NodeCollector(Collector):
         for name, value in sorted(stats.pool.items()):
             pool.add_metric([name], value)
         yield pool
+        yield _histogram(
+            "warden_store_append_latency_seconds",
+            "Seconds from an append call to its outcome (committed or refused)",
+            stats.append_latency,
+        )
+        yield _histogram(
+            "warden_store_append_batch_size",
+            "Appends per group-commit batch",
+            stats.batch_size,
+        )
 
     def _listener(self) -> Iterator[Metric]:
         try:
@@ -278,6 +294,15 @@ class _Totals:
 
 def _gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:
     return GaugeMetricFamily(name, doc, value=value)
+
+
+def _histogram(name: str, doc: str, snapshot: HistogramSnapshot) -> HistogramMetricFamily:
+    """The store's fixed-bucket histogram as it is: cumulative counts per ``le``."""
+    buckets = [
+        ("+Inf" if bound == float("inf") else repr(float(bound)), count)
+        for bound, count in snapshot.buckets
+    ]
+    return HistogramMetricFamily(name, doc, buckets=buckets, sum_value=snapshot.sum)
 
 
 def _counter(name: str, doc: str, value: float) -> CounterMetricFamily:

@@ -14,7 +14,7 @@ from pydantic import Field
 
 from transport._auth import authorize, check_owner, spend_token
 from transport._errors import ApiError, stale_cursor
-from transport._observe import bind
+from transport._observe import bind, event_traceparent
 from transport._state import NODE
 from transport._validation import Body, Query, parse_body, parse_query, parse_run_id
 from transport._wire import dumps, event_json, run_json, snapshot_json
@@ -103,6 +103,7 @@ async def start_run(request: web.Request) -> web.Response:
         input=body.input,
         session_id=session_id,
         idempotency_key=key,
+        traceparent=event_traceparent(request),
     )
     bind(run_id=run.run_id, session_id=run.session_id)
     return _json({"run": run_json(run), "created": created}, 201 if created else 200)
@@ -118,7 +119,11 @@ async def append_frame(request: web.Request) -> web.Response:
         raise ApiError(409, "run_terminal", f"run {run_id} is already {run.status}")
     await spend_token(request, principal)
     appended = await request.app[NODE].append_frame(
-        run_id, frame_id=body.frame_id, kind=body.kind, payload=body.payload
+        run_id,
+        frame_id=body.frame_id,
+        kind=body.kind,
+        payload=body.payload,
+        traceparent=event_traceparent(request),
     )
     frame = appended.frame
     answer = {
@@ -137,7 +142,9 @@ async def cancel_run(request: web.Request) -> web.Response:
     body = await parse_body(request, Cancel, optional=True)
     await _owned_run(request, run_id, principal)
     await spend_token(request, principal)
-    outcome = await request.app[NODE].cancel(run_id, reason=body.reason)
+    outcome = await request.app[NODE].cancel(
+        run_id, reason=body.reason, traceparent=event_traceparent(request)
+    )
     answer = {"run": run_json(outcome.run), "requested": outcome.requested, "seq": outcome.seq}
     return _json(answer, 202)
 
@@ -157,7 +164,7 @@ async def list_events(request: web.Request) -> web.Response:
     bind(run_id=run_id)
     query = parse_query(request, EventsPage)
     run = await _owned_run(request, run_id, principal)
-    floor = getattr(run, "retention_floor", 0)
+    floor = run.retention_floor
     if query.after < floor:
         raise stale_cursor(query.after, floor)
     events = await request.app[NODE].store.read_events(run_id, after=query.after, limit=query.limit)

@@ -85,7 +85,7 @@ async def stream_run(request: web.Request) -> web.StreamResponse:
     run = await node.store.get_run(run_id)
     check_owner(principal, run)
     bind(session_id=run.session_id)
-    floor = getattr(run, "retention_floor", 0)
+    floor = run.retention_floor
     if cursor < floor:
         raise stale_cursor(cursor, floor)
     if run.terminal and cursor >= run.last_seq:

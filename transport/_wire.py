@@ -44,7 +44,7 @@ def event_json(event: Event) -> dict[str, Any]:
         "payload": event.payload,
         "created_at": event.created_at,
     }
-    traceparent = getattr(event, "traceparent", None)  # once the store records it
+    traceparent = event.traceparent
     if traceparent is not None:
         body["traceparent"] = traceparent
     return body
@@ -61,5 +61,5 @@ def snapshot_json(snapshot: RunSnapshot) -> dict[str, Any]:
         "run": run_json(snapshot.run),
         "lease": lease_json(snapshot.lease),
         "terminal": event_json(snapshot.terminal_event) if snapshot.terminal_event else None,
-        "retention_floor": getattr(snapshot.run, "retention_floor", 0),
+        "retention_floor": snapshot.run.retention_floor,
     }

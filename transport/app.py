@@ -17,6 +17,7 @@ import structlog
 from aiohttp import web
 
 from runtime.store import discover_migrations
+from transport._admin import add_admin_routes
 from transport._errors import error_middleware
 from transport._health import SHIPPED_MIGRATIONS, add_health_routes
 from transport._keyring import default_key_file, load_keyring
@@ -57,6 +58,7 @@ def create_app(node: Node, config: GatewayConfig) -> web.Application:
     app.cleanup_ctx.append(_resources(node, config, seed))
     add_run_routes(app)
     add_stream_route(app)
+    add_admin_routes(app)
     add_health_routes(app)
     return app
 

@@ -11,8 +11,9 @@ Every ``janitor_interval`` seconds (and on request) one scan:
    gives up on runs past the loss budget (``run.failed`` with reason
    ``executor_lost_budget``, or ``run.canceled``), releasing their lease;
 4. starts a run actor for each resumed run, which replays the log and goes on;
-5. runs the sweeps other parts registered (``Node.add_janitor_sweep``: the gateway's
-   retention and token-id clean-up), each bounded by the store's own deadlines.
+5. runs the sweeps registered with ``Node.add_janitor_sweep`` (the node's own retention
+   sweep first, then e.g. the gateway's token-id clean-up), each bounded by the store's
+   own deadlines.
 
 A scan that fails (the database is away) is logged and counted; the next interval
 tries again. Scans take turns through the actor's mailbox, one at a time, and a tick
@@ -69,6 +70,7 @@ class JanitorStatistics:
         given_up: runs ended after more than ``executor_lost_budget`` losses.
         skipped: claimed runs left alone (hosted here, or no free run slot).
         failed_sweeps: registered sweeps that failed (database errors).
+        pruned_events: events retention pruned (the node's retention sweep).
     """
 
     scans: int
@@ -78,6 +80,7 @@ class JanitorStatistics:
     given_up: int
     skipped: int
     failed_sweeps: int
+    pruned_events: int = 0
 
 
 class Janitor(HostedActor[Any]):
@@ -268,4 +271,5 @@ def janitor_statistics(counters: dict[str, int]) -> JanitorStatistics:
         given_up=counters.get("given_up", 0),
         skipped=counters.get("skipped", 0),
         failed_sweeps=counters.get("failed_sweeps", 0),
+        pruned_events=counters.get("pruned_events", 0),
     )

@@ -57,7 +57,15 @@ if TYPE_CHECKING:
     from actors import ActorRef, ExitReason
     from runtime.config import NodeConfig
     from runtime.run import LeaseKeeper
-    from runtime.store import CancelRequest, FrameAppend, Lease, Listener, Run, Store
+    from runtime.store import (
+        CancelRequest,
+        DeadLetter,
+        FrameAppend,
+        Lease,
+        Listener,
+        Run,
+        Store,
+    )
     from runtime.store._codec import JSON
     from supervisors import SupervisionEvent, SupervisorSnapshot
 
@@ -135,7 +143,7 @@ class Node:
         self._root_ref: ActorRef[Any] | None = None
         self._root_events: dict[str, int] = {}
         self._janitor_counters: dict[str, int] = {}
-        self._sweeps: list[Callable[[], Awaitable[object]]] = []
+        self._sweeps: list[Callable[[], Awaitable[object]]] = [self._prune_events]
         self._runs_started = 0
         self._address: tuple[str, int] | None = None
         self._idle: anyio.Event | None = None
@@ -526,8 +534,12 @@ class Node:
         input: JSON = None,  # the API's own word (DESIGN §10)
         session_id: str | None = None,
         idempotency_key: str | None = None,
+        traceparent: str | None = None,
     ) -> tuple[Run, bool]:
         """Create a run and start executing it on this node.
+
+        ``traceparent`` (the W3C trace context of the request) is kept on the run: its
+        lifecycle entries and the events it writes before consuming a frame carry it.
 
         Idempotent by ``(owner, idempotency_key)``: a repeat of the same request returns
         the same run and ``created=False`` (and starts it here if it is still pending).
@@ -560,6 +572,7 @@ class Node:
             run_type=run_type,
             input=input,
             idempotency_key=idempotency_key,
+            traceparent=traceparent,
         )
         if run.status != "pending" or self._admission.hosts(run.run_id):
             return run, created  # running somewhere (or here) already, or finished
@@ -576,34 +589,65 @@ class Node:
         return run, created
 
     async def append_frame(
-        self, run_id: uuid.UUID, *, frame_id: str, kind: str, payload: JSON = None
+        self,
+        run_id: uuid.UUID,
+        *,
+        frame_id: str,
+        kind: str,
+        payload: JSON = None,
+        traceparent: str | None = None,
     ) -> FrameAppend:
         """Store a frame (an input) for the run; a repeat of ``frame_id`` returns the
-        original. The run's actor, wherever it runs, is woken to consume it.
+        original. The run's actor, wherever it runs, is woken to consume it; the events
+        consuming it causes carry ``traceparent``.
 
         Raises:
             RunNotFound, RunTerminal, PayloadNotSerializable, PayloadTooLarge.
         """
         self._check_open()
-        return await self.store.append_frame(run_id, frame_id=frame_id, kind=kind, payload=payload)
+        return await self.store.append_frame(
+            run_id, frame_id=frame_id, kind=kind, payload=payload, traceparent=traceparent
+        )
 
-    async def cancel(self, run_id: uuid.UUID, *, reason: str | None = None) -> CancelRequest:
+    async def cancel(
+        self, run_id: uuid.UUID, *, reason: str | None = None, traceparent: str | None = None
+    ) -> CancelRequest:
         """Request the run's cancellation (idempotent; a finished run is unchanged).
 
         Appends ``run.cancel_requested``; the run's actor, wherever it runs, closes its
-        egress fence and ends the run with exactly one ``run.canceled``.
+        egress fence and ends the run with exactly one ``run.canceled``. Both events
+        carry ``traceparent``.
 
         Raises:
             RunNotFound.
         """
         self._check_open()
-        request = await self.store.request_cancel(run_id, reason=reason)
+        request = await self.store.request_cancel(run_id, reason=reason, traceparent=traceparent)
         actor = self._registry.whereis(("run", run_id))
         if request.requested and actor is not None:
             # Hosted here: tell the actor at once, on its control lane, rather than wait
             # for the wake-up. Never blocks: a full lane leaves it to the wake-up.
             actor.try_tell(CancelRun(reason), lane=Lane.CONTROL)
         return request
+
+    async def replay_dead_letter(
+        self, dead_letter_id: int, *, replayed_by: str, traceparent: str | None = None
+    ) -> tuple[DeadLetter, Run]:
+        """Replay a dead letter: a new run with the dead run's owner, run type, input and
+        session, linked from the dead letter (marked replayed), started on this node when
+        it has the run type and a free slot (else it waits ``pending`` for a janitor).
+
+        Raises:
+            DeadLetterNotFound: no such dead letter.
+            DeadLetterReplayed: replayed before; nothing created.
+        """
+        self._check_open()
+        letter, run = await self.store.replay_dead_letter(
+            dead_letter_id, replayed_by=replayed_by, traceparent=traceparent
+        )
+        if run.run_type in self.handlers and self._admission.reserve(run.run_id) is None:
+            await self._start_reserved(run.run_id, None)
+        return letter, run
 
     async def wait(self, run_id: uuid.UUID) -> Run:
         """Wait until the run has ended; return its final row.
@@ -635,6 +679,22 @@ class Node:
             last = await self.store.read_events(run_id, after=run.last_seq - 1, limit=1)
             terminal = last[0] if last else None
         return RunSnapshot(run, lease, terminal)
+
+    async def _prune_events(self) -> None:
+        """The retention sweep (DESIGN §10): prune the events of runs finished longer ago
+        than their window, one bounded batch per janitor scan."""
+        config = self.config
+        report = await self.store.prune_events(
+            default_window=config.retention_window,
+            windows=config.retention_windows,
+            batch_size=config.retention_batch_size,
+        )
+        if report.events:
+            counters = self._janitor_counters
+            counters["pruned_events"] = counters.get("pruned_events", 0) + report.events
+            _logger.info("events_pruned", runs=report.runs, events=report.events)
+        for run_id in report.skipped:
+            _logger.warning("retention_anchor_missing", run_id=str(run_id))
 
     def add_janitor_sweep(self, sweep: Callable[[], Awaitable[object]]) -> None:
         """Have the janitor call ``sweep()`` after each of its scans (maintenance such as

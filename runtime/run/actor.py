@@ -240,6 +240,7 @@ class RunActor(Actor[RunMessage]):
             self._fence,
             head=run.last_seq,
             node_id=host.node_id,
+            traceparent=run.traceparent,
         )
         host.counters.runs_started += 1
         if run.last_seq:
@@ -307,6 +308,7 @@ class RunActor(Actor[RunMessage]):
         assert self._lease is not None
         attempt = self._last_attempt
         while True:
+            log.traceparent = run.traceparent  # each attempt replays its frames again
             # Up to our head: later events can only be others' bookkeeping (a cancel).
             replay = ReplayLog(self.run_id, await read_log(store, self.run_id, until=log.head))
             assert self._tasks is not None
@@ -462,8 +464,12 @@ class RunActor(Actor[RunMessage]):
         head = (await store.get_run(self.run_id)).last_seq
         for event in await read_log(store, self.run_id, until=head):
             fields = event.payload if isinstance(event.payload, dict) else {}
-            if event.type == CANCEL_REQUESTED_EVENT and request_seq is None:
+            if event.type == CANCEL_REQUESTED_EVENT and (
+                request_seq is None or request_seq == event.seq
+            ):
                 request_seq = event.seq
+                # The cancel's request causes the bookkeeping that follows.
+                log.traceparent = event.traceparent
                 if reason is None:
                     reason = fields.get("reason")  # type: ignore[assignment]
             elif event.type == "task.started":

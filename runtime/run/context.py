@@ -291,6 +291,8 @@ class RunContext:
         self._frames: deque[Frame] = deque(maxlen=frames_page)
         self._frames_flag = asyncio.Event()
         self._ended = False
+        # The run creator's trace context: what the events carry before any frame.
+        self._traceparent = log.traceparent
 
     def __repr__(self) -> str:
         return f"<RunContext run={self.run.run_id} attempt={self.run.attempt}>"
@@ -463,6 +465,7 @@ class RunContext:
                 )
             self._consumed = frame_seq
             self._frames.popleft()
+            self._log.traceparent = frame.traceparent or self._traceparent
             return frame
         log = self._log
         if log.deferring:
@@ -477,7 +480,11 @@ class RunContext:
             if frame is not None:
                 async with log.lock:
                     self._check_live()
-                    # Logged with the first event the frame causes (one commit for both).
+                    # The frame's request causes what follows, its consumption first:
+                    # logged with the first event the frame causes (one commit for both).
+                    # Nothing is deferred here (flushed above), so no earlier event
+                    # takes this frame's trace context.
+                    log.traceparent = frame.traceparent or self._traceparent
                     await log.defer_locked(
                         FRAME_CONSUMED,
                         {"frame_seq": frame.frame_seq, "frame_id": frame.frame_id},

@@ -11,7 +11,9 @@ executor's own bookkeeping after a cancel (``task.canceled``, ``run.canceled``) 
 unfenced: the fence keeps the handler quiet, not the executor that winds the run up.
 
 Every event carries its writer (the node id with its boot UUID, and the attempt), which
-the database records and the hash chain covers.
+the database records and the hash chain covers, and the trace context of the request that
+caused it (:attr:`RunLog.traceparent`: the run's creator's until a frame is consumed, then
+that frame's; the cancel request's for the cancellation bookkeeping).
 
 A consumed frame's ``frame.consumed`` is *deferred* (:meth:`RunLog.defer`): it goes into
 the log in the same transaction as the next event the handler writes (the one the frame
@@ -64,7 +66,17 @@ __all__ = ["LoggedWrite", "RunLog", "read_log"]
 class RunLog:
     """Appends to ``run_id``'s log as the holder of lease ``epoch``."""
 
-    __slots__ = ("_deferred", "_store", "epoch", "fence", "head", "lock", "run_id", "writer")
+    __slots__ = (
+        "_deferred",
+        "_store",
+        "epoch",
+        "fence",
+        "head",
+        "lock",
+        "run_id",
+        "traceparent",
+        "writer",
+    )
 
     def __init__(
         self,
@@ -75,6 +87,7 @@ class RunLog:
         *,
         head: int,
         node_id: str,
+        traceparent: str | None = None,
     ) -> None:
         self._store = store
         self.run_id = run_id
@@ -85,6 +98,8 @@ class RunLog:
         self.lock = asyncio.Lock()
         self.writer = Writer(node_id)
         """Recorded with every event; :meth:`attempt` sets the attempt number."""
+        self.traceparent = traceparent
+        """The trace context recorded with the next events (the request causing them)."""
         self._deferred: NewEvent | None = None
 
     @property
@@ -133,12 +148,7 @@ class RunLog:
         checked, if it should be). A deferred event goes first, in the same append."""
         assert self.lock.locked()
         if self._deferred is None:
-            with self._fenced_by_the_database():
-                seq = await self._store.append_event(
-                    self.run_id, self.epoch, type_, payload, writer=self.writer
-                )
-            self._moved(seq)
-            return seq
+            return await self._append([NewEvent(type_, payload)])
         deferred, self._deferred = self._deferred, None
         try:
             return await self._append([deferred, NewEvent(type_, payload)])
@@ -152,11 +162,20 @@ class RunLog:
             if len(events) == 1:
                 (event,) = events
                 seq = await self._store.append_event(
-                    self.run_id, self.epoch, event.type, event.payload, writer=self.writer
+                    self.run_id,
+                    self.epoch,
+                    event.type,
+                    event.payload,
+                    writer=self.writer,
+                    traceparent=self.traceparent,
                 )
             else:
                 *_, seq = await self._store.append_events(
-                    self.run_id, self.epoch, events, writer=self.writer
+                    self.run_id,
+                    self.epoch,
+                    events,
+                    writer=self.writer,
+                    traceparent=self.traceparent,
                 )
         self._moved(seq)
         return seq

@@ -15,6 +15,7 @@ User guide: ``docs/store.md``.
 """
 
 from runtime.store._codec import JSON
+from runtime.store._histogram import HistogramSnapshot
 from runtime.store._store import Store, StoreStatistics
 from runtime.store._writer import WriterStatistics
 from runtime.store.attempts import Attempt, AttemptOutcome, DeadLetter
@@ -32,10 +33,12 @@ from runtime.store.errors import (
     DatabaseError,
     DatabaseUnavailable,
     DeadLetterNotFound,
+    DeadLetterReplayed,
     EgressFenced,
     EmbeddedServerError,
     FencingError,
     InvalidArgument,
+    InvalidCursor,
     InvalidPayload,
     LeaseHeld,
     MigrationChecksumMismatch,
@@ -46,6 +49,7 @@ from runtime.store.errors import (
     RunNotFound,
     RunTerminal,
     SchemaNotMigrated,
+    StaleCursor,
     StaleEpoch,
     StoreClosed,
     StoreError,
@@ -66,11 +70,20 @@ from runtime.store.events import (
 )
 from runtime.store.frames import FRAMES_CHANNEL, Frame, FrameAppend
 from runtime.store.leases import Lease, LeaseRenewal
+from runtime.store.lifecycle import (
+    LIFECYCLE_CHANNEL,
+    LIFECYCLE_TYPES,
+    LIFECYCLE_WATCH_ID,
+    LifecycleEntry,
+    LifecyclePage,
+)
 from runtime.store.listener import Listener, ListenerStatistics, Subscription, Watch
 from runtime.store.memory import MemoryItem, MemoryScope, ScopeKind
 from runtime.store.migrator import Migration, apply_migrations, discover_migrations
 from runtime.store.nodes import NodeRow
+from runtime.store.queries import DeadLettersPage, RunsPage
 from runtime.store.recovery import EXECUTOR_LOST_EVENT, ClaimedRun, LeaseState
+from runtime.store.retention import PruneReport
 from runtime.store.runs import (
     CANCEL_REQUESTED_EVENT,
     CANCELS_CHANNEL,
@@ -93,6 +106,8 @@ __all__ = [
     "DatabaseUnavailable",
     "DeadLetter",
     "DeadLetterNotFound",
+    "DeadLetterReplayed",
+    "DeadLettersPage",
     "EVENTS_CHANNEL",
     "EXECUTOR_LOST_EVENT",
     "EgressFenced",
@@ -103,13 +118,20 @@ __all__ = [
     "FencingError",
     "Frame",
     "FrameAppend",
+    "HistogramSnapshot",
     "InvalidArgument",
+    "InvalidCursor",
     "InvalidPayload",
     "JSON",
+    "LIFECYCLE_CHANNEL",
+    "LIFECYCLE_TYPES",
+    "LIFECYCLE_WATCH_ID",
     "Lease",
     "LeaseHeld",
     "LeaseRenewal",
     "LeaseState",
+    "LifecycleEntry",
+    "LifecyclePage",
     "Listener",
     "ListenerStatistics",
     "MAX_TTL",
@@ -123,15 +145,18 @@ __all__ = [
     "NotifyMode",
     "PayloadNotSerializable",
     "PayloadTooLarge",
+    "PruneReport",
     "ROOT_DATA_DIR",
     "Run",
     "RunConflict",
     "RunNotFound",
     "RunStatus",
     "RunTerminal",
+    "RunsPage",
     "SCHEMA_VERSION",
     "SchemaNotMigrated",
     "ScopeKind",
+    "StaleCursor",
     "StaleEpoch",
     "Store",
     "StoreClosed",

@@ -43,15 +43,16 @@ WITH moved AS (
     RETURNING r.run_id, r.last_seq
 ), inserted AS (
     INSERT INTO run_events (run_id, seq, type, payload, epoch, schema_version, terminal,
-                            prev_hash, hash, writer_node, writer_attempt)
+                            prev_hash, hash, writer_node, writer_attempt, traceparent)
     SELECT e.run_id, e.seq, e.type, e.payload::jsonb, e.epoch, {SCHEMA_VERSION},
-           e.terminal, e.prev_hash, e.hash, e.writer_node, e.writer_attempt::integer
+           e.terminal, e.prev_hash, e.hash, e.writer_node, e.writer_attempt::integer,
+           e.traceparent
     FROM unnest(%(e_runs)b::uuid[], %(e_seqs)b::bigint[], %(e_types)b::text[],
                 %(e_payloads)b::text[], %(e_epochs)b::bigint[], %(e_terminal)b::boolean[],
                 %(e_prev)b::bytea[], %(e_hashes)b::bytea[], %(e_nodes)b::text[],
-                %(e_attempts)b::text[])
+                %(e_attempts)b::text[], %(e_traces)b::text[])
          AS e(run_id, seq, type, payload, epoch, terminal, prev_hash, hash, writer_node,
-              writer_attempt)
+              writer_attempt, traceparent)
     WHERE e.run_id IN (SELECT run_id FROM moved)
 )
 SELECT array_agg(m.run_id){{notify}} FROM moved AS m
@@ -77,9 +78,9 @@ WITH moved AS (
     RETURNING run_id, last_seq
 )
 INSERT INTO run_events (run_id, seq, type, payload, epoch, schema_version, terminal,
-                        prev_hash, hash, writer_node, writer_attempt)
+                        prev_hash, hash, writer_node, writer_attempt, traceparent)
 SELECT m.run_id, m.last_seq, %b::text, %b::text::jsonb, %b, {SCHEMA_VERSION},
-       %b::text IS NOT NULL, %b, %b, %b::text, %b::integer
+       %b::text IS NOT NULL, %b, %b, %b::text, %b::integer, %b::text
 FROM moved AS m{{notify}}
 """
 APPEND_ONE_NOTIFY: Final = _APPEND_ONE.replace(

@@ -15,6 +15,7 @@ unique index over them stays far below PostgreSQL's limit on an index entry (abo
 
 from __future__ import annotations
 
+import re
 from typing import Final
 from uuid import UUID
 
@@ -29,6 +30,7 @@ __all__ = [
     "integer",
     "run_id",
     "text",
+    "traceparent",
 ]
 
 MAX_ID_LENGTH: Final = 256
@@ -84,4 +86,34 @@ def integer(value: object, name: str, *, low: int = INT64[0], high: int = INT64[
         raise TypeError(f"{name} must be an int, not {type(value).__name__}")
     if not low <= value <= high:
         raise InvalidArgument(name, f"{value} is not from {low} to {high}")
+    return value
+
+
+# W3C Trace Context, version 00 (https://www.w3.org/TR/trace-context/#traceparent-header):
+# version, trace id, parent id, flags; lowercase hex.
+_TRACEPARENT: Final = re.compile(r"[0-9a-f]{2}-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}")
+
+
+def traceparent(value: object, name: str = "traceparent") -> str | None:
+    """``value`` if it is ``None`` or a valid W3C ``traceparent`` header value.
+
+    Raises:
+        TypeError: neither ``None`` nor a str.
+        InvalidArgument: not ``version-trace_id-parent_id-flags`` in lowercase hex, version
+            ``ff``, or an all-zero trace or parent id.
+    """
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be a str or None, not {type(value).__name__}")
+    match = _TRACEPARENT.fullmatch(value)
+    if (
+        match is None
+        or value.startswith("ff")
+        or not match[1].strip("0")
+        or not match[2].strip("0")
+    ):
+        raise InvalidArgument(
+            name, "is not a W3C traceparent (00-<32 hex trace id>-<16 hex parent id>-<2 hex>)"
+        )
     return value

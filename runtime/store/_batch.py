@@ -63,6 +63,7 @@ class PreparedEvent:
     writer_node: str | None
     writer_attempt: int | None
     bookkeeping: bool  # still accepted after a cancel request (CANCEL_BOOKKEEPING)
+    traceparent: str | None  # the causing request's trace context (not hashed)
 
 
 def prepare_event(
@@ -73,9 +74,11 @@ def prepare_event(
     limit: int,
     last: bool,
     writer: Writer | None = None,
+    traceparent: str | None = None,
 ) -> PreparedEvent:
     """Validate and serialise one event of an append (``last``: it ends the append), as
-    written by ``writer``.
+    written by ``writer``, caused by the request whose trace context is ``traceparent``
+    (already checked).
 
     Raises:
         ValueError: a bad event type, or a terminal type that is not last.
@@ -108,6 +111,7 @@ def prepare_event(
         None if writer is None else writer.node,
         None if writer is None else writer.attempt,
         type_ in CANCEL_BOOKKEEPING,
+        traceparent,
     )
 
 
@@ -251,6 +255,7 @@ class Statement:
         hashes: list[bytes] = []
         nodes: list[str | None] = []
         attempts: list[str | None] = []
+        traces: list[str | None] = []
         for plan in plans:
             run = plan.run_id.bytes
             head = plan.head
@@ -272,6 +277,7 @@ class Statement:
                     attempts.append(
                         None if event.writer_attempt is None else str(event.writer_attempt)
                     )
+                    traces.append(event.traceparent)
         await cur.execute(
             _append_sql.APPEND_NOTIFY if notify_in_tx else _append_sql.APPEND_QUIET,
             {
@@ -292,6 +298,7 @@ class Statement:
                 "e_hashes": _arrays.fixed(_arrays.ByteaArray, hashes),
                 "e_nodes": _arrays.text_array(nodes),
                 "e_attempts": _arrays.text_array(attempts),
+                "e_traces": _arrays.text_array(traces),
             },
         )
         row = await cur.fetchone()
@@ -324,6 +331,7 @@ async def execute_one(
         digest,
         event.writer_node,
         event.writer_attempt,
+        event.traceparent,
     )
     await cur.execute(
         _append_sql.APPEND_ONE_NOTIFY if notify_in_tx else _append_sql.APPEND_ONE_QUIET,

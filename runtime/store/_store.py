@@ -11,7 +11,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
+import math
 import random
+import uuid
 from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime
@@ -28,10 +30,13 @@ from runtime.store import (
     events,
     frames,
     leases,
+    lifecycle,
     logged_memory,
     memory,
     nodes,
+    queries,
     recovery,
+    retention,
     runs,
     tokens,
 )
@@ -46,13 +51,14 @@ from runtime.store.dsn import check_dsn, dsn_host
 from runtime.store.errors import InvalidArgument, StoreClosed, StoreTimeout
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Callable, Collection, Sequence
+    from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequence
     from types import TracebackType
     from uuid import UUID
 
     from psycopg import AsyncConnection
     from psycopg.rows import TupleRow
 
+    from runtime.store._histogram import HistogramSnapshot
     from runtime.store.config import StoreConfig
 
 __all__ = ["Store", "StoreStatistics"]
@@ -79,8 +85,28 @@ def _positive_ttl(ttl: object, what: str) -> float:
     return float(ttl)
 
 
+def _window(seconds: object, what: str) -> float:
+    """``seconds`` if it is a finite number from 0 to :data:`MAX_TTL`, else ``ValueError``."""
+    if (
+        isinstance(seconds, bool)
+        or not isinstance(seconds, int | float)
+        or not math.isfinite(seconds)
+        or not 0 <= seconds <= MAX_TTL
+    ):
+        raise InvalidArgument(what, f"must be from 0 to {MAX_TTL:g} seconds, not {seconds!r}")
+    return float(seconds)
+
+
 def _optional_text(value: object, name: str, max_length: int | None) -> str | None:
     return None if value is None else text(value, name, max_length=max_length)
+
+
+def _check_run_filters(status: object, run_type: object, session_id: object, owner: object) -> None:
+    """The filters of a runs listing, checked (``None``: no filter)."""
+    if status is not None and status not in _RUN_STATUSES:
+        raise InvalidArgument("status", f"{status!r} is not a run status")
+    for value, name in ((run_type, "run_type"), (session_id, "session_id"), (owner, "owner")):
+        _optional_text(value, name, MAX_ID_LENGTH)
 
 
 class _State(enum.Enum):
@@ -124,10 +150,17 @@ class StoreStatistics:
         writer: the group-commit writer's counters.
         pool: psycopg_pool's ``get_stats()`` (pool size, available, waiting, ...), and
             ``connection_failures``: failed attempts to open a pooled connection.
+        append_latency: seconds from an append call to its outcome, as a fixed-bucket
+            histogram (cumulative counts per upper bound).
+        batch_size: appends per group-commit batch, as a fixed-bucket histogram.
+
+    .. versionadded:: 0.5 ``append_latency`` and ``batch_size``.
     """
 
     writer: WriterStatistics
     pool: dict[str, int]
+    append_latency: HistogramSnapshot
+    batch_size: HistogramSnapshot
 
 
 class Store:
@@ -235,7 +268,10 @@ class Store:
         """Return a frozen snapshot of the writer's and the pool's counters."""
         if self._writer is None or self._pool is None:
             raise StoreClosed("store", self._state.value)
-        return StoreStatistics(self._writer.statistics(), self._pool.statistics())
+        writer = self._writer.statistics()
+        return StoreStatistics(
+            writer, self._pool.statistics(), writer.append_latency, writer.batch_size
+        )
 
     @contextlib.asynccontextmanager
     async def _connection(
@@ -278,8 +314,12 @@ class Store:
         input: object = None,  # the API's own word (DESIGN §10)
         idempotency_key: str | None = None,
         run_id: UUID | None = None,
+        traceparent: str | None = None,
     ) -> tuple[runs.Run, bool]:
         """Create a run, idempotently by ``(owner, idempotency_key)`` (or a chosen ``run_id``).
+
+        ``traceparent`` (a W3C trace context) is kept on the run: its lifecycle entries
+        and the events it writes before consuming a frame carry it.
 
         Returns:
             ``(run, created)``; a repeat of the same request (same owner, key, session,
@@ -297,6 +337,7 @@ class Store:
             identifier(idempotency_key, "idempotency_key")
         if run_id is not None:
             _args.run_id(run_id)
+        _args.traceparent(traceparent)
         data = self._encode(input, "run input")
         async with self._connection("create_run") as conn:
             return await runs.create_run(
@@ -307,6 +348,7 @@ class Store:
                 input_=data,
                 idempotency_key=idempotency_key,
                 run_id=run_id,
+                traceparent=traceparent,
             )
 
     async def get_run(self, run_id: UUID) -> runs.Run:
@@ -326,10 +368,7 @@ class Store:
         limit: int = 100,
     ) -> list[runs.Run]:
         """Runs matching the filters, newest first; page with ``before=last.created_at``."""
-        if status is not None and status not in _RUN_STATUSES:
-            raise InvalidArgument("status", f"{status!r} is not a run status")
-        for value, name in ((run_type, "run_type"), (session_id, "session_id"), (owner, "owner")):
-            _optional_text(value, name, MAX_ID_LENGTH)
+        _check_run_filters(status, run_type, session_id, owner)
         if before is not None and not isinstance(before, datetime):
             raise TypeError(f"before must be a datetime, not {type(before).__name__}")
         async with self._connection("list_runs") as conn:
@@ -343,12 +382,16 @@ class Store:
                 limit=self._limit(limit),
             )
 
-    async def request_cancel(self, run_id: UUID, *, reason: object = None) -> runs.CancelRequest:
-        """Record a cancel request and append ``run.cancel_requested`` (idempotent)."""
+    async def request_cancel(
+        self, run_id: UUID, *, reason: object = None, traceparent: str | None = None
+    ) -> runs.CancelRequest:
+        """Record a cancel request and append ``run.cancel_requested`` (idempotent), which
+        carries ``traceparent``; the run's ``run.canceled`` carries it too."""
         _args.run_id(run_id)
+        _args.traceparent(traceparent)
         data = self._encode({"reason": reason}, "cancel reason")
         async with self._connection("request_cancel") as conn:
-            request = await runs.request_cancel(conn, run_id, reason=data)
+            request = await runs.request_cancel(conn, run_id, reason=data, traceparent=traceparent)
         if request.requested and self._writer is not None:
             # It moved the run's log head: spare the writer a refused first try.
             self._writer.forget_head(run_id)
@@ -363,13 +406,16 @@ class Store:
         new_events: Sequence[events.NewEvent],
         *,
         writer: events.Writer | None = None,
+        traceparent: str | None = None,
     ) -> list[int]:
         """Append events as the holder of lease ``epoch``; return their seqs after commit.
 
         Group-committed with concurrent appends (``docs/store.md``, "Appending events").
         Bounded by ``append_queue_timeout`` to get into the writer's queue, then by
         ``append_timeout`` (``StoreTimeout``, outcome unknown). ``writer`` (the executor's
-        node id and attempt) is recorded with each event and covered by its hash.
+        node id and attempt) is recorded with each event and covered by its hash;
+        ``traceparent`` (the W3C trace context of the request that caused the events) is
+        recorded with each event and not hashed.
 
         Once the run's ``run.cancel_requested`` is committed, only
         :data:`~runtime.store.CANCEL_BOOKKEEPING` events are accepted.
@@ -382,7 +428,10 @@ class Store:
         """
         if self._writer is None or self._state is not _State.OPEN:
             raise StoreClosed("store", self._state.value)
-        return await self._writer.append(run_id, epoch, new_events, writer=writer)
+        _args.traceparent(traceparent)
+        return await self._writer.append(
+            run_id, epoch, new_events, writer=writer, traceparent=traceparent
+        )
 
     async def append_event(
         self,
@@ -392,11 +441,15 @@ class Store:
         payload: object = None,
         *,
         writer: events.Writer | None = None,
+        traceparent: str | None = None,
     ) -> int:
         """Append one event; return its seq. See :meth:`append_events`."""
         if self._writer is None or self._state is not _State.OPEN:
             raise StoreClosed("store", self._state.value)
-        return await self._writer.append_one(run_id, epoch, type, payload, writer=writer)
+        _args.traceparent(traceparent)
+        return await self._writer.append_one(
+            run_id, epoch, type, payload, writer=writer, traceparent=traceparent
+        )
 
     async def read_events(
         self, run_id: UUID, *, after: int = 0, limit: int = 100
@@ -414,12 +467,153 @@ class Store:
         async with self._connection("verify_chain") as conn:
             return await chain.verify_chain(conn, run_id)
 
+    # -- retention ----------------------------------------------------------------------
+
+    async def prune_events(
+        self,
+        *,
+        default_window: float,
+        windows: Mapping[str, float] | None = None,
+        batch_size: int = 1000,
+    ) -> retention.PruneReport:
+        """Prune the events of runs that finished more than their window ago (seconds;
+        ``windows`` per run type, else ``default_window``), at most ``batch_size`` events
+        in one transaction; keep each run's row, terminal event and anchor hash.
+
+        Safe to run from several stores at once: runs another sweep holds are skipped.
+        See :mod:`runtime.store.retention`.
+        """
+        chosen = dict(windows or {})
+        for name, seconds in (("default", default_window), *chosen.items()):
+            identifier(name, "run_type")
+            _window(seconds, f"retention window of {name!r}")
+        integer(batch_size, "batch_size", low=1, high=1_000_000)
+        async with self._connection("prune_events") as conn:
+            return await retention.prune_events(
+                conn, default_window=default_window, windows=chosen, budget=batch_size
+            )
+
+    # -- operator queries ---------------------------------------------------------------
+
+    async def list_runs_page(
+        self,
+        *,
+        status: RunStatus | None = None,
+        run_type: str | None = None,
+        session_id: str | None = None,
+        owner: str | None = None,
+        created_after: datetime | None = None,
+        created_before: datetime | None = None,
+        descending: bool = True,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> queries.RunsPage:
+        """A page of runs matching every given filter, by ``(created_at, run_id)``, newest
+        first unless not ``descending``; pass the page's ``next`` as ``cursor`` for the
+        following page (with the same filters and order).
+
+        Raises:
+            InvalidCursor: ``cursor`` was not issued for this query; nothing read.
+        """
+        _check_run_filters(status, run_type, session_id, owner)
+        for moment, name in ((created_after, "created_after"), (created_before, "created_before")):
+            if moment is not None:
+                if not isinstance(moment, datetime):
+                    raise TypeError(f"{name} must be a datetime, not {type(moment).__name__}")
+                if moment.tzinfo is None:
+                    raise InvalidArgument(name, "must be timezone-aware")
+        if not isinstance(descending, bool):
+            raise TypeError(f"descending must be a bool, not {type(descending).__name__}")
+        filters = queries.RunFilters(
+            status, run_type, session_id, owner, created_after, created_before
+        )
+        limit = self._limit(limit)
+        async with self._connection("list_runs_page") as conn:
+            return await queries.list_runs_page(
+                conn, filters, descending=descending, limit=limit, cursor=cursor
+            )
+
+    async def list_dead_letters_page(
+        self, *, include_replayed: bool = True, limit: int = 50, cursor: str | None = None
+    ) -> queries.DeadLettersPage:
+        """A page of dead letters, oldest first; pass its ``next`` as ``cursor``.
+
+        Raises:
+            InvalidCursor: ``cursor`` was not issued for this query; nothing read.
+        """
+        if not isinstance(include_replayed, bool):
+            raise TypeError(
+                f"include_replayed must be a bool, not {type(include_replayed).__name__}"
+            )
+        limit = self._limit(limit)
+        async with self._connection("list_dead_letters_page") as conn:
+            return await queries.list_dead_letters_page(
+                conn, include_replayed=include_replayed, limit=limit, cursor=cursor
+            )
+
+    async def replay_dead_letter(
+        self,
+        dead_letter_id: int,
+        *,
+        replayed_by: str,
+        run_id: UUID | None = None,
+        traceparent: str | None = None,
+    ) -> tuple[attempts.DeadLetter, runs.Run]:
+        """Replay a dead letter as a new pending run (same owner, run type, input and
+        session; ``run_id`` or a fresh id), and mark it replayed by that run, at once.
+
+        Raises:
+            DeadLetterNotFound: no such dead letter.
+            DeadLetterReplayed: replayed before; nothing created.
+        """
+        integer(dead_letter_id, "dead_letter_id")
+        identifier(replayed_by, "replayed_by")
+        new_id = uuid.uuid4() if run_id is None else _args.run_id(run_id)
+        _args.traceparent(traceparent)
+        async with self._connection("replay_dead_letter") as conn:
+            return await attempts.replay_dead_letter(
+                conn,
+                dead_letter_id,
+                replay_run_id=new_id,
+                replayed_by=replayed_by,
+                traceparent=traceparent,
+            )
+
+    async def read_lifecycle(
+        self, cursor: str | None = None, *, limit: int = 100
+    ) -> lifecycle.LifecyclePage:
+        """Lifecycle entries (created, started, recovered, terminal) of every run after
+        ``cursor`` (``None``: from the start; :meth:`lifecycle_head`: from now), in an
+        order where a reader resuming from a cursor never misses one. See
+        :mod:`runtime.store.lifecycle`.
+
+        Raises:
+            InvalidCursor: not a feed cursor; nothing read.
+        """
+        if cursor is not None:
+            lifecycle.parse_cursor(cursor)
+        limit = self._limit(limit)
+        async with self._connection("read_lifecycle") as conn:
+            return await lifecycle.read_lifecycle(conn, cursor, limit=limit)
+
+    async def lifecycle_head(self) -> str:
+        """A lifecycle cursor at the feed's end now (read from it for what comes next)."""
+        async with self._connection("lifecycle_head") as conn:
+            return await lifecycle.lifecycle_head(conn)
+
     # -- frames -------------------------------------------------------------------------
 
     async def append_frame(
-        self, run_id: UUID, *, frame_id: str, kind: str, payload: object = None
+        self,
+        run_id: UUID,
+        *,
+        frame_id: str,
+        kind: str,
+        payload: object = None,
+        traceparent: str | None = None,
     ) -> frames.FrameAppend:
-        """Store a frame once; a repeat of ``frame_id`` returns the original.
+        """Store a frame once; a repeat of ``frame_id`` returns the original. The events
+        the run writes while it processes the frame carry its ``traceparent``.
 
         Raises:
             PayloadNotSerializable, PayloadTooLarge, RunNotFound, RunTerminal.
@@ -427,10 +621,11 @@ class Store:
         _args.run_id(run_id)
         identifier(frame_id, "frame_id")
         identifier(kind, "kind")
+        _args.traceparent(traceparent)
         data = self._encode(payload, f"frame {frame_id!r}")
         async with self._connection("append_frame") as conn:
             return await frames.append_frame(
-                conn, run_id, frame_id=frame_id, kind=kind, payload=data
+                conn, run_id, frame_id=frame_id, kind=kind, payload=data, traceparent=traceparent
             )
 
     async def read_frames(

@@ -32,6 +32,12 @@ from runtime.store._args import run_id as check_run_id
 from runtime.store._batch import PendingAppend, PreparedEvent, prepare_event
 from runtime.store._commit import BatchCommitter
 from runtime.store._deadline import BatchDeadline
+from runtime.store._histogram import (
+    APPEND_LATENCY_BUCKETS,
+    BATCH_SIZE_BUCKETS,
+    Histogram,
+    HistogramSnapshot,
+)
 from runtime.store._log import StoreLogger
 from runtime.store.dsn import dsn_host
 from runtime.store.errors import (
@@ -97,6 +103,10 @@ class WriterStatistics:
         connects: connections the writer opened (1 unless one was lost).
         locked_runs: runs whose appends failed because another session held their row
             locked past ``append_lock_timeout``.
+        append_latency: seconds from an append call to its outcome (committed or
+            refused), a fixed-bucket histogram.
+        batch_size: appends per batch the writer took to commit, a fixed-bucket
+            histogram.
     """
 
     queued: int
@@ -114,6 +124,8 @@ class WriterStatistics:
     retries: int
     connects: int
     locked_runs: int
+    append_latency: HistogramSnapshot
+    batch_size: HistogramSnapshot
 
 
 class GroupCommitWriter:
@@ -143,6 +155,8 @@ class GroupCommitWriter:
         self._retries = 0
         self._connects = 0
         self._locked_runs = 0
+        self._latency = Histogram(APPEND_LATENCY_BUCKETS)
+        self._batch_size = Histogram(BATCH_SIZE_BUCKETS)
 
     def statistics(self) -> WriterStatistics:
         """Return a frozen snapshot of the writer's counters."""
@@ -163,6 +177,8 @@ class GroupCommitWriter:
             retries=self._retries,
             connects=self._connects,
             locked_runs=self._locked_runs,
+            append_latency=self._latency.snapshot(),
+            batch_size=self._batch_size.snapshot(),
         )
 
     def forget_head(self, run_id: UUID) -> None:
@@ -179,8 +195,11 @@ class GroupCommitWriter:
         events: Sequence[NewEvent],
         *,
         writer: Writer | None = None,
+        traceparent: str | None = None,
     ) -> list[int]:
         """Append ``events`` to ``run_id`` as the holder of lease ``epoch``; return the seqs.
+
+        ``traceparent`` (checked by the caller) is recorded with each event.
 
         Returns after the transaction that holds them committed. Payloads are validated
         first, so a bad one raises without writing anything or touching the queue.
@@ -202,7 +221,9 @@ class GroupCommitWriter:
         limit = self._config.payload_limit
         last = len(events) - 1
         prepared = [
-            prepare_event(run_id, epoch, event.type, event.payload, limit, index == last, writer)
+            prepare_event(
+                run_id, epoch, event.type, event.payload, limit, index == last, writer, traceparent
+            )
             for index, event in enumerate(events)
         ]
         return await self._submit(
@@ -217,12 +238,13 @@ class GroupCommitWriter:
         payload: object,
         *,
         writer: Writer | None = None,
+        traceparent: str | None = None,
     ) -> int:
         """:meth:`append` of one event; return its seq."""
         check_run_id(run_id)
         integer(epoch, "epoch")
         event = prepare_event(
-            run_id, epoch, type_, payload, self._config.payload_limit, True, writer
+            run_id, epoch, type_, payload, self._config.payload_limit, True, writer, traceparent
         )
         (seq,) = await self._submit(run_id, epoch, [event], len(event.payload))
         return seq
@@ -233,6 +255,7 @@ class GroupCommitWriter:
         if not self._accepting:
             raise StoreClosed("store", "not open")
         loop = asyncio.get_running_loop()
+        started = loop.time()
         item = PendingAppend(run_id, epoch, prepared, size, loop.create_future())
         queue = self._queue
         try:
@@ -252,6 +275,7 @@ class GroupCommitWriter:
             self._queue_peak = queued
         # Cancelling this wait cancels only the wait: the writer still commits the append.
         outcome = await item.outcome
+        self._latency.observe(loop.time() - started)
         if isinstance(outcome, BaseException):
             raise outcome
         return outcome
@@ -282,6 +306,7 @@ class GroupCommitWriter:
                 while len(held) < limit and not queue.empty():
                     held.append(queue.get_nowait())
                 batch, held = self._split(held)
+                self._batch_size.observe(len(batch))
                 await self._commit_guarded(batch, deadline)
                 batch = []
                 if not held and queue.empty():

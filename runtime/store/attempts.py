@@ -13,7 +13,9 @@ from typing import TYPE_CHECKING, Final, Literal
 from psycopg.rows import class_row
 
 from runtime.store._status import TerminalStatus
-from runtime.store.errors import DeadLetterNotFound, RunNotFound
+from runtime.store.errors import DeadLetterNotFound, DeadLetterReplayed, RunNotFound
+from runtime.store.runs import COLUMNS as RUN_COLUMNS
+from runtime.store.runs import Run
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -32,6 +34,7 @@ __all__ = [
     "list_dead_letters",
     "mark_dead_letter_replayed",
     "record_dead_letter",
+    "replay_dead_letter",
     "start_attempt",
 ]
 
@@ -42,9 +45,9 @@ _ATTEMPT_COLUMNS = (
     "run_id, attempt, node_id, epoch, started_at, finished_at, outcome, error_class,"
     " error_type, error_message"
 )
-_DL_COLUMNS = (
+DL_COLUMNS = (
     "dead_letter_id, run_id, reason, error_class, error_message, attempts, created_at,"
-    " replayed_at, replayed_by"
+    " replayed_at, replayed_by, replay_run_id"
 )
 _MAX_MESSAGE = 4000  # error reports are bounded (DESIGN §11)
 
@@ -67,7 +70,9 @@ class Attempt:
 
 @dataclass(frozen=True, slots=True)
 class DeadLetter:
-    """A run that exhausted its policy; ``replayed_at`` is set once an operator replays it."""
+    """A run that exhausted its policy; ``replayed_at`` is set once an operator replays it,
+    and ``replay_run_id`` names the new run when it was replayed by
+    :func:`replay_dead_letter`."""
 
     dead_letter_id: int
     run_id: UUID
@@ -78,6 +83,7 @@ class DeadLetter:
     created_at: datetime
     replayed_at: datetime | None
     replayed_by: str | None
+    replay_run_id: UUID | None = None
 
 
 _ATTEMPT_ROWS = class_row(Attempt)
@@ -214,7 +220,7 @@ async def record_dead_letter(
     await cur.execute(
         f"INSERT INTO dead_letters (run_id, reason, error_class, error_message, attempts)"
         f" SELECT run_id, %s, %s, %s, %s FROM runs WHERE run_id = %s"
-        f" ON CONFLICT (run_id) WHERE replayed_at IS NULL DO NOTHING RETURNING {_DL_COLUMNS}",
+        f" ON CONFLICT (run_id) WHERE replayed_at IS NULL DO NOTHING RETURNING {DL_COLUMNS}",
         (reason, error_class, _bounded(error_message), attempts, run_id),
     )
     row = await cur.fetchone()
@@ -222,7 +228,7 @@ async def record_dead_letter(
         return row, True
     cur = conn.cursor(row_factory=_DL_ROWS)
     await cur.execute(
-        f"SELECT {_DL_COLUMNS} FROM dead_letters WHERE run_id = %s AND replayed_at IS NULL",
+        f"SELECT {DL_COLUMNS} FROM dead_letters WHERE run_id = %s AND replayed_at IS NULL",
         (run_id,),
     )
     row = await cur.fetchone()
@@ -237,7 +243,7 @@ async def list_dead_letters(
     """Dead letters with ``dead_letter_id > after_id``, oldest first, at most ``limit``."""
     cur = conn.cursor(row_factory=_DL_ROWS)
     await cur.execute(
-        f"SELECT {_DL_COLUMNS} FROM dead_letters WHERE dead_letter_id > %s"
+        f"SELECT {DL_COLUMNS} FROM dead_letters WHERE dead_letter_id > %s"
         f" AND (%s OR replayed_at IS NULL) ORDER BY dead_letter_id LIMIT %s",
         (after_id, include_replayed, limit),
     )
@@ -259,7 +265,7 @@ async def mark_dead_letter_replayed(
     cur = conn.cursor(row_factory=_DL_ROWS)
     await cur.execute(
         f"UPDATE dead_letters SET replayed_at = now(), replayed_by = %s"
-        f" WHERE dead_letter_id = %s AND replayed_at IS NULL RETURNING {_DL_COLUMNS}",
+        f" WHERE dead_letter_id = %s AND replayed_at IS NULL RETURNING {DL_COLUMNS}",
         (replayed_by, dead_letter_id),
     )
     row = await cur.fetchone()
@@ -267,9 +273,65 @@ async def mark_dead_letter_replayed(
         return row, True
     cur = conn.cursor(row_factory=_DL_ROWS)
     await cur.execute(
-        f"SELECT {_DL_COLUMNS} FROM dead_letters WHERE dead_letter_id = %s", (dead_letter_id,)
+        f"SELECT {DL_COLUMNS} FROM dead_letters WHERE dead_letter_id = %s", (dead_letter_id,)
     )
     row = await cur.fetchone()
     if row is None:
         raise DeadLetterNotFound(dead_letter_id)
     return row, False
+
+
+_REPLAY_LOCK: Final = (
+    "SELECT replayed_at IS NOT NULL, replay_run_id, replayed_by, run_id FROM dead_letters"
+    " WHERE dead_letter_id = %s FOR UPDATE"
+)
+
+
+async def replay_dead_letter(
+    conn: AsyncConnection[TupleRow],
+    dead_letter_id: int,
+    *,
+    replay_run_id: UUID,
+    replayed_by: str,
+    traceparent: str | None,
+) -> tuple[DeadLetter, Run]:
+    """Replay a dead letter: create a new, pending run with the dead run's owner, run type,
+    input and session, and mark the dead letter replayed by it, in one transaction.
+
+    The dead letter's row is locked first, so of two concurrent replays one creates the
+    run and the other finds it replayed.
+
+    Returns:
+        ``(dead_letter, run)``: the dead letter as marked, and the new run.
+
+    Raises:
+        DeadLetterNotFound: no such dead letter.
+        DeadLetterReplayed: it was replayed already; nothing created.
+    """
+    async with conn.transaction():
+        cur = await conn.execute(_REPLAY_LOCK, (dead_letter_id,))
+        row = await cur.fetchone()
+        if row is None:
+            raise DeadLetterNotFound(dead_letter_id)
+        replayed, earlier_run, earlier_by, dead_run = row
+        if replayed:
+            raise DeadLetterReplayed(dead_letter_id, earlier_run, earlier_by)
+        runs = conn.cursor(row_factory=class_row(Run))
+        # The dead run's row cannot be gone: deleting it would have deleted its letter.
+        await runs.execute(
+            f"INSERT INTO runs (run_id, owner, session_id, run_type, input, traceparent)"
+            f" SELECT %s, owner, session_id, run_type, input, %s FROM runs WHERE run_id = %s"
+            f" RETURNING {RUN_COLUMNS}",
+            (replay_run_id, traceparent, dead_run),
+        )
+        run = await runs.fetchone()
+        assert run is not None
+        marked = conn.cursor(row_factory=_DL_ROWS)
+        await marked.execute(
+            f"UPDATE dead_letters SET replayed_at = now(), replayed_by = %s, replay_run_id = %s"
+            f" WHERE dead_letter_id = %s RETURNING {DL_COLUMNS}",
+            (replayed_by, replay_run_id, dead_letter_id),
+        )
+        letter = await marked.fetchone()
+        assert letter is not None
+    return letter, run

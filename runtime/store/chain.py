@@ -10,9 +10,14 @@ bytes are the orjson serialisation, with sorted keys, of::
 built around the payload's own canonical bytes so a payload is serialised only once.
 ``writer`` is part of the bytes from schema version 2 on (migration ``0004``); events of
 version 1 were hashed without it, and are verified that way.
-``created_at`` is not covered (the database assigns it at commit). Editing any covered
-field, deleting or reordering rows breaks the chain from that seq on, and
+``created_at`` is not covered (the database assigns it at commit), nor is ``traceparent``
+(correlation metadata the caller chose; see ``docs/design/store-operations.md``). Editing
+any covered field, deleting or reordering rows breaks the chain from that seq on, and
 :func:`verify_chain` reports the first bad seq.
+
+Retention prunes a finished run's events up to ``runs.retention_floor`` and keeps the hash
+of the last pruned event as ``runs.retention_anchor``: verification then starts from the
+anchor, as if it were the genesis hash, at seq ``floor + 1``.
 """
 
 from __future__ import annotations
@@ -135,6 +140,8 @@ class ChainReport:
         run_id: the run checked.
         events: how many events were read.
         last_seq: the run row's ``last_seq``.
+        floor: the run's retention floor: events up to it were pruned, and the chain was
+            checked from the anchor hash kept for it (0: from the genesis hash).
         first_bad_seq: the first seq whose row breaks the chain (a gap, a wrong
             ``prev_hash`` or a ``hash`` that does not match its content), or ``None``.
         reason: what was wrong at ``first_bad_seq``.
@@ -145,6 +152,7 @@ class ChainReport:
     last_seq: int
     first_bad_seq: int | None
     reason: str | None
+    floor: int = 0
 
     @property
     def ok(self) -> bool:
@@ -164,17 +172,21 @@ async def verify_chain(conn: AsyncConnection[TupleRow], run_id: UUID) -> ChainRe
     async with conn.transaction():
         await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
         cur = await conn.execute(
-            "SELECT last_seq, last_hash FROM runs WHERE run_id = %s", (run_id,)
+            "SELECT last_seq, last_hash, retention_floor, retention_anchor FROM runs"
+            " WHERE run_id = %s",
+            (run_id,),
         )
         head = await cur.fetchone()
         if head is None:
             raise RunNotFound(run_id)
         last_seq = int(head[0])
         last_hash = bytes(head[1])
-        prev = GENESIS_HASH
-        expected_seq = 1
+        floor = int(head[2])
+        # Pruned runs chain on from the anchor; the schema keeps it set with a floor.
+        prev = GENESIS_HASH if head[3] is None else bytes(head[3])
+        expected_seq = floor + 1
         count = 0
-        after = 0
+        after = floor
         while True:
             cur = await conn.execute(
                 "SELECT seq, type, payload::text, epoch, schema_version, prev_hash, hash,"
@@ -204,7 +216,7 @@ async def verify_chain(conn: AsyncConnection[TupleRow], run_id: UUID) -> ChainRe
                     if link(prev, head_bytes, seq, tail) != bytes(hash_o):
                         problem = "hash does not match the event's content"
                 if problem is not None:
-                    return ChainReport(run_id, count, last_seq, seq, problem)
+                    return ChainReport(run_id, count, last_seq, seq, problem, floor)
                 prev = bytes(hash_o)
                 expected_seq += 1
             if len(rows) < _VERIFY_PAGE:
@@ -212,10 +224,15 @@ async def verify_chain(conn: AsyncConnection[TupleRow], run_id: UUID) -> ChainRe
             after = int(rows[-1][0])
         if expected_seq - 1 != last_seq:
             return ChainReport(
-                run_id, count, last_seq, expected_seq, f"run row says last_seq {last_seq}"
+                run_id, count, last_seq, expected_seq, f"run row says last_seq {last_seq}", floor
             )
         if prev != last_hash:
             return ChainReport(
-                run_id, count, last_seq, last_seq, "run row's last_hash differs from the chain"
+                run_id,
+                count,
+                last_seq,
+                last_seq,
+                "run row's last_hash differs from the chain",
+                floor,
             )
-        return ChainReport(run_id, count, last_seq, None, None)
+        return ChainReport(run_id, count, last_seq, None, None, floor)

@@ -27,6 +27,9 @@ caused ("the world did this": an unreachable database)::
         │   ├── PayloadNotSerializable  not representable as JSON (or jsonb)
         │   └── PayloadTooLarge         serialised size over the configured limit
         ├── DeadLetterNotFound          no dead letter with this id
+        ├── DeadLetterReplayed          the dead letter was replayed already
+        ├── StaleCursor                 a read cursor below the run's retention floor
+        ├── InvalidCursor               an opaque page or feed cursor this store did not issue
         ├── EmbeddedServerError         the embedded PostgreSQL could not be started or used
         └── MigrationError              the schema cannot be brought up to date
             ├── MigrationChecksumMismatch  an applied migration file was edited afterwards
@@ -51,10 +54,12 @@ __all__ = [
     "DatabaseError",
     "DatabaseUnavailable",
     "DeadLetterNotFound",
+    "DeadLetterReplayed",
     "EgressFenced",
     "EmbeddedServerError",
     "FencingError",
     "InvalidArgument",
+    "InvalidCursor",
     "InvalidPayload",
     "LeaseHeld",
     "MigrationChecksumMismatch",
@@ -65,6 +70,7 @@ __all__ = [
     "RunNotFound",
     "RunTerminal",
     "SchemaNotMigrated",
+    "StaleCursor",
     "StaleEpoch",
     "StoreClosed",
     "StoreError",
@@ -327,6 +333,43 @@ class DeadLetterNotFound(StoreError):
     def __init__(self, dead_letter_id: int) -> None:
         self.dead_letter_id = dead_letter_id
         super().__init__(f"dead letter {dead_letter_id} not found")
+
+
+class DeadLetterReplayed(StoreError):
+    """The dead letter was replayed already (by ``replayed_by``, as ``replay_run_id``);
+    a second replay is refused and creates nothing."""
+
+    def __init__(
+        self, dead_letter_id: int, replay_run_id: UUID | None, replayed_by: str | None
+    ) -> None:
+        self.dead_letter_id = dead_letter_id
+        self.replay_run_id = replay_run_id
+        self.replayed_by = replayed_by
+        by = f" by {replayed_by!r}" if replayed_by else ""
+        run = f" as run {replay_run_id}" if replay_run_id else ""
+        super().__init__(f"dead letter {dead_letter_id} was already replayed{by}{run}")
+
+
+class StaleCursor(StoreError):
+    """A read asked for events after ``cursor``, but retention pruned the run's events up
+    to ``floor`` (its last pruned seq): resume from ``floor`` or later."""
+
+    def __init__(self, run_id: UUID, cursor: int, floor: int) -> None:
+        self.run_id = run_id
+        self.cursor = cursor
+        self.floor = floor
+        super().__init__(
+            f"cursor {cursor} of run {run_id} is below its retention floor {floor}:"
+            f" events up to seq {floor} were pruned"
+        )
+
+
+class InvalidCursor(InvalidArgument):
+    """An opaque cursor (a runs page's ``next``, a dead-letter page's, the lifecycle
+    feed's) that this store did not issue, or issued for another query."""
+
+    def __init__(self, name: str, reason: str) -> None:
+        super().__init__(name, reason)
 
 
 class EmbeddedServerError(StoreError):

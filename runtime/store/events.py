@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Final
 from psycopg.rows import class_row
 
 from runtime.store._status import TERMINAL_EVENTS
-from runtime.store.errors import RunNotFound
+from runtime.store.errors import RunNotFound, StaleCursor
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -51,9 +51,10 @@ committed; anything else is refused with ``EgressFenced`` (DESIGN §8)."""
 
 _READ: Final = """
 SELECT run_id, seq, type, payload, epoch, schema_version, created_at, prev_hash, hash,
-       writer_node, writer_attempt
+       writer_node, writer_attempt, traceparent
 FROM run_events WHERE run_id = %s AND seq > %s ORDER BY seq LIMIT %s
 """
+_FLOOR: Final = "SELECT retention_floor FROM runs WHERE run_id = %s"
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +100,9 @@ class Event:
     hash: bytes
     writer_node: str | None = None
     writer_attempt: int | None = None
+    traceparent: str | None = None
+    """The W3C trace context of the request that caused the event, if it had one (not
+    covered by the hash chain: see ``docs/store.md``, "Trace context")."""
 
     @property
     def writer(self) -> Writer | None:
@@ -114,14 +118,22 @@ async def read_events(
 ) -> list[Event]:
     """Committed events of ``run_id`` with ``seq > after``, oldest first, at most ``limit``.
 
+    Seqs are gap-free above the run's retention floor, so a page that starts right after
+    ``after`` needs no second look; only an empty page, or one that starts later, reads
+    the run row.
+
     Raises:
         RunNotFound: no such run (checked only when the page is empty).
+        StaleCursor: ``after`` is below the run's retention floor (pruned events).
     """
     cur = conn.cursor(row_factory=class_row(Event))
     await cur.execute(_READ, (run_id, after, limit))
     events = await cur.fetchall()
-    if not events:
-        exists = await conn.execute("SELECT 1 FROM runs WHERE run_id = %s", (run_id,))
-        if await exists.fetchone() is None:
+    if not events or events[0].seq != after + 1:
+        floor = await conn.execute(_FLOOR, (run_id,))
+        row = await floor.fetchone()
+        if row is None:
             raise RunNotFound(run_id)
+        if max(after, 0) < int(row[0]):
+            raise StaleCursor(run_id, after, int(row[0]))
     return events

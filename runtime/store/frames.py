@@ -30,7 +30,7 @@ __all__ = ["FRAMES_CHANNEL", "Frame", "FrameAppend", "append_frame", "read_frame
 FRAMES_CHANNEL: Final = "warden_frames"
 """NOTIFY channel for new frames; payload ``run_id:frame_seq``."""
 
-_COLUMNS = "run_id, frame_seq, frame_id, kind, payload, created_at"
+_COLUMNS = "run_id, frame_seq, frame_id, kind, payload, created_at, traceparent"
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +44,8 @@ class Frame:
         kind: what it is, e.g. ``"user.message"`` or ``"tool.result"``.
         payload: its JSON content.
         created_at: when it was first appended (database clock).
+        traceparent: the W3C trace context of the request that appended it, if any; the
+            events its consumption causes carry it.
     """
 
     run_id: UUID
@@ -52,6 +54,7 @@ class Frame:
     kind: str
     payload: JSON
     created_at: datetime
+    traceparent: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +72,7 @@ async def append_frame(
     frame_id: str,
     kind: str,
     payload: bytes,
+    traceparent: str | None = None,
 ) -> FrameAppend:
     """Store a frame once; a repeat of ``frame_id`` returns the original.
 
@@ -98,9 +102,9 @@ async def append_frame(
             raise RunTerminal(run_id, status)
         inserted = conn.cursor(row_factory=class_row(Frame))
         await inserted.execute(
-            f"INSERT INTO run_frames (run_id, frame_seq, frame_id, kind, payload)"
-            f" VALUES (%s, %s, %s, %s, %s::jsonb) RETURNING {_COLUMNS}",
-            (run_id, last + 1, frame_id, kind, payload.decode()),
+            f"INSERT INTO run_frames (run_id, frame_seq, frame_id, kind, payload, traceparent)"
+            f" VALUES (%s, %s, %s, %s, %s::jsonb, %s) RETURNING {_COLUMNS}",
+            (run_id, last + 1, frame_id, kind, payload.decode(), traceparent),
         )
         await conn.execute(
             "UPDATE runs SET last_frame_seq = %s, updated_at = now() WHERE run_id = %s",

@@ -46,6 +46,7 @@ from runtime.store.dsn import dsn_host
 from runtime.store.errors import DatabaseUnavailable, StoreClosed, StoreError, StoreOverloaded
 from runtime.store.events import EVENTS_CHANNEL
 from runtime.store.frames import FRAMES_CHANNEL
+from runtime.store.lifecycle import LIFECYCLE_CHANNEL
 from runtime.store.runs import CANCELS_CHANNEL
 
 if TYPE_CHECKING:
@@ -168,7 +169,7 @@ class Listener:
     def __init__(self, dsn: str, config: StoreConfig) -> None:
         self._dsn = dsn
         self._config = config
-        self._channels = (EVENTS_CHANNEL, FRAMES_CHANNEL, CANCELS_CHANNEL)
+        self._channels = (EVENTS_CHANNEL, FRAMES_CHANNEL, CANCELS_CHANNEL, LIFECYCLE_CHANNEL)
         self._watches: dict[tuple[str, UUID], set[Watch | Subscription]] = {}
         self._count = 0
         # Waiters per channel: a notification on a channel nobody waits on is not parsed

@@ -43,11 +43,11 @@ here rather than to every event of its own run."""
 CANCEL_REQUESTED_EVENT: Final = "run.cancel_requested"
 """Event appended by :func:`request_cancel`, written with epoch 0 (not by an executor)."""
 
-_COLUMNS = (
+COLUMNS = (
     "run_id, owner, session_id, run_type, status, input, idempotency_key, last_seq,"
-    " cancel_requested_at, created_at, updated_at, finished_at"
+    " cancel_requested_at, created_at, updated_at, finished_at, retention_floor, traceparent"
 )
-_BY_ID = f"SELECT {_COLUMNS} FROM runs WHERE run_id = %s"
+_BY_ID = f"SELECT {COLUMNS} FROM runs WHERE run_id = %s"
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +65,9 @@ class Run:
         last_seq: seq of its latest event (0 before the first).
         cancel_requested_at: when a cancel was first requested (database clock).
         created_at, updated_at, finished_at: database-clock timestamps.
+        retention_floor: the last seq retention pruned (0: nothing pruned); reading
+            events after a lower cursor raises ``StaleCursor``.
+        traceparent: the W3C trace context of the request that created the run, if any.
     """
 
     run_id: uuid.UUID
@@ -79,6 +82,8 @@ class Run:
     created_at: datetime
     updated_at: datetime
     finished_at: datetime | None
+    retention_floor: int = 0
+    traceparent: str | None = None
 
     @property
     def terminal(self) -> bool:
@@ -123,11 +128,13 @@ async def create_run(
     input_: bytes,
     idempotency_key: str | None,
     run_id: uuid.UUID | None,
+    traceparent: str | None = None,
 ) -> tuple[Run, bool]:
     """Insert a run, or return the one this same request created earlier.
 
     A repeat is the same request when the owner, idempotency key, session, run type and
-    input are equal, and, if the caller chose ``run_id``, the id too. Idempotency keys are
+    input are equal, and, if the caller chose ``run_id``, the id too (the trace context
+    may differ: a retry is a new request of the same trace or another). Idempotency keys are
     scoped per owner (the schema's unique ``(owner, idempotency_key)``).
 
     Returns:
@@ -141,10 +148,10 @@ async def create_run(
     for _ in range(_CREATE_ATTEMPTS):
         inserted = await _one_run(
             conn,
-            f"INSERT INTO runs (run_id, owner, session_id, run_type, input, idempotency_key)"
-            f" VALUES (%s, %s, %s, %s, %s::jsonb, %s)"
-            f" ON CONFLICT DO NOTHING RETURNING {_COLUMNS}",
-            (new_id, owner, session_id, run_type, input_.decode(), idempotency_key),
+            f"INSERT INTO runs (run_id, owner, session_id, run_type, input, idempotency_key,"
+            f" traceparent) VALUES (%s, %s, %s, %s, %s::jsonb, %s, %s)"
+            f" ON CONFLICT DO NOTHING RETURNING {COLUMNS}",
+            (new_id, owner, session_id, run_type, input_.decode(), idempotency_key, traceparent),
         )
         if inserted is not None:
             return inserted, True
@@ -155,7 +162,7 @@ async def create_run(
         if idempotency_key is not None:
             existing = await _one_run(
                 conn,
-                f"SELECT {_COLUMNS} FROM runs WHERE owner = %s AND idempotency_key = %s",
+                f"SELECT {COLUMNS} FROM runs WHERE owner = %s AND idempotency_key = %s",
                 (owner, idempotency_key),
             )
         if existing is None and run_id is not None:
@@ -230,7 +237,7 @@ async def list_runs(
     """
     cur = conn.cursor(row_factory=class_row(Run))
     await cur.execute(
-        f"SELECT {_COLUMNS} FROM runs"
+        f"SELECT {COLUMNS} FROM runs"
         " WHERE (%(status)s::text IS NULL OR status = %(status)s)"
         " AND (%(run_type)s::text IS NULL OR run_type = %(run_type)s)"
         " AND (%(session_id)s::text IS NULL OR session_id = %(session_id)s)"
@@ -250,7 +257,11 @@ async def list_runs(
 
 
 async def request_cancel(
-    conn: AsyncConnection[TupleRow], run_id: uuid.UUID, *, reason: bytes
+    conn: AsyncConnection[TupleRow],
+    run_id: uuid.UUID,
+    *,
+    reason: bytes,
+    traceparent: str | None = None,
 ) -> CancelRequest:
     """Record a cancel request, append ``run.cancel_requested`` and wake the owner.
 
@@ -286,7 +297,7 @@ async def request_cancel(
         digest = link(bytes(last_hash), head, seq, tail)
         await conn.execute(
             "INSERT INTO run_events (run_id, seq, type, payload, epoch, schema_version,"
-            " prev_hash, hash) VALUES (%s, %s, %s, %s::jsonb, 0, %s, %s, %s)",
+            " prev_hash, hash, traceparent) VALUES (%s, %s, %s, %s::jsonb, 0, %s, %s, %s, %s)",
             (
                 run_id,
                 seq,
@@ -295,6 +306,7 @@ async def request_cancel(
                 SCHEMA_VERSION,
                 bytes(last_hash),
                 digest,
+                traceparent,
             ),
         )
         await conn.execute(

@@ -110,6 +110,22 @@ async def test_verify_reports_an_intact_and_a_broken_chain(store: Store, dsn: st
     assert f"run {run.run_id}: chain broken at seq 2" in broken.stderr
 
 
+async def test_verify_checks_a_pruned_run_from_its_anchor(store: Store, dsn: str) -> None:
+    run, lease = await leased_run(store)
+    for i in range(3):
+        await store.append_event(run.run_id, lease.epoch, "step", {"i": i})
+    await store.append_event(run.run_id, lease.epoch, "run.succeeded", {})
+    await store.prune_events(default_window=0)
+    ok = await run_cli_async("verify", str(run.run_id), env=cli_env(WARDEN_DSN=dsn))
+    assert ok.returncode == 0, ok.stderr
+    assert ok.stdout == f"run {run.run_id}: chain ok (1 events, last seq 4, pruned up to seq 3)\n"
+
+    await query(dsn, "UPDATE run_events SET payload = '{\"forged\": 1}' WHERE seq = 4")
+    broken = await run_cli_async("verify", str(run.run_id), env=cli_env(WARDEN_DSN=dsn))
+    assert broken.returncode == 1
+    assert f"run {run.run_id}: chain broken at seq 4" in broken.stderr
+
+
 def test_verify_of_an_unknown_run_and_a_malformed_id(dsn: str) -> None:
     missing = run_cli("verify", "00000000-0000-0000-0000-000000000000", env=cli_env(WARDEN_DSN=dsn))
     assert missing.returncode == 1

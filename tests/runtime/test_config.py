@@ -60,6 +60,10 @@ def test_handlers_come_from_the_environment_as_a_list_or_json(
         ({"max_active_runs": 0}, "max_active_runs"),
         ({"drain_timeout": -1}, "drain_timeout"),
         ({"store": StoreConfig(lease_ttl=3), "heartbeat_interval": 1.5}, "heartbeat_interval"),
+        ({"retention_window": -1}, "retention_window"),
+        ({"retention_windows": {"chat": -5}}, "retention_windows"),
+        ({"retention_windows": {"chat": float("nan")}}, "retention_windows"),
+        ({"retention_batch_size": 0}, "retention_batch_size"),
     ],
 )
 def test_bad_node_settings_are_refused_naming_the_field(
@@ -67,6 +71,16 @@ def test_bad_node_settings_are_refused_naming_the_field(
 ) -> None:
     with pytest.raises(ValueError, match=field):
         NodeConfig(**settings)  # type: ignore[arg-type]  # deliberately wrong values
+
+
+def test_retention_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WARDEN_RETENTION_WINDOW", "86400")
+    monkeypatch.setenv("WARDEN_RETENTION_WINDOWS", '{"chat": 3600, "batch": 0}')
+    monkeypatch.setenv("WARDEN_RETENTION_BATCH_SIZE", "50")
+    config = NodeConfig()
+    assert config.retention_window == 86400
+    assert config.retention_windows == {"chat": 3600, "batch": 0}
+    assert config.retention_batch_size == 50
 
 
 def test_the_default_node_name_is_a_valid_name() -> None:

@@ -15,7 +15,7 @@ from runtime.node import Node, NodeClosed, NodeStartFailed
 from runtime.run import UnknownRunType
 from runtime.store import RunNotFound, RunTerminal
 from tests.runtime._helpers import query
-from tests.runtime.node._helpers import assert_a_clean_log, log_of, payload
+from tests.runtime.node._helpers import assert_a_clean_log, log_of, payload, wait_for_event
 
 if TYPE_CHECKING:
     from runtime.config import NodeConfig
@@ -242,3 +242,61 @@ async def test_a_node_is_single_use(node_config: NodeConfig) -> None:
         await node.start_run(owner="alice", run_type="echo")
     with pytest.raises(NodeClosed):
         await node.__aenter__()
+
+
+TRACE_START = "00-11111111111111111111111111111111-1111111111111111-01"
+TRACE_F1 = "00-22222222222222222222222222222222-2222222222222222-01"
+TRACE_F2 = "00-33333333333333333333333333333333-3333333333333333-01"
+
+
+async def test_events_carry_the_trace_of_the_request_that_caused_them(node: Node) -> None:
+    run, _ = await node.start_run(owner="alice", run_type="echo", traceparent=TRACE_START)
+    await node.append_frame(
+        run.run_id, frame_id="f1", kind="message", payload={}, traceparent=TRACE_F1
+    )
+    with anyio.fail_after(20):
+        await wait_for_event(node.store, node.listener, run.run_id, "echo")
+    await node.append_frame(run.run_id, frame_id="f2", kind="end", traceparent=TRACE_F2)
+    with anyio.fail_after(20):
+        await node.wait(run.run_id)
+    events = await log_of(node.store, run.run_id)
+    assert [(e.type, e.traceparent) for e in events] == [
+        ("frame.consumed", TRACE_F1),
+        ("echo", TRACE_F1),
+        ("frame.consumed", TRACE_F2),
+        ("run.succeeded", TRACE_F2),
+    ]
+    assert (await node.store.get_run(run.run_id)).traceparent == TRACE_START
+
+
+async def test_a_cancel_s_events_carry_the_cancel_request_s_trace(node: Node) -> None:
+    run, _ = await node.start_run(owner="alice", run_type="echo", traceparent=TRACE_START)
+    await node.cancel(run.run_id, reason="enough", traceparent=TRACE_F2)
+    with anyio.fail_after(20):
+        done = await node.wait(run.run_id)
+    assert done.status == "canceled"
+    events = await log_of(node.store, run.run_id)
+    assert [(e.type, e.traceparent) for e in events] == [
+        ("run.cancel_requested", TRACE_F2),
+        ("run.canceled", TRACE_F2),
+    ]
+
+
+async def test_the_janitor_prunes_finished_runs_past_their_window(
+    node_config: NodeConfig,
+) -> None:
+    config = node_config.with_changes(retention_window=3600.0, retention_windows={"echo": 0.0})
+    async with Node(config) as node:
+        run, _ = await node.start_run(owner="alice", run_type="echo", input={"frames": 2})
+        for frame_id in ("f1", "f2"):
+            await node.append_frame(run.run_id, frame_id=frame_id, kind="message")
+        with anyio.fail_after(20):
+            done = await node.wait(run.run_id)
+        await node.recover_now()  # one scan, then the sweeps
+        pruned = await node.store.get_run(run.run_id)
+        assert pruned.retention_floor == done.last_seq - 1
+        assert node.statistics().janitor.pruned_events == done.last_seq - 1
+        assert (await node.store.verify_chain(run.run_id)).ok
+        snapshot = await node.snapshot(run.run_id)
+        assert snapshot.terminal_event is not None
+        assert snapshot.terminal_event.type == "run.succeeded"
