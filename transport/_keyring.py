@@ -115,7 +115,9 @@ def _read_or_create(path: Path, *, create: bool) -> tuple[str, bytes]:
     secret = secrets.token_hex(32)
     body = orjson.dumps({"kid": kid, "secret": secret}, option=orjson.OPT_INDENT_2)
     try:
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        # The directory stays traversable (the key file itself is 0600): by default it is
+        # the embedded PostgreSQL's parent, which its server user must be able to reach.
+        path.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
         return _read(path)  # another process created it first: use theirs

@@ -164,6 +164,18 @@ class _NodeCollector(Collector):
                 f"Janitor: {field.name.replace('_', ' ')}",
                 getattr(stats.janitor, field.name),
             )
+        if stats.leases is not None:
+            for field in dataclasses.fields(stats.leases):
+                if field.name == "seed":
+                    continue
+                value = getattr(stats.leases, field.name)
+                name = f"warden_leases_{field.name}"
+                doc = f"Lease keeper: {field.name.replace('_', ' ')}"
+                yield (
+                    _gauge(name, doc, value)
+                    if field.name in ("held", "largest_batch")
+                    else _counter(name, doc, value)
+                )
         runs = CounterMetricFamily(
             "warden_runs", "Run actor counters (lease losses are 'fenced')", labels=["counter"]
         )

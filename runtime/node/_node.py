@@ -733,6 +733,7 @@ class Node:
             janitor=janitor_statistics(self._janitor_counters),
             runs=self._run_counters.snapshot(),
             supervision=dict(self._root_events),
+            leases=self._leases.statistics() if self._leases is not None else None,
         )
 
 

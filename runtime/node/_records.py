@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, final
 
 if TYPE_CHECKING:
     from runtime.node._janitor import JanitorStatistics
+    from runtime.run import KeeperStatistics
     from runtime.store import Event, Lease, Run
 
 __all__ = ["NodeStatistics", "RunSnapshot"]
@@ -44,6 +45,8 @@ class NodeStatistics:
         janitor: the janitor's counters (scans, resumed runs, executor losses, ...).
         runs: the run actors' counters (runs started and finished, cancels, stalls, ...).
         supervision: supervision events of the node's root, by name.
+        leases: the lease keeper's counters (renewals, losses, overdue fences), ``None``
+            until the keeper has started.
     """
 
     node_id: str
@@ -56,3 +59,4 @@ class NodeStatistics:
     janitor: JanitorStatistics
     runs: dict[str, int]
     supervision: dict[str, int]
+    leases: KeeperStatistics | None

@@ -135,6 +135,12 @@ async def test_metrics_parse_and_carry_no_ids(
         "warden_listener_notifications",
         "warden_mailbox_depth",
         "warden_tree_restarts",
+        "warden_leases_held",
+        "warden_leases_renewed",
+        "warden_leases_lost",
+        "warden_leases_overdue",
+        "warden_store_append_latency_seconds",
+        "warden_store_append_batch_size",
     ):
         assert name in families, name
     routes = {

@@ -54,6 +54,9 @@ def test_token_mints_with_a_generated_local_key_shared_by_later_calls(
     assert code == 0, err
     token = out.strip()
     assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    # Its directory stays traversable: by default it is the embedded PostgreSQL's parent,
+    # which the server's own user must reach (a 0700 one broke `warden node` as root).
+    assert key_file.parent.stat().st_mode & stat.S_IXOTH
     keyring = load_keyring(GatewayConfig(), host="127.0.0.1", key_file=key_file)
     header = jwt.get_unverified_header(token)
     assert header["kid"] == keyring.current
