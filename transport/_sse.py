@@ -270,8 +270,19 @@ class SseStream:
         self._metrics.sse_opened()
         _backstop(transport, max(_BACKSTOP_FACTOR * self._config.send_timeout, _BACKSTOP_MIN))
 
-    async def send(self, block: bytes, *, events: Sequence[EncodedEvent] = ()) -> None:
+    async def send(
+        self,
+        block: bytes,
+        *,
+        events: Sequence[EncodedEvent] = (),
+        count: int = 0,
+        oldest: float = 0.0,
+    ) -> None:
         """Write one block (events' frames, or a comment); the first carries ``retry:``.
+
+        The block holds ``events``' frames, or (from a run's hub, which joined them once
+        for every stream) ``count`` events whose oldest was committed at ``oldest``
+        (epoch seconds); the metrics count them per block.
 
         The write itself never waits; past ``stream_buffer`` unsent bytes the stream
         waits for the client to read, at most ``send_timeout`` seconds.
@@ -315,6 +326,12 @@ class SseStream:
         if events:
             self.events_sent += len(events)
             self._metrics.sse_events_sent(time.time(), [e.created_at for e in events])
+        elif count:
+            # A batch counted once: the events, and the lag of its oldest (the batch's
+            # largest), not one sample per event per client.
+            self.events_sent += count
+            self._metrics.sse_events.inc(count)
+            self._metrics.sse_lag.observe(max(time.time() - oldest, 0.0))
 
     async def heartbeat(self) -> None:
         """Write a heartbeat comment (``: hb``); raises as :meth:`send`."""
