@@ -70,6 +70,8 @@ class Subscriber:
     """The hub appends its pages here; otherwise the stream reads its gap itself."""
     pending: list[_Chunk] = field(default_factory=list)
     pending_bytes: int = 0
+    fell_behind: int = 0
+    """Times the hub stopped feeding this subscriber (its bound was full)."""
     wake: asyncio.Event = field(default_factory=asyncio.Event)
 
     def take(self) -> list[_Chunk]:
@@ -83,6 +85,7 @@ class Subscriber:
             return
         if self.pending_bytes >= self.bound:
             self.live = False  # fell behind: it reads its gap from the log
+            self.fell_behind += 1
             self.wake.set()
             return
         if events[0].seq <= self.cursor:
@@ -177,6 +180,8 @@ class Hubs:
         self._hubs: dict[uuid.UUID, Hub] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._closed = False
+        self.fell_behind = 0
+        """Times a subscriber fell behind its hub and read its gap from the log."""
 
     def __len__(self) -> int:
         return len(self._hubs)
@@ -208,6 +213,7 @@ class Hubs:
         try:
             yield hub
         finally:
+            self.fell_behind += subscriber.fell_behind
             hub.subscribers.discard(subscriber)
             if not hub.subscribers:
                 if self._hubs.get(run_id) is hub:
