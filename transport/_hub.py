@@ -20,17 +20,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final
 
 import structlog
+
+from transport._sse import StreamGone
 
 if TYPE_CHECKING:
     import uuid
     from collections.abc import Callable, Iterator
 
     from runtime.store import Listener
-    from transport._sse import EncodedEvent, LogReader
+    from transport._metrics import GatewayMetrics
+    from transport._sse import EncodedEvent, LogReader, SseStream
 
 __all__ = ["Hub", "Hubs", "Subscriber"]
 
@@ -47,16 +51,36 @@ class _Chunk:
     terminal: bool
     oldest: float
     """The oldest event's commit time (epoch seconds)."""
+    framed: bytes
+    """``block`` as one HTTP/1.1 chunk, for the streams the hub writes to itself."""
 
 
 def _chunk(events: tuple[EncodedEvent, ...]) -> _Chunk:
+    block = b"".join(e.frame for e in events)
     return _Chunk(
-        b"".join(e.frame for e in events),
+        block,
         len(events),
         events[-1].seq,
         events[-1].terminal,
         min(e.created_at for e in events),
+        b"%x\r\n%s\r\n" % (len(block), block),
     )
+
+
+@dataclass(slots=True)
+class _Tally:
+    """The metrics of the writes the hub made for one page, counted once."""
+
+    writes: int = 0
+    size: int = 0
+    events: int = 0
+    peak: int = 0
+
+    def written(self, size: int, events: int, buffered: int) -> None:
+        self.writes += 1
+        self.size += size
+        self.events += events
+        self.peak = max(self.peak, buffered)
 
 
 @dataclass(eq=False, slots=True)
@@ -66,6 +90,17 @@ class Subscriber:
     cursor: int
     """The last seq handed to this stream (pending or written)."""
     bound: int
+    stream: SseStream
+    last_write: float = 0.0
+    """When the stream last wrote (the loop's clock), for its heartbeats."""
+    direct: bool = False
+    """The stream's task is parked with nothing pending: the hub writes for it."""
+    draining: bool = False
+    """A write by the hub passed the bound: the task must wait for the client."""
+    ended: bool = False
+    """The hub wrote the run's terminal event."""
+    gone: str | None = None
+    """The client went away during a write by the hub (the reason, counted)."""
     live: bool = False
     """The hub appends its pages here; otherwise the stream reads its gap itself."""
     pending: list[_Chunk] = field(default_factory=list)
@@ -79,9 +114,12 @@ class Subscriber:
         chunks, self.pending, self.pending_bytes = self.pending, [], 0
         return chunks
 
-    def offer(self, events: tuple[EncodedEvent, ...], chunk: _Chunk) -> None:
-        """Append the events past the cursor (``chunk``: all of them, joined)."""
-        if not self.live:
+    def offer(
+        self, events: tuple[EncodedEvent, ...], chunk: _Chunk, now: float, tally: _Tally
+    ) -> None:
+        """Hand over the events past the cursor (``chunk``: all of them, joined): written
+        at once while the stream's task is parked, else appended to its pending bytes."""
+        if not self.live or self.gone is not None:
             return
         if self.pending_bytes >= self.bound:
             self.live = False  # fell behind: it reads its gap from the log
@@ -93,6 +131,24 @@ class Subscriber:
             if not events:
                 return
             chunk = _chunk(events)
+        if self.direct:
+            try:
+                buffered = self.stream.write_now(chunk.block, chunk.framed, chunk.count)
+            except StreamGone as gone:
+                self.gone = gone.reason
+                self.direct = False
+                self.wake.set()
+                return
+            tally.written(len(chunk.block), chunk.count, buffered)
+            self.cursor = chunk.last_seq
+            self.last_write = now
+            fits = buffered <= self.bound
+            if not fits or chunk.terminal:
+                self.draining = not fits
+                self.ended = chunk.terminal
+                self.direct = False
+                self.wake.set()
+            return
         self.pending.append(chunk)
         self.pending_bytes += len(chunk.block)
         self.cursor = chunk.last_seq
@@ -102,8 +158,9 @@ class Subscriber:
 class Hub:
     """The tail of one run's log for the subscribers of this node."""
 
-    def __init__(self, run_id: uuid.UUID, head: int) -> None:
+    def __init__(self, run_id: uuid.UUID, head: int, metrics: GatewayMetrics) -> None:
         self.run_id = run_id
+        self._metrics = metrics
         self.head = head
         """The last seq the hub read; its pages go on from here."""
         self.finished = False
@@ -125,8 +182,15 @@ class Hub:
 
     def _publish(self, page: tuple[EncodedEvent, ...]) -> None:
         chunk = _chunk(page)
-        for subscriber in self.subscribers:
-            subscriber.offer(page, chunk)
+        now = asyncio.get_running_loop().time()
+        tally = _Tally()
+        for subscriber in tuple(self.subscribers):
+            subscriber.offer(page, chunk, now, tally)
+        if tally.writes:
+            self._metrics.sse_sent(tally.size, tally.peak)
+            self._metrics.sse_events.inc(tally.events)
+            # The page's lag, once for all the streams written to (oldest event).
+            self._metrics.sse_lag.observe(max(time.time() - chunk.oldest, 0.0))
         self.head = chunk.last_seq
         self.pages += 1
         if chunk.terminal:
@@ -146,7 +210,9 @@ class Hub:
                 while not self.finished:
                     page = await reader.page(self.run_id, self.head)
                     if page:
-                        reader.shared += max(0, len(self.subscribers) - 1)
+                        # Every live subscriber would have read this page itself.
+                        live = sum(1 for s in self.subscribers if s.live)
+                        reader.shared += max(0, live - 1)
                         self._publish(page)
                     if len(page) == reader.page_size or self.finished:
                         continue
@@ -173,8 +239,15 @@ class Hubs:
     """The node's hubs, one per run with subscribers; their tasks are owned here and
     cancelled by :meth:`aclose` (the application's cleanup)."""
 
-    def __init__(self, reader: LogReader, listener: Callable[[], Listener], poll: float) -> None:
+    def __init__(
+        self,
+        reader: LogReader,
+        listener: Callable[[], Listener],
+        poll: float,
+        metrics: GatewayMetrics,
+    ) -> None:
         self._reader = reader
+        self._metrics = metrics
         self._listener = listener
         self._poll = poll
         self._hubs: dict[uuid.UUID, Hub] = {}
@@ -201,7 +274,7 @@ class Hubs:
             raise RuntimeError("the gateway is stopping")
         hub = self._hubs.get(run_id)
         if hub is None or hub.error is not None:
-            hub = Hub(run_id, subscriber.cursor)
+            hub = Hub(run_id, subscriber.cursor, self._metrics)
             self._hubs[run_id] = hub
             task = asyncio.get_running_loop().create_task(
                 hub.tail(self._reader, self._listener(), self._poll), name=f"hub-{run_id}"

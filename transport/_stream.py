@@ -1,9 +1,10 @@
 """``GET /v1/runs/{run_id}/stream``: a run's events as SSE, read from the log (DESIGN §10).
 
 Any node serves any run: the stream reads the run's log after its cursor, writes each
-event (``id:`` = seq), and waits for the node's LISTEN connection to say the run moved —
-or for ``poll_interval`` at most, so a lost NOTIFY delays an event and never loses it.
-It ends after the terminal event.
+event (``id:`` = seq), then takes the run's next pages from the run's hub on this node
+(:mod:`transport._hub`: one tail of the log for all the run's streams, woken by the
+node's LISTEN connection or by ``poll_interval`` at most, so a lost NOTIFY delays an
+event and never loses it). It ends after the terminal event.
 
 The cursor is ``Last-Event-ID`` or ``?cursor=`` (0 without either). When both are
 given the header wins if it is at or past the cursor — a browser reconnects to the URL
@@ -168,17 +169,26 @@ async def _pump(
         return
     else:
         cursor = page[-1].seq
-    subscriber = Subscriber(cursor, budget)
-    quiet_since = clock()
+    subscriber = Subscriber(cursor, budget, stream, last_write=clock())
     with hubs.subscribe(run.run_id, subscriber) as hub:
         while True:
+            subscriber.direct = False
             subscriber.wake.clear()
+            if subscriber.gone is not None:
+                raise StreamGone(subscriber.gone)
+            if subscriber.ended:
+                _logger.info("stream_finished", last_seq=subscriber.cursor)
+                return
+            if subscriber.draining:
+                subscriber.draining = False
+                await stream.drain()
+                continue
             chunks = subscriber.take()
             if chunks:
                 block = chunks[0].block if len(chunks) == 1 else b"".join(c.block for c in chunks)
                 count = sum(c.count for c in chunks)
                 await stream.send(block, count=count, oldest=min(c.oldest for c in chunks))
-                quiet_since = clock()
+                subscriber.last_write = clock()
                 if chunks[-1].terminal:
                     _logger.info("stream_finished", last_seq=chunks[-1].last_seq)
                     return
@@ -192,7 +202,7 @@ async def _pump(
                     if await _write_page(stream, page, budget):
                         _logger.info("stream_finished", last_seq=page[-1].seq)
                         return
-                    quiet_since = clock()
+                    subscriber.last_write = clock()
                     subscriber.cursor = page[-1].seq
                     hub.catch_up(subscriber)
                 else:
@@ -205,13 +215,17 @@ async def _pump(
                 return
             if not stream.connected:
                 raise StreamGone("client_gone")
-            beat_at = quiet_since + config.heartbeat_interval
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(max(0.0, beat_at - clock())):
-                    await subscriber.wake.wait()
+            beat_at = subscriber.last_write + config.heartbeat_interval
             if clock() >= beat_at:
                 await stream.heartbeat()
-                quiet_since = clock()
+                subscriber.last_write = clock()
+                continue
+            # Parked: the hub writes the run's pages for this stream meanwhile (no
+            # wake-up per page), and wakes it for anything it must do itself.
+            subscriber.direct = stream.direct
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(beat_at - clock()):
+                    await subscriber.wake.wait()
 
 
 def add_stream_route(app: web.Application) -> None:
@@ -220,7 +234,7 @@ def add_stream_route(app: web.Application) -> None:
     scopes: set[anyio.CancelScope] = set()
     app[STREAMS] = scopes
     node = app[NODE]
-    hubs = Hubs(app[READER], lambda: node.listener, app[CONFIG].poll_interval)
+    hubs = Hubs(app[READER], lambda: node.listener, app[CONFIG].poll_interval, app[METRICS])
     app[HUBS] = hubs
     app.router.add_get("/v1/runs/{run_id}/stream", stream_run, allow_head=False)
 
