@@ -214,8 +214,10 @@ class LogReader:
 class SseStream:
     """One SSE response with a bounded buffer and a send timeout.
 
-    ``open()`` sends the headers; ``send()`` writes one pre-encoded block; ``close()``
-    ends the response. Not reusable.
+    ``open()`` sends the headers; ``send()`` writes one pre-encoded block;
+    ``write_now()`` writes one without waiting (for a run's hub, while the stream's task
+    is parked) and ``drain()`` then waits for the client, bounded; ``close()`` ends the
+    response. Not reusable.
     """
 
     def __init__(
