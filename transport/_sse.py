@@ -17,8 +17,8 @@ is disconnected, counted, and resumes by cursor. The first frame carries ``retry
 jitter so that reconnecting browsers do not stampede.
 
 :class:`LogReader` reads pages of a run's log for every stream of the node: streams of
-one run that ask for the same page at once (a fan-out woken by one NOTIFY) share one
-query, and each event is encoded as an SSE frame once.
+one run that ask for the same page at once (streams joining together, or catching up
+behind their run's hub) share one query, and each event is encoded as an SSE frame once.
 """
 
 from __future__ import annotations
@@ -214,8 +214,10 @@ class LogReader:
 class SseStream:
     """One SSE response with a bounded buffer and a send timeout.
 
-    ``open()`` sends the headers; ``send()`` writes one pre-encoded block; ``close()``
-    ends the response. Not reusable.
+    ``open()`` sends the headers; ``send()`` writes one pre-encoded block;
+    ``write_now()`` writes one without waiting (for a run's hub, while the stream's task
+    is parked) and ``drain()`` then waits for the client, bounded; ``close()`` ends the
+    response. Not reusable.
     """
 
     def __init__(
@@ -238,6 +240,7 @@ class SseStream:
             ping_interval=_NO_PING,
         )
         self._writer: StreamWriter | None = None
+        self._transport: asyncio.Transport | None = None
         self._first = True
         self._open = False
         self.bytes_sent = 0
@@ -266,12 +269,24 @@ class SseStream:
         writer = await self.response.prepare(self._request)
         assert isinstance(writer, StreamWriter)  # aiohttp's HTTP/1 payload writer
         self._writer = writer
+        self._transport = transport
         self._open = True
         self._metrics.sse_opened()
         _backstop(transport, max(_BACKSTOP_FACTOR * self._config.send_timeout, _BACKSTOP_MIN))
 
-    async def send(self, block: bytes, *, events: Sequence[EncodedEvent] = ()) -> None:
+    async def send(
+        self,
+        block: bytes,
+        *,
+        events: Sequence[EncodedEvent] = (),
+        count: int = 0,
+        oldest: float = 0.0,
+    ) -> None:
         """Write one block (events' frames, or a comment); the first carries ``retry:``.
+
+        The block holds ``events``' frames, or (from a run's hub, which joined them once
+        for every stream) ``count`` events whose oldest was committed at ``oldest``
+        (epoch seconds); the metrics count them per block.
 
         The write itself never waits; past ``stream_buffer`` unsent bytes the stream
         waits for the client to read, at most ``send_timeout`` seconds.
@@ -290,31 +305,100 @@ class SseStream:
         try:
             # aiohttp's own drain would wait without a bound: ours follows.
             await writer.write(block, drain=False)
-            buffered = transport.get_write_buffer_size()
-            if buffered > self.peak_buffered:
-                self.peak_buffered = buffered
-            if buffered > self._config.stream_buffer:
-                async with asyncio.timeout(self._config.send_timeout):
-                    await writer.drain()
+        except (ConnectionError, RuntimeError) as error:
+            raise self._gone(error) from None
+        if not self._written(transport, len(block), events, count, oldest):
+            await self.drain()
+
+    @property
+    def direct(self) -> bool:
+        """Whether :meth:`write_now` may write (the headers and ``retry:`` are out)."""
+        return self._writer is not None and not self._first
+
+    def write_now(self, block: bytes, framed: bytes, count: int) -> int:
+        """Write ``count`` events' frames at once, without waiting: a run's hub writes
+        for a stream parked with nothing pending (one writer at a time, still). The hub
+        counts the metrics of a page's writes once for all its streams.
+
+        ``framed`` is ``block`` as one HTTP/1.1 chunk (built once for every stream);
+        the transport gets it as is, which is what aiohttp's writer would send.
+
+        Returns:
+            The bytes the connection holds unsent: past ``stream_buffer`` the stream's
+            task must :meth:`drain` before anything more is written.
+
+        Raises:
+            StreamGone: the client went away.
+        """
+        transport = self._transport
+        writer = self._writer
+        if transport is None or transport.is_closing() or writer is None or self._first:
+            raise self._gone(None)
+        try:
+            transport.write(framed if writer.chunked else block)
+        except (ConnectionError, RuntimeError) as error:
+            raise self._gone(error) from None
+        buffered = transport.get_write_buffer_size()
+        if buffered > self.peak_buffered:
+            self.peak_buffered = buffered
+        self.bytes_sent += len(block)
+        self.events_sent += count
+        return buffered
+
+    async def drain(self) -> None:
+        """Wait for the client to read until ``stream_buffer`` bytes at most are unsent,
+        at most ``send_timeout`` seconds; raises as :meth:`send`."""
+        transport = self._request.transport
+        writer = self._writer
+        if transport is None or transport.is_closing() or writer is None:
+            raise self._gone(None)
+        if transport.get_write_buffer_size() <= self._config.stream_buffer:
+            return
+        try:
+            async with asyncio.timeout(self._config.send_timeout):
+                await writer.drain()
         except TimeoutError:
             transport.abort()
             self._metrics.sse_disconnected("send_timeout")
             _logger.info("stream_client_stalled", send_timeout=self._config.send_timeout)
             raise StreamGone("send_timeout") from None
         except (ConnectionError, RuntimeError) as error:
-            # RuntimeError: aiohttp refuses a write after the connection closed. A
-            # connection the kernel timed out (ETIMEDOUT) stalled as surely as one our
-            # own timeout aborts.
-            reason = "send_timeout" if _timed_out(error) else "client_gone"
-            self._metrics.sse_disconnected(reason)
-            if reason == "send_timeout":
-                _logger.info("stream_client_stalled", send_timeout=self._config.send_timeout)
-            raise StreamGone(reason) from None
-        self.bytes_sent += len(block)
-        self._metrics.sse_sent(len(block), self.peak_buffered)
+            raise self._gone(error) from None
+
+    def _gone(self, error: BaseException | None) -> StreamGone:
+        """The client went away (counted). RuntimeError: aiohttp refuses a write after
+        the connection closed. A connection the kernel timed out (ETIMEDOUT) stalled as
+        surely as one our own timeout aborts."""
+        reason = "send_timeout" if error is not None and _timed_out(error) else "client_gone"
+        self._metrics.sse_disconnected(reason)
+        if reason == "send_timeout":
+            _logger.info("stream_client_stalled", send_timeout=self._config.send_timeout)
+        return StreamGone(reason)
+
+    def _written(
+        self,
+        transport: asyncio.Transport,
+        size: int,
+        events: Sequence[EncodedEvent],
+        count: int,
+        oldest: float,
+    ) -> bool:
+        """Count a write; whether the connection holds at most the bound unsent."""
+        buffered = transport.get_write_buffer_size()
+        if buffered > self.peak_buffered:
+            self.peak_buffered = buffered
+        self.bytes_sent += size
+        self._metrics.sse_sent(size, self.peak_buffered)
         if events:
             self.events_sent += len(events)
             self._metrics.sse_events_sent(time.time(), [e.created_at for e in events])
+        elif count:
+            # A batch counted once: the events, and the lag of its oldest (the batch's
+            # largest), not one sample per event per client.
+            self.events_sent += count
+            self._metrics.sse_events.inc(count)
+            self._metrics.sse_lag.observe(max(time.time() - oldest, 0.0))
+        return buffered <= self._config.stream_buffer
 
     async def heartbeat(self) -> None:
         """Write a heartbeat comment (``: hb``); raises as :meth:`send`."""

@@ -1,9 +1,10 @@
 """``GET /v1/runs/{run_id}/stream``: a run's events as SSE, read from the log (DESIGN §10).
 
 Any node serves any run: the stream reads the run's log after its cursor, writes each
-event (``id:`` = seq), and waits for the node's LISTEN connection to say the run moved —
-or for ``poll_interval`` at most, so a lost NOTIFY delays an event and never loses it.
-It ends after the terminal event.
+event (``id:`` = seq), then takes the run's next pages from the run's hub on this node
+(:mod:`transport._hub`: one tail of the log for all the run's streams, woken by the
+node's LISTEN connection or by ``poll_interval`` at most, so a lost NOTIFY delays an
+event and never loses it). It ends after the terminal event.
 
 The cursor is ``Last-Event-ID`` or ``?cursor=`` (0 without either). When both are
 given the header wins if it is at or past the cursor — a browser reconnects to the URL
@@ -27,6 +28,7 @@ from runtime.node.errors import NodeError
 from runtime.store import StoreError
 from transport._auth import authorize, check_owner
 from transport._errors import ApiError, stale_cursor
+from transport._hub import Hubs, Subscriber
 from transport._observe import TRACEPARENT, bind, trace_of
 from transport._sse import SseStream, StreamGone
 from transport._state import CONFIG, METRICS, NODE, READER, RNG
@@ -34,10 +36,10 @@ from transport._validation import parse_cursor, parse_run_id
 
 if TYPE_CHECKING:
     from runtime.config import GatewayConfig
-    from runtime.store import Run, Watch
+    from runtime.store import Run
     from transport._sse import EncodedEvent, LogReader
 
-__all__ = ["STREAMS", "add_stream_route", "resolve_cursor"]
+__all__ = ["HUBS", "STREAMS", "add_stream_route", "resolve_cursor"]
 
 _logger = structlog.get_logger("transport.stream")
 
@@ -45,6 +47,8 @@ LAST_EVENT_ID: Final = "Last-Event-ID"
 
 STREAMS = web.AppKey("streams", set[anyio.CancelScope])
 """The cancel scopes of the streams open now; the gateway's shutdown ends them."""
+HUBS = web.AppKey("hubs", Hubs)
+"""The node's hubs: one tail of the log per run with open streams."""
 
 
 def resolve_cursor(request: web.Request) -> int:
@@ -95,92 +99,151 @@ async def stream_run(request: web.Request) -> web.StreamResponse:
     _, traceparent = trace_of(request)
     headers = {TRACEPARENT: traceparent} if traceparent else None
     stream = SseStream(request, config, app[METRICS], app[RNG], headers=headers)
-    # Watch before the first read: a commit between the read and the wait still wakes us.
-    with node.listener.watch(run_id) as watch:
-        page = await reader.page(run_id, cursor)  # errors here are still HTTP answers
-        await stream.open()
-        _logger.info("stream_opened", cursor=cursor)
-        scope = anyio.CancelScope()
-        app[STREAMS].add(scope)
-        try:
-            with scope:
-                await _pump(stream, reader, watch, run, page, cursor, config)
-        except StreamGone as gone:
-            _logger.info("stream_disconnected", reason=gone.reason)
-        except (StoreError, NodeError) as error:
-            # The headers are sent: end the stream; the client resumes by cursor.
-            _logger.warning("stream_store_failed", error=str(error))
-        except Exception:
-            # The headers are sent, no error answer is possible any more: end the stream.
-            _logger.exception("stream_failed")
-        finally:
-            app[STREAMS].discard(scope)
-            with anyio.CancelScope(shield=True):
-                await stream.close()
-        if scope.cancelled_caught:
-            _logger.info("stream_closed_by_shutdown")
+    # The first page is the stream's own read (its errors are still HTTP answers); the
+    # run's hub then reads on from the stream's cursor at the latest, watching before it
+    # reads, so a commit after this read still reaches the stream.
+    page = await reader.page(run_id, cursor)
+    await stream.open()
+    _logger.info("stream_opened", cursor=cursor)
+    scope = anyio.CancelScope()
+    app[STREAMS].add(scope)
+    try:
+        with scope:
+            await _pump(stream, reader, app[HUBS], run, page, cursor, config)
+    except StreamGone as gone:
+        _logger.info("stream_disconnected", reason=gone.reason)
+    except (StoreError, NodeError) as error:
+        # The headers are sent: end the stream; the client resumes by cursor.
+        _logger.warning("stream_store_failed", error=str(error))
+    except Exception:
+        # The headers are sent, no error answer is possible any more: end the stream.
+        _logger.exception("stream_failed")
+    finally:
+        app[STREAMS].discard(scope)
+        with anyio.CancelScope(shield=True):
+            await stream.close()
+    if scope.cancelled_caught:
+        _logger.info("stream_closed_by_shutdown")
     return stream.response
+
+
+async def _write_page(stream: SseStream, page: tuple[EncodedEvent, ...], budget: int) -> bool:
+    """Write ``page`` in batches of up to ``budget`` bytes (one write each); whether it
+    ended with the run's terminal event."""
+    start = 0
+    while start < len(page):
+        end, size = start, 0
+        while end < len(page) and (end == start or size + len(page[end].frame) <= budget):
+            size += len(page[end].frame)
+            end += 1
+        batch = page[start:end]
+        await stream.send(b"".join(e.frame for e in batch), events=batch)
+        if batch[-1].terminal:
+            return True
+        start = end
+    return False
 
 
 async def _pump(
     stream: SseStream,
     reader: LogReader,
-    watch: Watch,
+    hubs: Hubs,
     run: Run,
     page: tuple[EncodedEvent, ...],
     cursor: int,
     config: GatewayConfig,
 ) -> None:
     """Write the run's events from ``page`` on, until its terminal event; a heartbeat
-    after each ``heartbeat_interval`` of silence."""
+    after each ``heartbeat_interval`` of silence.
+
+    The stream's pages come from the run's hub (one read of the log for every stream of
+    the run on this node) while it keeps up; behind it, the stream reads its gap from
+    the log itself.
+    """
     budget = config.stream_buffer
     clock = asyncio.get_running_loop().time
     if not page:
         await stream.send(b"\n")  # the retry: line at once, on its own
-    quiet_since = clock()
-    while True:
-        # Frames go out in batches of up to stream_buffer bytes (one write each).
-        start = 0
-        while start < len(page):
-            end, size = start, 0
-            while end < len(page) and (end == start or size + len(page[end].frame) <= budget):
-                size += len(page[end].frame)
-                end += 1
-            batch = page[start:end]
-            await stream.send(b"".join(e.frame for e in batch), events=batch)
-            quiet_since = clock()
-            cursor = batch[-1].seq
-            if batch[-1].terminal:
-                _logger.info("stream_finished", last_seq=cursor)
+    elif await _write_page(stream, page, budget):
+        _logger.info("stream_finished", last_seq=page[-1].seq)
+        return
+    else:
+        cursor = page[-1].seq
+    subscriber = Subscriber(cursor, budget, stream, last_write=clock())
+    with hubs.subscribe(run.run_id, subscriber) as hub:
+        while True:
+            subscriber.direct = False
+            subscriber.wake.clear()
+            if subscriber.gone is not None:
+                raise StreamGone(subscriber.gone)
+            if subscriber.ended:
+                _logger.info("stream_finished", last_seq=subscriber.cursor)
                 return
-            start = end
-        if len(page) < reader.page_size:
+            if subscriber.draining:
+                subscriber.draining = False
+                await stream.drain()
+                continue
+            chunks = subscriber.take()
+            if chunks:
+                block = chunks[0].block if len(chunks) == 1 else b"".join(c.block for c in chunks)
+                count = sum(c.count for c in chunks)
+                await stream.send(block, count=count, oldest=min(c.oldest for c in chunks))
+                subscriber.last_write = clock()
+                if chunks[-1].terminal:
+                    _logger.info("stream_finished", last_seq=chunks[-1].last_seq)
+                    return
+                continue
+            if hub.error is not None:
+                raise hub.error
+            if not subscriber.live:
+                # Behind the hub: read the gap from the log, then join its pages again.
+                page = await reader.page(run.run_id, subscriber.cursor)
+                if page:
+                    if await _write_page(stream, page, budget):
+                        _logger.info("stream_finished", last_seq=page[-1].seq)
+                        return
+                    subscriber.last_write = clock()
+                    subscriber.cursor = page[-1].seq
+                    hub.catch_up(subscriber)
+                else:
+                    # Nothing after the cursor though the hub read past it: those events
+                    # were pruned (retention) meanwhile; go on with the hub's pages.
+                    subscriber.live = True
+                continue
+            if hub.finished:
+                _logger.info("stream_finished", last_seq=subscriber.cursor)
+                return
             if not stream.connected:
                 raise StreamGone("client_gone")
-            beat_at = quiet_since + config.heartbeat_interval
-            woken = False
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(min(config.poll_interval, max(0.0, beat_at - clock()))):
-                    woken = await watch.wait()
+            beat_at = subscriber.last_write + config.heartbeat_interval
             if clock() >= beat_at:
                 await stream.heartbeat()
-                quiet_since = clock()
-            if not woken:
-                # Quiet: check the run did not end with nothing left to send (a pruned
-                # terminal event), or the stream would wait forever.
-                run = await reader.run(run.run_id)
-                if run.terminal and cursor >= run.last_seq:
-                    return
-        page = await reader.page(run.run_id, cursor)
+                subscriber.last_write = clock()
+                continue
+            # Parked: the hub writes the run's pages for this stream meanwhile (no
+            # wake-up per page), and wakes it for anything it must do itself.
+            subscriber.direct = stream.direct
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(beat_at - clock()):
+                    await subscriber.wake.wait()
 
 
 def add_stream_route(app: web.Application) -> None:
+    """The stream route, the set of open streams and the node's hubs (one tail per run
+    with streams; the application's cleanup cancels their tasks)."""
     scopes: set[anyio.CancelScope] = set()
     app[STREAMS] = scopes
+    node = app[NODE]
+    hubs = Hubs(app[READER], lambda: node.listener, app[CONFIG].poll_interval, app[METRICS])
+    app[HUBS] = hubs
     app.router.add_get("/v1/runs/{run_id}/stream", stream_run, allow_head=False)
 
     async def end_streams(app: web.Application) -> None:
         for scope in tuple(scopes):
             scope.cancel()
 
+    async def close_hubs(app: web.Application) -> None:
+        await hubs.aclose()
+
     app.on_shutdown.append(end_streams)
+    app.on_cleanup.append(close_hubs)

@@ -1,0 +1,235 @@
+"""A run's hub: one tail of the log per run per node, shared by the run's streams."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import uuid
+from typing import TYPE_CHECKING
+
+import anyio
+import orjson
+import pytest
+
+from tests.runtime.node._helpers import log_of
+from tests.transport._helpers import events_of, frame, parse_sse, start
+from tests.transport.conftest import gateway_settings, serving
+from transport._stream import HUBS
+
+if TYPE_CHECKING:
+    import aiohttp
+
+    from runtime.config import NodeConfig
+    from tests.transport.conftest import Gateway
+    from transport._hub import Hub
+
+pytestmark = pytest.mark.anyio
+
+
+def sequence(text: str) -> list[tuple[int, str, str]]:
+    return [
+        (int(b.id or 0), b.event or "", orjson.dumps(b.data["payload"]).decode())
+        for b in events_of(parse_sse(text))
+    ]
+
+
+async def expected(gateway: Gateway, run_id: str, after: int = 0) -> list[tuple[int, str, str]]:
+    log = await log_of(gateway.node.store, uuid.UUID(run_id))
+    return [(e.seq, e.type, orjson.dumps(e.payload).decode()) for e in log if e.seq > after]
+
+
+async def hub_of(gateway: Gateway, run_id: str) -> Hub:
+    """The run's hub, once the first stream has subscribed (a condition, bounded)."""
+    hubs = gateway.app[HUBS]
+    with anyio.fail_after(20):
+        while (hub := hubs.get(uuid.UUID(run_id))) is None:  # noqa: ASYNC110
+            await anyio.sleep(0.01)
+    return hub
+
+
+async def no_hubs(gateway: Gateway) -> None:
+    hubs = gateway.app[HUBS]
+    with anyio.fail_after(20):
+        while len(hubs):  # noqa: ASYNC110
+            await anyio.sleep(0.01)
+
+
+async def read_until(response: aiohttp.ClientResponse, needle: bytes, seen: bytes) -> bytes:
+    with anyio.fail_after(20):
+        while needle not in seen:
+            chunk = await response.content.readany()
+            assert chunk, "the stream ended early"
+            seen += chunk
+    return seen
+
+
+@pytest.fixture
+def quick_config(node_config: NodeConfig) -> NodeConfig:
+    """Heartbeats every 0.2 s: a stream finds its client gone within one."""
+    return node_config.with_changes(gateway=gateway_settings(heartbeat_interval=0.2))
+
+
+async def test_streams_joining_mid_run_get_every_event_once_in_order(
+    gateway: Gateway, http: aiohttp.ClientSession
+) -> None:
+    frames = 6
+    run_id = await start(gateway, http, input={"frames": frames})
+    url = f"{gateway.url}/v1/runs/{run_id}/stream"
+    auth = gateway.auth("alice", "runs:read")
+    async with http.get(url, headers=auth) as first:
+        assert first.status == 200
+        for i in range(3):
+            await frame(gateway, http, run_id, f"f{i}", payload={"i": i})
+        seen = await read_until(first, b'"i":2', b"")
+        hub = await hub_of(gateway, run_id)
+        head = (await expected(gateway, run_id))[-1][0]
+        # One joins from the start (its first page read from the log), one at the
+        # hub's head.
+        async with (
+            http.get(url, headers=auth) as behind,
+            http.get(f"{url}?cursor={head}", headers=auth) as at_head,
+        ):
+            assert behind.status == at_head.status == 200
+            for i in range(3, frames):
+                await frame(gateway, http, run_id, f"f{i}", payload={"i": i})
+            with anyio.fail_after(30):
+                texts = [
+                    seen.decode() + await first.text(),
+                    await behind.text(),
+                    await at_head.text(),
+                ]
+    whole = await expected(gateway, run_id)
+    assert whole[-1][1] == "run.succeeded"
+    assert sequence(texts[0]) == whole
+    assert sequence(texts[1]) == whole
+    assert sequence(texts[2]) == await expected(gateway, run_id, after=head)
+    assert hub.pages > 0
+    await no_hubs(gateway)
+
+
+async def test_a_stream_behind_the_hubs_window_reads_its_gap_from_the_log(
+    node_config: NodeConfig, http: aiohttp.ClientSession
+) -> None:
+    """A client that stops reading fills its 4 KiB bound; the hub stops feeding it and,
+    once it reads again, it catches up from the log: every event once, in order, like a
+    client that kept up."""
+    config = node_config.with_changes(
+        gateway=gateway_settings(stream_buffer=4096, send_timeout=60.0)
+    )
+    async with serving(config) as gateway:
+        frames = 40
+        run_id = await start(gateway, http, input={"frames": frames})
+        url = f"{gateway.url}/v1/runs/{run_id}/stream"
+        host, port = gateway.node.address or ("", 0)
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.setblocking(False)
+        loop = asyncio.get_running_loop()
+        await loop.sock_connect(sock, (host, port))
+        token = gateway.token("alice", "runs:read")
+        request = (  # HTTP/1.0: the body is not chunked and ends with the connection
+            f"GET /v1/runs/{run_id}/stream HTTP/1.0\r\nHost: {host}\r\n"
+            f"Authorization: Bearer {token}\r\n\r\n"
+        )
+        try:
+            await loop.sock_sendall(sock, request.encode())
+            assert (await loop.sock_recv(sock, 12)).startswith(b"HTTP/1.")
+            async with http.get(url, headers=gateway.auth("alice", "runs:read")) as fast:
+                big = "x" * 100_000
+                for i in range(frames):
+                    await frame(gateway, http, run_id, f"f{i}", payload=big)
+                with anyio.fail_after(60):
+                    fast_text = await fast.text()
+            received = bytearray()
+            with anyio.fail_after(60):
+                while chunk := await loop.sock_recv(sock, 1 << 16):
+                    received += chunk
+        finally:
+            sock.close()
+        _, _, body = bytes(received).partition(b"\r\n\r\n")
+        whole = await expected(gateway, run_id)
+        assert whole[-1][1] == "run.succeeded"
+        assert sequence(fast_text) == whole
+        assert sequence(body.decode()) == whole
+        await no_hubs(gateway)
+        assert gateway.app[HUBS].fell_behind > 0
+
+
+async def test_the_last_stream_leaving_ends_the_runs_tail(
+    quick_config: NodeConfig, http: aiohttp.ClientSession
+) -> None:
+    async with serving(quick_config) as gateway:
+        run_id = await start(gateway, http, input={"frames": 3})
+        url = f"{gateway.url}/v1/runs/{run_id}/stream"
+        auth = gateway.auth("alice", "runs:read")
+        first = await http.get(url, headers=auth)
+        second = await http.get(url, headers=auth)
+        assert first.status == second.status == 200
+        hub = await hub_of(gateway, run_id)
+        assert hub.task is not None
+        first.close()
+        await frame(gateway, http, run_id, "f0", payload={"i": 0})
+        await read_until(second, b'"i":0', b"")
+        assert not hub.task.done()  # one stream is still there
+        second.close()
+        await no_hubs(gateway)
+        with anyio.fail_after(20):
+            await asyncio.wait([hub.task])
+        assert hub.task.cancelled()
+        # A new stream of the run starts a new tail, from its cursor.
+        async with http.get(url, headers=auth) as third:
+            await frame(gateway, http, run_id, "f1", payload={"i": 1})
+            await frame(gateway, http, run_id, "f2", payload={"i": 2})
+            with anyio.fail_after(30):
+                text = await third.text()
+        assert sequence(text) == await expected(gateway, run_id)
+        await no_hubs(gateway)
+
+
+async def test_cancelling_one_stream_does_not_disturb_the_others(
+    quick_config: NodeConfig, http: aiohttp.ClientSession
+) -> None:
+    async with serving(quick_config) as gateway:
+        frames = 4
+        run_id = await start(gateway, http, input={"frames": frames})
+        url = f"{gateway.url}/v1/runs/{run_id}/stream"
+        auth = gateway.auth("alice", "runs:read")
+        texts: dict[int, str] = {}
+        reached = [anyio.Event() for _ in range(3)]
+
+        async def client(index: int) -> None:
+            async with http.get(url, headers=auth) as response:
+                seen = await read_until(response, b'"i":1', b"")
+                reached[index].set()
+                texts[index] = seen.decode() + await response.text()
+
+        async with anyio.create_task_group() as tasks:
+            scopes = []
+            for index in range(3):
+                scope = anyio.CancelScope()
+                scopes.append(scope)
+
+                async def run(index: int = index, scope: anyio.CancelScope = scope) -> None:
+                    with scope:
+                        await client(index)
+
+                tasks.start_soon(run)
+            await hub_of(gateway, run_id)
+            for i in range(2):
+                await frame(gateway, http, run_id, f"f{i}", payload={"i": i})
+            with anyio.fail_after(20):
+                for event in reached:
+                    await event.wait()
+            scopes[0].cancel()  # the client goes away mid-run
+            # Its stream ends at its next write (a heartbeat within 0.2 s) and leaves.
+            hub = await hub_of(gateway, run_id)
+            with anyio.fail_after(20):
+                while len(hub.subscribers) > 2:  # noqa: ASYNC110
+                    await anyio.sleep(0.01)
+            for i in range(2, frames):
+                await frame(gateway, http, run_id, f"f{i}", payload={"i": i})
+        whole = await expected(gateway, run_id)
+        assert whole[-1][1] == "run.succeeded"
+        assert 0 not in texts
+        assert sequence(texts[1]) == sequence(texts[2]) == whole
+        await no_hubs(gateway)
