@@ -85,7 +85,7 @@ class GatewayMetrics:
         )
         self.sse_lag = Histogram(
             "warden_sse_lag_seconds",
-            "From an event's commit to its write on a stream",
+            "From the commit of the oldest event of a page to the page's write on a stream",
             buckets=_LATENCY_BUCKETS,
             registry=r,
         )
