@@ -35,33 +35,17 @@ if TYPE_CHECKING:
 _CHUNK = 65536
 
 
-class FaultProxy:
-    """Forwards 127.0.0.1:<port> to the server of ``upstream_dsn``; see the module doc."""
+class LoopbackProxy:
+    """What every test proxy shares: an asyncio server on ``127.0.0.1:<port>`` whose
+    connection tasks (:meth:`_forward`) belong to the proxy's own task group, and which
+    resets its open connections (:meth:`cut`) before it closes."""
 
-    def __init__(self, upstream_dsn: str) -> None:
-        params = conninfo_to_dict(upstream_dsn)
-        self._upstream_dsn = upstream_dsn
-        self._host = str(params.get("host") or "localhost")
-        self._port = int(params.get("port") or 5432)
-        self._flowing = asyncio.Event()
-        self._flowing.set()
-        self._refusing = False
-        self._pairs: set[tuple[asyncio.StreamWriter, asyncio.StreamWriter | None]] = set()
+    def __init__(self) -> None:
         self._server: asyncio.Server | None = None
         self._tg: TaskGroup | None = None
         self._stack = contextlib.AsyncExitStack()
-        self._cut_on: bytes | None = None
-        self._cuts_left = 0
-        self._counted = asyncio.Event()
         self.port = 0
         self.accepted = 0
-        self.refused = 0
-        self.cut_statements = 0
-
-    @property
-    def dsn(self) -> str:
-        """The upstream DSN pointed at the proxy (TCP on loopback)."""
-        return make_conninfo(self._upstream_dsn, host="127.0.0.1", port=str(self.port))
 
     async def __aenter__(self) -> Self:
         self._tg = await self._stack.enter_async_context(anyio.create_task_group())
@@ -86,6 +70,53 @@ class FaultProxy:
         with anyio.move_on_after(5, shield=True):
             await self._server.wait_closed()
 
+    async def cut(self) -> int:
+        """Reset every open connection; return how many sides were reset."""
+        raise NotImplementedError
+
+    def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.accepted += 1
+        assert self._tg is not None
+        self._tg.start_soon(self._forward, reader, writer)
+
+    async def _forward(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        raise NotImplementedError
+
+
+async def reset(sides: list[asyncio.StreamWriter]) -> int:
+    """Reset these connections; return how many, once their sockets are closed."""
+    for side in sides:
+        side.transport.abort()
+    for side in sides:
+        with contextlib.suppress(OSError):
+            await side.wait_closed()
+    return len(sides)
+
+
+class FaultProxy(LoopbackProxy):
+    """Forwards 127.0.0.1:<port> to the server of ``upstream_dsn``; see the module doc."""
+
+    def __init__(self, upstream_dsn: str) -> None:
+        super().__init__()
+        params = conninfo_to_dict(upstream_dsn)
+        self._upstream_dsn = upstream_dsn
+        self._host = str(params.get("host") or "localhost")
+        self._port = int(params.get("port") or 5432)
+        self._flowing = asyncio.Event()
+        self._flowing.set()
+        self._refusing = False
+        self._pairs: set[tuple[asyncio.StreamWriter, asyncio.StreamWriter | None]] = set()
+        self._cut_on: bytes | None = None
+        self._cuts_left = 0
+        self._counted = asyncio.Event()
+        self.refused = 0
+        self.cut_statements = 0
+
+    @property
+    def dsn(self) -> str:
+        """The upstream DSN pointed at the proxy (TCP on loopback)."""
+        return make_conninfo(self._upstream_dsn, host="127.0.0.1", port=str(self.port))
+
     def refuse(self) -> None:
         """Reset every new connection at once (the server is away)."""
         self._refusing = True
@@ -104,15 +135,11 @@ class FaultProxy:
         self._refusing = False
         self._flowing.set()
 
-    async def cut(self) -> None:
+    async def cut(self) -> int:
         """Reset every open connection; return once their sockets are closed."""
         sides = [side for pair in self._pairs for side in pair if side is not None]
         self._pairs.clear()
-        for side in sides:
-            side.transport.abort()
-        for side in sides:
-            with contextlib.suppress(OSError):
-                await side.wait_closed()
+        return await reset(sides)
 
     @property
     def open_connections(self) -> int:
@@ -131,9 +158,7 @@ class FaultProxy:
             self._counted.set()
             writer.transport.abort()
             return
-        self.accepted += 1
-        assert self._tg is not None
-        self._tg.start_soon(self._forward, reader, writer)
+        super()._accept(reader, writer)
 
     async def _open_upstream(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         if self._host.startswith("/"):

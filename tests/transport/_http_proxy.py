@@ -14,81 +14,39 @@ Every forwarding task belongs to the proxy's own task group and ends with it.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from typing import TYPE_CHECKING, Self
 
 import anyio
 
-if TYPE_CHECKING:
-    from types import TracebackType
-
-    from anyio.abc import TaskGroup
+from tests.runtime._proxy import LoopbackProxy, reset
 
 _CHUNK = 65536
 
 
-class HttpCutter:
+class HttpCutter(LoopbackProxy):
     """Forwards ``127.0.0.1:<port>`` to ``upstream``; see the module docstring."""
 
     def __init__(self, upstream_host: str, upstream_port: int) -> None:
+        super().__init__()
         self._upstream = (upstream_host, upstream_port)
         self._writers: set[asyncio.StreamWriter] = set()
-        self._server: asyncio.Server | None = None
-        self._tg: TaskGroup | None = None
-        self._stack = contextlib.AsyncExitStack()
         self._marker = b""
         self._losses = 0
-        self.port = 0
-        self.accepted = 0
         self.lost_answers = 0
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    async def __aenter__(self) -> Self:
-        self._tg = await self._stack.enter_async_context(anyio.create_task_group())
-        self._stack.callback(self._tg.cancel_scope.cancel)
-        self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
-        self._stack.push_async_callback(self._close_server)
-        self.port = self._server.sockets[0].getsockname()[1]
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.cut()
-        await self._stack.aclose()
-
-    async def _close_server(self) -> None:
-        assert self._server is not None
-        self._server.close()
-        with anyio.move_on_after(5, shield=True):
-            await self._server.wait_closed()
-
     async def cut(self) -> int:
         """Reset every open connection; return how many there were."""
         writers = list(self._writers)
         self._writers.clear()
-        for writer in writers:
-            writer.transport.abort()
-        for writer in writers:
-            with contextlib.suppress(OSError):
-                await writer.wait_closed()
-        return len(writers)
+        return await reset(writers)
 
     def lose_answers(self, marker: bytes, times: int) -> None:
         """Drop the answers of the next ``times`` requests holding ``marker``."""
         self._marker = marker
         self._losses = times
-
-    def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.accepted += 1
-        assert self._tg is not None
-        self._tg.start_soon(self._forward, reader, writer)
 
     async def _forward(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._writers.add(writer)
