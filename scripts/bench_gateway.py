@@ -2,8 +2,9 @@
 
 Two servers, each measured by the same client code in this process, one after the other:
 
-* **gateway** — a node process (a real ``Node`` on a scratch database, serving the
-  gateway application on loopback): an ``echo`` run; a frame appended with
+* **gateway** — a node process, run as ``warden node`` runs it (``runtime.node.serve``:
+  a real ``Node`` on a scratch database, serving the gateway application on loopback,
+  stopped by SIGTERM): an ``echo`` run; a frame appended with
   ``POST /v1/runs/{id}/frames`` becomes an ``echo`` event in the log, which every client
   of ``GET /v1/runs/{id}/stream`` receives.
 * **raw** — the baseline, a server process with one plain aiohttp route per direction
@@ -27,7 +28,10 @@ b. ``fanout_eps_<n>`` (N clients only) — ``--events`` frames appended by 8 con
    raw endpoint's delivered events per second.
 
 Every client reads with the same code (aiohttp, the client's bounded SSE decoder,
-orjson); a client disconnected by a server fails the run rather than skew it.
+orjson); a client disconnected by a server fails the run rather than skew it. While it
+measures, the clients' process holds its garbage collector off (after a full collection,
+as ``timeit`` does), so that the load generator's own pauses are billed to neither
+server.
 
 Usage::
 
@@ -44,9 +48,11 @@ import argparse
 import asyncio
 import contextlib
 import datetime as dt
+import gc
 import json
 import os
 import random
+import re
 import secrets
 import signal
 import subprocess
@@ -70,7 +76,7 @@ from bench.stats import percentile
 from transport._sse_decoder import SSEDecoder
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Callable
+    from collections.abc import AsyncIterator, Callable, Iterator
 
 SCRIPT: Final = Path(__file__).resolve()
 #: Concurrent appenders in (b).
@@ -167,11 +173,13 @@ async def serve_raw() -> None:
 # -- the gateway server (a node) ------------------------------------------------------------
 
 
-async def serve_gateway(dsn: str, secret: str, clients: int) -> None:
+async def serve_gateway(dsn: str, secret: str, clients: int) -> int:
+    """``warden node``'s own loop (``serve``): it prints its ready line with the port,
+    and drains on SIGTERM."""
     from pydantic import SecretStr
 
     from runtime.config import GatewayConfig, NodeConfig
-    from runtime.node import Node
+    from runtime.node import serve
     from runtime.store import StoreConfig
     from transport import gateway_factory
 
@@ -190,9 +198,7 @@ async def serve_gateway(dsn: str, secret: str, clients: int) -> None:
         max_active_runs=max(16, clients),
         gateway=gateway,
     )
-    async with Node(config, gateway=gateway_factory) as node:
-        assert node.address is not None
-        await _announce_and_wait({"port": node.address[1]})
+    return await serve(config, gateway=gateway_factory)
 
 
 async def _announce_and_wait(ready: dict[str, Any]) -> None:
@@ -397,6 +403,18 @@ async def append(session: aiohttp.ClientSession, target: Target, index: int, kin
         await response.read()
 
 
+@contextlib.contextmanager
+def collector_held_off() -> Iterator[None]:
+    """This process's garbage collector off for the block, after a full collection (as
+    ``timeit`` times): the clients' own pauses would be billed to the server measured."""
+    gc.collect()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+
+
 async def measure(
     target: Target, clients: int, samples: int, events: int
 ) -> tuple[list[float], float | None]:
@@ -408,14 +426,15 @@ async def measure(
     async with aiohttp.ClientSession(connector=connector) as session:
         streams = await open_streams(target, tally, clients)
         try:
-            with anyio.fail_after(PHASE_TIMEOUT):
+            with anyio.fail_after(PHASE_TIMEOUT), collector_held_off():
                 for index in range(samples):
                     done = tally.expect(index)
                     tally.sent[index] = time.perf_counter()
                     await append(session, target, index, "message")
                     await done.wait()
             latencies = list(tally.latencies)
-            eps = await fan_out(session, target, tally, samples, events) if events else None
+            with collector_held_off():
+                eps = await fan_out(session, target, tally, samples, events) if events else None
             await append(session, target, -1, "end")
             with anyio.fail_after(PHASE_TIMEOUT):
                 await asyncio.gather(*(stream.done for stream in streams))
@@ -449,6 +468,20 @@ async def fan_out(
 # -- orchestration --------------------------------------------------------------------------
 
 
+_READY: Final = re.compile(r" ready: gateway http://[^ ,]+:(\d+)")
+
+
+def _port_of(line: str) -> int:
+    """The port a server announced: the raw server's JSON, or ``warden node``'s ready
+    line."""
+    if line.startswith("{"):
+        return int(json.loads(line)["port"])
+    ready = _READY.search(line)
+    if ready is None:
+        raise RuntimeError(f"not a ready line: {line!r}")
+    return int(ready.group(1))
+
+
 @contextlib.asynccontextmanager
 async def server(arguments: list[str], env: dict[str, str]) -> AsyncIterator[tuple[int, int]]:
     """Start this script as a server process; yield its port and pid; stop it."""
@@ -467,9 +500,11 @@ async def server(arguments: list[str], env: dict[str, str]) -> AsyncIterator[tup
             line = await process.stdout.readline()
         if not line:
             raise RuntimeError(f"the server {arguments} exited before it was ready")
-        yield int(json.loads(line)["port"]), process.pid
+        yield _port_of(line.decode()), process.pid
     finally:
-        process.stdin.close()
+        process.stdin.close()  # the raw server stops; the node drains on SIGTERM
+        if process.returncode is None:
+            process.send_signal(signal.SIGTERM)
         with anyio.move_on_after(60, shield=True):
             await process.wait()
         if process.returncode is None:
@@ -668,8 +703,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.serve == "gateway":
         dsn = os.environ["BENCH_GATEWAY_DSN"]
         secret = os.environ["BENCH_GATEWAY_SECRET"]
-        anyio.run(serve_gateway, dsn, secret, args.clients)
-        return 0
+        return anyio.run(serve_gateway, dsn, secret, args.clients)
     if args.clients < 1 or args.samples < 1 or args.events < 1:
         parser.error("--clients, --samples and --events must be >= 1")
     rows = asyncio.run(run(args))

@@ -1,19 +1,20 @@
 """Server-sent events: bounded per-connection writes, shared log reads (DESIGN §10).
 
-:class:`SseStream` is one SSE response. It uses aiohttp-sse's ``EventSourceResponse``
-for the headers and the kernel-level dead-peer timeout (``TCP_USER_TIMEOUT``, here a
-backstop well past the send timeout, for a peer that vanished while the stream was idle:
-a stalled client is the send timeout's to find, and to count), and
-writes frames that were encoded once for every client (aiohttp-sse's ``send()``
-re-encodes each frame per client, which costs most of the throughput of a fan-out; see
-``docs/benchmarks.md``). The heartbeats (``: hb`` comments every ``heartbeat_interval``
-of silence) are written by the stream itself, not by aiohttp-sse's ping task, so that one
-task writes to a connection and every write is bounded and counted. A stream writes (in
-batches of at most ``stream_buffer`` bytes, or one frame if larger) while its connection
-holds less than ``stream_buffer`` bytes unsent, so it never holds more than twice that
-(or the bound plus one frame): past the bound a write
-waits for the client to read, at most ``send_timeout`` seconds, after which the client
-is disconnected, counted, and resumes by cursor. The first frame carries ``retry:`` with
+:class:`SseStream` is one SSE response: aiohttp's ``StreamResponse`` with the
+``text/event-stream`` headers, never compressed. It writes frames that were
+encoded once for every client, and its heartbeats (``: hb`` comments every
+``heartbeat_interval`` of silence) are written by the stream itself, so that one task
+writes to a connection and every write is bounded and counted. aiohttp-sse's
+``EventSourceResponse`` is not used: its ``send()`` re-encodes each frame per client
+(0.36x the throughput of a fan-out) and it runs a ping task per connection, which with
+1,000 streams lengthens every full pass of the garbage collector (see
+``docs/benchmarks.md``). A stream writes (in batches of at most ``stream_buffer`` bytes,
+or one frame if larger) while its connection holds less than ``stream_buffer`` bytes
+unsent, so it never holds more than twice that (or the bound plus one frame): past the
+bound a write waits for the client to read, at most ``send_timeout`` seconds, after
+which the client is disconnected, counted, and resumes by cursor. The kernel-level
+dead-peer timeout (``TCP_USER_TIMEOUT``) is a backstop well past the send timeout, for
+a peer that vanished while the stream was idle. The first frame carries ``retry:`` with
 jitter so that reconnecting browsers do not stampede.
 
 :class:`LogReader` reads pages of a run's log for every stream of the node: streams of
@@ -31,8 +32,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
 import structlog
+from aiohttp import web
 from aiohttp.http import StreamWriter
-from aiohttp_sse import EventSourceResponse
 
 from runtime.store import TERMINAL_EVENTS, Run
 from transport._wire import dumps, event_json
@@ -41,8 +42,6 @@ if TYPE_CHECKING:
     import random
     import uuid
     from collections.abc import Awaitable, Callable, Sequence
-
-    from aiohttp import web
 
     from runtime.config import GatewayConfig
     from runtime.store import Event, Store
@@ -60,9 +59,13 @@ __all__ = [
 
 _logger = structlog.get_logger("transport.sse")
 
-_SEP: Final = "\n"
-#: aiohttp-sse's own ping task never writes: the stream sends its heartbeats itself.
-_NO_PING: Final = 10.0**9
+#: An SSE response's headers: no cache, and no buffering by a proxy on the way.
+_SSE_HEADERS: Final = {
+    "Content-Type": "text/event-stream",
+    "Cache-Control": "no-cache",
+    "Connection": "keep-alive",
+    "X-Accel-Buffering": "no",
+}
 HEARTBEAT: Final = b": hb\n\n"
 """A heartbeat: a comment line, which every SSE client ignores."""
 #: The kernel drops a connection whose sent data stays unacknowledged this long:
@@ -233,12 +236,9 @@ class SseStream:
         self._config = config
         self._metrics = metrics
         self._retry = config.retry_base + rng.randint(0, config.retry_jitter)
-        self.response = EventSourceResponse(
-            headers=headers,
-            sep=_SEP,
-            send_timeout=config.send_timeout,
-            ping_interval=_NO_PING,
-        )
+        # Chunked on HTTP/1.1 (aiohttp's choice for a body of unknown length); an
+        # HTTP/1.0 client gets the body as is, up to the connection's close.
+        self.response = web.StreamResponse(headers={**_SSE_HEADERS, **(headers or {})})
         self._writer: StreamWriter | None = None
         self._transport: asyncio.Transport | None = None
         self._first = True
@@ -334,10 +334,12 @@ class SseStream:
         writer = self._writer
         if transport is None or transport.is_closing() or writer is None or self._first:
             raise self._gone(None)
+        data = framed if writer.chunked else block
         try:
-            transport.write(framed if writer.chunked else block)
+            transport.write(data)
         except (ConnectionError, RuntimeError) as error:
             raise self._gone(error) from None
+        writer.output_size += len(data)  # the response's body length, as aiohttp counts it
         buffered = transport.get_write_buffer_size()
         if buffered > self.peak_buffered:
             self.peak_buffered = buffered
@@ -410,8 +412,6 @@ class SseStream:
             return
         self._open = False
         self._metrics.sse_closed()
-        self.response.stop_streaming()
-        await self.response.wait()  # the heartbeat task's end (never our cancellation)
         if not self.connected:
             return
         try:

@@ -7,6 +7,9 @@ signal while draining exits at once, without cleanup (exit status 128 + the sign
 number); the leases still held then expire after one lease TTL and other nodes recover
 those runs. A tree that stops by itself (its root gave up past its restart intensity)
 exits 1.
+
+Once the node is up and before it says it is ready, the process's heap is frozen out of
+the garbage collector's reach (``NodeConfig.gc_freeze``, :mod:`runtime.node._heap`).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from typing import TYPE_CHECKING, TextIO
 import anyio
 import structlog
 
+from runtime.node._heap import freeze_heap
 from runtime.node._node import Node
 
 if TYPE_CHECKING:
@@ -82,6 +86,8 @@ async def serve(
 async def _run(node: Node, stop: anyio.Event, out: TextIO, err: TextIO) -> int:
     failed = False
     async with node:
+        if node.config.gc_freeze:
+            _logger.info("node_heap_frozen", objects=freeze_heap())
         address = node.address
         gateway = f"http://{address[0]}:{address[1]}" if address else "none"
         print(

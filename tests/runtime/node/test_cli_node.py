@@ -9,6 +9,7 @@ import sys
 from typing import TYPE_CHECKING
 
 import anyio
+import orjson
 import pytest
 from anyio.streams.text import TextReceiveStream
 
@@ -64,6 +65,13 @@ class NodeProcess:
         async for chunk in TextReceiveStream(self.process.stdout):
             self.lines += chunk.splitlines()
         return await self.process.wait()
+
+    async def read_log(self) -> str:
+        """The node's whole log (stderr), once it has exited."""
+        assert self.process.stderr is not None
+        async for chunk in TextReceiveStream(self.process.stderr):
+            self.logged += chunk
+        return self.logged
 
 
 @contextlib.asynccontextmanager
@@ -174,17 +182,25 @@ async def test_sigint_drains_an_idle_node(dsn: str) -> None:
         node.process.send_signal(signal.SIGINT)
         with anyio.fail_after(30):
             assert await node.wait_exit() == 0
+            log = await node.read_log()
     rows = await query(dsn, "SELECT node_id LIKE 'idle:%', stopped_at IS NOT NULL FROM nodes")
     assert rows == [(True, True)]
+    # Started, the node froze its heap out of the garbage collector's scans (the default).
+    [frozen] = [orjson.loads(line) for line in log.splitlines() if "node_heap_frozen" in line]
+    assert frozen["objects"] > 10_000
 
 
-async def test_the_node_runs_on_uvloop(dsn: str) -> None:
-    async with node_process("--loop", "uvloop", env=node_env(dsn)) as node:
+async def test_the_node_runs_on_uvloop_and_may_leave_its_heap_unfrozen(dsn: str) -> None:
+    env = node_env(dsn, WARDEN_GC_FREEZE="false")
+    async with node_process("--loop", "uvloop", env=env) as node:
         with anyio.fail_after(30):
             await node.wait_ready()
         node.process.send_signal(signal.SIGTERM)
         with anyio.fail_after(30):
             assert await node.wait_exit() == 0
+            log = await node.read_log()
+    assert "node_signal_received" in log
+    assert "node_heap_frozen" not in log
 
 
 def one_line_error(result: subprocess.CompletedProcess[str], code: int) -> str:
