@@ -66,7 +66,7 @@ from bench.quiet import quiet_logs
 from bench.report import Row, markdown_table, write_json
 from bench.stats import percentile
 from runtime.config import NodeConfig
-from runtime.node import Node
+from runtime.node import Node, freeze_heap
 from runtime.store import EmbeddedPostgres, NotifyMode, Store, StoreConfig, apply_migrations
 from supervisors import ChildSpec, Supervisor, supervise, whereis_child
 
@@ -312,6 +312,8 @@ async def worker(dsn: str, runs: int, window: float, restarts: int, scale: float
     per_emitter = max(4, int(200 * scale))
     config = node_config(dsn, runs)
     async with Node(config) as node:
+        if config.gc_freeze:
+            freeze_heap()  # as warden node does once its node is up
         # First, in a process that has not freed memory yet: RSS is not reused then.
         per_run, ids = await idle_runs_rss(node, runs)
         frames = await frame_latency(node, ids)

@@ -33,8 +33,13 @@ Recovery after a node dies takes about one lease TTL.
 gives running handlers ``drain_timeout`` seconds to finish, then stops the run actors
 still active — each fences itself and releases its lease, so another node resumes the
 run at once — releases any lease left, and stops the tree in reverse order.
+
+**Heap.** ``warden node`` freezes the objects alive once the node has started out of the
+garbage collector's scans (``NodeConfig.gc_freeze``), which shortens the collector's
+pauses; a process that hosts a ``Node`` itself calls :func:`freeze_heap` once it is up.
 """
 
+from runtime.node._heap import freeze_heap
 from runtime.node._janitor import JanitorStatistics
 from runtime.node._node import GatewayFactory, Node
 from runtime.node._records import NodeStatistics, RunSnapshot
@@ -52,6 +57,7 @@ __all__ = [
     "NodeStartFailed",
     "NodeStatistics",
     "RunSnapshot",
+    "freeze_heap",
     "run_settings",
     "serve",
 ]

@@ -9,7 +9,7 @@ those runs. A tree that stops by itself (its root gave up past its restart inten
 exits 1.
 
 Once the node is up and before it says it is ready, the process's heap is frozen out of
-the garbage collector's reach (``NodeConfig.gc_freeze``, :mod:`runtime.node._heap`).
+the garbage collector's scans (``NodeConfig.gc_freeze``, :func:`freeze_heap`).
 """
 
 from __future__ import annotations
