@@ -68,16 +68,19 @@ async def serve(
     stop = anyio.Event()
     error: Exception | None = None
     code = 0
-    async with anyio.create_task_group() as signals:
-        # Signals are caught from before the node starts: one during a slow start
-        # (the embedded server's first initdb) drains right after it.
-        signals.start_soon(_watch_signals, stop, err)
-        try:
-            code = await _run(Node(config, handlers=handlers, gateway=gateway), stop, out, err)
-        except Exception as failure:  # raised below, not wrapped in the task group's group
-            error = failure
-        finally:
-            signals.cancel_scope.cancel()
+    node = Node(config, handlers=handlers, gateway=gateway)
+    # Every line this process logs carries the node's id, the signal watcher's included.
+    with structlog.contextvars.bound_contextvars(node_id=node.node_id):
+        async with anyio.create_task_group() as signals:
+            # Signals are caught from before the node starts: one during a slow start
+            # (the embedded server's first initdb) drains right after it.
+            signals.start_soon(_watch_signals, stop, err)
+            try:
+                code = await _run(node, stop, out, err)
+            except Exception as failure:  # raised below, not wrapped in the group's group
+                error = failure
+            finally:
+                signals.cancel_scope.cancel()
     if error is not None:
         raise error
     return code

@@ -188,6 +188,10 @@ async def test_sigint_drains_an_idle_node(dsn: str) -> None:
     # Started, the node froze its heap out of the garbage collector's scans (the default).
     [frozen] = [orjson.loads(line) for line in log.splitlines() if "node_heap_frozen" in line]
     assert frozen["objects"] > 10_000
+    # Every line the process logged names the node, the signal watcher's too.
+    lines = [orjson.loads(line) for line in log.splitlines()]
+    assert {line["event"] for line in lines} >= {"node_heap_frozen", "node_signal_received"}
+    assert {line.get("node_id", "").split(":")[0] for line in lines} == {"idle"}
 
 
 async def test_the_node_runs_on_uvloop_and_may_leave_its_heap_unfrozen(dsn: str) -> None:
