@@ -33,8 +33,14 @@ Recovery after a node dies takes about one lease TTL.
 gives running handlers ``drain_timeout`` seconds to finish, then stops the run actors
 still active — each fences itself and releases its lease, so another node resumes the
 run at once — releases any lease left, and stops the tree in reverse order.
+
+**Gateway.** The gateway slot serves the application a :data:`GatewayFactory` builds.
+What that application holds while it is served (a task group owning its background
+tasks) it lists under :data:`GATEWAY_LIFESPANS`: entered in the gateway actor's task
+before the application starts, left after its shutdown and cleanup.
 """
 
+from runtime.node._gateway import GATEWAY_LIFESPANS
 from runtime.node._janitor import JanitorStatistics
 from runtime.node._node import GatewayFactory, Node
 from runtime.node._records import NodeStatistics, RunSnapshot
@@ -44,6 +50,7 @@ from runtime.node.errors import AdmissionRejected, NodeClosed, NodeError, NodeSt
 
 __all__ = [
     "AdmissionRejected",
+    "GATEWAY_LIFESPANS",
     "GatewayFactory",
     "JanitorStatistics",
     "Node",
