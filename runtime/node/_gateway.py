@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -41,7 +41,8 @@ _logger = structlog.get_logger("runtime.node.gateway")
 SHUTDOWN_TIMEOUT = 5.0
 
 GATEWAY_LIFESPANS = web.AppKey(
-    "warden_gateway_lifespans", list[Callable[[], contextlib.AbstractAsyncContextManager[object]]]
+    "warden_gateway_lifespans",
+    Sequence[Callable[[], contextlib.AbstractAsyncContextManager[object]]],
 )
 """What an application holds while a node's gateway serves it (see the module's text):
 each one is entered, in order, before the application starts, and left, in reverse
