@@ -311,7 +311,7 @@ async def test_a_failing_hub_ends_its_streams_and_the_clients_resume(
     fails, its error ends both streams of the run (cleanly: the clients resume by
     cursor), and a new stream starts a new hub."""
     config = node_config.with_changes(
-        statement_timeout=1.0, gateway=gateway_settings(poll_interval=0.2)
+        statement_timeout=2.0, gateway=gateway_settings(poll_interval=0.2)
     )
     async with serving(config) as gateway:
         run_id = await start(gateway, http, input={"frames": 1})
