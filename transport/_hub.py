@@ -1,8 +1,10 @@
 """One tail of a run's log per node, shared by every stream of the run (DESIGN §10).
 
 A :class:`Hub` is created by the first stream of a run and ends with its last. Its task
-(owned by the application's :class:`Hubs`, never an orphan) waits for the node's LISTEN
-connection to say the run moved — or ``poll_interval`` at most, so a lost NOTIFY delays
+belongs to the task group of the application's :class:`Hubs`, which the node's gateway
+holds for as long as it serves the application (:meth:`Hubs.running`, one of its
+``GATEWAY_LIFESPANS``): no hub task outlives the gateway. The task waits for the node's
+LISTEN connection to say the run moved — or ``poll_interval`` at most, so a lost NOTIFY delays
 an event and never loses it — reads each new page of the log once, through the shared
 :class:`~transport._sse.LogReader` (each frame encoded once), joins its frames once, and
 hands the same bytes to every subscriber that is live: one wake-up per run per NOTIFY,
@@ -22,21 +24,24 @@ import asyncio
 import contextlib
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING
 
+import anyio
 import structlog
 
 from transport._sse import StreamGone
 
 if TYPE_CHECKING:
     import uuid
-    from collections.abc import Callable, Iterator
+    from collections.abc import AsyncIterator, Callable, Iterator
 
-    from runtime.store import Listener
+    from anyio.abc import TaskGroup
+
+    from runtime.store import Listener, Watch
     from transport._metrics import GatewayMetrics
     from transport._sse import EncodedEvent, LogReader, SseStream
 
-__all__ = ["Hub", "Hubs", "Subscriber"]
+__all__ = ["Hub", "Hubs", "HubsClosed", "Subscriber"]
 
 _logger = structlog.get_logger("transport.hub")
 
@@ -158,17 +163,31 @@ class Subscriber:
 class Hub:
     """The tail of one run's log for the subscribers of this node."""
 
-    def __init__(self, run_id: uuid.UUID, head: int, metrics: GatewayMetrics) -> None:
+    def __init__(
+        self,
+        run_id: uuid.UUID,
+        head: int,
+        metrics: GatewayMetrics,
+        release: Callable[[], object],
+    ) -> None:
         self.run_id = run_id
         self._metrics = metrics
+        self._release = release
         self.head = head
         """The last seq the hub read; its pages go on from here."""
         self.finished = False
         """The run ended and the hub read its last event (or it was pruned)."""
         self.error: Exception | None = None
         self.subscribers: set[Subscriber] = set()
-        self.task: asyncio.Task[None] | None = None
+        self.scope = anyio.CancelScope()
+        """The hub's task runs in it: cancelled when the last subscriber leaves."""
+        self.done = anyio.Event()
+        """Set once the hub's task has ended (cancelled, finished or failed)."""
         self.pages = 0
+
+    def release(self) -> None:
+        """Unregister the hub's watch of the run (idempotent)."""
+        self._release()
 
     def join(self, subscriber: Subscriber) -> None:
         """Live at once if the subscriber's cursor is at or past the hub's head."""
@@ -201,43 +220,51 @@ class Hub:
         for subscriber in self.subscribers:
             subscriber.wake.set()
 
-    async def tail(self, reader: LogReader, listener: Listener, poll_interval: float) -> None:
+    async def tail(self, reader: LogReader, watch: Watch, poll_interval: float) -> None:
         """Read the run's new pages until its terminal event; errors end the hub (its
-        subscribers' streams end, and their clients resume by cursor)."""
+        subscribers' streams end, and their clients resume by cursor).
+
+        ``watch`` was registered before the first read: a commit between a read and the
+        wait wakes the hub.
+        """
         try:
-            # Watch before the first read: a commit between a read and the wait wakes us.
-            with listener.watch(self.run_id) as watch:
-                while not self.finished:
-                    page = await reader.page(self.run_id, self.head)
-                    if page:
-                        # Every live subscriber would have read this page itself.
-                        live = sum(1 for s in self.subscribers if s.live)
-                        reader.shared += max(0, live - 1)
-                        self._publish(page)
-                    if len(page) == reader.page_size or self.finished:
-                        continue
-                    woken = False
-                    with contextlib.suppress(TimeoutError):
-                        async with asyncio.timeout(poll_interval):
-                            woken = await watch.wait()
-                    if not woken:
-                        # Quiet: the run may have ended with nothing left to read (a
-                        # pruned terminal event); the streams would wait forever.
-                        run = await reader.run(self.run_id)
-                        if run.terminal and self.head >= run.last_seq:
-                            self._end()
+            while not self.finished:
+                page = await reader.page(self.run_id, self.head)
+                if page:
+                    # Every live subscriber would have read this page itself.
+                    live = sum(1 for s in self.subscribers if s.live)
+                    reader.shared += max(0, live - 1)
+                    self._publish(page)
+                if len(page) == reader.page_size or self.finished:
+                    continue
+                woken = False
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(poll_interval):
+                        woken = await watch.wait()
+                if not woken:
+                    # Quiet: the run may have ended with nothing left to read (a
+                    # pruned terminal event); the streams would wait forever.
+                    run = await reader.run(self.run_id)
+                    if run.terminal and self.head >= run.last_seq:
+                        self._end()
         except Exception as error:  # handed to every subscriber
             self.error = error
             _logger.warning("hub_failed", run_id=str(self.run_id), error=str(error))
             self._end()
 
 
-_CLOSE_TIMEOUT: Final = 10.0
+class HubsClosed(Exception):
+    """The hubs are not running: the gateway is not serving the application (yet, or
+    any more)."""
 
 
 class Hubs:
-    """The node's hubs, one per run with subscribers; their tasks are owned here and
-    cancelled by :meth:`aclose` (the application's cleanup)."""
+    """The node's hubs, one per run with subscribers.
+
+    Their tasks belong to the task group :meth:`running` holds; the node's gateway holds
+    it for as long as it serves the application, so leaving it — after the application's
+    shutdown ended the streams — cancels whatever hub is left and waits for it.
+    """
 
     def __init__(
         self,
@@ -251,8 +278,8 @@ class Hubs:
         self._listener = listener
         self._poll = poll
         self._hubs: dict[uuid.UUID, Hub] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._closed = False
+        self._group: TaskGroup | None = None
+        self._change: anyio.Event | None = None
         self.fell_behind = 0
         """Times a subscriber fell behind its hub and read its gap from the log."""
 
@@ -262,27 +289,52 @@ class Hubs:
     def get(self, run_id: uuid.UUID) -> Hub | None:
         return self._hubs.get(run_id)
 
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[None]:
+        """Own the hubs' tasks for the block (a task group, entered and left in the
+        caller's task). Leaving cancels every hub's task and waits for them: a hub's task
+        has no shielded step, so each ends at its next checkpoint.
+
+        Raises:
+            RuntimeError: the hubs are running already.
+        """
+        if self._group is not None:
+            raise RuntimeError("the hubs are running already")
+        try:
+            async with anyio.create_task_group() as group:
+                self._group = group
+                try:
+                    yield
+                finally:
+                    self._group = None
+                    group.cancel_scope.cancel()
+        finally:
+            for hub in self._hubs.values():
+                hub.release()
+
     @contextlib.contextmanager
     def subscribe(self, run_id: uuid.UUID, subscriber: Subscriber) -> Iterator[Hub]:
         """The run's hub (started if there is none) with ``subscriber`` joined, for the
         block; the hub's task is cancelled when its last subscriber leaves.
 
+        A new hub registers its watch of the run here, before anything is written: a
+        listener at its ``listener_max_waiters`` refuses the subscription, not a stream
+        already open.
+
         Raises:
-            RuntimeError: the gateway is stopping.
+            HubsClosed: the gateway is not serving (starting or stopping).
+            StoreOverloaded: a new hub, and the listener's waiters are at their bound.
+            StoreClosed, NodeClosed: a new hub, and the node's listener is not open.
         """
-        if self._closed:
-            raise RuntimeError("the gateway is stopping")
+        group = self._group
+        if group is None:
+            raise HubsClosed("the gateway is not serving run streams (starting or stopping)")
         hub = self._hubs.get(run_id)
         if hub is None or hub.error is not None:
-            hub = Hub(run_id, subscriber.cursor, self._metrics)
+            hub = self._start(group, run_id, subscriber.cursor)
             self._hubs[run_id] = hub
-            task = asyncio.get_running_loop().create_task(
-                hub.tail(self._reader, self._listener(), self._poll), name=f"hub-{run_id}"
-            )
-            hub.task = task
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
         hub.join(subscriber)
+        self._changed()
         try:
             yield hub
         finally:
@@ -291,14 +343,38 @@ class Hubs:
             if not hub.subscribers:
                 if self._hubs.get(run_id) is hub:
                     del self._hubs[run_id]
-                if hub.task is not None:
-                    hub.task.cancel()
+                hub.scope.cancel()
+                hub.release()
+            self._changed()
 
-    async def aclose(self) -> None:
-        """Cancel every hub's task and wait for them (bounded)."""
-        self._closed = True
-        tasks = tuple(self._tasks)
-        for task in tasks:
-            task.cancel()
-        if tasks:
-            await asyncio.wait(tasks, timeout=_CLOSE_TIMEOUT)
+    def _start(self, group: TaskGroup, run_id: uuid.UUID, head: int) -> Hub:
+        watches = contextlib.ExitStack()
+        watch = watches.enter_context(self._listener().watch(run_id))
+        hub = Hub(run_id, head, self._metrics, watches.close)
+        try:
+            group.start_soon(self._tail, hub, watch, name=f"hub-{run_id}")
+        except BaseException:
+            hub.release()
+            raise
+        return hub
+
+    async def _tail(self, hub: Hub, watch: Watch) -> None:
+        try:
+            with hub.scope:
+                await hub.tail(self._reader, watch, self._poll)
+        finally:
+            hub.release()
+            hub.done.set()
+
+    async def wait_for(self, condition: Callable[[], bool]) -> None:
+        """Return once ``condition()`` holds, checked again each time a stream joins or
+        leaves a hub (no polling; bound the wait with a cancel scope)."""
+        while not condition():
+            if self._change is None:
+                self._change = anyio.Event()
+            await self._change.wait()
+
+    def _changed(self) -> None:
+        if self._change is not None:
+            self._change.set()
+            self._change = None

@@ -10,8 +10,11 @@ The cursor is ``Last-Event-ID`` or ``?cursor=`` (0 without either). When both ar
 given the header wins if it is at or past the cursor — a browser reconnects to the URL
 it opened, ``?cursor=`` included, adding the header — and a header below the cursor is
 400 ``cursor_conflict``. Before any byte is sent: 404 for an unknown run, 410
-``stale_cursor`` below the run's retention floor, and 204 when the run has finished and
-the cursor is at or past its last seq (a browser ``EventSource`` stops reconnecting).
+``stale_cursor`` below the run's retention floor, 204 when the run has finished and
+the cursor is at or past its last seq (a browser ``EventSource`` stops reconnecting),
+and 503 ``unavailable`` when the stream cannot take its place in the run's hub (the
+node's LISTEN connection is at ``listener_max_waiters``, or the gateway is stopping):
+a stream that would end at once never opens.
 """
 
 from __future__ import annotations
@@ -24,11 +27,12 @@ import anyio
 import structlog
 from aiohttp import web
 
+from runtime.node import GATEWAY_LIFESPANS
 from runtime.node.errors import NodeError
 from runtime.store import StoreError
 from transport._auth import authorize, check_owner
 from transport._errors import ApiError, stale_cursor
-from transport._hub import Hubs, Subscriber
+from transport._hub import Hub, Hubs, HubsClosed, Subscriber
 from transport._observe import TRACEPARENT, bind, trace_of
 from transport._sse import SseStream, StreamGone
 from transport._state import CONFIG, METRICS, NODE, READER, RNG
@@ -36,7 +40,6 @@ from transport._validation import parse_cursor, parse_run_id
 
 if TYPE_CHECKING:
     from runtime.config import GatewayConfig
-    from runtime.store import Run
     from transport._sse import EncodedEvent, LogReader
 
 __all__ = ["HUBS", "STREAMS", "add_stream_route", "resolve_cursor"]
@@ -103,25 +106,41 @@ async def stream_run(request: web.Request) -> web.StreamResponse:
     # run's hub then reads on from the stream's cursor at the latest, watching before it
     # reads, so a commit after this read still reaches the stream.
     page = await reader.page(run_id, cursor)
-    await stream.open()
-    _logger.info("stream_opened", cursor=cursor)
-    scope = anyio.CancelScope()
-    app[STREAMS].add(scope)
-    try:
-        with scope:
-            await _pump(stream, reader, app[HUBS], run, page, cursor, config)
-    except StreamGone as gone:
-        _logger.info("stream_disconnected", reason=gone.reason)
-    except (StoreError, NodeError) as error:
-        # The headers are sent: end the stream; the client resumes by cursor.
-        _logger.warning("stream_store_failed", error=str(error))
-    except Exception:
-        # The headers are sent, no error answer is possible any more: end the stream.
-        _logger.exception("stream_failed")
-    finally:
-        app[STREAMS].discard(scope)
-        with anyio.CancelScope(shield=True):
-            await stream.close()
+    with contextlib.ExitStack() as subscription:
+        joined: tuple[Hub, Subscriber] | None = None
+        if not (page and page[-1].terminal):
+            # Joined before the headers: a refusal (the listener is at its bound, the
+            # gateway stops) is still an answer (503), not a stream that opens and ends.
+            # Its cursor is past the first page: the hub's pages go on from there.
+            last = page[-1].seq if page else cursor
+            subscriber = Subscriber(last, config.stream_buffer, stream)
+            try:
+                hub = subscription.enter_context(app[HUBS].subscribe(run_id, subscriber))
+            except HubsClosed as error:
+                raise ApiError(
+                    503, "unavailable", f"{error}; retry later", headers={"Retry-After": "1"}
+                ) from None
+            joined = (hub, subscriber)
+        await stream.open()
+        _logger.info("stream_opened", cursor=cursor)
+        scope = anyio.CancelScope()
+        app[STREAMS].add(scope)
+        try:
+            with scope:
+                await _pump(stream, reader, joined, page, config)
+        except StreamGone as gone:
+            _logger.info("stream_disconnected", reason=gone.reason)
+        except (StoreError, NodeError) as error:
+            # The headers are sent: end the stream; the client resumes by cursor.
+            _logger.warning("stream_store_failed", error=str(error))
+        except Exception:
+            # The headers are sent, no error answer is possible any more: end the stream.
+            _logger.exception("stream_failed")
+        finally:
+            app[STREAMS].discard(scope)
+            subscription.close()  # the hub writes to the stream no more
+            with anyio.CancelScope(shield=True):
+                await stream.close()
     if scope.cancelled_caught:
         _logger.info("stream_closed_by_shutdown")
     return stream.response
@@ -147,18 +166,17 @@ async def _write_page(stream: SseStream, page: tuple[EncodedEvent, ...], budget:
 async def _pump(
     stream: SseStream,
     reader: LogReader,
-    hubs: Hubs,
-    run: Run,
+    joined: tuple[Hub, Subscriber] | None,
     page: tuple[EncodedEvent, ...],
-    cursor: int,
     config: GatewayConfig,
 ) -> None:
     """Write the run's events from ``page`` on, until its terminal event; a heartbeat
     after each ``heartbeat_interval`` of silence.
 
     The stream's pages come from the run's hub (one read of the log for every stream of
-    the run on this node) while it keeps up; behind it, the stream reads its gap from
-    the log itself.
+    the run on this node; ``joined`` is ``None`` when ``page`` ends with the
+    terminal event) while it keeps up; behind it, the stream reads its gap from the log
+    itself.
     """
     budget = config.stream_buffer
     clock = asyncio.get_running_loop().time
@@ -167,83 +185,82 @@ async def _pump(
     elif await _write_page(stream, page, budget):
         _logger.info("stream_finished", last_seq=page[-1].seq)
         return
-    else:
-        cursor = page[-1].seq
-    subscriber = Subscriber(cursor, budget, stream, last_write=clock())
-    with hubs.subscribe(run.run_id, subscriber) as hub:
-        while True:
-            subscriber.direct = False
-            subscriber.wake.clear()
-            if subscriber.gone is not None:
-                raise StreamGone(subscriber.gone)
-            if subscriber.ended:
-                _logger.info("stream_finished", last_seq=subscriber.cursor)
+    assert joined is not None
+    hub, subscriber = joined
+    run_id = hub.run_id
+    subscriber.last_write = clock()
+    while True:
+        subscriber.direct = False
+        subscriber.wake.clear()
+        if subscriber.gone is not None:
+            raise StreamGone(subscriber.gone)
+        if subscriber.ended:
+            _logger.info("stream_finished", last_seq=subscriber.cursor)
+            return
+        if subscriber.draining:
+            subscriber.draining = False
+            await stream.drain()
+            continue
+        chunks = subscriber.take()
+        if chunks:
+            block = chunks[0].block if len(chunks) == 1 else b"".join(c.block for c in chunks)
+            count = sum(c.count for c in chunks)
+            await stream.send(block, count=count, oldest=min(c.oldest for c in chunks))
+            subscriber.last_write = clock()
+            if chunks[-1].terminal:
+                _logger.info("stream_finished", last_seq=chunks[-1].last_seq)
                 return
-            if subscriber.draining:
-                subscriber.draining = False
-                await stream.drain()
-                continue
-            chunks = subscriber.take()
-            if chunks:
-                block = chunks[0].block if len(chunks) == 1 else b"".join(c.block for c in chunks)
-                count = sum(c.count for c in chunks)
-                await stream.send(block, count=count, oldest=min(c.oldest for c in chunks))
-                subscriber.last_write = clock()
-                if chunks[-1].terminal:
-                    _logger.info("stream_finished", last_seq=chunks[-1].last_seq)
+            continue
+        if hub.error is not None:
+            raise hub.error
+        if not subscriber.live:
+            # Behind the hub: read the gap from the log, then join its pages again.
+            page = await reader.page(run_id, subscriber.cursor)
+            if page:
+                if await _write_page(stream, page, budget):
+                    _logger.info("stream_finished", last_seq=page[-1].seq)
                     return
-                continue
-            if hub.error is not None:
-                raise hub.error
-            if not subscriber.live:
-                # Behind the hub: read the gap from the log, then join its pages again.
-                page = await reader.page(run.run_id, subscriber.cursor)
-                if page:
-                    if await _write_page(stream, page, budget):
-                        _logger.info("stream_finished", last_seq=page[-1].seq)
-                        return
-                    subscriber.last_write = clock()
-                    subscriber.cursor = page[-1].seq
-                    hub.catch_up(subscriber)
-                else:
-                    # Nothing after the cursor though the hub read past it: those events
-                    # were pruned (retention) meanwhile; go on with the hub's pages.
-                    subscriber.live = True
-                continue
-            if hub.finished:
-                _logger.info("stream_finished", last_seq=subscriber.cursor)
-                return
-            if not stream.connected:
-                raise StreamGone("client_gone")
-            beat_at = subscriber.last_write + config.heartbeat_interval
-            if clock() >= beat_at:
-                await stream.heartbeat()
                 subscriber.last_write = clock()
-                continue
-            # Parked: the hub writes the run's pages for this stream meanwhile (no
-            # wake-up per page), and wakes it for anything it must do itself.
-            subscriber.direct = stream.direct
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(beat_at - clock()):
-                    await subscriber.wake.wait()
+                subscriber.cursor = page[-1].seq
+                hub.catch_up(subscriber)
+            else:
+                # Nothing after the cursor though the hub read past it: those events
+                # were pruned (retention) meanwhile; go on with the hub's pages.
+                subscriber.live = True
+            continue
+        if hub.finished:
+            _logger.info("stream_finished", last_seq=subscriber.cursor)
+            return
+        if not stream.connected:
+            raise StreamGone("client_gone")
+        beat_at = subscriber.last_write + config.heartbeat_interval
+        if clock() >= beat_at:
+            await stream.heartbeat()
+            subscriber.last_write = clock()
+            continue
+        # Parked: the hub writes the run's pages for this stream meanwhile (no
+        # wake-up per page), and wakes it for anything it must do itself.
+        subscriber.direct = stream.direct
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(beat_at - clock()):
+                await subscriber.wake.wait()
 
 
 def add_stream_route(app: web.Application) -> None:
     """The stream route, the set of open streams and the node's hubs (one tail per run
-    with streams; the application's cleanup cancels their tasks)."""
+    with streams). The hubs' tasks belong to the task group of :meth:`Hubs.running`, a
+    lifespan of the gateway serving the application: left after the application's
+    shutdown has ended the streams, it cancels any hub left and waits for it."""
     scopes: set[anyio.CancelScope] = set()
     app[STREAMS] = scopes
     node = app[NODE]
     hubs = Hubs(app[READER], lambda: node.listener, app[CONFIG].poll_interval, app[METRICS])
     app[HUBS] = hubs
+    app[GATEWAY_LIFESPANS] = [*app.get(GATEWAY_LIFESPANS, ()), hubs.running]
     app.router.add_get("/v1/runs/{run_id}/stream", stream_run, allow_head=False)
 
     async def end_streams(app: web.Application) -> None:
         for scope in tuple(scopes):
             scope.cancel()
 
-    async def close_hubs(app: web.Application) -> None:
-        await hubs.aclose()
-
     app.on_shutdown.append(end_streams)
-    app.on_cleanup.append(close_hubs)

@@ -34,11 +34,17 @@ gives running handlers ``drain_timeout`` seconds to finish, then stops the run a
 still active — each fences itself and releases its lease, so another node resumes the
 run at once — releases any lease left, and stops the tree in reverse order.
 
+**Gateway.** The gateway slot serves the application a :data:`GatewayFactory` builds.
+What that application holds while it is served (a task group owning its background
+tasks) it lists under :data:`GATEWAY_LIFESPANS`: entered in the gateway actor's task
+before the application starts, left after its shutdown and cleanup.
+
 **Heap.** ``warden node`` freezes the objects alive once the node has started out of the
 garbage collector's scans (``NodeConfig.gc_freeze``), which shortens the collector's
 pauses; a process that hosts a ``Node`` itself calls :func:`freeze_heap` once it is up.
 """
 
+from runtime.node._gateway import GATEWAY_LIFESPANS
 from runtime.node._heap import freeze_heap
 from runtime.node._janitor import JanitorStatistics
 from runtime.node._node import GatewayFactory, Node
@@ -49,6 +55,7 @@ from runtime.node.errors import AdmissionRejected, NodeClosed, NodeError, NodeSt
 
 __all__ = [
     "AdmissionRejected",
+    "GATEWAY_LIFESPANS",
     "GatewayFactory",
     "JanitorStatistics",
     "Node",

@@ -6,12 +6,21 @@ The socket is bound when the gateway actor starts — an address in use or a por
 process may not bind fails the node's start with one clear line — and closed when it
 stops, first in the node's reverse-order shutdown, so no new request arrives while the
 runs drain; requests in flight get ``shutdown_timeout`` seconds to finish.
+
+What the application holds for as long as it is served — a task group owning its
+background tasks, say — it lists under :data:`GATEWAY_LIFESPANS`: async context managers
+the gateway enters in its own task before the application starts, and leaves in reverse
+order after the application's shutdown and cleanup. aiohttp's ``cleanup_ctx`` cannot
+hold a task group: its generator is resumed from ``startup()`` and ``cleanup()``, so a
+task group there would span a ``yield`` (STYLE §4); a lifespan is an ``async with`` of the
+gateway actor's, around everything the application serves.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -22,14 +31,23 @@ from aiohttp import web
 from runtime.node._hosted import HostedActor
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Callable
+    from collections.abc import AsyncIterator
 
-__all__ = ["Gateway", "health_app"]
+__all__ = ["GATEWAY_LIFESPANS", "Gateway", "health_app"]
 
 _logger = structlog.get_logger("runtime.node.gateway")
 
 #: Seconds requests in flight get once the gateway stops.
 SHUTDOWN_TIMEOUT = 5.0
+
+GATEWAY_LIFESPANS = web.AppKey(
+    "warden_gateway_lifespans",
+    Sequence[Callable[[], contextlib.AbstractAsyncContextManager[object]]],
+)
+"""What an application holds while a node's gateway serves it (see the module's text):
+each one is entered, in order, before the application starts, and left, in reverse
+order, after its shutdown and cleanup — in the gateway actor's task, so a task group
+entered there owns its tasks for exactly the time the application is served."""
 
 
 def health_app(describe: Callable[[], dict[str, Any]]) -> web.Application:
@@ -61,10 +79,21 @@ class Gateway(HostedActor[Any]):
 
     @contextlib.asynccontextmanager
     async def hold(self) -> AsyncIterator[None]:
+        app = self._app()
+        async with contextlib.AsyncExitStack() as lifespans:
+            # Entered before the application starts, left after its cleanup (in this
+            # task: a task group there spans the serving, not a yield of aiohttp's).
+            for lifespan in app.get(GATEWAY_LIFESPANS, ()):
+                await lifespans.enter_async_context(lifespan())
+            async with self._serving(app):
+                yield
+
+    @contextlib.asynccontextmanager
+    async def _serving(self, app: web.Application) -> AsyncIterator[None]:
         # No aiohttp access log: it would write query strings (a stream's ?token=); the
         # gateway application logs each request itself, without them.
         runner = web.AppRunner(
-            self._app(),
+            app,
             handle_signals=False,
             shutdown_timeout=SHUTDOWN_TIMEOUT,
             access_log=None,

@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import uuid
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import anyio
 import orjson
+import psycopg
 import pytest
 
+from runtime.store import StoreError
 from tests.runtime.node._helpers import log_of
 from tests.transport._helpers import events_of, frame, parse_sse, start
 from tests.transport.conftest import gateway_settings, serving
+from transport._hub import Hubs, HubsClosed, Subscriber
+from transport._state import READER
 from transport._stream import HUBS
 
 if TYPE_CHECKING:
@@ -22,6 +27,7 @@ if TYPE_CHECKING:
     from runtime.config import NodeConfig
     from tests.transport.conftest import Gateway
     from transport._hub import Hub
+    from transport._sse import SseStream
 
 pytestmark = pytest.mark.anyio
 
@@ -39,19 +45,21 @@ async def expected(gateway: Gateway, run_id: str, after: int = 0) -> list[tuple[
 
 
 async def hub_of(gateway: Gateway, run_id: str) -> Hub:
-    """The run's hub, once the first stream has subscribed (a condition, bounded)."""
+    """The run's hub, once the first stream has subscribed (woken by the subscription,
+    bounded)."""
     hubs = gateway.app[HUBS]
     with anyio.fail_after(20):
-        while (hub := hubs.get(uuid.UUID(run_id))) is None:  # noqa: ASYNC110
-            await anyio.sleep(0.01)
+        await hubs.wait_for(lambda: hubs.get(uuid.UUID(run_id)) is not None)
+    hub = hubs.get(uuid.UUID(run_id))
+    assert hub is not None
     return hub
 
 
 async def no_hubs(gateway: Gateway) -> None:
+    """Once every stream has left its hub (woken by each leave, bounded)."""
     hubs = gateway.app[HUBS]
     with anyio.fail_after(20):
-        while len(hubs):  # noqa: ASYNC110
-            await anyio.sleep(0.01)
+        await hubs.wait_for(lambda: len(hubs) == 0)
 
 
 async def read_until(response: aiohttp.ClientResponse, needle: bytes, seen: bytes) -> bytes:
@@ -166,16 +174,16 @@ async def test_the_last_stream_leaving_ends_the_runs_tail(
         second = await http.get(url, headers=auth)
         assert first.status == second.status == 200
         hub = await hub_of(gateway, run_id)
-        assert hub.task is not None
         first.close()
         await frame(gateway, http, run_id, "f0", payload={"i": 0})
         await read_until(second, b'"i":0', b"")
-        assert not hub.task.done()  # one stream is still there
+        assert not hub.done.is_set()  # one stream is still there
         second.close()
         await no_hubs(gateway)
         with anyio.fail_after(20):
-            await asyncio.wait([hub.task])
-        assert hub.task.cancelled()
+            await hub.done.wait()
+        assert hub.scope.cancelled_caught
+        assert hub.error is None
         # A new stream of the run starts a new tail, from its cursor.
         async with http.get(url, headers=auth) as third:
             await frame(gateway, http, run_id, "f1", payload={"i": 1})
@@ -224,8 +232,7 @@ async def test_cancelling_one_stream_does_not_disturb_the_others(
             # Its stream ends at its next write (a heartbeat within 0.2 s) and leaves.
             hub = await hub_of(gateway, run_id)
             with anyio.fail_after(20):
-                while len(hub.subscribers) > 2:  # noqa: ASYNC110
-                    await anyio.sleep(0.01)
+                await gateway.app[HUBS].wait_for(lambda: len(hub.subscribers) <= 2)
             for i in range(2, frames):
                 await frame(gateway, http, run_id, f"f{i}", payload={"i": i})
         whole = await expected(gateway, run_id)
@@ -233,3 +240,104 @@ async def test_cancelling_one_stream_does_not_disturb_the_others(
         assert 0 not in texts
         assert sequence(texts[1]) == sequence(texts[2]) == whole
         await no_hubs(gateway)
+
+
+def hub_tasks() -> list[asyncio.Task[object]]:
+    """The hubs' tasks still running in this loop (named ``hub-<run id>``)."""
+    return [t for t in asyncio.all_tasks() if t.get_name().startswith("hub-") and not t.done()]
+
+
+async def test_stopping_the_gateway_ends_every_hubs_task(
+    node_config: NodeConfig, http: aiohttp.ClientSession
+) -> None:
+    async with serving(node_config) as gateway:
+        run_id = await start(gateway, http, input={"frames": 1})
+        response = await http.get(
+            f"{gateway.url}/v1/runs/{run_id}/stream", headers=gateway.auth("alice", "runs:read")
+        )
+        assert response.status == 200
+        hub = await hub_of(gateway, run_id)
+        assert [t.get_name() for t in hub_tasks()] == [f"hub-{run_id}"]
+    # The node has stopped with the stream still open: its hub's task was cancelled and
+    # awaited while the gateway stopped, not left behind.
+    assert hub.done.is_set()
+    assert hub.error is None
+    assert hub_tasks() == []
+    with anyio.fail_after(10):
+        assert (await response.read()).startswith(b"retry: ")  # then a clean end
+    response.release()
+
+
+async def test_leaving_the_hubs_task_group_cancels_a_hub_still_joined(
+    gateway: Gateway, http: aiohttp.ClientSession
+) -> None:
+    """The hubs' task group is the owner of last resort: a hub that still has a
+    subscriber when the group closes is cancelled and awaited all the same, and its
+    watch of the run released."""
+    store = gateway.node.store
+    run, _ = await store.create_run(owner="alice", session_id="s-1", run_type="echo")
+    run_id = run.run_id
+    # Executed elsewhere: no run actor of this node registers a waiter meanwhile.
+    lease = await store.acquire_lease(run_id, owner_node="elsewhere:1", ttl=600)
+    listener = gateway.node.listener
+    assert listener.statistics().waiters == 0
+    hubs = Hubs(gateway.app[READER], lambda: listener, 0.2, gateway.metrics)
+    # The hub writes only to a parked stream (``direct``): never to this subscriber.
+    subscriber = Subscriber(0, 4096, cast("SseStream", None))
+    with pytest.raises(HubsClosed), hubs.subscribe(run_id, subscriber):
+        pass  # no task group yet
+    with contextlib.ExitStack() as joined:  # left after the group, as a late stream would
+        async with hubs.running():
+            hub = joined.enter_context(hubs.subscribe(run_id, subscriber))
+            assert listener.statistics().waiters == 1
+            await store.append_event(run_id, lease.epoch, "note", {"i": 0})
+            with anyio.fail_after(20):
+                await subscriber.wake.wait()  # the hub's task read the run's new page
+            assert subscriber.pending
+            assert [t.get_name() for t in hub_tasks()] == [f"hub-{run_id}"]
+        assert hub.done.is_set()
+        assert not hub.scope.cancelled_caught  # the group's cancellation, not the hub's
+        assert hub.error is None
+        assert hub_tasks() == []
+        assert listener.statistics().waiters == 0
+    with pytest.raises(HubsClosed), hubs.subscribe(run_id, subscriber):
+        pass
+
+
+async def test_a_failing_hub_ends_its_streams_and_the_clients_resume(
+    node_config: NodeConfig, http: aiohttp.ClientSession
+) -> None:
+    """The database holds the log's table past the statement timeout: the hub's read
+    fails, its error ends both streams of the run (cleanly: the clients resume by
+    cursor), and a new stream starts a new hub."""
+    config = node_config.with_changes(
+        statement_timeout=2.0, gateway=gateway_settings(poll_interval=0.2)
+    )
+    async with serving(config) as gateway:
+        run_id = await start(gateway, http, input={"frames": 1})
+        url = f"{gateway.url}/v1/runs/{run_id}/stream"
+        auth = gateway.auth("alice", "runs:read")
+        async with http.get(url, headers=auth) as first, http.get(url, headers=auth) as second:
+            assert first.status == second.status == 200
+            hub = await hub_of(gateway, run_id)
+            hubs = gateway.app[HUBS]
+            with anyio.fail_after(20):
+                await hubs.wait_for(lambda: len(hub.subscribers) == 2)
+            async with await psycopg.AsyncConnection.connect(gateway.node.dsn) as lock:
+                await lock.execute("LOCK TABLE run_events IN ACCESS EXCLUSIVE MODE")
+                with anyio.fail_after(30):
+                    texts = [await first.text(), await second.text()]
+                    await hub.done.wait()
+        assert isinstance(hub.error, StoreError)
+        assert not hub.scope.cancelled_caught
+        for text in texts:
+            assert text.startswith("retry: ")
+            assert "run.succeeded" not in text
+        await no_hubs(gateway)
+        async with http.get(url, headers=auth) as third:
+            assert third.status == 200
+            await frame(gateway, http, run_id, "f0", payload={"i": 0})
+            with anyio.fail_after(30):
+                text = await third.text()
+        assert sequence(text) == await expected(gateway, run_id)
+        assert gateway.app[HUBS].get(uuid.UUID(run_id)) is None

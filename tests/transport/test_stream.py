@@ -16,6 +16,7 @@ from tests.runtime.node._helpers import log_of
 from tests.transport._helpers import error_of, events_of, frame, parse_sse, start
 from tests.transport.conftest import gateway_settings, serving
 from transport._state import READER
+from transport._stream import HUBS
 
 if TYPE_CHECKING:
     import aiohttp
@@ -243,11 +244,10 @@ async def test_a_client_that_reads_nothing_is_bounded_then_disconnected(
                     break
                 await frame(gateway, http, run_id, f"f{i}", payload=big)
             # Wait for the server to give up on the client. The client cannot find out
-            # without reading (which would unblock the server), so the test polls the
-            # server's counter: a condition, bounded by fail_after, not a settling sleep.
+            # without reading (which would unblock the server); the server's stream
+            # counts the disconnect, then leaves the run's hub, which wakes the wait.
             with anyio.fail_after(30):
-                while not disconnected():  # noqa: ASYNC110
-                    await anyio.sleep(0.05)
+                await gateway.app[HUBS].wait_for(disconnected)
         finally:
             sock.close()
         frame_size = 100_000 + 1_000  # one event's frame and its JSON around the payload
@@ -302,3 +302,38 @@ async def test_an_event_whose_notify_was_lost_still_arrives_by_the_fallback_poll
                 assert block.startswith(b"id: %d\nevent: %s\n" % (seq, kind.encode()))
             with anyio.fail_after(20):
                 assert await response.content.read() == b""  # ended after the terminal event
+
+
+async def test_a_stream_the_listener_cannot_watch_is_refused_before_it_opens(
+    node_config: NodeConfig, http: aiohttp.ClientSession
+) -> None:
+    """The node's LISTEN connection at ``listener_max_waiters``: a stream that would need
+    a new watch (its run has no hub yet) is a 503 ``unavailable`` answer, not a stream
+    that opens and ends at once; a stream joining a run's hub needs no new watch."""
+    async with serving(node_config.with_changes(listener_max_waiters=1)) as gateway:
+        store = gateway.node.store
+        runs = []
+        for session in ("s-1", "s-2"):
+            run, _ = await store.create_run(owner="alice", session_id=session, run_type="echo")
+            # Executed elsewhere: no run actor of this node registers a waiter.
+            await store.acquire_lease(run.run_id, owner_node="elsewhere:1", ttl=600)
+            runs.append(f"{gateway.url}/v1/runs/{run.run_id}/stream")
+        listener = gateway.node.listener
+        assert listener.statistics().waiters == 0
+        auth = gateway.auth("alice", "runs:read")
+        connections = "warden_sse_connections"
+        async with http.get(runs[0], headers=auth) as first:
+            assert first.status == 200
+            assert (await first.content.readuntil(b"\n\n")).startswith(b"retry: ")
+            assert listener.statistics().waiters == 1  # the run's hub watches it
+            async with http.get(runs[1], headers=auth) as refused:
+                assert await error_of(refused) == (503, "unavailable")
+                assert refused.headers["Retry-After"] == "1"
+                assert not refused.headers["Content-Type"].startswith("text/event-stream")
+            assert gateway.metrics.registry.get_sample_value(connections) == 1
+            assert listener.statistics().waiters == 1
+            async with http.get(runs[0], headers=auth) as joined:
+                assert joined.status == 200
+                assert (await joined.content.readuntil(b"\n\n")).startswith(b"retry: ")
+                assert listener.statistics().waiters == 1
+                assert gateway.metrics.registry.get_sample_value(connections) == 2

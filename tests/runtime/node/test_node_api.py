@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from typing import TYPE_CHECKING
 
@@ -11,13 +12,15 @@ import pytest
 from aiohttp import web
 from pydantic import SecretStr
 
-from runtime.node import Node, NodeClosed, NodeStartFailed
+from runtime.node import GATEWAY_LIFESPANS, Node, NodeClosed, NodeStartFailed
 from runtime.run import UnknownRunType
 from runtime.store import RunNotFound, RunTerminal
 from tests.runtime._helpers import query
 from tests.runtime.node._helpers import assert_a_clean_log, log_of, payload, wait_for_event
 
 if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
     from runtime.config import NodeConfig
 
 pytestmark = pytest.mark.anyio
@@ -198,6 +201,52 @@ async def test_the_gateway_slot_serves_the_given_application(node_config: NodeCo
             session.get(f"http://{host}:{port}/hello") as response,
         ):
             assert await response.text() == f"hello from {node.node_id}"
+
+
+async def test_the_gateway_holds_the_applications_lifespans_around_its_serving(
+    node_config: NodeConfig,
+) -> None:
+    """A lifespan is entered before the application starts and left after its cleanup,
+    in the gateway actor's task: a task group there owns its tasks for exactly the time
+    the application is served."""
+    steps: list[str] = []
+    running = anyio.Event()
+
+    async def background() -> None:
+        running.set()
+        try:
+            await anyio.sleep_forever()
+        finally:
+            steps.append("task ended")
+
+    @contextlib.asynccontextmanager
+    async def lifespan() -> AsyncIterator[None]:
+        steps.append("entered")
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(background)
+            yield
+            steps.append("leaving")
+            tasks.cancel_scope.cancel()
+        steps.append("left")
+
+    async def started(app: web.Application) -> None:
+        steps.append("app started")
+
+    async def cleaned_up(app: web.Application) -> None:
+        steps.append("app cleaned up")
+
+    def gateway(node: Node) -> web.Application:
+        app = web.Application()
+        app[GATEWAY_LIFESPANS] = [lifespan]
+        app.on_startup.append(started)
+        app.on_cleanup.append(cleaned_up)
+        return app
+
+    async with Node(node_config, gateway=gateway):
+        with anyio.fail_after(10):
+            await running.wait()
+        assert steps == ["entered", "app started"]
+    assert steps == ["entered", "app started", "app cleaned up", "leaving", "task ended", "left"]
 
 
 async def test_a_port_in_use_fails_the_start_naming_the_gateway(
