@@ -104,15 +104,16 @@ async def test_a_connect_held_before_ready_for_query_completes_once_released(
     dsn: str, config: StoreConfig
 ) -> None:
     """The gate holds the very last step: released, the same attempt connects."""
-    async with HandshakeGate(dsn) as gate, anyio.create_task_group() as tg:
-
-        async def release_when_held() -> None:
-            await gate.holding.wait()
-            gate.release()
-
-        tg.start_soon(release_when_held)
+    async with HandshakeGate(dsn) as gate:
         with anyio.fail_after(10):
-            conn = await _db.connect(_db.conninfo(gate.dsn, config))
+            async with anyio.create_task_group() as tg:
+
+                async def release_when_held() -> None:
+                    await gate.holding.wait()
+                    gate.release()
+
+                tg.start_soon(release_when_held)
+                conn = await _db.connect(_db.conninfo(gate.dsn, config))
         try:
             assert gate.holding.is_set()
             cur = await conn.execute("SELECT 1")
