@@ -17,9 +17,12 @@ import asyncio
 import contextlib
 import os
 import shutil
+import sys
 import tempfile
 import time
+import traceback
 import uuid
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
@@ -28,6 +31,7 @@ import pytest
 import structlog
 from blockbuster import BlockBuster, blockbuster_ctx
 from psycopg import sql
+from psycopg._connection_base import BaseConnection
 from psycopg.conninfo import make_conninfo
 
 from actors.testing import virtual_time_backend
@@ -42,6 +46,8 @@ TESTS = Path(__file__).resolve().parent
 KERNEL_FOLDERS: Final = (TESTS / "actors", TESTS / "supervisors")
 
 _CLONE_ATTEMPTS = 5
+
+_PROJECT: Final = str(TESTS.parent) + os.sep
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -73,6 +79,57 @@ def blockbuster() -> Iterator[BlockBuster]:
         for function in detector.functions.values():
             function.can_block_in("psycopg/_tz.py", "get_tzinfo")
         yield detector
+
+
+def _is_ours(filename: str) -> bool:
+    return filename.startswith(_PROJECT) and "site-packages" not in filename
+
+
+def _trace_connection_origins() -> None:
+    """Make psycopg's "deleted while still open" warning say where the connection was
+    opened.
+
+    A connection dropped unclosed in a reference cycle is finalised by whichever garbage
+    collection comes next, so its ``ResourceWarning`` fails some later, unrelated test,
+    and psycopg's message names neither the code nor the test that opened it. Every
+    connection here records the project's frames of the stack that created it (about
+    10 us), and one dropped open is reported with them and the test that was running.
+    """
+    init = BaseConnection.__init__
+    finalise = BaseConnection.__del__
+
+    def traced_init(self: BaseConnection[Any], *args: Any, **kwargs: Any) -> None:
+        init(self, *args, **kwargs)
+        stack = traceback.StackSummary.extract(
+            traceback.walk_stack(sys._getframe(1)), limit=32, lookup_lines=False
+        )
+        self._warden_origin = (  # type: ignore[attr-defined]
+            os.environ.get("PYTEST_CURRENT_TEST", "outside any test"),
+            [frame for frame in reversed(stack) if _is_ours(frame.filename)],
+        )
+
+    def traced_del(self: BaseConnection[Any], *args: Any) -> None:
+        origin = getattr(self, "_warden_origin", None)
+        # psycopg's own conditions: fully created, still open, not a pool's.
+        if origin is None or not hasattr(self, "pgconn") or self.closed or hasattr(self, "_pool"):
+            finalise(self, *args)
+            return
+        test, stack = origin
+        # No source lines: reading files here, maybe inside the event loop, would trip
+        # blockbuster and hide the warning.
+        where = "".join(f"\n  {f.filename}:{f.lineno} in {f.name}" for f in stack)
+        warnings.warn(
+            f"{object.__repr__(self)} was deleted while still open; it was opened during"
+            f" {test} at:{where}",
+            ResourceWarning,
+            stacklevel=1,
+        )
+
+    BaseConnection.__init__ = traced_init  # type: ignore[method-assign]
+    BaseConnection.__del__ = traced_del  # type: ignore[method-assign]
+
+
+_trace_connection_origins()
 
 
 @pytest.fixture(autouse=True)

@@ -43,7 +43,7 @@ if TYPE_CHECKING:
     from uuid import UUID
 
     from runtime.run.fence import EgressFence
-    from runtime.run.log import RunLog
+    from runtime.run.log import LoggedWrite, RunLog
     from runtime.run.replay import Call, ReplayLog
     from runtime.run.tasks import TaskRunner
     from runtime.store import JSON, Frame, ScopeKind, Store
@@ -112,24 +112,20 @@ class ScopedMemory:
         """The live value at ``key``, or ``None`` when absent or expired."""
         ctx = self._ctx
         ctx._check_active()
-        call = memory_call(MEMORY_READ, self.kind, key)
-        if ctx._replay.replaying:
-            payload = ctx._match(call)
-        else:
-            fields: dict[str, JSON] = {"scope": self.kind, "key": key}
-            async with ctx._log.lock:
-                ctx._check_live()
-                payload = await ctx._log.logged(
-                    lambda epoch, writer: ctx._store.get_memory_logged(
-                        ctx.run.run_id,
-                        epoch,
-                        self.scope,
-                        key,
-                        writer=writer,
-                        event_type=MEMORY_READ,
-                        fields=fields,
-                    )
-                )
+        fields: dict[str, JSON] = {"scope": self.kind, "key": key}
+        payload = await self._logged(
+            memory_call(MEMORY_READ, self.kind, key),
+            lambda epoch, writer, traceparent: ctx._store.get_memory_logged(
+                ctx.run.run_id,
+                epoch,
+                self.scope,
+                key,
+                writer=writer,
+                event_type=MEMORY_READ,
+                fields=fields,
+                traceparent=traceparent,
+            ),
+        )
         if not payload["found"]:
             return None
         version = payload["version"]
@@ -158,33 +154,29 @@ class ScopedMemory:
         ctx = self._ctx
         ctx._check_active()
         data = ctx._encode(value, f"memory value {key!r}")
-        call = memory_call(MEMORY_WRITTEN, self.kind, key, digest(data), expected_version, ttl)
-        if ctx._replay.replaying:
-            payload = ctx._match(call)
-        else:
-            fields: dict[str, JSON] = {
-                "scope": self.kind,
-                "key": key,
-                "value_sha256": digest(data),
-                "expected_version": expected_version,
-                "ttl": ttl,
-            }
-            async with ctx._log.lock:
-                ctx._check_live()
-                payload = await ctx._log.logged(
-                    lambda epoch, writer: ctx._store.put_memory_logged(
-                        ctx.run.run_id,
-                        epoch,
-                        self.scope,
-                        key,
-                        value,
-                        writer=writer,
-                        event_type=MEMORY_WRITTEN,
-                        fields=fields,
-                        expected_version=expected_version,
-                        ttl=ttl,
-                    )
-                )
+        fields: dict[str, JSON] = {
+            "scope": self.kind,
+            "key": key,
+            "value_sha256": digest(data),
+            "expected_version": expected_version,
+            "ttl": ttl,
+        }
+        payload = await self._logged(
+            memory_call(MEMORY_WRITTEN, self.kind, key, digest(data), expected_version, ttl),
+            lambda epoch, writer, traceparent: ctx._store.put_memory_logged(
+                ctx.run.run_id,
+                epoch,
+                self.scope,
+                key,
+                value,
+                writer=writer,
+                event_type=MEMORY_WRITTEN,
+                fields=fields,
+                expected_version=expected_version,
+                ttl=ttl,
+                traceparent=traceparent,
+            ),
+        )
         version = payload["version"]
         if version is None:
             actual = payload["conflict_version"]
@@ -197,25 +189,32 @@ class ScopedMemory:
         """Delete the live value at ``key``; return whether there was one."""
         ctx = self._ctx
         ctx._check_active()
-        call = memory_call(MEMORY_DELETED, self.kind, key)
-        if ctx._replay.replaying:
-            payload = ctx._match(call)
-        else:
-            fields: dict[str, JSON] = {"scope": self.kind, "key": key}
-            async with ctx._log.lock:
-                ctx._check_live()
-                payload = await ctx._log.logged(
-                    lambda epoch, writer: ctx._store.delete_memory_logged(
-                        ctx.run.run_id,
-                        epoch,
-                        self.scope,
-                        key,
-                        writer=writer,
-                        event_type=MEMORY_DELETED,
-                        fields=fields,
-                    )
-                )
+        fields: dict[str, JSON] = {"scope": self.kind, "key": key}
+        payload = await self._logged(
+            memory_call(MEMORY_DELETED, self.kind, key),
+            lambda epoch, writer, traceparent: ctx._store.delete_memory_logged(
+                ctx.run.run_id,
+                epoch,
+                self.scope,
+                key,
+                writer=writer,
+                event_type=MEMORY_DELETED,
+                fields=fields,
+                traceparent=traceparent,
+            ),
+        )
         return bool(payload["deleted"])
+
+    async def _logged(self, call: Call, write: LoggedWrite) -> dict[str, JSON]:
+        """The payload of the event logging ``call``: matched in the log while replaying,
+        otherwise written by ``write`` (the operation and its event in one transaction,
+        with the trace context of the run's current request)."""
+        ctx = self._ctx
+        if ctx._replay.replaying:
+            return ctx._match(call)
+        async with ctx._log.lock:
+            ctx._check_live()
+            return await ctx._log.logged(write)
 
 
 @final

@@ -57,8 +57,11 @@ if TYPE_CHECKING:
     from runtime.run.fence import EgressFence
     from runtime.store import JSON, Event, Store
 
-LoggedWrite: TypeAlias = "Callable[[int, Writer], Awaitable[tuple[int, dict[str, JSON]]]]"
-"""A store call taking the epoch and the writer, returning the seq and payload it logged."""
+LoggedWrite: TypeAlias = (
+    "Callable[[int, Writer, str | None], Awaitable[tuple[int, dict[str, JSON]]]]"
+)
+"""A store call taking the epoch, the writer and the trace context to record with its
+event, returning the seq and payload it logged."""
 
 __all__ = ["LoggedWrite", "RunLog", "read_log"]
 
@@ -182,11 +185,12 @@ class RunLog:
 
     async def logged(self, write: LoggedWrite) -> dict[str, JSON]:
         """Run a store call that writes something together with its event (memory) as this
-        writer; return the event's payload. The caller holds :attr:`lock`."""
+        writer, the event carrying :attr:`traceparent` like an append's; return the
+        event's payload. The caller holds :attr:`lock`."""
         assert self.lock.locked()
         await self.flush_locked()  # the memory operation commits outside the writer
         with self._fenced_by_the_database():
-            seq, payload = await write(self.epoch, self.writer)
+            seq, payload = await write(self.epoch, self.writer, self.traceparent)
         self._moved(seq)
         return payload
 

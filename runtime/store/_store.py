@@ -875,26 +875,18 @@ class Store:
         writer: events.Writer,
         event_type: str,
         fields: dict[str, _codec.JSON],
+        traceparent: str | None = None,
     ) -> tuple[int, dict[str, _codec.JSON]]:
         """Read ``key`` and append ``event_type`` (``fields`` plus ``found``, ``value``,
         ``version``) in one transaction fenced like an append; return its seq and payload.
+        The event carries ``traceparent``, as an append's would.
 
         Raises:
             RunNotFound, RunTerminal, StaleEpoch, EgressFenced: refused; nothing written.
         """
         memory.check_key(scope, key)
-        async with self._connection("get_memory_logged") as conn:
-            logged = await logged_memory.logged_get(
-                conn,
-                *self._logged(run_id, epoch, writer),
-                scope,
-                key,
-                event_type=event_type,
-                fields=fields,
-                limit=self._config.payload_limit,
-            )
-        self._moved_outside_writer(run_id)
-        return logged
+        event = self._memory_event(run_id, epoch, writer, event_type, fields, traceparent)
+        return await self._logged_memory("get_memory_logged", event, logged_memory.read(scope, key))
 
     async def put_memory_logged(
         self,
@@ -909,11 +901,13 @@ class Store:
         fields: dict[str, _codec.JSON],
         expected_version: int | None = None,
         ttl: float | None = None,
+        traceparent: str | None = None,
     ) -> tuple[int, dict[str, _codec.JSON]]:
         """Write ``key`` and append ``event_type`` (``fields`` plus ``version`` and
         ``conflict_version``) in one transaction fenced like an append: the value changes
         if and only if the event is committed. A version conflict is an outcome, logged,
-        not an error. Returns the event's seq and payload.
+        not an error. Returns the event's seq and payload. The event carries
+        ``traceparent``, as an append's would.
 
         Raises:
             RunNotFound, RunTerminal, StaleEpoch, EgressFenced: refused; nothing written.
@@ -925,21 +919,9 @@ class Store:
         if ttl is not None:
             _positive_ttl(ttl, "memory ttl")
         data = self._encode(value, f"memory value {key!r}")
-        async with self._connection("put_memory_logged") as conn:
-            logged = await logged_memory.logged_put(
-                conn,
-                *self._logged(run_id, epoch, writer),
-                scope,
-                key,
-                data,
-                expected_version=expected_version,
-                ttl=ttl,
-                event_type=event_type,
-                fields=fields,
-                limit=self._config.payload_limit,
-            )
-        self._moved_outside_writer(run_id)
-        return logged
+        event = self._memory_event(run_id, epoch, writer, event_type, fields, traceparent)
+        write = logged_memory.write(scope, key, data, expected_version=expected_version, ttl=ttl)
+        return await self._logged_memory("put_memory_logged", event, write)
 
     async def delete_memory_logged(
         self,
@@ -951,34 +933,52 @@ class Store:
         writer: events.Writer,
         event_type: str,
         fields: dict[str, _codec.JSON],
+        traceparent: str | None = None,
     ) -> tuple[int, dict[str, _codec.JSON]]:
         """Delete ``key`` and append ``event_type`` (``fields`` plus ``deleted``) in one
-        transaction fenced like an append; return the event's seq and payload.
+        transaction fenced like an append; return the event's seq and payload. The event
+        carries ``traceparent``, as an append's would.
 
         Raises:
             RunNotFound, RunTerminal, StaleEpoch, EgressFenced: refused; nothing written.
         """
         memory.check_key(scope, key)
-        async with self._connection("delete_memory_logged") as conn:
-            logged = await logged_memory.logged_delete(
-                conn,
-                *self._logged(run_id, epoch, writer),
-                scope,
-                key,
-                event_type=event_type,
-                fields=fields,
-                limit=self._config.payload_limit,
-            )
-        self._moved_outside_writer(run_id)
-        return logged
+        event = self._memory_event(run_id, epoch, writer, event_type, fields, traceparent)
+        return await self._logged_memory(
+            "delete_memory_logged", event, logged_memory.delete(scope, key)
+        )
 
-    def _logged(
-        self, run_id: UUID, epoch: int, writer: events.Writer
-    ) -> tuple[UUID, int, events.Writer]:
+    def _memory_event(
+        self,
+        run_id: UUID,
+        epoch: int,
+        writer: events.Writer,
+        event_type: str,
+        fields: dict[str, _codec.JSON],
+        traceparent: str | None,
+    ) -> logged_memory.MemoryEvent:
         _args.run_id(run_id)
         integer(epoch, "epoch")
         identifier(writer.node, "writer node")
-        return run_id, epoch, writer
+        _args.traceparent(traceparent)
+        return logged_memory.MemoryEvent(
+            run_id,
+            epoch,
+            writer,
+            event_type,
+            fields,
+            self._config.payload_limit,
+            traceparent,
+        )
+
+    async def _logged_memory(
+        self, operation: str, event: logged_memory.MemoryEvent, call: logged_memory.Operation
+    ) -> tuple[int, dict[str, _codec.JSON]]:
+        """Run a memory ``call`` and log it as ``event``, in one transaction."""
+        async with self._connection(operation) as conn:
+            logged = await logged_memory.logged(conn, event, call)
+        self._moved_outside_writer(event.run_id)
+        return logged
 
     def _moved_outside_writer(self, run_id: UUID) -> None:
         if self._writer is not None:

@@ -11,12 +11,14 @@ fenced executor changes nothing.
 
 The event goes in outside the group-commit writer (like ``request_cancel``'s), under the
 run row's lock, so seqs stay gap-free; the store then drops the writer's cached head of
-the run.
+the run. Like an append's, the event carries the trace context of the request the run is
+serving (:attr:`MemoryEvent.traceparent`), outside the hash chain.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Final
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Final, TypeAlias
 
 import orjson
 
@@ -44,7 +46,7 @@ if TYPE_CHECKING:
     from runtime.store.events import Writer
     from runtime.store.memory import MemoryScope
 
-__all__ = ["logged_delete", "logged_get", "logged_put"]
+__all__ = ["MemoryEvent", "Operation", "delete", "logged", "read", "write"]
 
 _LOCK: Final = (
     "SELECT status, lease_epoch, last_seq, last_hash, cancel_requested_at IS NOT NULL"
@@ -58,28 +60,46 @@ WITH moved AS (
     WHERE run_id = %(run_id)s RETURNING run_id
 )
 INSERT INTO run_events (run_id, seq, type, payload, epoch, schema_version, prev_hash, hash,
-                        writer_node, writer_attempt)
+                        writer_node, writer_attempt, traceparent)
 SELECT m.run_id, %(seq)s, %(type)s, %(payload)s::jsonb, %(epoch)s, {SCHEMA_VERSION},
-       %(prev)s, %(hash)s, %(node)s, %(attempt)s
+       %(prev)s, %(hash)s, %(node)s, %(attempt)s, %(traceparent)s
 FROM moved AS m
 CROSS JOIN LATERAL pg_notify('{EVENTS_CHANNEL}', m.run_id::text || ':' || %(seq)s::text) AS n
 """
 
 Outcome = dict[str, "JSON"]
+Operation: TypeAlias = "Callable[[AsyncConnection[TupleRow]], Awaitable[Outcome]]"
+"""A memory operation on the transaction's connection; returns its outcome (logged)."""
 
 
-async def _logged(
-    conn: AsyncConnection[TupleRow],
-    run_id: UUID,
-    epoch: int,
-    writer: Writer,
-    event_type: str,
-    fields: dict[str, JSON],
-    operation: Callable[[], Awaitable[Outcome]],
-    limit: int,
+@dataclass(frozen=True, slots=True)
+class MemoryEvent:
+    """The event a memory operation is logged as, and who writes it.
+
+    ``traceparent`` (the W3C trace context of the request the run is serving) is recorded
+    with the event, like an append's, and is not covered by the hash chain.
+    """
+
+    run_id: UUID
+    epoch: int
+    writer: Writer
+    type: str
+    fields: dict[str, JSON]
+    limit: int
+    traceparent: str | None = None
+
+
+async def logged(
+    conn: AsyncConnection[TupleRow], event: MemoryEvent, operation: Operation
 ) -> tuple[int, dict[str, JSON]]:
     """Lock the run row, check the fences, run ``operation`` and log its outcome (merged
-    into ``fields``) as ``event_type``; return the event's seq and payload."""
+    into ``event.fields``) as ``event.type``; return the event's seq and payload.
+
+    Raises:
+        RunNotFound, RunTerminal, StaleEpoch, EgressFenced: refused; nothing written.
+        PayloadTooLarge: the event's payload is over ``event.limit``; nothing written.
+    """
+    run_id, epoch = event.run_id, event.epoch
     async with conn.transaction():
         cur = await conn.execute(_LOCK, (run_id,))
         row = await cur.fetchone()
@@ -92,16 +112,16 @@ async def _logged(
             raise StaleEpoch(run_id, epoch, int(lease_epoch) or None)
         if cancel_requested:
             raise EgressFenced(run_id, "cancel_requested")
-        payload = {**fields, **await operation()}
-        data = _codec.encode(payload, what="payload", of=event_type, limit=limit)
+        payload = {**event.fields, **await operation(conn)}
+        data = _codec.encode(payload, what="payload", of=event.type, limit=event.limit)
         seq = int(last_seq) + 1
         head, tail = canonical_parts(
             run_id=run_id,
-            type_json=orjson.dumps(event_type),
+            type_json=orjson.dumps(event.type),
             epoch=epoch,
             schema_version=SCHEMA_VERSION,
             payload=data,
-            writer=writer,
+            writer=event.writer,
         )
         digest = link(bytes(last_hash), head, seq, tail)
         await conn.execute(
@@ -109,60 +129,43 @@ async def _logged(
             {
                 "run_id": run_id,
                 "seq": seq,
-                "type": event_type,
+                "type": event.type,
                 "payload": data.decode(),
                 "epoch": epoch,
                 "prev": bytes(last_hash),
                 "hash": digest,
-                "node": writer.node,
-                "attempt": writer.attempt,
+                "node": event.writer.node,
+                "attempt": event.writer.attempt,
+                "traceparent": event.traceparent,
             },
         )
     return seq, payload
 
 
-async def logged_get(
-    conn: AsyncConnection[TupleRow],
-    run_id: UUID,
-    epoch: int,
-    writer: Writer,
-    scope: MemoryScope,
-    key: str,
-    *,
-    event_type: str,
-    fields: dict[str, JSON],
-    limit: int,
-) -> tuple[int, dict[str, JSON]]:
-    """Read ``key`` and log what was read: ``found``, and ``value`` and ``version``."""
+def read(scope: MemoryScope, key: str) -> Operation:
+    """Read ``key``; the outcome is ``found``, and ``value`` and ``version``."""
 
-    async def read() -> Outcome:
+    async def operation(conn: AsyncConnection[TupleRow]) -> Outcome:
         item = await get_memory(conn, scope, key)
         if item is None:
             return {"found": False}
         return {"found": True, "value": item.value, "version": item.version}
 
-    return await _logged(conn, run_id, epoch, writer, event_type, fields, read, limit)
+    return operation
 
 
-async def logged_put(
-    conn: AsyncConnection[TupleRow],
-    run_id: UUID,
-    epoch: int,
-    writer: Writer,
+def write(
     scope: MemoryScope,
     key: str,
     value: bytes,
     *,
     expected_version: int | None,
     ttl: float | None,
-    event_type: str,
-    fields: dict[str, JSON],
-    limit: int,
-) -> tuple[int, dict[str, JSON]]:
-    """Write ``key`` and log the outcome: ``version`` (the new one, or ``None``) and
+) -> Operation:
+    """Write ``key``; the outcome is ``version`` (the new one, or ``None``) and
     ``conflict_version`` (the live version that refused the write, or ``None``)."""
 
-    async def write() -> Outcome:
+    async def operation(conn: AsyncConnection[TupleRow]) -> Outcome:
         try:
             item = await put_memory(
                 conn, scope, key, value, expected_version=expected_version, ttl=ttl
@@ -171,24 +174,13 @@ async def logged_put(
             return {"version": None, "conflict_version": conflict.actual}
         return {"version": item.version, "conflict_version": None}
 
-    return await _logged(conn, run_id, epoch, writer, event_type, fields, write, limit)
+    return operation
 
 
-async def logged_delete(
-    conn: AsyncConnection[TupleRow],
-    run_id: UUID,
-    epoch: int,
-    writer: Writer,
-    scope: MemoryScope,
-    key: str,
-    *,
-    event_type: str,
-    fields: dict[str, JSON],
-    limit: int,
-) -> tuple[int, dict[str, JSON]]:
-    """Delete ``key`` and log whether there was a value (``deleted``)."""
+def delete(scope: MemoryScope, key: str) -> Operation:
+    """Delete ``key``; the outcome is whether there was a value (``deleted``)."""
 
-    async def delete() -> Outcome:
+    async def operation(conn: AsyncConnection[TupleRow]) -> Outcome:
         return {"deleted": await delete_memory(conn, scope, key, expected_version=None)}
 
-    return await _logged(conn, run_id, epoch, writer, event_type, fields, delete, limit)
+    return operation

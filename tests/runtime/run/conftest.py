@@ -94,10 +94,16 @@ class Node:
         *,
         session_id: str = "s-1",
         owner: str = "alice",
+        traceparent: str | None = None,
     ) -> UUID:
-        """Create a run and start its subtree; return its id."""
+        """Create a run (by a request traced as ``traceparent``) and start its subtree;
+        return its id."""
         run, _ = await self.store.create_run(
-            owner=owner, session_id=session_id, run_type=run_type, input=input
+            owner=owner,
+            session_id=session_id,
+            run_type=run_type,
+            input=input,
+            traceparent=traceparent,
         )
         await start_child(self.runs, run_spec(run.run_id, self.host))
         return run.run_id

@@ -146,6 +146,43 @@ async def test_memory_reads_and_writes_are_not_repeated_by_a_replay(
     assert (item.value, item.version) == (1, 1)
 
 
+async def test_memory_events_carry_the_trace_of_the_request_the_run_serves(
+    node: Node, store: Store
+) -> None:
+    """Before any frame, the run creator's trace; then the consumed frame's, also after
+    a replay went over the frame's consumption."""
+    start, f1, f2 = (f"00-{n:032x}-{n:016x}-01" for n in (1, 2, 3))
+
+    async def remember(ctx: RunContext) -> JSON:
+        await ctx.memory.run.put("k", 1)
+        async for frame in ctx.frames():
+            if frame.frame_id == "f1":
+                await ctx.memory.run.get("k")
+            else:
+                await ctx.memory.run.delete("k")
+                break
+        return None
+
+    node.handlers.register("remember", remember)
+    run_id = await node.start("remember", traceparent=start)
+    await store.append_frame(run_id, frame_id="f1", kind="text", traceparent=f1)
+    await node.wait_for(run_id, lambda events: any(e.type == "memory.read" for e in events))
+    ref = node.actor(run_id)
+    assert ref is not None
+    ref.kill()  # the next executor replays up to the read, then goes on live
+    await store.append_frame(run_id, frame_id="f2", kind="text", traceparent=f2)
+    events = await node.wait_terminal(run_id)
+    assert [(event.type, event.traceparent) for event in events] == [
+        ("memory.written", start),
+        ("frame.consumed", f1),
+        ("memory.read", f1),
+        ("frame.consumed", f2),
+        ("memory.deleted", f2),
+        ("run.succeeded", f2),
+    ]
+    assert (await store.verify_chain(run_id)).ok
+
+
 async def test_more_tasks_than_max_tasks_is_refused_and_logs_nothing(node: Node) -> None:
     release = asyncio.Event()
 

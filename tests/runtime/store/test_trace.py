@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from runtime.store import CANCEL_REQUESTED_EVENT, InvalidArgument, NewEvent, Store
+from runtime.store import (
+    CANCEL_REQUESTED_EVENT,
+    InvalidArgument,
+    MemoryScope,
+    NewEvent,
+    Store,
+    Writer,
+)
 from tests.runtime._helpers import leased_run, query
 
 pytestmark = pytest.mark.anyio
@@ -63,6 +70,37 @@ async def test_the_cancel_event_carries_the_cancel_request_s_trace(store: Store)
     )
 
 
+async def test_logged_memory_events_carry_the_trace_outside_the_chain(
+    store: Store, dsn: str
+) -> None:
+    run, lease = await leased_run(store)
+    scope, writer = MemoryScope("run", str(run.run_id)), Writer("node-a", 1)
+    await store.put_memory_logged(
+        run.run_id, lease.epoch, scope, "k", 1,
+        writer=writer, event_type="memory.written", fields={}, traceparent=TRACE_A,
+    )  # fmt: skip
+    await store.get_memory_logged(
+        run.run_id, lease.epoch, scope, "k",
+        writer=writer, event_type="memory.read", fields={}, traceparent=TRACE_B,
+    )  # fmt: skip
+    await store.delete_memory_logged(
+        run.run_id, lease.epoch, scope, "k", writer=writer, event_type="memory.deleted", fields={}
+    )
+    events = await store.read_events(run.run_id)
+    assert [(e.type, e.traceparent) for e in events] == [
+        ("memory.written", TRACE_A),
+        ("memory.read", TRACE_B),
+        ("memory.deleted", None),
+    ]
+    # As for appends, the trace is not hashed: relabelled, the chain still verifies.
+    hashes = [event.hash for event in events]
+    await query(
+        dsn, "UPDATE run_events SET traceparent = %s WHERE run_id = %s", (TRACE_B, run.run_id)
+    )
+    assert (await store.verify_chain(run.run_id)).ok
+    assert [event.hash for event in await store.read_events(run.run_id)] == hashes
+
+
 @pytest.mark.parametrize(
     "bad",
     [
@@ -86,9 +124,15 @@ async def test_a_malformed_traceparent_is_refused_and_writes_nothing(
         await store.append_frame(run.run_id, frame_id="f", kind="k", traceparent=bad)
     with pytest.raises(InvalidArgument, match="traceparent"):
         await store.request_cancel(run.run_id, traceparent=bad)
+    with pytest.raises(InvalidArgument, match="traceparent"):
+        await store.put_memory_logged(
+            run.run_id, lease.epoch, MemoryScope("run", str(run.run_id)), "k", 1,
+            writer=Writer("node-a"), event_type="memory.written", fields={}, traceparent=bad,
+        )  # fmt: skip
     assert await query(dsn, "SELECT count(*) FROM runs") == [(1,)]
     assert await query(dsn, "SELECT count(*) FROM run_events") == [(0,)]
     assert await query(dsn, "SELECT count(*) FROM run_frames") == [(0,)]
+    assert await query(dsn, "SELECT count(*) FROM memory") == [(0,)]
 
 
 async def test_the_hash_chain_does_not_cover_the_trace(store: Store, dsn: str) -> None:
