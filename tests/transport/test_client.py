@@ -33,6 +33,8 @@ pytestmark = pytest.mark.anyio
 
 FRAMES = 40
 CUTS = 5
+#: Frames appended only once every cut is made.
+HELD_BACK = 5
 
 
 @pytest.fixture
@@ -85,9 +87,14 @@ async def test_a_stream_cut_five_times_mid_run_yields_the_log_once_and_in_order(
         points = sorted(rng.sample(range(2, FRAMES - 10), CUTS))
         seqs: list[int] = []
         cuts = 0
+        # The last frames wait for the last cut: until then the run cannot have ended,
+        # so every cut leaves the client short of its terminal event, and it reconnects.
+        all_cut = anyio.Event()
 
         async def appender() -> None:
             for index in range(FRAMES):
+                if index == FRAMES - HELD_BACK:
+                    await all_cut.wait()
                 await direct.append_frame(run.run_id, f"f{index}", "message", {"i": index})
 
         with anyio.fail_after(60):
@@ -100,6 +107,8 @@ async def test_a_stream_cut_five_times_mid_run_yields_the_log_once_and_in_order(
                         # no connection open to cut: count a cut only when it cut one.
                         if cuts < CUTS and event.seq >= points[cuts] and await cutter.cut():
                             cuts += 1
+                            if cuts == CUTS:
+                                all_cut.set()
                     assert events.reconnects >= CUTS
         log = [event.seq async for event in direct.iter_events(run.run_id, limit=7)]
         snapshot = await direct.snapshot(run.run_id)
