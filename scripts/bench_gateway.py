@@ -54,6 +54,7 @@ import os
 import random
 import re
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
@@ -519,7 +520,9 @@ async def profiled(pid: int, path: str | None) -> AsyncIterator[None]:
     if path is None:
         yield
         return
-    command = ["py-spy", "record", "--pid", str(pid), "--format", "raw", "--output", path]
+    spy_path = py_spy()
+    assert spy_path is not None  # checked with the arguments
+    command = [spy_path, "record", "--pid", str(pid), "--format", "raw", "--output", path]
     spy = await asyncio.create_subprocess_exec(
         *command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
@@ -533,6 +536,13 @@ async def profiled(pid: int, path: str | None) -> AsyncIterator[None]:
             spy.kill()
             await spy.wait()
     print(top_entries(Path(path)), file=sys.stderr)
+
+
+def py_spy() -> str | None:
+    """The py-spy executable: next to this interpreter (a venv not activated), else on
+    ``PATH``."""
+    beside = Path(sys.executable).parent / "py-spy"
+    return str(beside) if beside.exists() else shutil.which("py-spy")
 
 
 def _frame_name(frame: str) -> str:
@@ -706,6 +716,8 @@ def main(argv: list[str] | None = None) -> int:
         return anyio.run(serve_gateway, dsn, secret, args.clients)
     if args.clients < 1 or args.samples < 1 or args.events < 1:
         parser.error("--clients, --samples and --events must be >= 1")
+    if args.profile and py_spy() is None:
+        parser.error("--profile needs py-spy: pip install py-spy")
     rows = asyncio.run(run(args))
     print(markdown_table(rows))
     if args.json:

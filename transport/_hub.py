@@ -24,7 +24,7 @@ import asyncio
 import contextlib
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 import anyio
 import structlog
@@ -41,9 +41,12 @@ if TYPE_CHECKING:
     from transport._metrics import GatewayMetrics
     from transport._sse import EncodedEvent, LogReader, SseStream
 
-__all__ = ["Hub", "Hubs", "HubsClosed", "Subscriber"]
+__all__ = ["PUBLISH_SLICE", "Hub", "Hubs", "HubsClosed", "Subscriber"]
 
 _logger = structlog.get_logger("transport.hub")
+
+PUBLISH_SLICE: Final = 128
+"""Subscribers a hub hands a page to between two turns of the event loop."""
 
 
 @dataclass(slots=True)
@@ -199,19 +202,31 @@ class Hub:
         if subscriber.cursor >= self.head:
             subscriber.live = True
 
-    def _publish(self, page: tuple[EncodedEvent, ...]) -> None:
+    async def _publish(self, page: tuple[EncodedEvent, ...]) -> None:
+        """Hand ``page`` to every live subscriber, ``PUBLISH_SLICE`` of them between
+        two turns of the event loop: a page for thousands of streams never holds the
+        loop for long, and what the node does meanwhile (the run's next events among
+        it) goes into the hub's next page rather than waiting behind this one."""
         chunk = _chunk(page)
-        now = asyncio.get_running_loop().time()
+        # Set first: a stream that joins during the page is live only if it read the
+        # page itself (a joiner is not among the subscribers this page goes to).
+        self.head = chunk.last_seq
+        self.pages += 1
+        loop = asyncio.get_running_loop()
         tally = _Tally()
-        for subscriber in tuple(self.subscribers):
-            subscriber.offer(page, chunk, now, tally)
+        subscribers = tuple(self.subscribers)
+        for start in range(0, len(subscribers), PUBLISH_SLICE):
+            if start:
+                await asyncio.sleep(0)
+            now = loop.time()
+            for subscriber in subscribers[start : start + PUBLISH_SLICE]:
+                if subscriber in self.subscribers:  # not one that left meanwhile
+                    subscriber.offer(page, chunk, now, tally)
         if tally.writes:
             self._metrics.sse_sent(tally.size, tally.peak)
             self._metrics.sse_events.inc(tally.events)
             # The page's lag, once for all the streams written to (oldest event).
             self._metrics.sse_lag.observe(max(time.time() - chunk.oldest, 0.0))
-        self.head = chunk.last_seq
-        self.pages += 1
         if chunk.terminal:
             self._end()
 
@@ -234,7 +249,7 @@ class Hub:
                     # Every live subscriber would have read this page itself.
                     live = sum(1 for s in self.subscribers if s.live)
                     reader.shared += max(0, live - 1)
-                    self._publish(page)
+                    await self._publish(page)
                 if len(page) == reader.page_size or self.finished:
                     continue
                 woken = False

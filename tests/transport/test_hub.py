@@ -4,20 +4,25 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import socket
 import uuid
 from typing import TYPE_CHECKING, cast
 
 import anyio
+import anyio.lowlevel
 import orjson
 import psycopg
 import pytest
 
+import transport._hub
 from runtime.store import StoreError
 from tests.runtime.node._helpers import log_of
 from tests.transport._helpers import events_of, frame, parse_sse, start
 from tests.transport.conftest import gateway_settings, serving
-from transport._hub import Hubs, HubsClosed, Subscriber
+from transport._hub import Hub, Hubs, HubsClosed, Subscriber
+from transport._metrics import GatewayMetrics
+from transport._sse import EncodedEvent
 from transport._state import READER
 from transport._stream import HUBS
 
@@ -26,7 +31,6 @@ if TYPE_CHECKING:
 
     from runtime.config import NodeConfig
     from tests.transport.conftest import Gateway
-    from transport._hub import Hub
     from transport._sse import SseStream
 
 pytestmark = pytest.mark.anyio
@@ -112,6 +116,108 @@ async def test_streams_joining_mid_run_get_every_event_once_in_order(
     assert sequence(texts[1]) == whole
     assert sequence(texts[2]) == await expected(gateway, run_id, after=head)
     assert hub.pages > 0
+    await no_hubs(gateway)
+
+
+def page_of(*seqs: int) -> tuple[EncodedEvent, ...]:
+    return tuple(EncodedEvent(seq, "echo", 0.0, b"id: %d\n\n" % seq) for seq in seqs)
+
+
+async def test_a_page_handed_out_across_turns_of_the_loop_skips_joiners_and_leavers(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Subscribers with their stream's task awake (not ``direct``) only get pages
+    # pending: the hub's bookkeeping, without sockets.
+    monkeypatch.setattr(transport._hub, "PUBLISH_SLICE", 1)
+    hub = Hub(uuid.uuid4(), 2, GatewayMetrics(), release=lambda: None)
+    subscribers = [Subscriber(2, 1 << 20, cast("SseStream", None)) for _ in range(4)]
+    for subscriber in subscribers:
+        hub.join(subscriber)
+    leaver = tuple(hub.subscribers)[-1]  # the last the page goes to
+    stayers = [s for s in subscribers if s is not leaver]
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(hub._publish, page_of(3, 4))
+        await anyio.lowlevel.checkpoint()  # the hub handed the page to one subscriber
+        joiner = Subscriber(2, 1 << 20, cast("SseStream", None))  # it read up to seq 2
+        hub.join(joiner)
+        hub.subscribers.discard(leaver)
+    assert [s.cursor for s in stayers] == [4, 4, 4]
+    assert all(s.pending and s.pending[0].block == b"id: 3\n\nid: 4\n\n" for s in stayers)
+    assert (leaver.cursor, leaver.pending) == (2, [])
+    # The joiner read only up to seq 2: it must read 3 and 4 from the log itself.
+    assert (joiner.cursor, joiner.pending) == (2, [])
+    live = [joiner.live]
+    hub.catch_up(joiner)
+    live.append(joiner.live)
+    joiner.cursor = 4  # its own read of the log reached the head
+    hub.catch_up(joiner)
+    live.append(joiner.live)
+    assert live == [False, False, True]
+    await hub._publish(page_of(5))
+    assert [c.block for c in joiner.pending] == [b"id: 5\n\n"]
+
+
+async def test_streams_joining_and_leaving_while_a_page_is_handed_out_miss_nothing(
+    gateway: Gateway, http: aiohttp.ClientSession, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A turn of the event loop after every two streams a page is handed to: streams
+    # join (from the start, and at the head) and leave in the middle of pages.
+    monkeypatch.setattr(transport._hub, "PUBLISH_SLICE", 2)
+    frames, first_wave = 8, 12
+    joiners = 3  # pairs of streams that join after each frame
+    run_id = await start(gateway, http, input={"frames": frames})
+    url = f"{gateway.url}/v1/runs/{run_id}/stream"
+    auth = gateway.auth("alice", "runs:read")
+    opened = [anyio.Event() for _ in range(first_wave)]
+    seen_frame = [anyio.Event() for _ in range(frames)]
+    heads: list[int] = [0] * frames
+    texts: list[tuple[int, str]] = []  # (cursor, body) of every stream that stayed
+
+    async def stream(cursor: int, *, leave_at: int | None = None, index: int = -1) -> None:
+        query = f"?cursor={cursor}" if cursor else ""
+        async with http.get(url + query, headers=auth) as response:
+            assert response.status == 200
+            if index >= 0:
+                opened[index].set()
+            if leave_at is not None:
+                await read_until(response, b'"i":%d' % leave_at, b"")
+                return  # the client goes away mid-run
+            texts.append((cursor, await response.text()))
+
+    async def watch() -> None:
+        async with http.get(url, headers=auth) as response:
+            seen = b""
+            for i in range(frames):
+                seen = await read_until(response, b'"i":%d' % i, seen)
+                heads[i] = max(int(b.id or 0) for b in events_of(parse_sse(seen.decode())))
+                seen_frame[i].set()
+            texts.append((0, seen.decode() + await response.text()))
+
+    with anyio.fail_after(90):
+        async with anyio.create_task_group() as tasks:
+            for index in range(first_wave):
+                leave_at = index % frames if index % 2 else None
+                tasks.start_soon(functools.partial(stream, 0, leave_at=leave_at, index=index))
+            tasks.start_soon(watch)
+            for event in opened:
+                await event.wait()
+
+            async def feed() -> None:
+                for i in range(frames):
+                    await frame(gateway, http, run_id, f"f{i}", payload={"i": i})
+
+            tasks.start_soon(feed)
+            for i in range(frames):
+                await seen_frame[i].wait()
+                for _ in range(joiners):  # one turn of the loop apart
+                    tasks.start_soon(stream, 0)  # from the start, through the log
+                    tasks.start_soon(stream, heads[i])  # at (or behind) the hub's head
+                    await anyio.lowlevel.checkpoint()
+    whole = await expected(gateway, run_id)
+    assert whole[-1][1] == "run.succeeded"
+    assert len(texts) == first_wave // 2 + 1 + 2 * joiners * frames
+    for cursor, text in texts:
+        assert sequence(text) == [e for e in whole if e[0] > cursor], cursor
     await no_hubs(gateway)
 
 

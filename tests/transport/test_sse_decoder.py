@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import re
 
 import pytest
 from hypothesis import given
@@ -88,3 +89,67 @@ def test_a_message_over_the_bound_is_refused() -> None:
 def test_bytes_that_are_not_utf8_are_refused() -> None:
     with pytest.raises(SSEProtocolError, match="not UTF-8"):
         decode([b"data: \xff\n\n"])
+
+
+def reference_decode(stream: bytes) -> list[ServerSentEvent]:
+    """The spec's algorithm, line by line, as plainly as it reads (no bounds)."""
+    out: list[ServerSentEvent] = []
+    event, data, last_id, retry = "", list[str](), None, None
+    for raw in re.split(rb"\r\n|\r|\n", stream)[:-1]:  # the last piece has no line end
+        line = raw.decode()
+        if not line:
+            if data or retry is not None:
+                out.append(
+                    ServerSentEvent(
+                        event or "message",
+                        "\n".join(data) if data else None,
+                        last_id,
+                        retry,
+                    )
+                )
+            event, data, retry = "", [], None
+            continue
+        if line.startswith(":"):
+            continue
+        name, _, value = line.partition(":")
+        value = value.removeprefix(" ")
+        if name == "data":
+            data.append(value)
+        elif name == "event":
+            event = value
+        elif name == "id" and "\x00" not in value:
+            last_id = value
+        elif name == "retry" and value.isascii() and value.isdigit():
+            retry = int(value)
+    return out
+
+
+_LINES = st.sampled_from(
+    [
+        b"",
+        b": hb",
+        b"data: x",
+        b"data:y",
+        b"data",
+        b"event: echo",
+        b"id: 4",
+        b"id: 5",
+        b"retry: 30",
+        b"retry: 3x",
+        b"other: z",
+        b'data: {"seq": 1}',
+    ]
+)
+
+
+@given(
+    st.lists(st.tuples(_LINES, st.sampled_from([b"\n", b"\r", b"\r\n"])), max_size=40),
+    st.lists(st.integers(min_value=0, max_value=400), max_size=10),
+)
+def test_any_stream_in_any_chunking_decodes_as_the_spec_reads_it(
+    lines: list[tuple[bytes, bytes]], cuts: list[int]
+) -> None:
+    stream = b"".join(line + end for line, end in lines)
+    bounds = sorted({0, len(stream), *(cut for cut in cuts if cut < len(stream))})
+    chunks = [stream[start:end] for start, end in itertools.pairwise(bounds)]
+    assert decode(chunks) == reference_decode(stream)
