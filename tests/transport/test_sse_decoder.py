@@ -81,6 +81,18 @@ def test_a_line_over_the_bound_is_refused_without_waiting_for_its_end() -> None:
         decoder.feed(b"x" * 20)
 
 
+@pytest.mark.parametrize(
+    "chunks",
+    [
+        [b"data: " + b"x" * 70 + b"\n\n"],  # whole in one chunk
+        [b"data: " + b"x" * 40, b"x" * 30 + b"\n\n"],  # ended by the chunk that passes it
+    ],
+)
+def test_a_complete_line_over_the_bound_is_refused(chunks: list[bytes]) -> None:
+    with pytest.raises(SSEProtocolError, match="longer than 64 bytes"):
+        decode(chunks, max_line=64)
+
+
 def test_a_message_over_the_bound_is_refused() -> None:
     with pytest.raises(SSEProtocolError, match="larger than 100 bytes"):
         decode([b"data: " + b"x" * 40 + b"\n"] * 3, max_message=100)
