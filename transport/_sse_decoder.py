@@ -133,7 +133,7 @@ class SSEDecoder:
             return None
         message = ServerSentEvent(
             self._event or "message",
-            (data[0] if len(data) == 1 else "\n".join(data)) if data else None,
+            "\n".join(data) if data else None,
             self._last_id,
             self._retry,
         )

@@ -173,12 +173,14 @@ async def test_streams_joining_and_leaving_while_a_page_is_handed_out_miss_nothi
     heads: list[int] = [0] * frames
     texts: list[tuple[int, str]] = []  # (cursor, body) of every stream that stayed
 
-    async def stream(cursor: int, *, leave_at: int | None = None, index: int = -1) -> None:
+    async def stream(
+        cursor: int, *, leave_at: int | None = None, opening: anyio.Event | None = None
+    ) -> None:
         query = f"?cursor={cursor}" if cursor else ""
         async with http.get(url + query, headers=auth) as response:
             assert response.status == 200
-            if index >= 0:
-                opened[index].set()
+            if opening is not None:
+                opening.set()
             if leave_at is not None:
                 await read_until(response, b'"i":%d' % leave_at, b"")
                 return  # the client goes away mid-run
@@ -195,9 +197,9 @@ async def test_streams_joining_and_leaving_while_a_page_is_handed_out_miss_nothi
 
     with anyio.fail_after(90):
         async with anyio.create_task_group() as tasks:
-            for index in range(first_wave):
+            for index, opening in enumerate(opened):
                 leave_at = index % frames if index % 2 else None
-                tasks.start_soon(functools.partial(stream, 0, leave_at=leave_at, index=index))
+                tasks.start_soon(functools.partial(stream, 0, leave_at=leave_at, opening=opening))
             tasks.start_soon(watch)
             for event in opened:
                 await event.wait()
